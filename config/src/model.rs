@@ -1,0 +1,442 @@
+//! The validated runtime configuration: what the rest of gatehouse reads.
+//!
+//! Every value here has been checked and has its default applied; cross references (route →
+//! upstream, tenant → identity provider) are known to resolve.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// A validated gatehouse configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `listen`: plain HTTP listener, a socket address (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// `tls-listen`: optional HTTPS listener (HTTP/1.1 and HTTP/2 via ALPN); when set,
+    /// `tls_cert` and `tls_key` are set too.
+    pub tls_listen: Option<String>,
+    /// `tls-cert`: PEM certificate chain of the TLS listener (the default certificate for SNI).
+    pub tls_cert: Option<PathBuf>,
+    /// `tls-key`: PEM private key of the TLS listener.
+    pub tls_key: Option<PathBuf>,
+    /// `admin-listen`: optional listener for `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: Option<String>,
+    /// `threads`: proxy worker threads (>= 1); `None` = number of CPUs.
+    pub threads: Option<usize>,
+    /// `trusted-proxies`: peers whose `X-Forwarded-*` / `X-Original-*` headers are believed; a
+    /// plain IP in the file is a /32 or /128 (default empty).
+    pub trusted_proxies: Vec<IpNet>,
+    /// `max-request-header-size`: request line + headers in bytes; larger -> 431 (default 32KiB).
+    pub max_request_header_size: u64,
+    /// `max-request-headers`: header count; more -> 431 (default 100).
+    pub max_request_headers: usize,
+    /// `grace-period`: on graceful shutdown/upgrade, how long to keep accepting and draining
+    /// before stopping (default 30s).
+    pub grace_period: Duration,
+    /// `graceful-shutdown-timeout`: after the grace period, how long in-flight requests get to
+    /// finish (default 10s).
+    pub graceful_shutdown_timeout: Duration,
+    /// `keepalive-timeout`: downstream idle keep-alive timeout (default 60s).
+    pub keepalive_timeout: Duration,
+    /// `upgrade-sock`: Unix socket for handing listeners to a new process on graceful upgrade
+    /// (default `/tmp/gatehouse_upgrade.sock`).
+    pub upgrade_sock: PathBuf,
+    /// `pid-file`: where the daemonized process writes its PID (default `/tmp/gatehouse.pid`).
+    pub pid_file: PathBuf,
+    /// `error-log`: optional file for the server's error log (default: stderr).
+    pub error_log: Option<PathBuf>,
+    /// `watch-config`: also reload when the config file changes, not only on SIGHUP (default
+    /// true).
+    pub watch_config: bool,
+    /// `session-store`: where browser sessions live (default: embedded memory store).
+    pub session_store: SessionStoreConfig,
+    /// `identity-providers`: OIDC providers, names unique, in file order.
+    pub identity_providers: Vec<IdentityProvider>,
+    /// `tenants`: at least one; names unique; no host claimed by two tenants.
+    pub tenants: Vec<Tenant>,
+}
+
+impl Config {
+    /// The identity provider called `name`.
+    pub fn identity_provider(&self, name: &str) -> Option<&IdentityProvider> {
+        self.identity_providers.iter().find(|p| p.name == name)
+    }
+
+    /// The tenant called `name`.
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+}
+
+/// Which kind of session store `session-store.url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    /// `memory://`: embedded, per instance.
+    Memory,
+    /// `redis://host:port[/db]`.
+    Redis,
+    /// `rediss://host:port[/db]`: Redis over TLS.
+    Rediss,
+    /// `redis-cluster://host1:port1,host2:port2,...`.
+    RedisCluster,
+    /// `rediss-cluster://host1:port1,...`: Redis Cluster over TLS.
+    RedissCluster,
+}
+
+/// What to do with a session when the session store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// `fail-closed` (default): refuse (401/503).
+    FailClosed,
+    /// `serve-cached`: trust the local cache until its TTL; never a session never validated.
+    ServeCached,
+}
+
+/// `session-store`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionStoreConfig {
+    /// `url`: `memory://` (default) | `redis://` | `rediss://` | `redis-cluster://` |
+    /// `rediss-cluster://` URL, as written.
+    pub url: String,
+    /// The kind of store, from the URL's scheme.
+    pub kind: SessionStoreKind,
+    /// `pool-size`: pooled connections per instance (default 8, >= 1).
+    pub pool_size: usize,
+    /// `key-prefix`: every Redis key starts with this (default `gatehouse:`).
+    pub key_prefix: String,
+    /// `timeout`: per Redis command (default 100ms).
+    pub timeout: Duration,
+    /// `local-cache-ttl`: a validated session is trusted this long without the store (default 5s).
+    pub local_cache_ttl: Duration,
+    /// `on-unavailable` (default fail-closed).
+    pub on_unavailable: OnUnavailable,
+}
+
+impl Default for SessionStoreConfig {
+    fn default() -> Self {
+        SessionStoreConfig {
+            url: "memory://".to_string(),
+            kind: SessionStoreKind::Memory,
+            pool_size: 8,
+            key_prefix: "gatehouse:".to_string(),
+            timeout: Duration::from_millis(100),
+            local_cache_ttl: Duration::from_secs(5),
+            on_unavailable: OnUnavailable::FailClosed,
+        }
+    }
+}
+
+/// A secret string (client secret). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A 32-byte cookie encryption key (decoded from base64). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CookieKey([u8; 32]);
+
+impl CookieKey {
+    /// Wraps raw key bytes.
+    pub fn new(bytes: [u8; 32]) -> CookieKey {
+        CookieKey(bytes)
+    }
+
+    /// The key bytes; never log them.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieKey(<redacted>)")
+    }
+}
+
+/// `token-endpoint-auth-method`: how the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuthMethod {
+    /// `client_secret_basic` (default): HTTP Basic with client id and secret.
+    ClientSecretBasic,
+    /// `client_secret_post`: id and secret in the form body.
+    ClientSecretPost,
+}
+
+/// One entry of `identity-providers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityProvider {
+    /// `name` (required, unique): what tenants' `identity-provider` refers to.
+    pub name: String,
+    /// `issuer` (required): http(s) URL; must equal the tokens' `iss`.
+    pub issuer: String,
+    /// `discovery-url`: resolved; default `issuer` + `/.well-known/openid-configuration`.
+    pub discovery_url: String,
+    /// `jwks-file`: optional static JWKS used instead of discovery for bearer validation.
+    pub jwks_file: Option<PathBuf>,
+    /// `client-id` (required).
+    pub client_id: String,
+    /// `client-secret`: optional (public/bearer-only clients have none).
+    pub client_secret: Option<Secret>,
+    /// `audiences`: a token must carry at least one (default `[client-id]`).
+    pub audiences: Vec<String>,
+    /// `algorithms`: JWS algorithm allowlist, e.g. `RS256` (default `[RS256]`); `none` and the
+    /// HMAC algorithms are refused.
+    pub algorithms: Vec<String>,
+    /// `leeway`: clock skew allowed for exp/nbf/iat (default 30s).
+    pub leeway: Duration,
+    /// `scopes`: requested in the login flow; includes `openid` (default
+    /// `[openid, email, profile]`).
+    pub scopes: Vec<String>,
+    /// `token-endpoint-auth-method` (default client_secret_basic).
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// `jwks-refresh-interval`: background JWKS refresh (default 10m).
+    pub jwks_refresh_interval: Duration,
+    /// `jwks-min-refetch-interval`: an unknown `kid` refetches at most this often (default 30s).
+    pub jwks_min_refetch_interval: Duration,
+}
+
+/// One entry of `tenants`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// `name` (required, unique; letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// `hosts` (required, non-empty): lowercased exact names or `*.suffix` wildcards, no port.
+    pub hosts: Vec<String>,
+    /// `identity-provider`: name of an entry of `identity-providers`.
+    pub identity_provider: Option<String>,
+    /// `enable-default-deny`: an unmatched path is refused (true, default) or proxied to the
+    /// default upstream with authentication required (false).
+    pub enable_default_deny: bool,
+    /// `enable-https-redirection`: plain-HTTP requests get a redirect to https (default false).
+    pub enable_https_redirection: bool,
+    /// `default-upstream`, resolved: the named upstream, else the first one. Always `Some` in a
+    /// validated config (a tenant needs at least one upstream).
+    pub default_upstream: Option<String>,
+    /// `upstreams` (at least one; names unique within the tenant).
+    pub upstreams: Vec<Upstream>,
+    /// `routes`, in file order (matching is by longest uri, not order).
+    pub routes: Vec<Route>,
+    /// `identity-headers`: (header name, claim path) in file order.
+    pub identity_headers: Vec<(String, String)>,
+    /// `forward-access-token`: keep `Authorization: Bearer` for the upstream (default false).
+    pub forward_access_token: bool,
+    /// `cors`: absent = no CORS handling.
+    pub cors: Option<Cors>,
+    /// The effective security headers: the defaults (X-Frame-Options, X-Content-Type-Options,
+    /// Strict-Transport-Security, Content-Security-Policy, Referrer-Policy, in that order) with
+    /// the file's values applied (`""` removes one), then the file's other headers in file order.
+    pub security_headers: Vec<(String, String)>,
+    /// `request-id-header` (default `X-Request-ID`).
+    pub request_id_header: String,
+    /// `login`: browser login flow; absent = no login redirects.
+    pub login: Option<Login>,
+    /// `cookie` (defaults apply when absent).
+    pub cookie: Cookie,
+    /// `tls-cert`: optional PEM certificate for this tenant's hosts (SNI); set with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls-key`: optional PEM key for this tenant's hosts; set with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Tenant {
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// Load-balancing algorithm of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// `round-robin` (default).
+    RoundRobin,
+    /// `consistent-hash`: Ketama on the client IP.
+    ConsistentHash,
+}
+
+/// One entry of a tenant's `upstreams`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// `name` (required, unique within the tenant).
+    pub name: String,
+    /// `targets` (required, non-empty): `host:port`, host an IP, `[IPv6]` or DNS name.
+    pub targets: Vec<String>,
+    /// `balance` (default round-robin).
+    pub balance: Balance,
+    /// `health-check` (default: TCP check every 5s).
+    pub health_check: HealthCheck,
+    /// `connect-timeout` (default 2s).
+    pub connect_timeout: Duration,
+    /// `read-timeout` (default 30s).
+    pub read_timeout: Duration,
+    /// `tls`: TLS to the upstream (default false).
+    pub tls: bool,
+    /// `sni`: TLS server name (default: the target's host).
+    pub sni: Option<String>,
+    /// `tls-verify`: verify the upstream's certificate and host name (default true).
+    pub tls_verify: bool,
+    /// `h2`: HTTP/2 to the upstream (ALPN with TLS, prior knowledge without) (default false).
+    pub h2: bool,
+}
+
+/// `health-check` of an upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// `path`: HTTP GET of this path (starts with `/`); `None` = TCP connect check.
+    pub path: Option<String>,
+    /// `interval` (default 5s).
+    pub interval: Duration,
+    /// `timeout` (default 1s).
+    pub timeout: Duration,
+    /// `healthy-threshold`: consecutive successes to become healthy (default 1).
+    pub healthy_threshold: usize,
+    /// `unhealthy-threshold`: consecutive failures to become unhealthy (default 1).
+    pub unhealthy_threshold: usize,
+    /// `expected-status`: the only healthy status; `None` = any 2xx/3xx.
+    pub expected_status: Option<u16>,
+    /// `host`: Host header of the HTTP check (default: decided by the gateway).
+    pub host: Option<String>,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            expected_status: None,
+            host: None,
+        }
+    }
+}
+
+/// One entry of a tenant's `routes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `name` (default: the uri).
+    pub name: String,
+    /// `uri` (required): normalized path starting with `/`; ending in `/*` = prefix match.
+    pub uri: String,
+    /// `methods`: uppercase HTTP methods; empty = any.
+    pub methods: Vec<String>,
+    /// `white-listed`: no authentication at all (default false).
+    pub white_listed: bool,
+    /// `roles`: any one of them (or all with `require_all`); `client:role` = client role.
+    pub roles: Vec<String>,
+    /// `groups`: any one of them, from the `groups` claim.
+    pub groups: Vec<String>,
+    /// `require-all`: every listed role and group is required (default false).
+    pub require_all: bool,
+    /// `match-claims`: (claim, regex) pairs in file order; all must match. Each compiles.
+    pub match_claims: Vec<(String, String)>,
+    /// `max-body-size`: larger request body -> 413 (default 10MiB).
+    pub max_body_size: u64,
+    /// `upstream`, resolved: the named upstream or the tenant's default upstream.
+    pub upstream: String,
+}
+
+impl Route {
+    /// Whether the uri ends in `/*` (matches the prefix and everything under it).
+    pub fn is_prefix(&self) -> bool {
+        self.uri.ends_with("/*")
+    }
+
+    /// The path to compare with: the uri without a trailing `*` (`/api/*` → `/api/`).
+    pub fn path(&self) -> &str {
+        self.uri.strip_suffix('*').unwrap_or(&self.uri)
+    }
+}
+
+/// `cors` of a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cors {
+    /// `origins` (required, non-empty): lowercased `scheme://host[:port]`, or `*` alone.
+    pub origins: Vec<String>,
+    /// `methods`: uppercase (default `[GET, HEAD, POST]`).
+    pub methods: Vec<String>,
+    /// `headers`: allowed request headers (default empty).
+    pub headers: Vec<String>,
+    /// `exposed-headers` (default empty).
+    pub exposed_headers: Vec<String>,
+    /// `credentials`: `Access-Control-Allow-Credentials: true` (default false; never with `*`).
+    pub credentials: bool,
+    /// `max-age`: preflight cache time; `None` = no `Access-Control-Max-Age`.
+    pub max_age: Option<Duration>,
+}
+
+/// `login` of a tenant (browser flow).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    /// `redirect-url` (required): absolute http(s) URL of `/oauth/callback`.
+    pub redirect_url: String,
+    /// `post-logout-redirect-url`: where the IdP sends the user after logout.
+    pub post_logout_redirect_url: Option<String>,
+    /// `allowed-redirect-hosts`: host patterns `?rd=` may send the user to (lowercased; default:
+    /// the tenant's hosts).
+    pub allowed_redirect_hosts: Vec<String>,
+    /// `refresh-before-expiry` (default 60s).
+    pub refresh_before_expiry: Duration,
+}
+
+/// `cookie.same-site`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `lax` (default).
+    Lax,
+    /// `strict`.
+    Strict,
+    /// `none` (requires `secure: true`).
+    None,
+}
+
+/// `cookie` of a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cookie {
+    /// `name` (default `gatehouse_session`).
+    pub name: String,
+    /// `domain` (default none: a host-only cookie).
+    pub domain: Option<String>,
+    /// `secure` (default true).
+    pub secure: bool,
+    /// `same-site` (default lax).
+    pub same_site: SameSite,
+    /// `encryption-key`: one key or a list (base64, 32 bytes each); the first encrypts, all
+    /// decrypt. Required when the tenant has `login`; empty otherwise when not given.
+    pub encryption_keys: Vec<CookieKey>,
+    /// `session-ttl` (default 8h).
+    pub session_ttl: Duration,
+}
+
+impl Default for Cookie {
+    fn default() -> Self {
+        Cookie {
+            name: "gatehouse_session".to_string(),
+            domain: None,
+            secure: true,
+            same_site: SameSite::Lax,
+            encryption_keys: Vec::new(),
+            session_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The per-request context carried between Pingora phases.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use gatehouse_policy::request_id::{new_request_id, RequestId};
+use gatehouse_policy::snapshot::{Denial, RouteRef};
+
+use crate::runtime::Runtime;
+
+/// What one request has learned so far. Created empty by `new_ctx`, filled by
+/// `early_request_filter`, read by the later phases.
+pub struct RequestCtx {
+    /// The runtime this request loaded once; a reload does not change it mid-request.
+    pub runtime: Option<Arc<Runtime>>,
+    /// Index of the tenant resolved from the Host, if any.
+    pub tenant: Option<usize>,
+    /// The matched route.
+    pub route: Option<RouteRef>,
+    /// The request ID: the client's (when valid) or a fresh one.
+    pub request_id: RequestIdValue,
+    /// The client's address (the TCP peer).
+    pub client_ip: Option<IpAddr>,
+    /// The TCP peer is in `trusted-proxies`.
+    pub trusted_peer: bool,
+    /// The request reached us over TLS.
+    pub tls: bool,
+    /// The client used HTTPS (TLS here, or `X-Forwarded-Proto: https` from a trusted proxy).
+    pub secure: bool,
+    /// Request body bytes allowed by the route (`max-body-size`).
+    pub body_limit: u64,
+    /// Request body bytes seen so far.
+    pub body_seen: u64,
+    /// Why the gateway answered the request itself, if it did.
+    pub denial: Option<Denial>,
+    /// When the request started (after its header was read).
+    pub started: Instant,
+}
+
+impl RequestCtx {
+    /// An empty context.
+    pub fn new() -> Self {
+        RequestCtx {
+            runtime: None,
+            tenant: None,
+            route: None,
+            request_id: RequestIdValue::Generated(new_request_id()),
+            client_ip: None,
+            trusted_peer: false,
+            tls: false,
+            secure: false,
+            body_limit: u64::MAX,
+            body_seen: 0,
+            denial: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A request ID: the client's own (already validated: 1-128 chars of `[A-Za-z0-9._-]`, kept as
+/// the received header value, no copy) or one the gateway generated.
+pub enum RequestIdValue {
+    /// Generated here.
+    Generated(RequestId),
+    /// The client's valid value.
+    Client(http::HeaderValue),
+}
+
+impl RequestIdValue {
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestIdValue::Generated(id) => id.as_str(),
+            // Validated as ASCII alphanumerics and `._-` before it was stored.
+            RequestIdValue::Client(v) => v.to_str().unwrap_or(""),
+        }
+    }
+}

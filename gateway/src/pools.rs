@@ -1,0 +1,321 @@
+//! Upstream pools: a pingora-load-balancing `LoadBalancer` per configured upstream (round robin
+//! or Ketama consistent hashing on the client IP), targets re-resolved by DNS, active health
+//! checks (HTTP path or TCP) run by [`HealthCheckService`], and the `HttpPeer` template
+//! (timeouts, keep-alive, TLS with SNI, HTTP/2) every request's peer is cloned from.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use gatehouse_config::{Balance, Upstream};
+use pingora::http::RequestHeader;
+use pingora::lb::discovery::ServiceDiscovery;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::runtime::SharedRuntime;
+
+/// How long an upstream connection may idle in the keep-alive pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Ketama: how many ring steps to try before giving up on finding a healthy target.
+const MAX_SELECT_ITERATIONS: usize = 256;
+/// DNS names in `targets` are re-resolved this often (IP literals never are).
+const DNS_REFRESH: Duration = Duration::from_secs(30);
+
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Consistent(LoadBalancer<Consistent>),
+}
+
+impl Balancer {
+    fn backends(&self) -> &Backends {
+        match self {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Consistent(lb) => lb.backends(),
+        }
+    }
+    async fn update(&self) -> pingora::Result<()> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.update().await,
+            Balancer::Consistent(lb) => lb.update().await,
+        }
+    }
+}
+
+/// One upstream pool.
+pub struct Pool {
+    /// The definition this pool was built from; a reload reuses the pool when it is unchanged.
+    pub definition: Upstream,
+    /// `tenant/upstream`, for logs and metrics.
+    pub label: String,
+    balancer: Balancer,
+    peer_template: HttpPeer,
+    has_dns_names: bool,
+    checked: AtomicBool,
+    next_check_ms: AtomicU64,
+    next_dns_ms: AtomicU64,
+    check_running: AtomicBool,
+}
+
+impl Pool {
+    /// Builds the pool and resolves its targets once (blocking DNS for names: call it at start
+    /// or from a blocking-safe context on reload).
+    pub fn new(tenant: &str, upstream: &Upstream) -> Result<Pool, String> {
+        let discovery = TargetDiscovery::resolve(&upstream.targets);
+        let has_dns_names = discovery.has_dns_names;
+        let mut backends = Backends::new(Box::new(discovery));
+        backends.set_health_check(health_check(upstream));
+        let balancer = match upstream.balance {
+            Balance::RoundRobin => Balancer::RoundRobin(LoadBalancer::from_backends(backends)),
+            Balance::ConsistentHash => Balancer::Consistent(LoadBalancer::from_backends(backends)),
+        };
+        // The first discovery answers from the blocking resolution above without awaiting.
+        use futures_util::FutureExt;
+        balancer
+            .update()
+            .now_or_never()
+            .ok_or("target discovery did not complete")?
+            .map_err(|e| e.to_string())?;
+        Ok(Pool {
+            definition: upstream.clone(),
+            label: format!("{tenant}/{}", upstream.name),
+            balancer,
+            peer_template: peer_template(upstream),
+            has_dns_names,
+            checked: AtomicBool::new(false),
+            next_check_ms: AtomicU64::new(0),
+            next_dns_ms: AtomicU64::new(DNS_REFRESH.as_millis() as u64),
+            check_running: AtomicBool::new(false),
+        })
+    }
+
+    /// A peer for this request: the next healthy target (round robin) or the client IP's
+    /// target on the hash ring; `None` when no target is healthy.
+    pub fn select(&self, client_key: &[u8]) -> Option<Box<HttpPeer>> {
+        let backend = match &self.balancer {
+            Balancer::RoundRobin(lb) => lb.select(b"", MAX_SELECT_ITERATIONS),
+            Balancer::Consistent(lb) => lb.select(client_key, MAX_SELECT_ITERATIONS),
+        }?;
+        let mut peer = Box::new(self.peer_template.clone());
+        peer._address = backend.addr;
+        Some(peer)
+    }
+
+    /// Targets currently passing health checks.
+    pub fn healthy_targets(&self) -> usize {
+        let backends = self.balancer.backends();
+        backends
+            .get_backend()
+            .iter()
+            .filter(|b| backends.ready(b))
+            .count()
+    }
+
+    /// Whether the first health check round has completed.
+    pub fn checked(&self) -> bool {
+        self.checked.load(Ordering::Acquire)
+    }
+
+    /// Runs discovery (when due) and one health check round if its interval has elapsed.
+    async fn tick(self: Arc<Self>, now_ms: u64) {
+        if self.check_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.has_dns_names && now_ms >= self.next_dns_ms.load(Ordering::Relaxed) {
+            self.next_dns_ms
+                .store(now_ms + DNS_REFRESH.as_millis() as u64, Ordering::Relaxed);
+            if let Err(e) = self.balancer.update().await {
+                tracing::warn!(pool = %self.label, error = %e, "target re-resolution failed; keeping the last targets");
+            }
+        }
+        if now_ms >= self.next_check_ms.load(Ordering::Relaxed) {
+            let interval = self.definition.health_check.interval.as_millis() as u64;
+            self.next_check_ms
+                .store(now_ms + interval, Ordering::Relaxed);
+            self.balancer.backends().run_health_check(true).await;
+            self.checked.store(true, Ordering::Release);
+        }
+        self.check_running.store(false, Ordering::Release);
+    }
+}
+
+fn peer_template(upstream: &Upstream) -> HttpPeer {
+    let sni = upstream.sni.clone().unwrap_or_else(|| {
+        upstream
+            .targets
+            .first()
+            .and_then(|t| {
+                t.rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            })
+            .unwrap_or_default()
+    });
+    let mut peer = HttpPeer::new("127.0.0.1:1", upstream.tls, sni);
+    peer.options.connection_timeout = Some(upstream.connect_timeout);
+    peer.options.read_timeout = Some(upstream.read_timeout);
+    peer.options.write_timeout = Some(upstream.read_timeout);
+    peer.options.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+    peer.options.verify_cert = upstream.tls_verify;
+    peer.options.verify_hostname = upstream.tls_verify;
+    if upstream.h2 {
+        // TLS: negotiate h2 by ALPN; plain text: h2c with prior knowledge.
+        peer.options.set_http_version(2, 2);
+    }
+    peer
+}
+
+fn health_check(upstream: &Upstream) -> Box<dyn HealthCheck + Send + Sync + 'static> {
+    let hc = &upstream.health_check;
+    match &hc.path {
+        None => {
+            let mut tcp = TcpHealthCheck::new();
+            tcp.consecutive_success = hc.healthy_threshold;
+            tcp.consecutive_failure = hc.unhealthy_threshold;
+            tcp.peer_template.options.connection_timeout = Some(hc.timeout);
+            tcp
+        }
+        Some(path) => {
+            let host = hc.host.clone().unwrap_or_else(|| "localhost".to_string());
+            let mut http = HttpHealthCheck::new(&host, upstream.tls);
+            http.consecutive_success = hc.healthy_threshold;
+            http.consecutive_failure = hc.unhealthy_threshold;
+            http.peer_template.options.connection_timeout = Some(hc.timeout);
+            http.peer_template.options.read_timeout = Some(hc.timeout);
+            http.peer_template.options.verify_cert = upstream.tls_verify;
+            http.peer_template.options.verify_hostname = upstream.tls_verify;
+            if let Some(sni) = &upstream.sni {
+                http.peer_template.sni = sni.clone();
+            }
+            let mut req = RequestHeader::build("GET", path.as_bytes(), None)
+                .expect("a validated health-check path builds a request");
+            req.append_header("Host", host.as_str())
+                .expect("a validated host is a header value");
+            req.append_header("User-Agent", "gatehouse-health-check")
+                .expect("static header value");
+            http.req = req;
+            let expected = hc.expected_status;
+            http.validator = Some(Box::new(move |resp| {
+                let status = resp.status.as_u16();
+                let ok = match expected {
+                    Some(code) => status == code,
+                    None => (200..400).contains(&status),
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    pingora::Error::e_explain(
+                        pingora::ErrorType::CustomCode("unexpected health-check status", status),
+                        "during http health check",
+                    )
+                }
+            }));
+            Box::new(http)
+        }
+    }
+}
+
+/// Static targets, with DNS names re-resolved on each discovery; a failed resolution keeps the
+/// last answer so a DNS blip never empties a pool.
+struct TargetDiscovery {
+    targets: Vec<String>,
+    has_dns_names: bool,
+    last: ArcSwap<BTreeSet<Backend>>,
+    seeded: AtomicBool,
+}
+
+impl TargetDiscovery {
+    fn resolve(targets: &[String]) -> TargetDiscovery {
+        let mut set = BTreeSet::new();
+        let mut has_dns_names = false;
+        for target in targets {
+            if let Ok(addr) = target.parse::<std::net::SocketAddr>() {
+                set.insert(backend(addr));
+                continue;
+            }
+            has_dns_names = true;
+            // A name that does not resolve yet (a Service not created yet) is not fatal: the
+            // pool starts without it and re-resolves every DNS_REFRESH.
+            match target.to_socket_addrs() {
+                Ok(addrs) => set.extend(addrs.map(backend)),
+                Err(e) => tracing::warn!(%target, error = %e, "target does not resolve yet"),
+            }
+        }
+        TargetDiscovery {
+            targets: targets.to_vec(),
+            has_dns_names,
+            last: ArcSwap::from_pointee(set),
+            seeded: AtomicBool::new(false),
+        }
+    }
+}
+
+fn backend(addr: std::net::SocketAddr) -> Backend {
+    Backend {
+        addr: PingoraAddr::Inet(addr),
+        weight: 1,
+        ext: Default::default(),
+    }
+}
+
+#[async_trait]
+impl ServiceDiscovery for TargetDiscovery {
+    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        if self.seeded.swap(true, Ordering::AcqRel) && self.has_dns_names {
+            let mut set = BTreeSet::new();
+            for target in &self.targets {
+                match tokio::net::lookup_host(target.as_str()).await {
+                    Ok(addrs) => set.extend(addrs.map(backend)),
+                    Err(e) => {
+                        tracing::warn!(%target, error = %e, "DNS resolution failed; keeping the last targets");
+                        return Ok(((**self.last.load()).clone(), HashMap::new()));
+                    }
+                }
+            }
+            self.last.store(Arc::new(set));
+        }
+        Ok(((**self.last.load()).clone(), HashMap::new()))
+    }
+}
+
+/// Runs every pool's health checks and DNS refreshes on their intervals, for whichever runtime
+/// is current (so pools added by a reload are checked without restarting anything).
+pub struct HealthCheckService {
+    pub runtime: SharedRuntime,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthCheckService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let epoch = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let now_ms = epoch.elapsed().as_millis() as u64;
+            let runtime = self.runtime.load_full();
+            for (t, tenant_pools) in runtime.pools.iter().enumerate() {
+                for (u, pool) in tenant_pools.iter().enumerate() {
+                    tokio::spawn(Arc::clone(pool).tick(now_ms));
+                    self.metrics.set_healthy_targets(
+                        &runtime.config.tenants[t].name,
+                        &runtime.config.tenants[t].upstreams[u].name,
+                        pool.healthy_targets(),
+                    );
+                }
+            }
+        }
+    }
+}

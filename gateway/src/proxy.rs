@@ -1,0 +1,463 @@
+//! The `ProxyHttp` phases. Each is thin: gather inputs from the session, call pure functions in
+//! `gatehouse_policy`, act on the result.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use gatehouse_policy::path::normalize_path;
+use gatehouse_policy::proxies::forwarded_for;
+use gatehouse_policy::request_id::{is_valid_request_id, new_request_id};
+use gatehouse_policy::snapshot::{Access, Denial};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::ctx::{RequestCtx, RequestIdValue};
+use crate::metrics::Metrics;
+use crate::responses;
+use crate::runtime::SharedRuntime;
+
+/// Headers only a trusted proxy may set; from anyone else they are dropped before the upstream
+/// sees the request (and never influence routing, which uses the request line only).
+const PROXY_ONLY_HEADERS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-original-url",
+    "x-original-method",
+    "x-rewrite-url",
+];
+
+/// The gateway's `ProxyHttp` implementation.
+pub struct Gateway {
+    /// The runtime in force; each request loads it once.
+    pub runtime: SharedRuntime,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// `https://host:PORT` suffix for HTTPS redirects ("" for 443 or no TLS listener).
+    pub https_port_suffix: String,
+    /// Downstream keep-alive idle timeout, seconds.
+    pub keepalive_secs: u64,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let runtime = self.runtime.load_full();
+        session.set_keepalive(Some(self.keepalive_secs));
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.trusted_peer = ctx
+            .client_ip
+            .is_some_and(|ip| runtime.policy.trusted_proxies.contains(ip));
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.secure = ctx.tls
+            || (ctx.trusted_peer
+                && session
+                    .get_header("x-forwarded-proto")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+        let req = session.req_header();
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
+        ctx.tenant = runtime.policy.tenant_for_host(host);
+        let id_header = match ctx.tenant {
+            Some(t) => &runtime.policy.tenant(t).request_id_header,
+            None => &runtime.policy.default_request_id_header,
+        };
+        ctx.request_id = match req.headers.get(id_header) {
+            Some(v) if is_valid_request_id(v.as_bytes()) => RequestIdValue::Client(v.clone()),
+            _ => RequestIdValue::Generated(new_request_id()),
+        };
+        ctx.runtime = Some(runtime);
+        self.metrics.in_flight.inc();
+        Ok(())
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let runtime = Arc::clone(ctx.runtime.as_ref().expect("set in early_request_filter"));
+        if let Some(denial) = self.admit(session, ctx, &runtime) {
+            responses::deny(session, ctx, denial).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_seen += chunk.len() as u64;
+            if ctx.body_seen > ctx.body_limit {
+                ctx.denial = Some(Denial::BodyTooLarge);
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body exceeds max-body-size",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let runtime = ctx.runtime.as_deref().expect("set in early_request_filter");
+        let (Some(tenant), Some(route)) = (ctx.tenant, ctx.route) else {
+            return Error::e_explain(ErrorType::InternalError, "no route decided");
+        };
+        let upstream = runtime.policy.tenant(tenant).route(route).upstream;
+        let pool = &runtime.pools[tenant][upstream];
+        let mut key = [0u8; 16];
+        let key: &[u8] = match ctx.client_ip {
+            Some(IpAddr::V4(ip)) => {
+                key[..4].copy_from_slice(&ip.octets());
+                &key[..4]
+            }
+            Some(IpAddr::V6(ip)) => {
+                key.copy_from_slice(&ip.octets());
+                &key[..]
+            }
+            None => &key[..0],
+        };
+        match pool.select(key) {
+            Some(peer) => Ok(peer),
+            None => {
+                ctx.denial = Some(Denial::NoHealthyUpstream);
+                Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream target")
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let runtime = ctx.runtime.as_deref().expect("set in early_request_filter");
+        strip_identity_headers(upstream_request);
+        if !ctx.trusted_peer {
+            for name in PROXY_ONLY_HEADERS {
+                upstream_request.remove_header(name);
+            }
+        }
+        if let Some(ip) = ctx.client_ip {
+            let existing = upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let xff = forwarded_for(existing, ip, ctx.trusted_peer);
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+        }
+        let keep_client_values = ctx.trusted_peer;
+        if !keep_client_values || !upstream_request.headers.contains_key("x-forwarded-proto") {
+            let proto = if ctx.tls { "https" } else { "http" };
+            upstream_request.insert_header("x-forwarded-proto", proto)?;
+        }
+        if !keep_client_values || !upstream_request.headers.contains_key("x-forwarded-host") {
+            let host = session.req_header().headers.get(HOST).cloned().or_else(|| {
+                session
+                    .req_header()
+                    .uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            });
+            match host {
+                Some(h) => upstream_request.insert_header("x-forwarded-host", h)?,
+                None => {
+                    upstream_request.remove_header("x-forwarded-host");
+                }
+            }
+        }
+        let id_header = match ctx.tenant {
+            Some(t) => &runtime.policy.tenant(t).request_id_header,
+            None => &runtime.policy.default_request_id_header,
+        };
+        upstream_request.insert_header(id_header.clone(), ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        responses::apply_common_headers(upstream_response, ctx);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            if ctx.runtime.is_none() {
+                ctx.runtime = Some(self.runtime.load_full());
+            }
+            if let Err(write_err) = responses::error_status(session, ctx, code).await {
+                tracing::debug!(error = %write_err, "failed to send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.runtime.is_none() {
+            return; // the request never got past header parsing
+        }
+        self.metrics.in_flight.dec();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let tenant = ctx
+            .tenant
+            .and_then(|t| {
+                ctx.runtime
+                    .as_deref()
+                    .map(|r| r.policy.tenant(t).name.as_str())
+            })
+            .unwrap_or("-");
+        self.metrics
+            .observe_request(tenant, status, ctx.started.elapsed());
+    }
+}
+
+impl Gateway {
+    /// Everything decided before proxying: limits, framing, tenant, path, route, body size,
+    /// access. `None` = proxy it.
+    fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        runtime: &crate::runtime::Runtime,
+    ) -> Option<Denial> {
+        let policy = &runtime.policy;
+        let req = session.req_header();
+        // Limits: header bytes and count.
+        let header_bytes = match session.as_downstream().as_http1() {
+            Some(h1) => h1.get_headers_raw_bytes().len(),
+            None => {
+                req.headers
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                    .sum::<usize>()
+                    + req.uri.to_string().len()
+            }
+        };
+        if header_bytes as u64 > policy.max_request_header_bytes {
+            return Some(Denial::HeadersTooLarge);
+        }
+        if req.headers.len() > policy.max_request_headers {
+            return Some(Denial::HeadersTooLarge);
+        }
+        // Framing: Pingora drops Content-Length when Transfer-Encoding is present; we refuse
+        // the pair outright (RFC 9112 6.1: a request with both is a smuggling attempt).
+        if req.headers.contains_key(TRANSFER_ENCODING) {
+            if let Some(h1) = session.as_downstream().as_http1() {
+                if has_header_line(&h1.get_headers_raw_bytes(), b"content-length") {
+                    return Some(Denial::AmbiguousFraming);
+                }
+            }
+        }
+        let Some(tenant_index) = ctx.tenant else {
+            return Some(Denial::UnknownHost);
+        };
+        let tenant = policy.tenant(tenant_index);
+        // Path: normalized before any decision; the upstream gets the normalized form.
+        let (raw_path, query) = split_target(req);
+        let path = match normalize_path(raw_path) {
+            Ok(p) => p,
+            Err(e) => return Some(Denial::BadPath(e)),
+        };
+        if tenant.https_redirect && !ctx.secure {
+            let host = req
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))
+                .unwrap_or("");
+            let host = strip_port(host);
+            let query = query
+                .map(|q| format!("?{}", String::from_utf8_lossy(q)))
+                .unwrap_or_default();
+            return Some(Denial::HttpsRequired {
+                location: format!("https://{host}{}{path}{query}", self.https_port_suffix),
+            });
+        }
+        let route_ref = tenant.lookup(&path, &req.method);
+        let route = tenant.route(route_ref);
+        ctx.route = Some(route_ref);
+        // Body size: refuse an over-long declared body before the upstream sees anything.
+        ctx.body_limit = route.max_body_size;
+        if let Some(len) = req
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            if len > route.max_body_size {
+                return Some(Denial::BodyTooLarge);
+            }
+        }
+        match route.access {
+            Access::Public => {}
+            // Authentication is not wired in yet: anything that needs an identity is refused.
+            Access::Authenticated | Access::DefaultDeny => return Some(Denial::Unauthenticated),
+        }
+        if let std::borrow::Cow::Owned(normalized) = path {
+            let mut target = normalized.into_bytes();
+            if let Some(q) = query {
+                target.push(b'?');
+                target.extend_from_slice(q);
+            }
+            if session.req_header_mut().set_raw_path(&target).is_err() {
+                return Some(Denial::BadPath(
+                    gatehouse_policy::path::PathError::NotAbsolute,
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// The path and query of the request target (origin-form, or the path of an absolute-form).
+fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
+    let raw = if req.uri.authority().is_some() {
+        req.uri
+            .path_and_query()
+            .map(|p| p.as_str().as_bytes())
+            .unwrap_or(b"/")
+    } else {
+        req.raw_path()
+    };
+    match raw.iter().position(|&b| b == b'?') {
+        Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+        None => (raw, None),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
+/// Whether the raw HTTP/1 header block has a field line named `name` (lowercase).
+fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && matches!(line[name.len()], b':' | b' ' | b'\t')
+    })
+}
+
+/// Removes every client-sent `X-Auth-*` header, including `_` spellings such as `X_Auth_User`:
+/// only the gateway sets identity headers.
+fn strip_identity_headers(req: &mut RequestHeader) {
+    let spoofed: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str().as_bytes();
+            n.len() > 7 && n[..6].eq_ignore_ascii_case(b"x-auth") && matches!(n[6], b'-' | b'_')
+                || n.len() > 7
+                    && n[..6].eq_ignore_ascii_case(b"x_auth")
+                    && matches!(n[6], b'-' | b'_')
+        })
+        .cloned()
+        .collect();
+    for name in spoofed {
+        req.remove_header(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_content_length_line_case_insensitively() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\ncontent-LENGTH: 5\r\n\r\n";
+        assert!(has_header_line(raw, b"content-length"));
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nX-Content-Length: 5\r\n\r\n";
+        assert!(!has_header_line(raw, b"content-length"));
+        let raw = b"POST /content-length: HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(!has_header_line(raw, b"content-length"));
+    }
+
+    #[test]
+    fn strips_identity_header_spellings() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-Auth-Subject", "evil").unwrap();
+        req.append_header("x_auth_userid", "evil").unwrap();
+        req.append_header("X-AUTH-ROLES", "admin").unwrap();
+        req.append_header("X-Authority", "keep").unwrap();
+        req.append_header("Accept", "*/*").unwrap();
+        strip_identity_headers(&mut req);
+        let mut names: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
+        names.sort();
+        assert_eq!(names, vec!["accept", "x-authority"]);
+    }
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(strip_port("demo.localhost:8080"), "demo.localhost");
+        assert_eq!(strip_port("demo.localhost"), "demo.localhost");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+    }
+}

@@ -1,0 +1,84 @@
+//! The compiled, immutable runtime a request reads once: the policy snapshot (hosts, routes,
+//! header sets), the upstream pools and the TLS certificates. A reload compiles a new one and
+//! swaps it in with `ArcSwap`; requests in flight keep the one they loaded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::Config;
+use gatehouse_policy::snapshot::Snapshot;
+
+use crate::pools::Pool;
+use crate::tls::CertStore;
+
+/// Everything a request needs, compiled from one config.
+pub struct Runtime {
+    /// The config this runtime was compiled from.
+    pub config: Arc<Config>,
+    /// Hosts, routes, header sets: pure policy.
+    pub policy: Snapshot,
+    /// `pools[tenant][upstream]`, indexed like the config's tenants and upstreams.
+    pub pools: Vec<Vec<Arc<Pool>>>,
+    /// Certificates by SNI name (empty without `tls-listen`).
+    pub certs: CertStore,
+}
+
+/// The shared handle to the runtime currently in force.
+pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
+
+impl Runtime {
+    /// Compiles `config`. Pools whose upstream definition is unchanged from `previous` are
+    /// reused (keeping their health state and idle connections); others are created fresh.
+    pub fn compile(config: Arc<Config>, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        let policy = Snapshot::compile(&config).map_err(|e| e.to_string())?;
+        let mut reusable: HashMap<(&str, &str), &Arc<Pool>> = HashMap::new();
+        if let Some(prev) = previous {
+            for (t, tenant) in prev.config.tenants.iter().enumerate() {
+                for (u, upstream) in tenant.upstreams.iter().enumerate() {
+                    reusable.insert((&tenant.name, &upstream.name), &prev.pools[t][u]);
+                }
+            }
+        }
+        let mut pools = Vec::with_capacity(config.tenants.len());
+        for tenant in &config.tenants {
+            let mut tenant_pools = Vec::with_capacity(tenant.upstreams.len());
+            for upstream in &tenant.upstreams {
+                let pool = match reusable.get(&(tenant.name.as_str(), upstream.name.as_str())) {
+                    Some(p) if p.definition == *upstream => Arc::clone(p),
+                    _ => Arc::new(Pool::new(&tenant.name, upstream).map_err(|e| {
+                        format!("tenant {}: upstream {}: {e}", tenant.name, upstream.name)
+                    })?),
+                };
+                tenant_pools.push(pool);
+            }
+            pools.push(tenant_pools);
+        }
+        let certs = CertStore::load(&config)?;
+        Ok(Runtime {
+            config,
+            policy,
+            pools,
+            certs,
+        })
+    }
+
+    /// Checks what `compile` would, without building pools (no DNS, no sockets): the policy
+    /// compiles and every certificate loads and matches its key. For `gatehouse check`.
+    pub fn validate(config: &Config) -> Result<(), String> {
+        Snapshot::compile(config).map_err(|e| e.to_string())?;
+        CertStore::load(config).map(|_| ())
+    }
+
+    /// Every pool, once.
+    pub fn all_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.pools.iter().flatten()
+    }
+
+    /// Pools that keep the gateway from being ready: not yet health-checked, or with no
+    /// healthy target. Ready = none.
+    pub fn unready_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
+        self.all_pools()
+            .filter(|p| !p.checked() || p.healthy_targets() == 0)
+    }
+}

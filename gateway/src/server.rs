@@ -1,0 +1,175 @@
+//! Builds and runs the Pingora server: the proxy service (HTTP and TLS listeners), the admin
+//! listener, the health-check and reload background services, and the embedded demo upstream.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::Config;
+use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::GenBackgroundService;
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
+use crate::metrics::Metrics;
+use crate::pools::HealthCheckService;
+use crate::proxy::Gateway;
+use crate::reload::ReloadService;
+use crate::runtime::Runtime;
+use crate::tls::SniCertificates;
+
+/// Loads the config (the file, or the embedded demo), prints every error and fails, or runs
+/// the server until it is told to stop.
+pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
+    init_tracing();
+    let config = match &path {
+        Some(p) => gatehouse_config::load(p),
+        None => gatehouse_config::parse(DEMO_CONFIG, "<embedded demo config>", &|name| {
+            std::env::var(name).ok()
+        }),
+    };
+    let config = match config {
+        Ok(c) => Arc::new(c),
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match Runtime::compile(Arc::clone(&config), None) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("config: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = Arc::new(ArcSwap::from_pointee(runtime));
+    let metrics = Arc::new(Metrics::new());
+    metrics.record_reload(true);
+
+    let opt = Opt {
+        upgrade,
+        daemon,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
+    server.bootstrap();
+
+    let gateway = Gateway {
+        runtime: Arc::clone(&runtime),
+        metrics: Arc::clone(&metrics),
+        https_port_suffix: https_port_suffix(&config),
+        keepalive_secs: config.keepalive_timeout.as_secs().max(1),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gateway,
+        "gatehouse proxy",
+    );
+    proxy.add_tcp(&config.listen);
+    if let Some(tls_listen) = &config.tls_listen {
+        let callbacks = Box::new(SniCertificates {
+            runtime: Arc::clone(&runtime),
+        });
+        let mut settings = match TlsSettings::with_callbacks(callbacks) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tls-listen: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        settings.enable_h2();
+        proxy.add_tls_with_settings(tls_listen, None, settings);
+    }
+    server.add_service(proxy);
+
+    if let Some(admin_listen) = &config.admin_listen {
+        let admin = Admin {
+            runtime: Arc::clone(&runtime),
+            metrics: Arc::clone(&metrics),
+        };
+        let mut admin = Service::new("gatehouse admin".to_string(), HttpServer::new_app(admin));
+        admin.add_tcp(admin_listen);
+        server.add_service(admin);
+    }
+    server.add_service(GenBackgroundService::new(
+        "gatehouse health checks".to_string(),
+        Arc::new(HealthCheckService {
+            runtime: Arc::clone(&runtime),
+            metrics: Arc::clone(&metrics),
+        }),
+    ));
+    server.add_service(GenBackgroundService::new(
+        "gatehouse reload".to_string(),
+        Arc::new(ReloadService {
+            watch: config.watch_config,
+            path: path.clone(),
+            runtime: Arc::clone(&runtime),
+            metrics: Arc::clone(&metrics),
+        }),
+    ));
+    if path.is_none() {
+        let mut demo = Service::new(
+            "gatehouse demo upstream".to_string(),
+            HttpServer::new_app(EchoUpstream),
+        );
+        demo.add_tcp(DEMO_UPSTREAM_ADDR);
+        server.add_service(demo);
+        let listen = &config.listen;
+        eprintln!("gatehouse: serving the embedded demo on http://{listen} (demo upstream on {DEMO_UPSTREAM_ADDR})");
+        eprintln!("  try: curl -i -H 'Host: demo.localhost' http://{listen}/public/hello");
+    }
+    tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "gatehouse starting");
+    server.run_forever()
+}
+
+fn server_conf(config: &Config) -> ServerConf {
+    ServerConf {
+        threads: config.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        grace_period_seconds: Some(config.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.graceful_shutdown_timeout.as_secs()),
+        upgrade_sock: config.upgrade_sock.to_string_lossy().into_owned(),
+        pid_file: config.pid_file.to_string_lossy().into_owned(),
+        error_log: config
+            .error_log
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        ..ServerConf::default()
+    }
+}
+
+/// `:8443` when the TLS listener is not on 443, so HTTPS redirects land on it.
+fn https_port_suffix(config: &Config) -> String {
+    config
+        .tls_listen
+        .as_deref()
+        .and_then(|l| l.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|&port| port != 443)
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default()
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,80 @@
+//! `gatehouse check` and `gatehouse version`, as a user runs them.
+
+mod support;
+
+use support::*;
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples")
+}
+
+#[test]
+fn check_accepts_every_shipped_example() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (code, out, err) = run_cli(
+                &["check", "--config", path.to_str().unwrap()],
+                &[
+                    ("OIDC_CLIENT_SECRET", "s3cret"),
+                    ("COOKIE_KEY", "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="),
+                ],
+            );
+            assert_eq!(code, 0, "{}: {out}{err}", path.display());
+            assert!(out.contains("OK:") && out.contains("tenant"), "{out}");
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "examples found: {n}");
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_and_key() {
+    let dir = TempDir::new("check");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:8080\ntenants:\n  - name: a\n    hosts: [a.localhost]\n    upstreams:\n      - name: app\n        targets: [\"127.0.0.1:1\"]\n        connect-timeout: 2 parsecs\n    routes:\n      - uri: /x\n        upstream: nope\n  - name: b\n    hosts: [A.localhost]\n    colour: blue\n    upstreams:\n      - name: app\n        targets: [\"127.0.0.1:1\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0, "{out}");
+    let file = path.display().to_string();
+    for needle in ["connect-timeout", "colour", "nope", "a.localhost"] {
+        assert!(err.contains(needle), "missing {needle} in:\n{err}");
+    }
+    assert!(
+        err.contains(&format!("{file}:8:")),
+        "line of the bad duration:\n{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:14:")),
+        "line of the unknown key:\n{err}"
+    );
+}
+
+#[test]
+fn check_names_an_unset_variable() {
+    let dir = TempDir::new("env");
+    let path = dir.path().join("env.yaml");
+    std::fs::write(
+        &path,
+        "tenants:\n  - name: a\n    hosts: [a.localhost]\n    upstreams:\n      - name: app\n        targets: [\"${GATEHOUSE_TEST_UNSET_TARGET}\"]\n",
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("GATEHOUSE_TEST_UNSET_TARGET"), "{err}");
+    assert!(err.contains(":6:"), "{err}");
+}
+
+#[test]
+fn version_prints_the_version() {
+    let (code, out, _) = run_cli(&["version"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("gatehouse {}", env!("CARGO_PKG_VERSION"))
+    );
+}

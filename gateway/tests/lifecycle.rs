@@ -1,0 +1,350 @@
+//! Process lifecycle through the real binary: hot reload (good and bad configs) under traffic,
+//! zero-downtime binary upgrade under traffic, graceful shutdown, and TLS with HTTP/2.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn config(p: &Ports, dir: &Path, target: &str, extra_route: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+threads: 2
+grace-period: 1s
+graceful-shutdown-timeout: 2s
+upgrade-sock: {dir}/upgrade.sock
+pid-file: {dir}/gatehouse.pid
+watch-config: false
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: app
+        targets: ["{target}"]
+        health-check: {{ path: /health, interval: 300ms }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+{extra_route}
+"#,
+        listen = p.listen,
+        admin = p.admin,
+        dir = dir.display(),
+    )
+}
+
+fn reload_count(gw: &Gateway, result: &str) -> u64 {
+    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    let key = format!("gatehouse_config_reload_total{{result=\"{result}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reload_swaps_good_configs_and_refuses_bad_ones_under_traffic() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let gw = Gateway::start("reload", |p, dir| config(p, dir, &a.target(), ""));
+    gw.wait_ready();
+    let p = Ports {
+        listen: gw.listen.port(),
+        admin: gw.admin.port(),
+        tls: 0,
+    };
+    let load = Load::start(gw.listen, "demo.localhost", "/public/load", 8, 5_000);
+
+    // Good config: new upstream and a new white-listed route.
+    std::fs::write(
+        &gw.config_path,
+        config(
+            &p,
+            gw.dir.path(),
+            &b.target(),
+            "      - uri: /new/*\n        white-listed: true\n",
+        ),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    assert_eventually!(
+        Duration::from_secs(10),
+        || gw.get("demo.localhost", "/new/x").status == 200,
+        "reloaded route serves"
+    );
+    assert_eventually!(
+        Duration::from_secs(5),
+        || gw.get("demo.localhost", "/public/x").header("x-upstream") == Some("b"),
+        "traffic moves to the new upstream"
+    );
+    assert_eq!(reload_count(&gw, "success"), 2, "start + one reload");
+
+    // Bad config: refused; the previous one keeps serving.
+    std::fs::write(
+        &gw.config_path,
+        "tenants:\n  - name: demo\n    hosts: [demo.localhost]\n    bogus-key: 1\n",
+    )
+    .unwrap();
+    gw.signal("HUP");
+    assert_eventually!(
+        Duration::from_secs(10),
+        || reload_count(&gw, "failure") == 1,
+        "bad reload counted"
+    );
+    assert!(
+        gw.log().contains("bogus-key"),
+        "the refusal names the key: {}",
+        gw.log()
+    );
+    assert_eq!(gw.get("demo.localhost", "/new/x").status, 200);
+    assert_eq!(
+        gw.get("demo.localhost", "/public/x").header("x-upstream"),
+        Some("b")
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let (statuses, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "failed requests during reloads: {errors:?}"
+    );
+    let total: usize = statuses.values().sum();
+    assert_eq!(
+        statuses.get(&200).copied().unwrap_or(0),
+        total,
+        "non-200 during reloads: {statuses:?}"
+    );
+    assert!(total > 50, "the load actually ran: {statuses:?}");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests() {
+    let app = Upstream::start("app");
+    let mut gw = Gateway::start("drain", |p, dir| config(p, dir, &app.target(), ""));
+    gw.wait_ready();
+    let load = Load::start(gw.listen, "demo.localhost", "/public/drain", 4, 2_000);
+    std::thread::sleep(Duration::from_millis(300));
+    gw.signal("TERM");
+    let exited = wait_until(Duration::from_secs(15), || {
+        matches!(gw.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "gatehouse did not stop on SIGTERM");
+    let (statuses, _errors) = load.finish();
+    // Connections refused after the listener closed are expected; responses must all be 200.
+    assert!(statuses.keys().all(|&s| s == 200), "{statuses:?}");
+    assert!(statuses.get(&200).copied().unwrap_or(0) > 10);
+}
+
+#[test]
+fn binary_upgrade_hands_over_listeners_without_failing_requests() {
+    let app = Upstream::start("app");
+    let gw = Gateway::start("upgrade", |p, dir| config(p, dir, &app.target(), ""));
+    gw.wait_ready();
+    let load = Load::start(gw.listen, "demo.localhost", "/public/up", 8, 10_000);
+    std::thread::sleep(Duration::from_millis(400));
+
+    // The new process waits for the sockets; SIGQUIT makes the old one hand them over and drain.
+    let log2 = gw.dir.path().join("gatehouse-new.log");
+    let mut new = spawn_gateway(&gw.config_path, &log2, true);
+    std::thread::sleep(Duration::from_millis(500));
+    let old_pid = gw.child.id();
+    gw.signal("QUIT");
+    let mut old = gw;
+    let old_exited = wait_until(Duration::from_secs(20), || {
+        matches!(old.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(old_exited, "the old process did not exit after the upgrade");
+    // The new one serves.
+    let r = get(old.listen, "demo.localhost", "/public/after", &[]).unwrap();
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let (statuses, errors) = load.finish();
+    let log_new = std::fs::read_to_string(&log2).unwrap_or_default();
+    assert!(
+        errors.is_empty(),
+        "requests failed during the upgrade: {errors:?}\nnew log:\n{log_new}"
+    );
+    let total: usize = statuses.values().sum();
+    assert_eq!(
+        statuses.get(&200).copied().unwrap_or(0),
+        total,
+        "{statuses:?}"
+    );
+    assert!(total > 100, "the load ran across the upgrade: {statuses:?}");
+    assert_ne!(new.id(), old_pid);
+    signal_pid(new.id(), "TERM");
+    let _ = wait_until(Duration::from_secs(10), || {
+        matches!(new.try_wait(), Ok(Some(_)))
+    });
+    let _ = new.kill();
+    let _ = new.wait();
+}
+
+fn make_cert(dir: &Path, name: &str, cn: &str) -> (String, String) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{cn},DNS:*.{cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert.display().to_string(), key.display().to_string())
+}
+
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tls_terminates_with_http2_sni_certificates_and_https_redirects() {
+    let app = Upstream::start("app");
+    let gw = Gateway::start("tls", |p, dir| {
+        let (cert, key) = make_cert(dir, "default", "demo.localhost");
+        let (other_cert, other_key) = make_cert(dir, "other", "other.localhost");
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+tls-listen: 127.0.0.1:{tls}
+tls-cert: {cert}
+tls-key: {key}
+admin-listen: 127.0.0.1:{admin}
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    enable-https-redirection: true
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    routes:
+      - uri: /*
+        white-listed: true
+  - name: other
+    hosts: [other.localhost]
+    tls-cert: {other_cert}
+    tls-key: {other_key}
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    routes:
+      - uri: /*
+        white-listed: true
+"#,
+            listen = p.listen,
+            tls = p.tls,
+            admin = p.admin,
+            app = app.target()
+        )
+    });
+    let tls = gw.tls.unwrap();
+    let port = tls.port();
+    let cacert = gw.dir.path().join("default.crt");
+    let resolve = format!("demo.localhost:{port}:127.0.0.1");
+    let url = format!("https://demo.localhost:{port}/h2/x?q=1");
+    let (out, err) = curl(&[
+        "-sS",
+        "--http2",
+        "--cacert",
+        cacert.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "-w",
+        "proto=%{http_version}\n",
+        &url,
+    ]);
+    assert!(
+        out.contains("proto=2"),
+        "HTTP/2 negotiated by ALPN: {out} {err}"
+    );
+    assert!(
+        out.to_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "HSTS over TLS: {out}"
+    );
+    assert!(out.to_lowercase().contains("x-upstream: app"), "{out}");
+    assert_eq!(
+        app.last().unwrap().header("x-forwarded-proto"),
+        Some("https")
+    );
+    assert_eq!(app.last().unwrap().target, "/h2/x?q=1");
+    // HTTP/1.1 still works on the same listener.
+    let (out, _) = curl(&[
+        "-sS",
+        "--http1.1",
+        "--cacert",
+        cacert.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        &url,
+    ]);
+    assert_eq!(out, "1.1");
+    // SNI: the other tenant's own certificate.
+    let other_ca = gw.dir.path().join("other.crt");
+    let resolve_other = format!("other.localhost:{port}:127.0.0.1");
+    let (out, err) = curl(&[
+        "-sS",
+        "--cacert",
+        other_ca.to_str().unwrap(),
+        "--resolve",
+        &resolve_other,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("https://other.localhost:{port}/"),
+    ]);
+    assert_eq!(out, "200", "{err}");
+    // TLS 1.0/1.1 refused.
+    let (out, _) = curl(&[
+        "-sS",
+        "-k",
+        "--tls-max",
+        "1.1",
+        "--resolve",
+        &resolve,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    assert_ne!(out, "200", "TLS 1.1 must be refused");
+    // Plain HTTP to a tenant with enable-https-redirection: 308 to the TLS port.
+    let r = gw.get("demo.localhost:8080", "/p/a?b=c");
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://demo.localhost:{port}/p/a?b=c").as_str())
+    );
+    // A tenant without it is served over plain HTTP.
+    assert_eq!(gw.get("other.localhost", "/x").status, 200);
+}

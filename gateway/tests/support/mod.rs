@@ -1,0 +1,653 @@
+//! Test support: real upstream servers on loopback, the real `gatehouse` binary started with a
+//! config written to a temporary folder, and a raw HTTP/1.1 client that shows exact bytes.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound then released; collisions are unlikely but retried by callers
+/// that wait for readiness).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// Asserts that `f` becomes true within `timeout`.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($timeout:expr, $f:expr, $($msg:tt)+) => {
+        assert!($crate::support::wait_until($timeout, $f), $($msg)+)
+    };
+}
+
+/// One request as an upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A real HTTP/1.1 upstream on a loopback port: keep-alive, Content-Length and chunked request
+/// bodies; answers 200 with `upstream: NAME` in a header and the body; `/health` answers 200
+/// (or 503 after `set_healthy(false)`). Records every request it sees.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Request lines (`METHOD target`) as soon as a request head arrives, complete or not.
+    pub heads: Arc<Mutex<Vec<String>>>,
+    pub hits: Arc<AtomicUsize>,
+    healthy: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    listener: Option<thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    /// Starts an upstream named `name` on a free port.
+    pub fn start(name: &str) -> Upstream {
+        Upstream::start_on(name, TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Starts an upstream on a given listener.
+    pub fn start_on(name: &str, listener: TcpListener) -> Upstream {
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(ConnState {
+            name: name.to_string(),
+            seen: seen.clone(),
+            heads: heads.clone(),
+            hits: hits.clone(),
+            healthy: healthy.clone(),
+            stop: stop.clone(),
+        });
+        let handle = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let shared = Arc::clone(&shared);
+                thread::spawn(move || serve_connection(conn, &shared));
+            }
+        });
+        Upstream {
+            name: name.to_string(),
+            addr,
+            seen,
+            heads,
+            hits,
+            healthy,
+            stop,
+            listener: Some(handle),
+        }
+    }
+
+    /// `host:port` for configs.
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Makes `/health` answer 503 (false) or 200 (true).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Requests seen so far (excluding health checks).
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The last request seen (excluding health checks).
+    pub fn last(&self) -> Option<Seen> {
+        self.seen.lock().unwrap().last().cloned()
+    }
+
+    /// Stops accepting and closes the listener (established connections close on their next request).
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(h) = self.listener.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What every connection of one upstream shares.
+struct ConnState {
+    name: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+    hits: Arc<AtomicUsize>,
+    healthy: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+fn serve_connection(conn: TcpStream, state: &ConnState) {
+    let ConnState {
+        name,
+        seen,
+        heads,
+        hits,
+        healthy,
+        stop,
+    } = state;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    loop {
+        let Some(req) = read_request(&mut reader, heads) else {
+            return;
+        };
+        if stop.load(Ordering::SeqCst) {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        let (status, body) = if req.target == "/health" {
+            if healthy.load(Ordering::SeqCst) {
+                (200, b"ok".to_vec())
+            } else {
+                (503, b"unhealthy".to_vec())
+            }
+        } else {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let body = format!("{name} {} {}", req.method, req.target).into_bytes();
+            seen.lock().unwrap().push(req.clone());
+            (200, body)
+        };
+        let head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nX-Upstream: {name}\r\nContent-Type: text/plain\r\n\r\n",
+            body.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>, heads: &Mutex<Vec<String>>) -> Option<Seen> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    if target != "/health" {
+        heads.lock().unwrap().push(format!("{method} {target}"));
+    }
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; n];
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes on a new connection and reads one response (HEAD-aware: pass `head`).
+pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(raw)?;
+    read_response(&mut BufReader::new(stream), false)
+}
+
+/// Reads one response from a buffered stream.
+pub fn read_response(reader: &mut impl BufRead, head: bool) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
+    }
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(&format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if head || status == 204 || status == 304 {
+    } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).map_err(|_| bad("bad chunk size"))?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; n];
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `GET path` with the given Host and extra headers, on a new connection.
+pub fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw_request(addr, raw.as_bytes())
+}
+
+/// A keep-alive client connection.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    /// Connects to `addr`.
+    pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Conn {
+            writer: s.try_clone()?,
+            reader: BufReader::new(s),
+        })
+    }
+
+    /// Sends `GET path` and reads the response, keeping the connection open.
+    pub fn get(&mut self, host: &str, path: &str) -> std::io::Result<Response> {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        self.writer.write_all(raw.as_bytes())?;
+        read_response(&mut self.reader, false)
+    }
+}
+
+/// The `gatehouse` binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+/// A temporary folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `gatehouse run` process; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// Ports and paths a test config is rendered with.
+pub struct Ports {
+    pub listen: u16,
+    pub admin: u16,
+    pub tls: u16,
+}
+
+impl Gateway {
+    /// Writes the config produced by `render` (given fresh ports and the temp dir) and starts
+    /// the gateway, waiting until its admin `/healthz` answers.
+    pub fn start(tag: &str, render: impl FnOnce(&Ports, &Path) -> String) -> Gateway {
+        let dir = TempDir::new(tag);
+        let ports = Ports {
+            listen: free_port(),
+            admin: free_port(),
+            tls: free_port(),
+        };
+        let config = render(&ports, dir.path());
+        let config_path = dir.path().join("gatehouse.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("gatehouse.log");
+        let child = spawn_gateway(&config_path, &log_path, false);
+        let gw = Gateway {
+            child,
+            listen: format!("127.0.0.1:{}", ports.listen).parse().unwrap(),
+            admin: format!("127.0.0.1:{}", ports.admin).parse().unwrap(),
+            tls: Some(format!("127.0.0.1:{}", ports.tls).parse().unwrap()),
+            dir,
+            config_path,
+            log_path,
+        };
+        gw.wait_healthy();
+        gw
+    }
+
+    /// Waits until the admin listener answers `/healthz` and the proxy port accepts.
+    pub fn wait_healthy(&self) {
+        let ok = wait_until(Duration::from_secs(20), || {
+            get(self.admin, "admin", "/healthz", &[]).is_ok_and(|r| r.status == 200)
+                && TcpStream::connect(self.listen).is_ok()
+        });
+        assert!(ok, "gatehouse did not become healthy; log:\n{}", self.log());
+    }
+
+    /// Waits until `/readyz` says ready.
+    pub fn wait_ready(&self) {
+        let ok = wait_until(Duration::from_secs(20), || {
+            get(self.admin, "admin", "/readyz", &[]).is_ok_and(|r| r.status == 200)
+        });
+        assert!(ok, "gatehouse did not become ready; log:\n{}", self.log());
+    }
+
+    /// The process's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `GET path` on the proxy listener.
+    pub fn get(&self, host: &str, path: &str) -> Response {
+        get(self.listen, host, path, &[])
+            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}\nlog:\n{}", self.log()))
+    }
+
+    /// `GET path` with extra headers.
+    pub fn get_with(&self, host: &str, path: &str, extra: &[(&str, &str)]) -> Response {
+        get(self.listen, host, path, extra)
+            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}\nlog:\n{}", self.log()))
+    }
+
+    /// Sends a signal by name (HUP, TERM, QUIT) to the process.
+    pub fn signal(&self, name: &str) {
+        signal_pid(self.child.id(), name);
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        signal_pid(self.child.id(), "TERM");
+        let stopped = wait_until(Duration::from_secs(5), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `gatehouse run --config path` with stderr to `log`.
+pub fn spawn_gateway(config: &Path, log: &Path, upgrade: bool) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut cmd = Command::new(binary());
+    cmd.arg("run").arg("--config").arg(config);
+    if upgrade {
+        cmd.arg("--upgrade");
+    }
+    cmd.env("GATEHOUSE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .expect("start gatehouse")
+}
+
+/// `kill -SIG pid`.
+pub fn signal_pid(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Runs `gatehouse ARGS...` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(binary());
+    // From the workspace root, as a user runs it (example configs use paths relative to it).
+    cmd.args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run gatehouse");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Counts responses by status from many concurrent workers until `stop` is set.
+pub struct Load {
+    pub stop: Arc<AtomicBool>,
+    pub statuses: Arc<Mutex<HashMap<u16, usize>>>,
+    pub errors: Arc<Mutex<Vec<String>>>,
+    handles: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `workers` threads sending `GET path` to `addr` with `host`, each on fresh or
+    /// keep-alive connections, at most `max_requests` each (bounded) until stopped.
+    pub fn start(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        workers: usize,
+        max_requests: usize,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let statuses = Arc::new(Mutex::new(HashMap::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        for w in 0..workers {
+            let (stop, statuses, errors) = (stop.clone(), statuses.clone(), errors.clone());
+            let (host, path) = (host.to_string(), path.to_string());
+            handles.push(thread::spawn(move || {
+                let mut conn: Option<Conn> = None;
+                for i in 0..max_requests {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // Alternate keep-alive and fresh connections across workers.
+                    let result = if w % 2 == 0 {
+                        get(addr, &host, &path, &[])
+                    } else {
+                        if conn.is_none() {
+                            conn = Conn::open(addr).ok();
+                        }
+                        match conn.as_mut().map(|c| c.get(&host, &path)) {
+                            Some(Ok(r)) => {
+                                if r.header("connection")
+                                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                                {
+                                    conn = None;
+                                }
+                                Ok(r)
+                            }
+                            // A keep-alive connection closed by the server between requests
+                            // (graceful shutdown of an old process) is retried on a new one,
+                            // as every HTTP client does for idempotent requests.
+                            Some(Err(_)) | None => {
+                                conn = None;
+                                get(addr, &host, &path, &[])
+                            }
+                        }
+                    };
+                    match result {
+                        Ok(r) => *statuses.lock().unwrap().entry(r.status).or_default() += 1,
+                        Err(e) => errors.lock().unwrap().push(format!("request {i}: {e}")),
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }));
+        }
+        Load {
+            stop,
+            statuses,
+            errors,
+            handles,
+        }
+    }
+
+    /// Stops the workers and returns (statuses, errors).
+    pub fn finish(self) -> (HashMap<u16, usize>, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.handles {
+            let _ = h.join();
+        }
+        let s = self.statuses.lock().unwrap().clone();
+        let e = self.errors.lock().unwrap().clone();
+        (s, e)
+    }
+}

@@ -1,0 +1,22 @@
+//! gatehouse policy: the pure, allocation-averse building blocks the gateway runs on every
+//! request.
+//!
+//! - [`path`]: request path normalization (percent-decoding, dot segments, refusals).
+//! - [`host`]: host table (exact names, IPv6 literals, `*.suffix` wildcards).
+//! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
+//! - [`request_id`]: request ID validation and cheap generation.
+//! - [`proxies`]: trusted proxy CIDRs and `X-Forwarded-For`.
+//! - [`snapshot`]: a validated config compiled into the per-request lookup structures, and the
+//!   [`snapshot::Denial`] reasons with their one status mapping.
+//!
+//! Nothing here does I/O, takes a lock or depends on the config file format (only [`snapshot`] reads the validated config types): the gateway
+//! compiles its config into these structures once per (re)load.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod host;
+pub mod path;
+pub mod proxies;
+pub mod request_id;
+pub mod routes;
+pub mod snapshot;
