@@ -348,3 +348,97 @@ tenants:
     // A tenant without it is served over plain HTTP.
     assert_eq!(gw.get("other.localhost", "/x").status, 200);
 }
+
+#[test]
+fn upstreams_over_tls_with_sni_and_http2() {
+    // The TLS upstream is a second gatehouse terminating TLS (h2 by ALPN) in front of a plain
+    // upstream; the gateway under test speaks TLS (and h2 where configured) to it.
+    let app = Upstream::start("app");
+    let edge = Gateway::start("tls-upstream", |p, dir| {
+        let (cert, key) = make_cert(dir, "up", "backend.localhost");
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+tls-listen: 127.0.0.1:{tls}
+tls-cert: {cert}
+tls-key: {key}
+admin-listen: 127.0.0.1:{admin}
+tenants:
+  - name: backend
+    hosts: [backend.localhost, demo.localhost]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    routes:
+      - uri: /*
+        white-listed: true
+"#,
+            listen = p.listen,
+            tls = p.tls,
+            admin = p.admin,
+            app = app.target()
+        )
+    });
+    let backend_tls = edge.tls.unwrap();
+    let front = Gateway::start("tls-front", |p, _| {
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: h1tls
+        targets: ["{backend}"]
+        tls: true
+        sni: backend.localhost
+        tls-verify: false
+      - name: h2tls
+        targets: ["{backend}"]
+        tls: true
+        h2: true
+        sni: backend.localhost
+        tls-verify: false
+      - name: verified
+        targets: ["{backend}"]
+        tls: true
+        sni: backend.localhost
+    routes:
+      - uri: /h1/*
+        white-listed: true
+        upstream: h1tls
+      - uri: /h2/*
+        white-listed: true
+        upstream: h2tls
+      - uri: /verified/*
+        white-listed: true
+        upstream: verified
+"#,
+            listen = p.listen,
+            admin = p.admin,
+            backend = backend_tls,
+        )
+    });
+    let r = front.get("demo.localhost", "/h1/x");
+    assert_eq!(
+        (r.status, r.header("x-upstream")),
+        (200, Some("app")),
+        "{r:?}"
+    );
+    let seen = app.last().unwrap();
+    assert_eq!(seen.target, "/h1/x");
+    // The edge saw a TLS client: it sets X-Forwarded-Proto https for its own upstream.
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    let r = front.get("demo.localhost", "/h2/y");
+    assert_eq!(
+        (r.status, r.header("x-upstream")),
+        (200, Some("app")),
+        "{r:?}"
+    );
+    assert_eq!(app.last().unwrap().target, "/h2/y");
+    // A self-signed upstream certificate fails verification unless tls-verify is off: 502.
+    let r = front.get("demo.localhost", "/verified/z");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.header("x-request-id").is_some());
+}

@@ -382,13 +382,19 @@ fn admin_endpoints_answer() {
     });
     gw.wait_ready();
     assert_eq!(gw.get("demo.localhost", "/public/m").status, 200);
-    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap();
+    // Requests are counted in the logging phase, just after the response is written.
+    let scrape = || get(gw.admin, "admin", "/metrics", &[]).unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        || scrape()
+            .text()
+            .contains("gatehouse_requests_total{status_class=\"2xx\",tenant=\"demo\"} 1"),
+        "request counted: {}",
+        scrape().text()
+    );
+    let m = scrape();
     assert_eq!(m.status, 200);
     let text = m.text();
-    assert!(
-        text.contains("gatehouse_requests_total{status_class=\"2xx\",tenant=\"demo\"}"),
-        "{text}"
-    );
     assert!(
         text.contains("gatehouse_upstream_healthy_targets{tenant=\"demo\",upstream=\"app\"} 1"),
         "{text}"

@@ -1,6 +1,7 @@
 //! gatehouse policy: the pure, allocation-averse building blocks the gateway runs on every
 //! request.
 //!
+//! - [`authz`]: route authorization requirements (roles, groups, claims) over an [`authz::Identity`].
 //! - [`path`]: request path normalization (percent-decoding, dot segments, refusals).
 //! - [`host`]: host table (exact names, IPv6 literals, `*.suffix` wildcards).
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod authz;
 pub mod host;
 pub mod path;
 pub mod proxies;

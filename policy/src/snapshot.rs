@@ -8,6 +8,7 @@ use std::fmt;
 use gatehouse_config::{Config, Route, Tenant};
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::authz::{Forbidden, Requirements};
 use crate::host::HostTable;
 use crate::path::PathError;
 use crate::proxies::TrustedProxies;
@@ -31,6 +32,8 @@ pub struct RoutePolicy {
     pub name: String,
     /// What the route demands.
     pub access: Access,
+    /// Roles, groups and claims an authenticated caller needs (empty for public routes).
+    pub requirements: Requirements,
     /// Index of the upstream in the tenant's `upstreams`.
     pub upstream: usize,
     /// Largest request body accepted, bytes.
@@ -97,6 +100,8 @@ pub struct TenantPolicy {
     pub request_id_header: HeaderName,
     /// `enable-https-redirection`: plain-HTTP requests get a redirect to HTTPS.
     pub https_redirect: bool,
+    /// The tenant's `identity-provider`, if any.
+    pub identity_provider: Option<String>,
 }
 
 impl TenantPolicy {
@@ -134,7 +139,15 @@ impl TenantPolicy {
             builder
                 .insert(&route.uri, methods, i)
                 .map_err(|e| err(format!("route {}: {e}", route.uri)))?;
+            let requirements = Requirements::new(
+                &route.roles,
+                &route.groups,
+                route.require_all,
+                &route.match_claims,
+            )
+            .map_err(|e| err(format!("route {}: match-claims: {e}", route.uri)))?;
             route_list.push(RoutePolicy {
+                requirements,
                 name: route.name.clone(),
                 access: if route.white_listed {
                     Access::Public
@@ -155,6 +168,7 @@ impl TenantPolicy {
             route_list,
             unmatched: RoutePolicy {
                 name: "unmatched".to_string(),
+                requirements: Requirements::default(),
                 access: if tenant.enable_default_deny {
                     Access::DefaultDeny
                 } else {
@@ -167,6 +181,7 @@ impl TenantPolicy {
             request_id_header: HeaderName::from_bytes(tenant.request_id_header.as_bytes())
                 .map_err(|_| err("request-id-header is not a valid header name".to_string()))?,
             https_redirect: tenant.enable_https_redirection,
+            identity_provider: tenant.identity_provider.clone(),
         })
     }
 }
@@ -268,6 +283,16 @@ pub enum Denial {
     BodyTooLarge,
     /// The route needs an identity and the request has none: 401.
     Unauthenticated,
+    /// A token was presented and refused (the reason is the verifier's): 401 with
+    /// `error="invalid_token"`.
+    InvalidToken {
+        /// Stable reason for logs and metrics (`expired`, `bad_signature`, ...).
+        reason: &'static str,
+        /// Short description for `error_description`; leaks nothing.
+        description: &'static str,
+    },
+    /// Authenticated, but the route's requirements are not met: 403.
+    Forbidden(Forbidden),
     /// `enable-https-redirection` and the request came over plain HTTP: 308 to `location`.
     HttpsRequired {
         /// The HTTPS URL of the same resource.
@@ -285,7 +310,8 @@ impl Denial {
             Denial::BadPath(_) | Denial::AmbiguousFraming => 400,
             Denial::HeadersTooLarge => 431,
             Denial::BodyTooLarge => 413,
-            Denial::Unauthenticated => 401,
+            Denial::Unauthenticated | Denial::InvalidToken { .. } => 401,
+            Denial::Forbidden(_) => 403,
             Denial::HttpsRequired { .. } => 308,
             Denial::NoHealthyUpstream => 503,
         }
@@ -300,6 +326,8 @@ impl Denial {
             Denial::AmbiguousFraming => "ambiguous_framing",
             Denial::BodyTooLarge => "body_too_large",
             Denial::Unauthenticated => "unauthenticated",
+            Denial::InvalidToken { reason, .. } => reason,
+            Denial::Forbidden(f) => f.reason(),
             Denial::HttpsRequired { .. } => "https_required",
             Denial::NoHealthyUpstream => "no_healthy_upstream",
         }
@@ -328,6 +356,14 @@ mod tests {
             (Denial::AmbiguousFraming, 400),
             (Denial::BodyTooLarge, 413),
             (Denial::Unauthenticated, 401),
+            (
+                Denial::InvalidToken {
+                    reason: "expired",
+                    description: "the token has expired",
+                },
+                401,
+            ),
+            (Denial::Forbidden(Forbidden::MissingRole), 403),
             (
                 Denial::HttpsRequired {
                     location: "https://a/".into(),

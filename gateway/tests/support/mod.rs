@@ -424,7 +424,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A running `gatehouse run` process; stopped (SIGTERM, then SIGKILL) on drop.
+/// A running `gatehouse run` process; stopped (SIGINT, then SIGKILL) on drop.
 pub struct Gateway {
     pub child: Child,
     pub listen: SocketAddr,
@@ -512,7 +512,8 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        signal_pid(self.child.id(), "TERM");
+        // SIGINT: Pingora's fast shutdown (SIGTERM would wait out the grace period).
+        signal_pid(self.child.id(), "INT");
         let stopped = wait_until(Duration::from_secs(5), || {
             matches!(self.child.try_wait(), Ok(Some(_)))
         });
