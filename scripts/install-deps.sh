@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing gatehouse needs on a fresh Debian machine: the C toolchain
-# pieces Pingora and its TLS backend build with (cmake, pkg-config, OpenSSL headers), and the
-# real programs the tests drive (curl, openssl). Safe to run again; installs only what is missing.
+# pieces Pingora, OpenSSL and aws-lc build with (cmake, pkg-config, OpenSSL headers), the real
+# programs the tests drive (curl, openssl, Node.js for the test OpenID provider) and the test
+# IdP's npm packages (testing/idp, from its lockfile). Safe to run again; installs only what is
+# missing.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libssl-dev curl openssl ca-certificates)
 missing=()
+# Node.js and npm: any install will do (some images ship npm inside their nodejs package, and
+# Debian's separate npm package would conflict with it).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -19,5 +25,12 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is not on PATH; install the Rust toolchain (rustup) first" >&2
   exit 1
+fi
+# The test OpenID provider (oidc-provider): reinstalled when its lockfile changes.
+idp="$(dirname "$0")/../testing/idp"
+if [ ! -f "$idp/node_modules/.package-lock.json" ] || ! cmp -s <(sed -n '/"packages"/,$p' "$idp/package-lock.json" | md5sum) "$idp/node_modules/.lock-md5" 2>/dev/null; then
+  echo "install-deps: npm ci in testing/idp"
+  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  sed -n '/"packages"/,$p' "$idp/package-lock.json" | md5sum > "$idp/node_modules/.lock-md5"
 fi
 echo "install-deps: ok"

@@ -501,6 +501,7 @@ fn identity_provider(
         token_endpoint_auth_method,
         jwks_refresh_interval,
         jwks_min_refetch_interval: dur(f.jwks_min_refetch_interval, Duration::from_secs(30)),
+        max_token_age: f.max_token_age.map(|d| d.0),
     })
 }
 
@@ -698,6 +699,7 @@ fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCtx<'_>) -> T
         routes,
         identity_headers,
         forward_access_token: flag(f.forward_access_token, false),
+        token_cookie: f.token_cookie,
         cors,
         security_headers,
         request_id_header,

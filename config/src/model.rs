@@ -212,6 +212,8 @@ pub struct IdentityProvider {
     pub jwks_refresh_interval: Duration,
     /// `jwks-min-refetch-interval`: an unknown `kid` refetches at most this often (default 30s).
     pub jwks_min_refetch_interval: Duration,
+    /// `max-token-age`: refuse tokens whose `auth_time` is older than this (default: no limit).
+    pub max_token_age: Option<Duration>,
 }
 
 /// One entry of `tenants`.
@@ -239,6 +241,9 @@ pub struct Tenant {
     pub identity_headers: Vec<(String, String)>,
     /// `forward-access-token`: keep `Authorization: Bearer` for the upstream (default false).
     pub forward_access_token: bool,
+    /// `token-cookie`: also accept the bearer token from this cookie (default: none, only the
+    /// `Authorization` header).
+    pub token_cookie: Option<String>,
     /// `cors`: absent = no CORS handling.
     pub cors: Option<Cors>,
     /// The effective security headers: the defaults (X-Frame-Options, X-Content-Type-Options,

@@ -248,6 +248,7 @@ pub(crate) struct FileIdentityProvider {
     pub token_endpoint_auth_method: Option<String>,
     pub jwks_refresh_interval: Option<Dur>,
     pub jwks_min_refetch_interval: Option<Dur>,
+    pub max_token_age: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +264,7 @@ pub(crate) struct FileTenant {
     pub routes: Option<Vec<FileRoute>>,
     pub identity_headers: Option<OrderedMap<Text>>,
     pub forward_access_token: Option<Flag>,
+    pub token_cookie: Option<String>,
     pub cors: Option<FileCors>,
     pub security_headers: Option<OrderedMap<Text>>,
     pub request_id_header: Option<String>,

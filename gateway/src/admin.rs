@@ -1,5 +1,6 @@
-//! The admin listener: `GET /healthz` (live), `/readyz` (config loaded and every pool has a
-//! healthy target after its first check), `/metrics` (Prometheus text).
+//! The admin listener: `GET /healthz` (live), `/readyz` (config loaded, every pool has a
+//! healthy target after its first check, every identity provider's keys fetched), `/metrics`
+//! (Prometheus text).
 
 use std::sync::Arc;
 
@@ -41,6 +42,11 @@ impl ServeHttp for Admin {
                 let unready: Vec<String> = runtime
                     .unready_pools()
                     .map(|p| format!("upstream {}: no healthy target\n", p.label))
+                    .chain(
+                        runtime
+                            .providers_without_keys()
+                            .map(|name| format!("identity provider {name}: no signing keys yet\n")),
+                    )
                     .collect();
                 if unready.is_empty() {
                     text(200, "text/plain", b"ready\n".to_vec())

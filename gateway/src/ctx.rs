@@ -32,6 +32,8 @@ pub struct RequestCtx {
     pub body_limit: u64,
     /// Request body bytes seen so far.
     pub body_seen: u64,
+    /// The verified claims of the caller, on routes that authenticate.
+    pub claims: Option<Arc<gatehouse_session::claims::Claims>>,
     /// Why the gateway answered the request itself, if it did.
     pub denial: Option<Denial>,
     /// When the request started (after its header was read).
@@ -52,6 +54,7 @@ impl RequestCtx {
             secure: false,
             body_limit: u64::MAX,
             body_seen: 0,
+            claims: None,
             denial: None,
             started: Instant::now(),
         }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod auth;
 mod ctx;
 mod demo;
 mod metrics;

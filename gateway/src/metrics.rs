@@ -25,6 +25,9 @@ pub struct Metrics {
     healthy_targets: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
+    auth_decisions: IntCounterVec,
+    jwks_refreshes: IntCounterVec,
+    token_cache_entries: IntGaugeVec,
 }
 
 const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -70,6 +73,30 @@ impl Metrics {
             "Unix time of the last successful config load",
         )
         .expect("valid metric");
+        let auth_decisions = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_auth_decisions_total",
+                "Authentication and authorization decisions on protected routes, by tenant, result and reason",
+            ),
+            &["tenant", "result", "reason"],
+        )
+        .expect("valid metric");
+        let jwks_refreshes = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_jwks_refresh_total",
+                "JWKS fetches by provider and result",
+            ),
+            &["provider", "result"],
+        )
+        .expect("valid metric");
+        let token_cache_entries = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_token_cache_entries",
+                "Verified tokens cached, by provider",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("gatehouse_build_info", "Build information"),
             &["version"],
@@ -85,6 +112,9 @@ impl Metrics {
             Box::new(healthy_targets.clone()),
             Box::new(reloads.clone()),
             Box::new(last_reload_success.clone()),
+            Box::new(auth_decisions.clone()),
+            Box::new(jwks_refreshes.clone()),
+            Box::new(token_cache_entries.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric registered once");
@@ -97,7 +127,32 @@ impl Metrics {
             healthy_targets,
             reloads,
             last_reload_success,
+            auth_decisions,
+            jwks_refreshes,
+            token_cache_entries,
         }
+    }
+
+    /// Records an authentication/authorization outcome (`allowed`, `unauthenticated`,
+    /// `forbidden`) with its static reason.
+    pub fn record_auth(&self, tenant: &str, result: &str, reason: &str) {
+        self.auth_decisions
+            .with_label_values(&[tenant, result, reason])
+            .inc();
+    }
+
+    /// Records a JWKS fetch.
+    pub fn record_jwks_refresh(&self, provider: &str, ok: bool) {
+        self.jwks_refreshes
+            .with_label_values(&[provider, if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// Publishes a provider's verified-token cache size.
+    pub fn set_token_cache_entries(&self, provider: &str, n: usize) {
+        self.token_cache_entries
+            .with_label_values(&[provider])
+            .set(n as i64);
     }
 
     /// Records one finished request.

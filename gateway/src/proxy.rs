@@ -6,16 +6,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gatehouse_policy::authz::Forbidden;
 use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::proxies::forwarded_for;
 use gatehouse_policy::request_id::{is_valid_request_id, new_request_id};
-use gatehouse_policy::snapshot::{Access, Denial};
+use gatehouse_policy::snapshot::{Access, Denial, RouteRef, TenantPolicy};
+use gatehouse_session::claims::Claims;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::auth::{bearer_token, ClaimsIdentity};
 use crate::ctx::{RequestCtx, RequestIdValue};
 use crate::metrics::Metrics;
 use crate::responses;
@@ -100,11 +103,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         let runtime = Arc::clone(ctx.runtime.as_ref().expect("set in early_request_filter"));
-        if let Some(denial) = self.admit(session, ctx, &runtime) {
-            responses::deny(session, ctx, denial).await?;
-            return Ok(true);
-        }
-        Ok(false)
+        let denial = match self.admit(session, ctx, &runtime) {
+            Admission::Proxy => return Ok(false),
+            Admission::Deny(denial) => denial,
+            Admission::Authenticate => match self.authenticate(session, ctx, &runtime).await {
+                Ok(()) => return Ok(false),
+                Err(denial) => denial,
+            },
+        };
+        responses::deny(session, ctx, denial).await?;
+        Ok(true)
     }
 
     async fn request_body_filter(
@@ -166,7 +174,25 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let runtime = ctx.runtime.as_deref().expect("set in early_request_filter");
-        strip_identity_headers(upstream_request);
+        let tenant = ctx.tenant.map(|t| runtime.policy.tenant(t));
+        let identity_headers = tenant
+            .map(|t| t.identity_headers.as_slice())
+            .unwrap_or_default();
+        strip_identity_headers(upstream_request, identity_headers);
+        if let Some(claims) = &ctx.claims {
+            for (name, path) in identity_headers {
+                // A claim that cannot be a header value (control characters) is left out.
+                if let Some(value) = claims
+                    .header_value(path)
+                    .and_then(|v| http::HeaderValue::from_str(&v).ok())
+                {
+                    upstream_request.insert_header(name.clone(), value)?;
+                }
+            }
+        }
+        if !tenant.is_some_and(|t| t.forward_access_token) {
+            upstream_request.remove_header(&http::header::AUTHORIZATION);
+        }
         if !ctx.trusted_peer {
             for name in PROXY_ONLY_HEADERS {
                 upstream_request.remove_header(name);
@@ -277,14 +303,14 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Everything decided before proxying: limits, framing, tenant, path, route, body size,
-    /// access. `None` = proxy it.
+    /// Everything decided before proxying that needs no I/O: limits, framing, tenant, path,
+    /// route, body size, and whether the route needs an identity.
     fn admit(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         runtime: &crate::runtime::Runtime,
-    ) -> Option<Denial> {
+    ) -> Admission {
         let policy = &runtime.policy;
         let req = session.req_header();
         // Limits: header bytes and count.
@@ -299,29 +325,29 @@ impl Gateway {
             }
         };
         if header_bytes as u64 > policy.max_request_header_bytes {
-            return Some(Denial::HeadersTooLarge);
+            return Admission::Deny(Denial::HeadersTooLarge);
         }
         if req.headers.len() > policy.max_request_headers {
-            return Some(Denial::HeadersTooLarge);
+            return Admission::Deny(Denial::HeadersTooLarge);
         }
         // Framing: Pingora drops Content-Length when Transfer-Encoding is present; we refuse
         // the pair outright (RFC 9112 6.1: a request with both is a smuggling attempt).
         if req.headers.contains_key(TRANSFER_ENCODING) {
             if let Some(h1) = session.as_downstream().as_http1() {
                 if has_header_line(&h1.get_headers_raw_bytes(), b"content-length") {
-                    return Some(Denial::AmbiguousFraming);
+                    return Admission::Deny(Denial::AmbiguousFraming);
                 }
             }
         }
         let Some(tenant_index) = ctx.tenant else {
-            return Some(Denial::UnknownHost);
+            return Admission::Deny(Denial::UnknownHost);
         };
         let tenant = policy.tenant(tenant_index);
         // Path: normalized before any decision; the upstream gets the normalized form.
         let (raw_path, query) = split_target(req);
         let path = match normalize_path(raw_path) {
             Ok(p) => p,
-            Err(e) => return Some(Denial::BadPath(e)),
+            Err(e) => return Admission::Deny(Denial::BadPath(e)),
         };
         if tenant.https_redirect && !ctx.secure {
             let host = req
@@ -334,7 +360,7 @@ impl Gateway {
             let query = query
                 .map(|q| format!("?{}", String::from_utf8_lossy(q)))
                 .unwrap_or_default();
-            return Some(Denial::HttpsRequired {
+            return Admission::Deny(Denial::HttpsRequired {
                 location: format!("https://{host}{}{path}{query}", self.https_port_suffix),
             });
         }
@@ -350,14 +376,13 @@ impl Gateway {
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
             if len > route.max_body_size {
-                return Some(Denial::BodyTooLarge);
+                return Admission::Deny(Denial::BodyTooLarge);
             }
         }
-        match route.access {
-            Access::Public => {}
-            // Authentication is not wired in yet: anything that needs an identity is refused.
-            Access::Authenticated | Access::DefaultDeny => return Some(Denial::Unauthenticated),
-        }
+        let admission = match route.access {
+            Access::Public => Admission::Proxy,
+            Access::Authenticated | Access::DefaultDeny => Admission::Authenticate,
+        };
         if let std::borrow::Cow::Owned(normalized) = path {
             let mut target = normalized.into_bytes();
             if let Some(q) = query {
@@ -365,13 +390,98 @@ impl Gateway {
                 target.extend_from_slice(q);
             }
             if session.req_header_mut().set_raw_path(&target).is_err() {
-                return Some(Denial::BadPath(
+                return Admission::Deny(Denial::BadPath(
                     gatehouse_policy::path::PathError::NotAbsolute,
                 ));
             }
         }
-        None
+        admission
     }
+
+    /// Authenticates the bearer token and authorizes the route: the only async step before
+    /// proxying (a verified-token cache hit does not await). Counts the outcome.
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        runtime: &crate::runtime::Runtime,
+    ) -> Result<(), Denial> {
+        let (Some(t), Some(route_ref)) = (ctx.tenant, ctx.route) else {
+            return Err(Denial::Unauthenticated);
+        };
+        let tenant = runtime.policy.tenant(t);
+        let result = verify_and_authorize(session, tenant, route_ref, runtime).await;
+        let (outcome, reason) = match &result {
+            Ok(_) => ("allowed", "ok"),
+            Err(d @ Denial::Forbidden(_)) => ("forbidden", d.reason()),
+            Err(d) => ("unauthenticated", d.reason()),
+        };
+        self.metrics.record_auth(&tenant.name, outcome, reason);
+        ctx.claims = Some(result?);
+        Ok(())
+    }
+}
+
+/// The bearer token checked against the tenant's identity provider, then the route's
+/// requirements checked against its claims.
+async fn verify_and_authorize(
+    session: &Session,
+    tenant: &TenantPolicy,
+    route_ref: RouteRef,
+    runtime: &crate::runtime::Runtime,
+) -> Result<Arc<Claims>, Denial> {
+    let token = match bearer_token(session.req_header(), tenant.token_cookie.as_deref()) {
+        Ok(Some(token)) => token,
+        Ok(None) => return Err(Denial::Unauthenticated),
+        Err(()) => {
+            return Err(Denial::InvalidToken {
+                reason: "malformed",
+                description: "the Authorization header is not a Bearer credential",
+            })
+        }
+    };
+    let Some(provider) = tenant
+        .identity_provider
+        .as_deref()
+        .and_then(|name| runtime.providers.get(name))
+    else {
+        tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
+        return Err(Denial::Unauthenticated);
+    };
+    let verifier = &provider.verifier;
+    let claims = match verifier.verify_cached(token) {
+        Some(claims) => claims,
+        None => verifier
+            .verify(token)
+            .await
+            .map_err(|e| Denial::InvalidToken {
+                reason: e.reason(),
+                description: e.description(),
+            })?,
+    };
+    let route = tenant.route(route_ref);
+    if route.access == Access::DefaultDeny {
+        return Err(Denial::Forbidden(Forbidden::NoRoute));
+    }
+    let identity = ClaimsIdentity {
+        claims: &claims,
+        client_id: verifier.client_id(),
+    };
+    route
+        .requirements
+        .check(&identity)
+        .map_err(Denial::Forbidden)?;
+    Ok(claims)
+}
+
+/// What [`Gateway::admit`] decided.
+enum Admission {
+    /// Proxy without authentication (a white-listed route).
+    Proxy,
+    /// Answer with this denial.
+    Deny(Denial),
+    /// The route needs an identity: authenticate, then authorize.
+    Authenticate,
 }
 
 /// The path and query of the request target (origin-form, or the path of an absolute-form).
@@ -406,19 +516,24 @@ fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
     })
 }
 
-/// Removes every client-sent `X-Auth-*` header, including `_` spellings such as `X_Auth_User`:
-/// only the gateway sets identity headers.
-fn strip_identity_headers(req: &mut RequestHeader) {
+/// Removes every client-sent identity header: any `X-Auth-*` and every configured identity
+/// header name, in any case and with `_` in place of `-` (`X_Auth_Userid`). Only the gateway
+/// sets identity headers.
+fn strip_identity_headers(req: &mut RequestHeader, configured: &[(http::HeaderName, String)]) {
+    // Same letter ignoring case, with '_' and '-' interchangeable.
+    let same =
+        |a: u8, b: u8| a.eq_ignore_ascii_case(&b) || matches!((a, b), (b'_', b'-') | (b'-', b'_'));
+    let is_identity = |name: &[u8]| {
+        (name.len() > 7 && name[..7].iter().zip(b"x-auth-").all(|(&a, &b)| same(a, b)))
+            || configured.iter().any(|(h, _)| {
+                let h = h.as_str().as_bytes();
+                h.len() == name.len() && h.iter().zip(name).all(|(&a, &b)| same(a, b))
+            })
+    };
     let spoofed: Vec<http::HeaderName> = req
         .headers
         .keys()
-        .filter(|name| {
-            let n = name.as_str().as_bytes();
-            n.len() > 7 && n[..6].eq_ignore_ascii_case(b"x-auth") && matches!(n[6], b'-' | b'_')
-                || n.len() > 7
-                    && n[..6].eq_ignore_ascii_case(b"x_auth")
-                    && matches!(n[6], b'-' | b'_')
-        })
+        .filter(|name| is_identity(name.as_str().as_bytes()))
         .cloned()
         .collect();
     for name in spoofed {
@@ -448,10 +563,16 @@ mod tests {
         req.append_header("X-AUTH-ROLES", "admin").unwrap();
         req.append_header("X-Authority", "keep").unwrap();
         req.append_header("Accept", "*/*").unwrap();
-        strip_identity_headers(&mut req);
+        req.append_header("x_user_email", "evil").unwrap();
+        req.append_header("X-User-Email-2", "keep").unwrap();
+        let configured = vec![(
+            http::HeaderName::from_static("x-user-email"),
+            "email".to_string(),
+        )];
+        strip_identity_headers(&mut req, &configured);
         let mut names: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
         names.sort();
-        assert_eq!(names, vec!["accept", "x-authority"]);
+        assert_eq!(names, vec!["accept", "x-authority", "x-user-email-2"]);
     }
 
     #[test]

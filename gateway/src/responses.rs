@@ -58,6 +58,20 @@ pub async fn deny(
                 .unwrap_or("gatehouse");
             resp.insert_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{realm}\""))?;
         }
+        Denial::InvalidToken { description, .. } => {
+            let realm = ctx
+                .tenant
+                .and_then(|t| {
+                    ctx.runtime
+                        .as_deref()
+                        .map(|r| r.policy.tenant(t).name.as_str())
+                })
+                .unwrap_or("gatehouse");
+            resp.insert_header(
+                WWW_AUTHENTICATE,
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""),
+            )?;
+        }
         Denial::HttpsRequired { location } => {
             resp.insert_header(LOCATION, location.as_str())?;
         }

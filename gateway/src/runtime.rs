@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use gatehouse_policy::snapshot::Snapshot;
 
+use crate::auth::Provider;
 use crate::pools::Pool;
 use crate::tls::CertStore;
 
@@ -22,6 +23,8 @@ pub struct Runtime {
     pub pools: Vec<Vec<Arc<Pool>>>,
     /// Certificates by SNI name (empty without `tls-listen`).
     pub certs: CertStore,
+    /// Identity providers by name.
+    pub providers: HashMap<String, Arc<Provider>>,
 }
 
 /// The shared handle to the runtime currently in force.
@@ -55,19 +58,46 @@ impl Runtime {
             pools.push(tenant_pools);
         }
         let certs = CertStore::load(&config)?;
+        let mut providers = HashMap::new();
+        for definition in &config.identity_providers {
+            let previous = previous.and_then(|p| p.providers.get(&definition.name));
+            let provider = match previous {
+                Some(p) if p.definition == *definition => Arc::clone(p),
+                _ => Arc::new(
+                    Provider::new(definition)
+                        .map_err(|e| format!("identity provider {}: {e}", definition.name))?,
+                ),
+            };
+            providers.insert(definition.name.clone(), provider);
+        }
         Ok(Runtime {
             config,
             policy,
             pools,
             certs,
+            providers,
         })
     }
 
     /// Checks what `compile` would, without building pools (no DNS, no sockets): the policy
-    /// compiles and every certificate loads and matches its key. For `gatehouse check`.
+    /// compiles, every certificate loads and matches its key, every `jwks-file` parses. For
+    /// `gatehouse check`.
     pub fn validate(config: &Config) -> Result<(), String> {
         Snapshot::compile(config).map_err(|e| e.to_string())?;
-        CertStore::load(config).map(|_| ())
+        CertStore::load(config)?;
+        for definition in &config.identity_providers {
+            Provider::new(definition)
+                .map_err(|e| format!("identity provider {}: {e}", definition.name))?;
+        }
+        Ok(())
+    }
+
+    /// Identity providers whose keys have not been fetched yet (not ready).
+    pub fn providers_without_keys(&self) -> impl Iterator<Item = &str> {
+        self.providers
+            .iter()
+            .filter(|(_, p)| !p.verifier.keys_loaded())
+            .map(|(name, _)| name.as_str())
     }
 
     /// Every pool, once.

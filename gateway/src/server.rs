@@ -15,6 +15,7 @@ use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::auth::KeyRefreshService;
 use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
 use crate::metrics::Metrics;
 use crate::pools::HealthCheckService;
@@ -99,6 +100,13 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     server.add_service(GenBackgroundService::new(
         "gatehouse health checks".to_string(),
         Arc::new(HealthCheckService {
+            runtime: Arc::clone(&runtime),
+            metrics: Arc::clone(&metrics),
+        }),
+    ));
+    server.add_service(GenBackgroundService::new(
+        "gatehouse identity provider keys".to_string(),
+        Arc::new(KeyRefreshService {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
         }),

@@ -34,6 +34,8 @@ pub enum Forbidden {
     MissingGroup,
     /// A `match-claims` entry did not match.
     ClaimMismatch,
+    /// No route matches and the tenant denies by default (authenticated or not).
+    NoRoute,
 }
 
 impl Forbidden {
@@ -43,6 +45,7 @@ impl Forbidden {
             Forbidden::MissingRole => "missing_role",
             Forbidden::MissingGroup => "missing_group",
             Forbidden::ClaimMismatch => "claim_mismatch",
+            Forbidden::NoRoute => "no_route",
         }
     }
 }

@@ -102,6 +102,12 @@ pub struct TenantPolicy {
     pub https_redirect: bool,
     /// The tenant's `identity-provider`, if any.
     pub identity_provider: Option<String>,
+    /// `identity-headers`: header name and the dotted claim path it is set from.
+    pub identity_headers: Vec<(HeaderName, String)>,
+    /// `forward-access-token`: keep the client's `Authorization` header for the upstream.
+    pub forward_access_token: bool,
+    /// `token-cookie`: a cookie that may carry the bearer token.
+    pub token_cookie: Option<String>,
 }
 
 impl TenantPolicy {
@@ -182,6 +188,21 @@ impl TenantPolicy {
                 .map_err(|_| err("request-id-header is not a valid header name".to_string()))?,
             https_redirect: tenant.enable_https_redirection,
             identity_provider: tenant.identity_provider.clone(),
+            identity_headers: tenant
+                .identity_headers
+                .iter()
+                .map(|(name, path)| {
+                    HeaderName::from_bytes(name.as_bytes())
+                        .map(|h| (h, path.clone()))
+                        .map_err(|_| {
+                            err(format!(
+                                "identity header {name:?} is not a valid header name"
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            forward_access_token: tenant.forward_access_token,
+            token_cookie: tenant.token_cookie.clone(),
         })
     }
 }

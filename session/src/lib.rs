@@ -1,6 +1,18 @@
 //! gatehouse sessions and tokens: bearer-token verification (OIDC discovery, JWKS, the
-//! verified-token cache), the OIDC code-flow client, cookies and session stores.
+//! verified-token cache) and the Keycloak claim helpers.
 //!
-//! Empty until the authentication issues land; the crate exists now so the workspace has its
-//! final shape and the gateway's dependency graph does not change when it fills in.
+//! The gateway builds a [`Providers`] from the config, runs [`Providers::run_refresh`] in the
+//! background and calls [`TokenVerifier::verify`] per request. This crate never imports
+//! pingora or the gateway.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod cache;
+pub mod claims;
+pub mod jwks;
+pub mod verifier;
+
+pub use cache::DEFAULT_CACHE_CAPACITY;
+pub use claims::Claims;
+pub use jwks::{JwksSource, KeySet};
+pub use verifier::{Providers, TokenError, TokenVerifier, MAX_TOKEN_BYTES};

@@ -2,6 +2,8 @@
 //! config written to a temporary folder, and a raw HTTP/1.1 client that shows exact bytes.
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,164 @@
+//! The real OpenID provider (`testing/idp`, the `oidc-provider` npm package with Keycloak-shaped
+//! claims) started on a loopback port, plus token helpers.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{free_port, raw_request, signal_pid, wait_until, TempDir};
+
+/// The IdP's folder in the repository.
+pub fn idp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testing/idp")
+}
+
+fn ensure_installed() {
+    assert!(
+        idp_dir().join("node_modules/oidc-provider").exists(),
+        "testing/idp has no node_modules: run ./scripts/install-deps.sh (it runs npm ci there)"
+    );
+}
+
+/// Writes a private JWKS (one key per algorithm) and its public half; returns the private path.
+pub fn make_keys(dir: &Path, name: &str, algs: &[&str]) -> PathBuf {
+    ensure_installed();
+    let out = dir.join(format!("{name}.json"));
+    let status = Command::new("node")
+        .arg(idp_dir().join("keys.mjs"))
+        .arg(&out)
+        .args(algs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("node runs");
+    assert!(status.success(), "keys.mjs failed");
+    out
+}
+
+/// A running IdP; stopped on drop.
+pub struct Idp {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// `http://127.0.0.1:PORT/realms/demo`.
+    pub issuer: String,
+    /// A folder for key files.
+    pub dir: TempDir,
+}
+
+impl Idp {
+    /// Starts the IdP on a free port, signing with the first key of `keys` (or a fresh RS256
+    /// key), with extra environment such as `IDP_ACCESS_TOKEN_TTL`.
+    pub fn start(keys: Option<&Path>, env: &[(&str, &str)]) -> Idp {
+        Idp::start_on(free_port(), keys, env, TempDir::new("idp"))
+    }
+
+    /// Starts the IdP on `port`.
+    pub fn start_on(port: u16, keys: Option<&Path>, env: &[(&str, &str)], dir: TempDir) -> Idp {
+        ensure_installed();
+        let mut cmd = Command::new("node");
+        cmd.arg(idp_dir().join("idp.mjs"))
+            .env("IDP_PORT", port.to_string())
+            .env("IDP_HOST", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(k) = keys {
+            cmd.env("IDP_KEYS", k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start node testing/idp/idp.mjs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(issuer) = line.strip_prefix("IDP READY ") {
+                    let _ = tx.send(issuer.to_string());
+                }
+            }
+        });
+        let issuer = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the IdP printed IDP READY within 30s");
+        Idp {
+            child,
+            port,
+            issuer,
+            dir,
+        }
+    }
+
+    fn post_form(&self, path: &str, body: &str) -> super::Response {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}",
+            port = self.port,
+            len = body.len()
+        );
+        raw_request(
+            format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            raw.as_bytes(),
+        )
+        .expect("IdP answers")
+    }
+
+    /// A client-credentials access token (JWT) for a service-account client
+    /// (`svc-admin`, `svc-user`, `svc-nobody`; the secret is `<client>-secret`).
+    pub fn token(&self, client: &str) -> String {
+        let body = format!(
+            "grant_type=client_credentials&client_id={client}&client_secret={client}-secret"
+        );
+        let r = self.post_form("/realms/demo/protocol/openid-connect/token", &body);
+        assert_eq!(r.status, 200, "token request for {client}: {}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// `/__test/stats`: token requests by grant type and JWKS fetches.
+    pub fn stats(&self) -> serde_json::Value {
+        let r = super::get(
+            format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            "127.0.0.1",
+            "/__test/stats",
+            &[],
+        )
+        .unwrap();
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// JWKS fetches so far.
+    pub fn jwks_fetches(&self) -> u64 {
+        let s = self.stats();
+        s["jwks"]
+            .as_u64()
+            .or_else(|| s["jwks_fetches"].as_u64())
+            .or_else(|| s["jwksFetches"].as_u64())
+            .unwrap_or_else(|| panic!("no JWKS counter in stats: {s}"))
+    }
+
+    /// Stops the IdP (SIGTERM, then SIGKILL).
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        signal_pid(self.child.id(), "TERM");
+        if !wait_until(Duration::from_secs(5), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,454 @@
+//! JSON Web Key Sets: where they come from ([`JwksSource`]) and the verification keys built
+//! from them ([`KeySet`]).
+//!
+//! Keys are parsed with `jsonwebtoken`'s JWK types and then turned ONCE, at load time, into
+//! `aws-lc-rs` [`ParsedPublicKey`]s, one per algorithm the key may verify. `jsonwebtoken`'s own
+//! `decode` rebuilds the public key from its components on every call; pre-parsing moves that
+//! cost from every cache miss to every JWKS fetch (the `tokens` bench shows both side by side).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+/// Largest discovery document or JWKS accepted over HTTP (1 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Timeout of every discovery / JWKS request (connect + response).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The algorithms a token may be signed with when the config allows them. `none` and the HMAC
+/// algorithms are never here: a public JWKS must not double as a shared secret.
+pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Parses a JWS `alg` name into one of [`ASYMMETRIC_ALGORITHMS`]; `none`, `HS*` and unknown
+/// names are `None`.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    ASYMMETRIC_ALGORITHMS
+        .iter()
+        .copied()
+        .find(|alg| algorithm_name(*alg) == name)
+}
+
+/// The JWS name of an algorithm (`RS256`, `EdDSA`, ...).
+pub fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // `Algorithm` is non_exhaustive; a future variant is simply never accepted.
+        _ => "unknown",
+    }
+}
+
+/// One usable verification key: its `kid` and a parsed public key per algorithm it may verify.
+struct VerifyKey {
+    kid: Option<String>,
+    by_alg: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl VerifyKey {
+    fn for_alg(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.by_alg
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, key)| key)
+    }
+}
+
+/// Why no key could be picked for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyMiss {
+    /// No key with this `kid` (or, without a `kid`, not exactly one key fits the algorithm).
+    UnknownKid,
+    /// A key has this `kid` but cannot verify this algorithm (wrong type, curve or stated alg).
+    WrongAlgorithm,
+}
+
+/// The verification keys of one JWKS, restricted to a provider's algorithm allowlist.
+///
+/// A JWK is kept when its `use` is absent or `sig`, its type and curve fit at least one allowed
+/// algorithm (RSA for RS*/PS*, EC P-256 for ES256, EC P-384 for ES384, OKP Ed25519 for
+/// EdDSA), its stated `alg` (if any) is that algorithm, and its key material parses. Other
+/// JWKs (encryption keys, symmetric keys, unknown types, malformed entries) are skipped, not
+/// fatal, so one odd key cannot take down verification for the whole provider.
+pub struct KeySet {
+    keys: Vec<VerifyKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("kids", &self.kids().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// Builds a key set from a JWKS document (`{"keys": [...]}`) for the allowed algorithms.
+    ///
+    /// Errors when the document is not JSON or has no `keys` array; individual unusable keys
+    /// are skipped (an empty result is not an error).
+    pub fn from_jwks_json(document: &[u8], allowed: &[Algorithm]) -> Result<KeySet, String> {
+        let doc: Value =
+            serde_json::from_slice(document).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let entries = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "JWKS has no \"keys\" array".to_string())?;
+        let mut keys = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
+                tracing::debug!("skipping a JWK that does not parse");
+                continue;
+            };
+            if let Some(key) = build_key(&jwk, allowed) {
+                keys.push(key);
+            }
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The `kid`s of the usable keys (keys without one are skipped).
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().filter_map(|k| k.kid.as_deref())
+    }
+
+    /// Picks the key for a token: by `kid`; without a `kid`, the only key that can verify
+    /// `alg` (if exactly one).
+    pub(crate) fn select(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<&ParsedPublicKey, KeyMiss> {
+        match kid {
+            Some(kid) => {
+                let mut seen = false;
+                for key in self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)) {
+                    seen = true;
+                    if let Some(parsed) = key.for_alg(alg) {
+                        return Ok(parsed);
+                    }
+                }
+                Err(if seen {
+                    KeyMiss::WrongAlgorithm
+                } else {
+                    KeyMiss::UnknownKid
+                })
+            }
+            None => {
+                let mut fitting = self.keys.iter().filter_map(|k| k.for_alg(alg));
+                match (fitting.next(), fitting.next()) {
+                    (Some(only), None) => Ok(only),
+                    _ => Err(KeyMiss::UnknownKid),
+                }
+            }
+        }
+    }
+}
+
+/// Whether a JWK's type and curve fit `alg`.
+fn key_fits(params: &AlgorithmParameters, alg: Algorithm) -> bool {
+    match params {
+        AlgorithmParameters::RSA(_) => matches!(
+            alg,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        ),
+        AlgorithmParameters::EllipticCurve(ec) => matches!(
+            (&ec.curve, alg),
+            (EllipticCurve::P256, Algorithm::ES256) | (EllipticCurve::P384, Algorithm::ES384)
+        ),
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            okp.curve == EllipticCurve::Ed25519 && alg == Algorithm::EdDSA
+        }
+        _ => false,
+    }
+}
+
+fn build_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(_) => return None,
+    }
+    let stated = match jwk.common.key_algorithm {
+        None => None,
+        // A stated alg that is not a signing algorithm we know (RSA-OAEP, HS256, ...) makes the
+        // key unusable for us rather than "any algorithm".
+        Some(ka) => Some(parse_algorithm(&ka.to_string())?),
+    };
+    let mut by_alg = Vec::new();
+    for &alg in allowed {
+        if stated.is_some_and(|s| s != alg) || !key_fits(&jwk.algorithm, alg) {
+            continue;
+        }
+        match parse_public_key(&jwk.algorithm, alg) {
+            Some(parsed) => by_alg.push((alg, parsed)),
+            None => {
+                tracing::debug!(kid = ?jwk.common.key_id, "skipping a JWK whose key does not parse");
+                return None;
+            }
+        }
+    }
+    if by_alg.is_empty() {
+        return None;
+    }
+    Some(VerifyKey {
+        kid: jwk.common.key_id.clone(),
+        by_alg,
+    })
+}
+
+fn b64url(s: &str) -> Option<Vec<u8>> {
+    crate::verifier::B64URL.decode(s).ok()
+}
+
+fn parse_public_key(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPublicKey> {
+    match params {
+        AlgorithmParameters::RSA(rsa) => {
+            let n = b64url(&rsa.n)?;
+            let e = b64url(&rsa.e)?;
+            let params: &'static sig::RsaParameters = match alg {
+                Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+                Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+                Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+                Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+                Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+                Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+                _ => return None,
+            };
+            // Leading zero octets are legal in a JWK's base64 but not in the components.
+            let n = strip_leading_zeros(&n);
+            let e = strip_leading_zeros(&e);
+            RsaPublicKeyComponents { n, e }
+                .to_parsed_public_key(params)
+                .ok()
+        }
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let (verify_alg, width): (&'static sig::EcdsaVerificationAlgorithm, usize) = match alg {
+                Algorithm::ES256 => (&sig::ECDSA_P256_SHA256_FIXED, 32),
+                Algorithm::ES384 => (&sig::ECDSA_P384_SHA384_FIXED, 48),
+                _ => return None,
+            };
+            let x = b64url(&ec.x)?;
+            let y = b64url(&ec.y)?;
+            if x.len() != width || y.len() != width {
+                return None;
+            }
+            let mut point = Vec::with_capacity(1 + 2 * width);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            ParsedPublicKey::new(verify_alg, point).ok()
+        }
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            let x = b64url(&okp.x)?;
+            if x.len() != 32 || alg != Algorithm::EdDSA {
+                return None;
+            }
+            ParsedPublicKey::new(&sig::ED25519, x).ok()
+        }
+        _ => None,
+    }
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    &bytes[first..]
+}
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `jwks-file`: a static JWKS read from disk (no network).
+    File(PathBuf),
+    /// OIDC discovery: GET the discovery document, check its `issuer`, GET its `jwks_uri`.
+    Discovery {
+        /// The discovery document's URL.
+        discovery_url: String,
+        /// The issuer the document must name exactly.
+        issuer: String,
+    },
+}
+
+impl JwksSource {
+    /// The source for a configured identity provider: its `jwks-file` if set, else discovery.
+    pub fn for_provider(provider: &gatehouse_config::IdentityProvider) -> JwksSource {
+        match &provider.jwks_file {
+            Some(path) => JwksSource::File(path.clone()),
+            None => JwksSource::Discovery {
+                discovery_url: provider.discovery_url.clone(),
+                issuer: provider.issuer.clone(),
+            },
+        }
+    }
+
+    /// Reads the JWKS file synchronously (for construction and reload, never on a request
+    /// path). `None` for a discovery source.
+    pub fn load_file_blocking(&self, allowed: &[Algorithm]) -> Option<Result<KeySet, String>> {
+        match self {
+            JwksSource::File(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read jwks-file {}: {e}", path.display()))
+                    .and_then(|bytes| {
+                        KeySet::from_jwks_json(&bytes, allowed)
+                            .map_err(|e| format!("jwks-file {}: {e}", path.display()))
+                    }),
+            ),
+            JwksSource::Discovery { .. } => None,
+        }
+    }
+
+    /// Runs OIDC discovery and returns the `jwks_uri` (an error for a file source, or when the
+    /// document's `issuer` differs from the configured one).
+    pub async fn discover(&self, client: &reqwest::Client) -> Result<String, String> {
+        let JwksSource::Discovery {
+            discovery_url,
+            issuer,
+        } = self
+        else {
+            return Err("a jwks-file source has no discovery".to_string());
+        };
+        let bytes = get_limited(client, discovery_url).await?;
+        let doc: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("discovery document {discovery_url} is not JSON: {e}"))?;
+        match doc.get("issuer").and_then(Value::as_str) {
+            Some(found) if found == issuer => {}
+            Some(found) => {
+                return Err(format!(
+                    "discovery document {discovery_url} names issuer {found:?}, expected {issuer:?}"
+                ))
+            }
+            None => return Err(format!("discovery document {discovery_url} has no issuer")),
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("discovery document {discovery_url} has no jwks_uri"))?;
+        if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+            return Err(format!("jwks_uri {jwks_uri:?} is not an http(s) URL"));
+        }
+        Ok(jwks_uri.to_string())
+    }
+}
+
+/// GETs `url` and returns its body, refusing non-2xx statuses and bodies over
+/// [`MAX_DOCUMENT_BYTES`].
+pub async fn get_limited(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let mut response = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: status {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(format!("GET {url}: body over {MAX_DOCUMENT_BYTES} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!("GET {url}: body over {MAX_DOCUMENT_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for alg in ASYMMETRIC_ALGORITHMS {
+            assert_eq!(parse_algorithm(algorithm_name(alg)), Some(alg));
+        }
+        for refused in ["none", "HS256", "HS384", "HS512", "rs256", ""] {
+            assert_eq!(parse_algorithm(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn odd_jwks_documents() {
+        assert!(KeySet::from_jwks_json(b"not json", &[Algorithm::RS256]).is_err());
+        assert!(KeySet::from_jwks_json(b"{}", &[Algorithm::RS256]).is_err());
+        let set = KeySet::from_jwks_json(
+            br#"{"keys":[
+                {"kty":"oct","k":"c2VjcmV0","kid":"hmac"},
+                {"kty":"RSA","n":"!!","e":"AQAB","kid":"badb64"},
+                {"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA","kid":"short"},
+                {"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"shorted"},
+                {"kty":"weird"},
+                42
+            ]}"#,
+            &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA],
+        )
+        .expect("document parses");
+        assert!(set.is_empty());
+        assert_eq!(
+            set.select(Some("hmac"), Algorithm::RS256).err(),
+            Some(KeyMiss::UnknownKid)
+        );
+        assert_eq!(
+            set.select(None, Algorithm::RS256).err(),
+            Some(KeyMiss::UnknownKid)
+        );
+    }
+
+    #[test]
+    fn leading_zeros() {
+        assert_eq!(strip_leading_zeros(&[0, 0, 1, 0]), &[1, 0]);
+        assert_eq!(strip_leading_zeros(&[0, 0]), &[0]);
+        assert_eq!(strip_leading_zeros(&[]), &[] as &[u8]);
+    }
+}

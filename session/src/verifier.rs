@@ -1,0 +1,648 @@
+//! Bearer-token verification: one [`TokenVerifier`] per identity provider, all of a config's
+//! providers in [`Providers`].
+//!
+//! A token is checked in this order, stopping at the first failure: size (16 KiB) and shape
+//! (three non-empty base64url parts) → header (`alg` allowlist; `none` and `HS*` always
+//! refused) → key by `kid` (an unknown `kid` triggers one single-flight, rate-limited JWKS
+//! refetch and one retry) → signature → payload JSON → `exp`, `nbf`, `iat` (with leeway) →
+//! `iss` → `aud` → `auth_time` (max token age). Only then are the claims parsed into
+//! [`Claims`] and cached until `exp`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwapOption, Guard};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cache::{TokenCache, DEFAULT_CACHE_CAPACITY};
+use crate::claims::{numeric_date, Claims};
+use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
+
+/// Tokens longer than this (bytes) are refused as malformed without being parsed.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// base64url without padding on output; padding tolerated on input.
+pub(crate) const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why a bearer token was refused. Each maps to a 401; the gateway turns it into a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a compact JWS: wrong number of parts, bad base64url, non-JSON header or payload,
+    /// missing `alg` or `exp`, a `crit` header, or over [`MAX_TOKEN_BYTES`].
+    Malformed,
+    /// `alg` is not in the provider's allowlist, or is `none` / `HS*` (always refused), or the
+    /// key named by `kid` cannot verify that algorithm.
+    UnsupportedAlgorithm,
+    /// No key has the token's `kid` (after at most one refetch).
+    UnknownKid,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp + leeway <= now`.
+    Expired,
+    /// `nbf - leeway > now` or `iat - leeway > now`.
+    NotYetValid,
+    /// `iss` differs from the provider's issuer.
+    WrongIssuer,
+    /// No `aud` value is one of the provider's audiences.
+    WrongAudience,
+    /// `auth_time` is older than the max token age (or missing when one is set).
+    TooOld,
+    /// No JWKS has been loaded yet for the provider.
+    KeysUnavailable,
+}
+
+impl TokenError {
+    /// A stable snake_case reason, for logs and metric labels (bounded set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::UnsupportedAlgorithm => "unsupported_alg",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::TooOld => "too_old",
+            TokenError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    /// A short client-safe description (no token contents, no key ids, no issuer).
+    pub fn description(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "the token is malformed",
+            TokenError::UnsupportedAlgorithm => "the token's signing algorithm is not accepted",
+            TokenError::UnknownKid => "the token was signed with an unknown key",
+            TokenError::BadSignature => "the token's signature is invalid",
+            TokenError::Expired => "the token has expired",
+            TokenError::NotYetValid => "the token is not valid yet",
+            TokenError::WrongIssuer => "the token was issued by another issuer",
+            TokenError::WrongAudience => "the token is not meant for this audience",
+            TokenError::TooOld => "the authentication is too old",
+            TokenError::KeysUnavailable => "the signing keys are not available yet",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// The parts of a compact JWS, header decoded.
+struct Parts<'a> {
+    alg: Algorithm,
+    kid: Option<String>,
+    /// `header.payload`, the signed bytes.
+    signing_input: &'a [u8],
+    payload_b64: &'a str,
+    signature: Vec<u8>,
+}
+
+fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed);
+    }
+    let mut it = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(TokenError::Malformed);
+    };
+    if h.is_empty() || p.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    let header_bytes = B64URL.decode(h).map_err(|_| TokenError::Malformed)?;
+    let header: RawHeader =
+        serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Malformed)?;
+    if header.crit.is_some() {
+        // We understand no JWS extensions, and RFC 7515 says a `crit` we do not know must fail.
+        return Err(TokenError::Malformed);
+    }
+    let alg = header.alg.ok_or(TokenError::Malformed)?;
+    // Checked before the signature's shape so an unsigned `alg: none` token ("h.p.") is
+    // reported as the algorithm problem it is.
+    let alg = jwks::parse_algorithm(&alg).ok_or(TokenError::UnsupportedAlgorithm)?;
+    if s.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    let signature = B64URL.decode(s).map_err(|_| TokenError::Malformed)?;
+    Ok(Parts {
+        alg,
+        kid: header.kid,
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
+        payload_b64: p,
+        signature,
+    })
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Verifies bearer tokens of one identity provider and caches the verified ones.
+///
+/// Keys come from the provider's `jwks-file` (read at construction and on
+/// [`refresh_keys`](Self::refresh_keys)) or from OIDC discovery (fetched by
+/// [`refresh_keys`](Self::refresh_keys), normally driven by [`Providers::run_refresh`], and on
+/// an unknown `kid`).
+pub struct TokenVerifier {
+    name: String,
+    issuer: String,
+    client_id: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    max_token_age: Option<u64>,
+    source: JwksSource,
+    http: reqwest::Client,
+    /// `jwks_uri` from the last successful discovery, so an unknown-kid refetch is one GET.
+    jwks_uri: ArcSwapOption<String>,
+    keys: ArcSwapOption<KeySet>,
+    /// Bumped after every key-set swap; lets a waiter see that someone else refetched.
+    generation: AtomicU64,
+    /// Held across an unknown-kid refetch (single flight); holds when the last one started.
+    refetch: tokio::sync::Mutex<Option<Instant>>,
+    min_refetch_interval: Duration,
+    refresh_interval: Duration,
+    cache: TokenCache,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("source", &self.source)
+            .field("keys_loaded", &self.keys_loaded())
+            .field("cache_len", &self.cache_len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// Builds the verifier of `provider` with a verified-token cache of at most
+    /// `cache_capacity` entries (0 disables caching; [`Providers`] callers commonly pass
+    /// 100_000). With `jwks-file` the file is read and parsed here (synchronously: this runs at
+    /// start and reload, not per request) and an unreadable file is an error. The provider's
+    /// `max-token-age`, if set, applies as with [`with_max_token_age`](Self::with_max_token_age).
+    ///
+    /// Errors on an algorithm outside [`jwks::ASYMMETRIC_ALGORITHMS`] (so `none`/`HS*` in the
+    /// config are refused here too) or an HTTP client that cannot be built.
+    pub fn new(
+        provider: &gatehouse_config::IdentityProvider,
+        cache_capacity: usize,
+    ) -> Result<Self, String> {
+        let mut algorithms = Vec::new();
+        for name in &provider.algorithms {
+            let alg = jwks::parse_algorithm(name).ok_or_else(|| {
+                format!(
+                    "identity provider {}: algorithm {name:?} is not accepted",
+                    provider.name
+                )
+            })?;
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms.push(Algorithm::RS256);
+        }
+        let audiences = if provider.audiences.is_empty() {
+            vec![provider.client_id.clone()]
+        } else {
+            provider.audiences.clone()
+        };
+        let http = reqwest::Client::builder()
+            .timeout(jwks::FETCH_TIMEOUT)
+            .connect_timeout(jwks::FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| format!("identity provider {}: HTTP client: {e}", provider.name))?;
+        let source = JwksSource::for_provider(provider);
+        let keys = match source.load_file_blocking(&algorithms) {
+            Some(loaded) => {
+                Some(Arc::new(loaded.map_err(|e| {
+                    format!("identity provider {}: {e}", provider.name)
+                })?))
+            }
+            None => None,
+        };
+        Ok(TokenVerifier {
+            name: provider.name.clone(),
+            issuer: provider.issuer.clone(),
+            client_id: provider.client_id.clone(),
+            audiences,
+            algorithms,
+            leeway: provider.leeway.as_secs(),
+            max_token_age: provider.max_token_age.map(|age| age.as_secs()),
+            source,
+            http,
+            jwks_uri: ArcSwapOption::empty(),
+            keys: ArcSwapOption::new(keys),
+            generation: AtomicU64::new(0),
+            refetch: tokio::sync::Mutex::new(None),
+            min_refetch_interval: provider.jwks_min_refetch_interval,
+            refresh_interval: provider.jwks_refresh_interval,
+            cache: TokenCache::new(cache_capacity),
+        })
+    }
+
+    /// Requires `auth_time` (seconds) to be at most `max_age` old; tokens without `auth_time`
+    /// are then refused as [`TokenError::TooOld`], and a cached token is served only until
+    /// `auth_time + max_age`. Overrides the provider's `max-token-age`. Default: that setting,
+    /// else no limit.
+    pub fn with_max_token_age(mut self, max_age: Duration) -> Self {
+        self.max_token_age = Some(max_age.as_secs());
+        self
+    }
+
+    /// Verifies `token` (the bearer value, without `Bearer `) and returns its claims.
+    ///
+    /// A cache hit costs a keyed hash and a map lookup: no signature check and no await on
+    /// I/O. A miss verifies fully; only an unknown `kid` (or no keys yet) awaits, on the
+    /// single-flight refetch. Failures are never cached.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let key = self.cache.key(token);
+        if let Some(hit) = self.cache.get(key, now_secs()) {
+            return Ok(hit);
+        }
+        let parts = split_token(token)?;
+        let generation = self.generation.load(Ordering::Acquire);
+        let first = self.check_signature(&parts);
+        match first {
+            Err(TokenError::UnknownKid) | Err(TokenError::KeysUnavailable) => {
+                self.refetch_for_unknown_kid(generation).await;
+                self.check_signature(&parts)?;
+            }
+            other => other?,
+        }
+        let now = now_secs();
+        let (claims, valid_until) = self.check_claims(parts.payload_b64, now)?;
+        let claims = Arc::new(claims);
+        self.cache
+            .insert(key, Arc::clone(&claims), valid_until, now);
+        Ok(claims)
+    }
+
+    /// The cached claims of `token` if it was verified before and has not expired; never
+    /// verifies anything (the synchronous fast path for callers that want to avoid a future).
+    pub fn verify_cached(&self, token: &str) -> Option<Arc<Claims>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        self.cache.get(self.cache.key(token), now_secs())
+    }
+
+    fn check_signature(&self, parts: &Parts<'_>) -> Result<(), TokenError> {
+        if !self.algorithms.contains(&parts.alg) {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let keys: Guard<Option<Arc<KeySet>>> = self.keys.load();
+        let Some(keys) = keys.as_ref() else {
+            return Err(TokenError::KeysUnavailable);
+        };
+        let key = keys
+            .select(parts.kid.as_deref(), parts.alg)
+            .map_err(|miss| match miss {
+                KeyMiss::UnknownKid => TokenError::UnknownKid,
+                KeyMiss::WrongAlgorithm => TokenError::UnsupportedAlgorithm,
+            })?;
+        key.verify_sig(parts.signing_input, &parts.signature)
+            .map_err(|_| TokenError::BadSignature)
+    }
+
+    /// Checks the registered claims of a signature-verified payload; returns the claims and
+    /// until when they may be served from the cache.
+    fn check_claims(&self, payload_b64: &str, now: u64) -> Result<(Claims, u64), TokenError> {
+        let bytes = B64URL
+            .decode(payload_b64)
+            .map_err(|_| TokenError::Malformed)?;
+        let payload: Value = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
+        if !payload.is_object() {
+            return Err(TokenError::Malformed);
+        }
+        let date = |name: &str| -> Result<Option<u64>, TokenError> {
+            match payload.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => numeric_date(v).map(Some).ok_or(TokenError::Malformed),
+            }
+        };
+        let exp = date("exp")?.ok_or(TokenError::Malformed)?;
+        if exp.saturating_add(self.leeway) <= now {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = date("nbf")? {
+            if nbf.saturating_sub(self.leeway) > now {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        if let Some(iat) = date("iat")? {
+            if iat.saturating_sub(self.leeway) > now {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        if payload.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(TokenError::WrongIssuer);
+        }
+        let audience_ok = match payload.get("aud") {
+            Some(Value::String(aud)) => self.audiences.iter().any(|a| a == aud),
+            Some(Value::Array(auds)) => auds
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|aud| self.audiences.iter().any(|a| a == aud)),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(TokenError::WrongAudience);
+        }
+        let mut valid_until = exp;
+        if let Some(max_age) = self.max_token_age {
+            let auth_time = date("auth_time")?.ok_or(TokenError::TooOld)?;
+            let deadline = auth_time.saturating_add(max_age);
+            if deadline < now {
+                return Err(TokenError::TooOld);
+            }
+            valid_until = valid_until.min(deadline.saturating_add(1));
+        }
+        Ok((Claims::from_payload(payload), valid_until))
+    }
+
+    /// The unknown-kid path: one fetch for all concurrent callers, at most one per
+    /// `jwks-min-refetch-interval`; callers that arrive while one is running wait for it and
+    /// then use its result.
+    async fn refetch_for_unknown_kid(&self, seen_generation: u64) {
+        let mut last = self.refetch.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen_generation {
+            return; // the keys changed since this caller looked: retry with them
+        }
+        if last.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match self.fetch_keys(false).await {
+            Ok(set) => {
+                tracing::info!(provider = %self.name, keys = set.len(), "JWKS refetched for an unknown kid");
+                self.install(set);
+            }
+            Err(error) => {
+                tracing::warn!(provider = %self.name, %error, "JWKS refetch for an unknown kid failed");
+            }
+        }
+    }
+
+    /// Fetches the JWKS: the file, or (re)discovery when `discover` or no `jwks_uri` is known.
+    async fn fetch_keys(&self, discover: bool) -> Result<KeySet, String> {
+        let bytes = match &self.source {
+            JwksSource::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read jwks-file {}: {e}", path.display()))?,
+            JwksSource::Discovery { .. } => {
+                let known = if discover {
+                    None
+                } else {
+                    self.jwks_uri.load_full()
+                };
+                let uri = match known {
+                    Some(uri) => uri,
+                    None => {
+                        let uri = Arc::new(self.source.discover(&self.http).await?);
+                        self.jwks_uri.store(Some(Arc::clone(&uri)));
+                        uri
+                    }
+                };
+                jwks::get_limited(&self.http, &uri).await?
+            }
+        };
+        KeySet::from_jwks_json(&bytes, &self.algorithms)
+    }
+
+    fn install(&self, set: KeySet) {
+        self.keys.store(Some(Arc::new(set)));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Fetches the keys now: the `jwks-file`, or discovery + JWKS. On success the new key set
+    /// replaces the old one and its number of usable keys is returned; on failure the old keys
+    /// stay in use.
+    pub async fn refresh_keys(&self) -> Result<usize, String> {
+        let set = self.fetch_keys(true).await?;
+        let count = set.len();
+        self.install(set);
+        Ok(count)
+    }
+
+    /// Whether a key set has been loaded (for `/readyz`).
+    pub fn keys_loaded(&self) -> bool {
+        self.keys.load().is_some()
+    }
+
+    /// Number of tokens in the verified-token cache.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The provider's issuer (tokens' `iss` must equal it).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The provider's `client-id` (the default client of bare role names).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The provider's name in the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The provider's `jwks-refresh-interval`.
+    pub fn refresh_interval(&self) -> Duration {
+        self.refresh_interval
+    }
+}
+
+/// The token verifiers of all identity providers of a config, by name, in config order.
+#[derive(Debug)]
+pub struct Providers {
+    verifiers: Vec<(String, Arc<TokenVerifier>)>,
+    by_name: HashMap<String, usize>,
+}
+
+/// First and last delay between retries of a failing key fetch.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Providers {
+    /// Builds a [`TokenVerifier`] for every identity provider of `config`, each with a cache of
+    /// `cache_capacity` tokens. Errors name the provider.
+    pub fn new(config: &gatehouse_config::Config, cache_capacity: usize) -> Result<Self, String> {
+        let mut verifiers = Vec::with_capacity(config.identity_providers.len());
+        let mut by_name = HashMap::new();
+        for provider in &config.identity_providers {
+            let verifier = TokenVerifier::new(provider, cache_capacity)?;
+            by_name.insert(provider.name.clone(), verifiers.len());
+            verifiers.push((provider.name.clone(), Arc::new(verifier)));
+        }
+        Ok(Providers { verifiers, by_name })
+    }
+
+    /// [`Providers::new`] with the default cache capacity (100_000 tokens per provider).
+    pub fn with_default_capacity(config: &gatehouse_config::Config) -> Result<Self, String> {
+        Providers::new(config, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// The verifier of the provider called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<TokenVerifier>> {
+        self.by_name.get(name).map(|&i| &self.verifiers[i].1)
+    }
+
+    /// All verifiers with their provider names, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<TokenVerifier>)> {
+        self.verifiers.iter().map(|(name, v)| (name.as_str(), v))
+    }
+
+    /// Whether every provider has keys (for `/readyz`).
+    pub fn all_keys_loaded(&self) -> bool {
+        self.verifiers.iter().all(|(_, v)| v.keys_loaded())
+    }
+
+    /// Background key refresh: fetches every provider's keys at once (a failure is logged and
+    /// retried with backoff from 1 s doubling to 30 s until it succeeds), then again every
+    /// `jwks-refresh-interval` (a failed periodic refresh keeps the old keys and is retried
+    /// with the same backoff). Runs one task per provider; returns only when `shutdown`
+    /// resolves, and then stops the tasks. Must run inside a tokio runtime.
+    pub async fn run_refresh(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (_, verifier) in &self.verifiers {
+            tasks.spawn(refresh_loop(Arc::clone(verifier)));
+        }
+        shutdown.await;
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn refresh_loop(verifier: Arc<TokenVerifier>) {
+    loop {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match verifier.refresh_keys().await {
+                Ok(count) => {
+                    tracing::info!(provider = %verifier.name, keys = count, "JWKS loaded");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        provider = %verifier.name,
+                        %error,
+                        retry_in_seconds = backoff.as_secs(),
+                        "JWKS fetch failed"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        // A zero interval would spin; a refresh more often than once a second helps no one.
+        tokio::time::sleep(verifier.refresh_interval.max(BACKOFF_MIN)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_stable() {
+        let all = [
+            (TokenError::Malformed, "malformed"),
+            (TokenError::UnsupportedAlgorithm, "unsupported_alg"),
+            (TokenError::UnknownKid, "unknown_kid"),
+            (TokenError::BadSignature, "bad_signature"),
+            (TokenError::Expired, "expired"),
+            (TokenError::NotYetValid, "not_yet_valid"),
+            (TokenError::WrongIssuer, "wrong_issuer"),
+            (TokenError::WrongAudience, "wrong_audience"),
+            (TokenError::TooOld, "too_old"),
+            (TokenError::KeysUnavailable, "keys_unavailable"),
+        ];
+        for (error, reason) in all {
+            assert_eq!(error.reason(), reason);
+            assert!(!error.description().is_empty());
+            assert_eq!(error.to_string(), error.description());
+        }
+        assert_eq!(TokenError::Expired.description(), "the token has expired");
+    }
+
+    #[test]
+    fn split_rejects_bad_shapes() {
+        let h = B64URL.encode(br#"{"alg":"RS256","kid":"k"}"#);
+        let p = B64URL.encode(br#"{}"#);
+        let good = format!("{h}.{p}.c2ln");
+        let parts = split_token(&good).expect("three parts");
+        assert_eq!(parts.alg, Algorithm::RS256);
+        assert_eq!(parts.kid.as_deref(), Some("k"));
+        assert_eq!(parts.signing_input, format!("{h}.{p}").as_bytes());
+        for bad in [
+            String::new(),
+            "a".into(),
+            "a.b".into(),
+            format!("{h}.{p}.c2ln.x"),
+            format!("{h}.{p}."),
+            format!("{h}..c2ln"),
+            format!("{h}.{p}.c2ln.x.y"),
+            format!("{h}.{p}.***"),
+            format!("{}.{p}.c2ln", B64URL.encode(b"not json")),
+            format!("{}.{p}.c2ln", B64URL.encode(br#"{"kid":"k"}"#)),
+            format!(
+                "{}.{p}.c2ln",
+                B64URL.encode(br#"{"alg":"RS256","crit":["x"]}"#)
+            ),
+            "a".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
+            assert_eq!(
+                split_token(&bad).err(),
+                Some(TokenError::Malformed),
+                "{bad:.60}"
+            );
+        }
+        for alg in ["none", "HS256", "HS512", "XX1"] {
+            let h = B64URL.encode(format!(r#"{{"alg":"{alg}"}}"#));
+            for token in [format!("{h}.{p}.c2ln"), format!("{h}.{p}.")] {
+                assert_eq!(
+                    split_token(&token).err(),
+                    Some(TokenError::UnsupportedAlgorithm)
+                );
+            }
+        }
+    }
+}
