@@ -192,6 +192,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
     let error_log = path_value(d, "error-log", f.error_log);
 
     let session_store = session_store(d, f.session_store.unwrap_or_default());
+    let access_log = access_log(d, f.access_log.unwrap_or_default());
 
     let mut identity_providers = Vec::new();
     let mut provider_names: HashMap<String, usize> = HashMap::new();
@@ -283,8 +284,36 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         error_log,
         watch_config: flag(f.watch_config, true),
         session_store,
+        access_log,
         identity_providers,
         tenants,
+    }
+}
+
+fn access_log(d: &mut Diag<'_>, f: FileAccessLog) -> AccessLogConfig {
+    let base = AccessLogConfig::default();
+    let format = match f.format.as_deref() {
+        None | Some("json") => AccessLogFormat::Json,
+        Some("text") => AccessLogFormat::Text,
+        Some(other) => {
+            d.error(
+                "access-log.format",
+                format!("invalid value {other:?} (expected json or text)"),
+            );
+            base.format
+        }
+    };
+    let sample_rate = f.sample_rate.unwrap_or(base.sample_rate);
+    if !(0.0..=1.0).contains(&sample_rate) {
+        d.error(
+            "access-log.sample-rate",
+            format!("{sample_rate} is not between 0.0 and 1.0"),
+        );
+    }
+    AccessLogConfig {
+        enabled: flag(f.enabled, base.enabled),
+        format,
+        sample_rate: sample_rate.clamp(0.0, 1.0),
     }
 }
 

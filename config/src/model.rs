@@ -52,6 +52,8 @@ pub struct Config {
     pub watch_config: bool,
     /// `session-store`: where browser sessions live (default: embedded memory store).
     pub session_store: SessionStoreConfig,
+    /// `access-log`: one line per request on stdout.
+    pub access_log: AccessLogConfig,
     /// `identity-providers`: OIDC providers, names unique, in file order.
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
@@ -442,6 +444,38 @@ impl Default for Cookie {
             same_site: SameSite::Lax,
             encryption_keys: Vec::new(),
             session_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+/// `access-log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line (default).
+    Json,
+    /// A human-readable line, for local runs.
+    Text,
+}
+
+/// `access-log`: one line per request on stdout, written by a background thread (the request
+/// path never blocks on it; lines are dropped and counted if it falls behind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    /// `enabled` (default true).
+    pub enabled: bool,
+    /// `format`: `json` (default) or `text`.
+    pub format: AccessLogFormat,
+    /// `sample-rate`: the fraction of successful (< 400) requests logged, 0.0-1.0 (default 1.0);
+    /// requests answered with 4xx/5xx are always logged.
+    pub sample_rate: f64,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            enabled: true,
+            format: AccessLogFormat::Json,
+            sample_rate: 1.0,
         }
     }
 }

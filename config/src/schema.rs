@@ -217,6 +217,7 @@ pub(crate) struct FileConfig {
     pub error_log: Option<String>,
     pub watch_config: Option<Flag>,
     pub session_store: Option<FileSessionStore>,
+    pub access_log: Option<FileAccessLog>,
     pub identity_providers: Option<Vec<FileIdentityProvider>>,
     pub tenants: Option<Vec<FileTenant>>,
 }
@@ -230,6 +231,14 @@ pub(crate) struct FileSessionStore {
     pub timeout: Option<Dur>,
     pub local_cache_ttl: Option<Dur>,
     pub on_unavailable: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct FileAccessLog {
+    pub enabled: Option<Flag>,
+    pub format: Option<String>,
+    pub sample_rate: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

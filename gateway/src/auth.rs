@@ -20,8 +20,6 @@ use serde_json::Value;
 use crate::metrics::Metrics;
 use crate::runtime::SharedRuntime;
 
-/// Verified-token cache capacity per provider (entries expire at the token's `exp`).
-pub const TOKEN_CACHE_CAPACITY: usize = 100_000;
 /// Retry delays while a provider's keys cannot be fetched: 1 s doubling up to 30 s.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -33,6 +31,10 @@ pub struct Provider {
     pub definition: IdentityProvider,
     /// The verifier.
     pub verifier: Arc<TokenVerifier>,
+    /// `gatehouse_token_verify_duration_seconds{cache="hit"}` for this provider.
+    pub verify_hit: prometheus::Histogram,
+    /// `gatehouse_token_verify_duration_seconds{cache="miss"}` for this provider.
+    pub verify_miss: prometheus::Histogram,
     next_refresh_ms: AtomicU64,
     retry_delay_ms: AtomicU64,
     running: AtomicBool,
@@ -40,12 +42,16 @@ pub struct Provider {
 
 impl Provider {
     /// Builds the verifier (reads a `jwks-file` now, if configured; no network).
-    pub fn new(definition: &IdentityProvider) -> Result<Provider, String> {
-        let mut verifier = TokenVerifier::new(definition, TOKEN_CACHE_CAPACITY)?;
+    pub fn new(definition: &IdentityProvider, metrics: &Metrics) -> Result<Provider, String> {
+        let mut verifier =
+            TokenVerifier::new(definition, gatehouse_session::DEFAULT_CACHE_CAPACITY)?;
         if let Some(age) = definition.max_token_age {
             verifier = verifier.with_max_token_age(age);
         }
+        let (verify_hit, verify_miss) = metrics.token_verify_histograms(&definition.name);
         Ok(Provider {
+            verify_hit,
+            verify_miss,
             definition: definition.clone(),
             verifier: Arc::new(verifier),
             next_refresh_ms: AtomicU64::new(0),

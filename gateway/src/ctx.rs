@@ -36,6 +36,12 @@ pub struct RequestCtx {
     pub claims: Option<Arc<gatehouse_session::claims::Claims>>,
     /// Why the gateway answered the request itself, if it did.
     pub denial: Option<Denial>,
+    /// The upstream pool chosen (index within the tenant) and when.
+    pub upstream: Option<(usize, Instant)>,
+    /// Time to the upstream's response headers.
+    pub upstream_elapsed: Option<std::time::Duration>,
+    /// The authentication outcome (`allowed`, `unauthenticated`, `forbidden`), if any.
+    pub auth: Option<&'static str>,
     /// When the request started (after its header was read).
     pub started: Instant,
 }
@@ -55,6 +61,9 @@ impl RequestCtx {
             body_limit: u64::MAX,
             body_seen: 0,
             claims: None,
+            upstream: None,
+            upstream_elapsed: None,
+            auth: None,
             denial: None,
             started: Instant::now(),
         }

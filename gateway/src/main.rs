@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accesslog;
 mod admin;
 mod auth;
 mod ctx;

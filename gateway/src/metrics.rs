@@ -1,12 +1,19 @@
-//! Prometheus metrics. A minimal set here (requests, latency, in-flight, upstream health,
-//! reloads, build info); label values are bounded: tenant names from the config and status
-//! classes, never a raw path or user value.
+//! Prometheus metrics, registered once per process. Label values are bounded: tenant, route
+//! (its configured uri or name), upstream and provider names from the config, standard methods
+//! (others are `OTHER`), status classes and static reasons — never a raw path, user or token.
+//!
+//! The hot path records through handles resolved ahead of time ([`RouteMetrics`], per-pool and
+//! per-provider histograms): one atomic add per counter, no label hashing or formatting.
+//!
+//! Buckets ([`LATENCY_BUCKETS`]) span 100 µs to 10 s: a gateway's own work is sub-millisecond,
+//! so the low end needs resolution; the high end covers slow upstreams up to typical timeouts.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Histogram buckets for a gateway: sub-millisecond resolution at the low end.
@@ -15,130 +22,295 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// The process's metrics, registered once at start.
+const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER",
+];
+
+fn method_index(m: &http::Method) -> usize {
+    match *m {
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::OPTIONS => 5,
+        http::Method::PATCH => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).min(5)
+}
+
+/// The process's metric families.
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    upstream_duration: HistogramVec,
     /// Requests currently being handled.
     pub in_flight: IntGauge,
+    denials: IntCounterVec,
+    auth_decisions: IntCounterVec,
+    token_verify: HistogramVec,
+    token_cache_entries: IntGaugeVec,
+    jwks_refreshes: IntCounterVec,
+    logins: IntCounterVec,
+    logouts: IntCounterVec,
+    token_refreshes: IntCounterVec,
+    session_store_duration: HistogramVec,
+    session_store_errors: IntCounterVec,
     healthy_targets: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
-    auth_decisions: IntCounterVec,
-    jwks_refreshes: IntCounterVec,
-    token_cache_entries: IntGaugeVec,
+    access_log_dropped: IntCounter,
 }
 
-const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("registered once");
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
+}
 
 impl Metrics {
     /// Registers every family.
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_requests_total",
-                "Requests handled, by tenant and status class",
-            ),
-            &["tenant", "status_class"],
-        )
-        .expect("valid metric");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gatehouse_request_duration_seconds",
-                "Whole-request latency as seen by the gateway, by tenant",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["tenant"],
-        )
-        .expect("valid metric");
+        let r = Registry::new();
         let in_flight = IntGauge::new("gatehouse_requests_in_flight", "Requests being handled")
             .expect("valid metric");
-        let healthy_targets = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_upstream_healthy_targets",
-                "Targets passing health checks, by tenant and upstream",
-            ),
-            &["tenant", "upstream"],
+        r.register(Box::new(in_flight.clone()))
+            .expect("registered once");
+        let sessions_active = IntGauge::new(
+            "gatehouse_sessions_active",
+            "Browser sessions known to this instance's session store (embedded store only)",
         )
         .expect("valid metric");
-        let reloads = IntCounterVec::new(
-            Opts::new("gatehouse_config_reload_total", "Config reloads by result"),
-            &["result"],
-        )
-        .expect("valid metric");
+        r.register(Box::new(sessions_active.clone()))
+            .expect("registered once");
         let last_reload_success = IntGauge::new(
             "gatehouse_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load",
         )
         .expect("valid metric");
-        let auth_decisions = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_auth_decisions_total",
-                "Authentication and authorization decisions on protected routes, by tenant, result and reason",
-            ),
-            &["tenant", "result", "reason"],
+        r.register(Box::new(last_reload_success.clone()))
+            .expect("registered once");
+        let access_log_dropped = IntCounter::new(
+            "gatehouse_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind",
         )
         .expect("valid metric");
-        let jwks_refreshes = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_jwks_refresh_total",
-                "JWKS fetches by provider and result",
-            ),
-            &["provider", "result"],
-        )
-        .expect("valid metric");
-        let token_cache_entries = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_token_cache_entries",
-                "Verified tokens cached, by provider",
-            ),
-            &["provider"],
-        )
-        .expect("valid metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new("gatehouse_build_info", "Build information"),
+        r.register(Box::new(access_log_dropped.clone()))
+            .expect("registered once");
+        let build_info = gauge(
+            &r,
+            "gatehouse_build_info",
+            "Build information",
             &["version"],
-        )
-        .expect("valid metric");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(duration.clone()),
-            Box::new(in_flight.clone()),
-            Box::new(healthy_targets.clone()),
-            Box::new(reloads.clone()),
-            Box::new(last_reload_success.clone()),
-            Box::new(auth_decisions.clone()),
-            Box::new(jwks_refreshes.clone()),
-            Box::new(token_cache_entries.clone()),
-            Box::new(build_info),
-        ] {
-            registry.register(c).expect("metric registered once");
-        }
         Metrics {
-            registry,
-            requests,
-            duration,
+            requests: counter(
+                &r,
+                "gatehouse_requests_total",
+                "Requests handled, by tenant, route, method and status class",
+                &["tenant", "route", "method", "status_class"],
+            ),
+            duration: histogram(
+                &r,
+                "gatehouse_request_duration_seconds",
+                "Whole-request latency as seen by the gateway",
+                &["tenant", "route"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "gatehouse_upstream_duration_seconds",
+                "Time from choosing an upstream target to its response headers",
+                &["tenant", "upstream"],
+            ),
             in_flight,
-            healthy_targets,
-            reloads,
+            denials: counter(
+                &r,
+                "gatehouse_denials_total",
+                "Requests the gateway answered itself, by tenant and reason",
+                &["tenant", "reason"],
+            ),
+            auth_decisions: counter(
+                &r,
+                "gatehouse_auth_decisions_total",
+                "Authentication and authorization decisions on protected routes",
+                &["tenant", "result", "reason"],
+            ),
+            token_verify: histogram(
+                &r,
+                "gatehouse_token_verify_duration_seconds",
+                "Bearer token verification time, by provider and verified-token cache hit or miss",
+                &["provider", "cache"],
+            ),
+            token_cache_entries: gauge(
+                &r,
+                "gatehouse_token_cache_entries",
+                "Verified tokens cached, by provider",
+                &["provider"],
+            ),
+            jwks_refreshes: counter(
+                &r,
+                "gatehouse_jwks_refresh_total",
+                "JWKS fetches by provider and result",
+                &["provider", "result"],
+            ),
+            logins: counter(
+                &r,
+                "gatehouse_login_total",
+                "Browser logins by tenant and result",
+                &["tenant", "result"],
+            ),
+            logouts: counter(
+                &r,
+                "gatehouse_logout_total",
+                "Browser logouts by tenant",
+                &["tenant"],
+            ),
+            token_refreshes: counter(
+                &r,
+                "gatehouse_token_refresh_total",
+                "Session access-token refreshes by result",
+                &["result"],
+            ),
+            session_store_duration: histogram(
+                &r,
+                "gatehouse_session_store_duration_seconds",
+                "Session store command latency by operation",
+                &["op"],
+            ),
+            session_store_errors: counter(
+                &r,
+                "gatehouse_session_store_errors_total",
+                "Session store command failures by operation",
+                &["op"],
+            ),
+            healthy_targets: gauge(
+                &r,
+                "gatehouse_upstream_healthy_targets",
+                "Targets passing health checks, by tenant and upstream",
+                &["tenant", "upstream"],
+            ),
+            reloads: counter(
+                &r,
+                "gatehouse_config_reload_total",
+                "Config loads and reloads by result",
+                &["result"],
+            ),
             last_reload_success,
-            auth_decisions,
-            jwks_refreshes,
-            token_cache_entries,
+            access_log_dropped,
+            registry: r,
         }
     }
 
-    /// Records an authentication/authorization outcome (`allowed`, `unauthenticated`,
-    /// `forbidden`) with its static reason.
-    pub fn record_auth(&self, tenant: &str, result: &str, reason: &str) {
+    /// Creates the series a config will use with value 0, so dashboards and alerts see them
+    /// before the first event (and so a typo'd metric is told apart from an idle one).
+    pub fn init_series(&self, config: &gatehouse_config::Config) {
+        for result in ["success", "failure"] {
+            self.reloads.with_label_values(&[result]);
+            self.token_refreshes.with_label_values(&[result]);
+        }
+        for op in ["get", "set", "delete"] {
+            self.session_store_duration.with_label_values(&[op]);
+            self.session_store_errors.with_label_values(&[op]);
+        }
+        for tenant in &config.tenants {
+            let t = tenant.name.as_str();
+            for result in ["success", "failure"] {
+                self.logins.with_label_values(&[t, result]);
+            }
+            self.logouts.with_label_values(&[t]);
+            self.auth_decisions.with_label_values(&[t, "allowed", "ok"]);
+            self.auth_decisions
+                .with_label_values(&[t, "unauthenticated", "unauthenticated"]);
+            self.auth_decisions
+                .with_label_values(&[t, "forbidden", "missing_role"]);
+            for u in &tenant.upstreams {
+                self.upstream_duration.with_label_values(&[t, &u.name]);
+            }
+        }
+        for p in &config.identity_providers {
+            for result in ["success", "failure"] {
+                self.jwks_refreshes.with_label_values(&[&p.name, result]);
+            }
+            for cache in ["hit", "miss"] {
+                self.token_verify.with_label_values(&[&p.name, cache]);
+            }
+            self.token_cache_entries.with_label_values(&[&p.name]);
+        }
+    }
+
+    /// Handles for one route's request metrics.
+    pub fn route(&self, tenant: &str, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            tenant: tenant.to_string(),
+            route: route.to_string(),
+            duration: self.duration.with_label_values(&[tenant, route]),
+            requests: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// A pool's upstream latency histogram.
+    pub fn upstream_histogram(&self, tenant: &str, upstream: &str) -> Histogram {
+        self.upstream_duration
+            .with_label_values(&[tenant, upstream])
+    }
+
+    /// A provider's token verification histograms (hit, miss).
+    pub fn token_verify_histograms(&self, provider: &str) -> (Histogram, Histogram) {
+        (
+            self.token_verify.with_label_values(&[provider, "hit"]),
+            self.token_verify.with_label_values(&[provider, "miss"]),
+        )
+    }
+
+    /// The pre-resolved `allowed/ok` auth counter of a tenant (the common case).
+    pub fn auth_allowed(&self, tenant: &str) -> IntCounter {
+        self.auth_decisions
+            .with_label_values(&[tenant, "allowed", "ok"])
+    }
+
+    /// Records a refused authentication or authorization.
+    pub fn record_auth_refusal(&self, tenant: &str, result: &str, reason: &str) {
         self.auth_decisions
             .with_label_values(&[tenant, result, reason])
             .inc();
+    }
+
+    /// Records a request the gateway answered itself.
+    pub fn record_denial(&self, tenant: &str, reason: &str) {
+        self.denials.with_label_values(&[tenant, reason]).inc();
     }
 
     /// Records a JWKS fetch.
@@ -153,15 +325,6 @@ impl Metrics {
         self.token_cache_entries
             .with_label_values(&[provider])
             .set(n as i64);
-    }
-
-    /// Records one finished request.
-    pub fn observe_request(&self, tenant: &str, status: u16, elapsed: Duration) {
-        let class = STATUS_CLASSES[usize::from(status / 100).min(5)];
-        self.requests.with_label_values(&[tenant, class]).inc();
-        self.duration
-            .with_label_values(&[tenant])
-            .observe(elapsed.as_secs_f64());
     }
 
     /// Publishes a pool's healthy target count.
@@ -185,10 +348,77 @@ impl Metrics {
         }
     }
 
+    /// Counts an access log line dropped under back-pressure.
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096);
+        let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+
+    fn request_counter(&self, rm: &RouteMetrics, method: usize, class: usize) -> IntCounter {
+        self.requests.with_label_values(&[
+            &rm.tenant,
+            &rm.route,
+            METHODS[method],
+            STATUS_CLASSES[class],
+        ])
+    }
+}
+
+/// One route's request metrics: the latency histogram resolved when the runtime is compiled,
+/// the (method × status class) counters resolved on first use and kept.
+pub struct RouteMetrics {
+    tenant: String,
+    route: String,
+    duration: Histogram,
+    requests: [OnceLock<IntCounter>; METHODS.len() * STATUS_CLASSES.len()],
+}
+
+impl RouteMetrics {
+    /// Records one finished request.
+    pub fn observe(
+        &self,
+        metrics: &Metrics,
+        method: &http::Method,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let (m, c) = (method_index(method), class_index(status));
+        self.requests[m * STATUS_CLASSES.len() + c]
+            .get_or_init(|| metrics.request_counter(self, m, c))
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_record_bounded_labels() {
+        let m = Metrics::new();
+        let rm = m.route("demo", "/api/*");
+        rm.observe(&m, &http::Method::GET, 200, Duration::from_micros(300));
+        rm.observe(&m, &http::Method::GET, 204, Duration::from_micros(300));
+        rm.observe(
+            &m,
+            &http::Method::from_bytes(b"PROPFIND").unwrap(),
+            503,
+            Duration::from_millis(2),
+        );
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"gatehouse_requests_total{method="GET",route="/api/*",status_class="2xx",tenant="demo"} 2"#), "{text}");
+        assert!(text.contains(r#"gatehouse_requests_total{method="OTHER",route="/api/*",status_class="5xx",tenant="demo"} 1"#), "{text}");
+        assert!(text.contains(r#"gatehouse_request_duration_seconds_bucket{route="/api/*",tenant="demo",le="0.0005"} 2"#), "{text}");
+        assert!(
+            !text.contains("PROPFIND"),
+            "extension methods are not label values"
+        );
     }
 }

@@ -61,6 +61,8 @@ pub struct Pool {
     peer_template: HttpPeer,
     has_dns_names: bool,
     checked: AtomicBool,
+    /// `gatehouse_upstream_duration_seconds` for this pool.
+    pub latency: prometheus::Histogram,
     next_check_ms: AtomicU64,
     next_dns_ms: AtomicU64,
     check_running: AtomicBool,
@@ -69,7 +71,11 @@ pub struct Pool {
 impl Pool {
     /// Builds the pool and resolves its targets once (blocking DNS for names: call it at start
     /// or from a blocking-safe context on reload).
-    pub fn new(tenant: &str, upstream: &Upstream) -> Result<Pool, String> {
+    pub fn new(
+        tenant: &str,
+        upstream: &Upstream,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Pool, String> {
         let discovery = TargetDiscovery::resolve(&upstream.targets);
         let has_dns_names = discovery.has_dns_names;
         let mut backends = Backends::new(Box::new(discovery));
@@ -92,6 +98,7 @@ impl Pool {
             peer_template: peer_template(upstream),
             has_dns_names,
             checked: AtomicBool::new(false),
+            latency: metrics.upstream_histogram(tenant, &upstream.name),
             next_check_ms: AtomicU64::new(0),
             next_dns_ms: AtomicU64::new(DNS_REFRESH.as_millis() as u64),
             check_running: AtomicBool::new(false),

@@ -18,6 +18,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::accesslog::{AccessLog, Entry};
 use crate::auth::{bearer_token, ClaimsIdentity};
 use crate::ctx::{RequestCtx, RequestIdValue};
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub https_port_suffix: String,
     /// Downstream keep-alive idle timeout, seconds.
     pub keepalive_secs: u64,
+    /// The access log, unless disabled.
+    pub access_log: Option<AccessLog>,
 }
 
 #[async_trait]
@@ -159,7 +162,10 @@ impl ProxyHttp for Gateway {
             None => &key[..0],
         };
         match pool.select(key) {
-            Some(peer) => Ok(peer),
+            Some(peer) => {
+                ctx.upstream = Some((upstream, std::time::Instant::now()));
+                Ok(peer)
+            }
             None => {
                 ctx.denial = Some(Denial::NoHealthyUpstream);
                 Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream target")
@@ -234,6 +240,24 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let (Some((upstream, started)), Some(t), Some(runtime)) =
+            (ctx.upstream, ctx.tenant, ctx.runtime.as_deref())
+        {
+            let elapsed = started.elapsed();
+            runtime.pools[t][upstream]
+                .latency
+                .observe(elapsed.as_secs_f64());
+            ctx.upstream_elapsed = Some(elapsed);
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -285,20 +309,50 @@ impl ProxyHttp for Gateway {
             return; // the request never got past header parsing
         }
         self.metrics.in_flight.dec();
+        let runtime = ctx.runtime.as_deref().expect("checked above");
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let tenant = ctx
-            .tenant
-            .and_then(|t| {
-                ctx.runtime
-                    .as_deref()
-                    .map(|r| r.policy.tenant(t).name.as_str())
-            })
-            .unwrap_or("-");
-        self.metrics
-            .observe_request(tenant, status, ctx.started.elapsed());
+        let elapsed = ctx.started.elapsed();
+        let method = &session.req_header().method;
+        runtime.route_metrics(ctx.tenant, ctx.route).observe(
+            &self.metrics,
+            method,
+            status,
+            elapsed,
+        );
+        let tenant = ctx.tenant.map(|t| runtime.policy.tenant(t));
+        let tenant_name = tenant.map(|t| t.name.as_str()).unwrap_or("-");
+        if let Some(denial) = &ctx.denial {
+            self.metrics.record_denial(tenant_name, denial.reason());
+        }
+        if let Some(log) = self.access_log.as_ref().filter(|l| l.wants(status)) {
+            let route = match (tenant, ctx.route) {
+                (Some(t), Some(r)) => t.route(r).name.as_str(),
+                _ => "-",
+            };
+            let upstream = ctx
+                .upstream
+                .and_then(|(u, _)| ctx.tenant.map(|t| runtime.pools[t][u].label.as_str()));
+            let raw = session.req_header().raw_path();
+            let path = raw.split(|&b| b == b'?').next().unwrap_or_default();
+            log.record(&Entry {
+                request_id: ctx.request_id.as_str(),
+                tenant: tenant_name,
+                route,
+                method: method.as_str(),
+                path: std::str::from_utf8(path).unwrap_or("(not utf-8)"),
+                status,
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                upstream,
+                upstream_ms: ctx.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+                auth: ctx.auth.unwrap_or("-"),
+                reason: ctx.denial.as_ref().map(|d| d.reason()),
+                sub: ctx.claims.as_ref().and_then(|c| c.sub.as_deref()),
+                client_ip: ctx.client_ip,
+            });
+        }
     }
 }
 
@@ -411,12 +465,23 @@ impl Gateway {
         };
         let tenant = runtime.policy.tenant(t);
         let result = verify_and_authorize(session, tenant, route_ref, runtime).await;
-        let (outcome, reason) = match &result {
-            Ok(_) => ("allowed", "ok"),
-            Err(d @ Denial::Forbidden(_)) => ("forbidden", d.reason()),
-            Err(d) => ("unauthenticated", d.reason()),
+        let outcome = match &result {
+            Ok(_) => {
+                runtime.tenant_metrics[t].auth_allowed.inc();
+                "allowed"
+            }
+            Err(d) => {
+                let outcome = if matches!(d, Denial::Forbidden(_)) {
+                    "forbidden"
+                } else {
+                    "unauthenticated"
+                };
+                self.metrics
+                    .record_auth_refusal(&tenant.name, outcome, d.reason());
+                outcome
+            }
         };
-        self.metrics.record_auth(&tenant.name, outcome, reason);
+        ctx.auth = Some(outcome);
         ctx.claims = Some(result?);
         Ok(())
     }
@@ -449,15 +514,22 @@ async fn verify_and_authorize(
         return Err(Denial::Unauthenticated);
     };
     let verifier = &provider.verifier;
+    let started = std::time::Instant::now();
     let claims = match verifier.verify_cached(token) {
-        Some(claims) => claims,
-        None => verifier
-            .verify(token)
-            .await
-            .map_err(|e| Denial::InvalidToken {
+        Some(claims) => {
+            provider.verify_hit.observe(started.elapsed().as_secs_f64());
+            claims
+        }
+        None => {
+            let result = verifier.verify(token).await;
+            provider
+                .verify_miss
+                .observe(started.elapsed().as_secs_f64());
+            result.map_err(|e| Denial::InvalidToken {
                 reason: e.reason(),
                 description: e.description(),
-            })?,
+            })?
+        }
     };
     let route = tenant.route(route_ref);
     if route.access == Access::DefaultDeny {

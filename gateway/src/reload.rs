@@ -36,13 +36,15 @@ impl ReloadService {
     async fn reload(&self, path: &std::path::Path) {
         let path = path.to_path_buf();
         let previous = self.runtime.load_full();
+        let metrics = Arc::clone(&self.metrics);
         // Loading reads a file and may resolve DNS names: keep it off the async workers.
         let result = tokio::task::spawn_blocking(move || {
             let config = gatehouse_config::load(&path).map_err(|e| e.to_string())?;
             let listeners_changed = config.listen != previous.config.listen
                 || config.tls_listen != previous.config.tls_listen
                 || config.admin_listen != previous.config.admin_listen;
-            Runtime::compile(Arc::new(config), Some(&previous)).map(|r| (r, listeners_changed))
+            Runtime::compile(Arc::new(config), Some(&previous), &metrics)
+                .map(|r| (r, listeners_changed))
         })
         .await;
         match result {

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use gatehouse_config::Config;
-use gatehouse_policy::snapshot::Snapshot;
+use gatehouse_policy::snapshot::{RouteRef, Snapshot};
+use prometheus::IntCounter;
 
 use crate::auth::Provider;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
 use crate::tls::CertStore;
 
@@ -25,6 +27,20 @@ pub struct Runtime {
     pub certs: CertStore,
     /// Identity providers by name.
     pub providers: HashMap<String, Arc<Provider>>,
+    /// Pre-resolved metric handles, indexed like the tenants.
+    pub tenant_metrics: Vec<TenantMetrics>,
+    /// Metrics of requests that matched no tenant.
+    pub unknown_host_metrics: RouteMetrics,
+}
+
+/// One tenant's pre-resolved metric handles.
+pub struct TenantMetrics {
+    /// Per route, in file order.
+    pub routes: Vec<RouteMetrics>,
+    /// Paths that matched no route.
+    pub unmatched: RouteMetrics,
+    /// `gatehouse_auth_decisions_total{result="allowed",reason="ok"}`.
+    pub auth_allowed: IntCounter,
 }
 
 /// The shared handle to the runtime currently in force.
@@ -33,7 +49,11 @@ pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
 impl Runtime {
     /// Compiles `config`. Pools whose upstream definition is unchanged from `previous` are
     /// reused (keeping their health state and idle connections); others are created fresh.
-    pub fn compile(config: Arc<Config>, previous: Option<&Runtime>) -> Result<Runtime, String> {
+    pub fn compile(
+        config: Arc<Config>,
+        previous: Option<&Runtime>,
+        metrics: &Metrics,
+    ) -> Result<Runtime, String> {
         let policy = Snapshot::compile(&config).map_err(|e| e.to_string())?;
         let mut reusable: HashMap<(&str, &str), &Arc<Pool>> = HashMap::new();
         if let Some(prev) = previous {
@@ -49,7 +69,7 @@ impl Runtime {
             for upstream in &tenant.upstreams {
                 let pool = match reusable.get(&(tenant.name.as_str(), upstream.name.as_str())) {
                     Some(p) if p.definition == *upstream => Arc::clone(p),
-                    _ => Arc::new(Pool::new(&tenant.name, upstream).map_err(|e| {
+                    _ => Arc::new(Pool::new(&tenant.name, upstream, metrics).map_err(|e| {
                         format!("tenant {}: upstream {}: {e}", tenant.name, upstream.name)
                     })?),
                 };
@@ -64,13 +84,29 @@ impl Runtime {
             let provider = match previous {
                 Some(p) if p.definition == *definition => Arc::clone(p),
                 _ => Arc::new(
-                    Provider::new(definition)
+                    Provider::new(definition, metrics)
                         .map_err(|e| format!("identity provider {}: {e}", definition.name))?,
                 ),
             };
             providers.insert(definition.name.clone(), provider);
         }
+        let tenant_metrics = config
+            .tenants
+            .iter()
+            .map(|t| TenantMetrics {
+                routes: t
+                    .routes
+                    .iter()
+                    .map(|r| metrics.route(&t.name, &r.name))
+                    .collect(),
+                unmatched: metrics.route(&t.name, "unmatched"),
+                auth_allowed: metrics.auth_allowed(&t.name),
+            })
+            .collect();
+        metrics.init_series(&config);
         Ok(Runtime {
+            unknown_host_metrics: metrics.route("-", "-"),
+            tenant_metrics,
             config,
             policy,
             pools,
@@ -86,7 +122,7 @@ impl Runtime {
         Snapshot::compile(config).map_err(|e| e.to_string())?;
         CertStore::load(config)?;
         for definition in &config.identity_providers {
-            Provider::new(definition)
+            gatehouse_session::verifier::TokenVerifier::new(definition, 0)
                 .map_err(|e| format!("identity provider {}: {e}", definition.name))?;
         }
         Ok(())
@@ -98,6 +134,15 @@ impl Runtime {
             .iter()
             .filter(|(_, p)| !p.verifier.keys_loaded())
             .map(|(name, _)| name.as_str())
+    }
+
+    /// The metric handles of a request's tenant and route.
+    pub fn route_metrics(&self, tenant: Option<usize>, route: Option<RouteRef>) -> &RouteMetrics {
+        match (tenant, route) {
+            (Some(t), Some(RouteRef::Route(r))) => &self.tenant_metrics[t].routes[r],
+            (Some(t), _) => &self.tenant_metrics[t].unmatched,
+            (None, _) => &self.unknown_host_metrics,
+        }
     }
 
     /// Every pool, once.

@@ -14,6 +14,7 @@ use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
+use crate::accesslog::AccessLog;
 use crate::admin::Admin;
 use crate::auth::KeyRefreshService;
 use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
@@ -41,7 +42,8 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match Runtime::compile(Arc::clone(&config), None) {
+    let metrics = Arc::new(Metrics::new());
+    let runtime = match Runtime::compile(Arc::clone(&config), None, &metrics) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("config: {e}");
@@ -49,7 +51,6 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         }
     };
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
-    let metrics = Arc::new(Metrics::new());
     metrics.record_reload(true);
 
     let opt = Opt {
@@ -65,6 +66,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         metrics: Arc::clone(&metrics),
         https_port_suffix: https_port_suffix(&config),
         keepalive_secs: config.keepalive_timeout.as_secs().max(1),
+        access_log: AccessLog::start(&config.access_log, Arc::clone(&metrics)),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

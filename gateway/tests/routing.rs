@@ -386,9 +386,11 @@ fn admin_endpoints_answer() {
     let scrape = || get(gw.admin, "admin", "/metrics", &[]).unwrap();
     assert_eventually!(
         Duration::from_secs(5),
-        || scrape()
+        || {
+            scrape()
             .text()
-            .contains("gatehouse_requests_total{status_class=\"2xx\",tenant=\"demo\"} 1"),
+            .contains("gatehouse_requests_total{method=\"GET\",route=\"/public/*\",status_class=\"2xx\",tenant=\"demo\"} 1")
+        },
         "request counted: {}",
         scrape().text()
     );

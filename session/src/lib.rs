@@ -1,8 +1,8 @@
 //! gatehouse sessions and tokens: bearer-token verification (OIDC discovery, JWKS, the
 //! verified-token cache) and the Keycloak claim helpers.
 //!
-//! The gateway builds a [`Providers`] from the config, runs [`Providers::run_refresh`] in the
-//! background and calls [`TokenVerifier::verify`] per request. This crate never imports
+//! The gateway builds a [`TokenVerifier`] per identity provider, refreshes its keys on its own
+//! schedule (one that spans config reloads) and calls [`TokenVerifier::verify`] per request. This crate never imports
 //! pingora or the gateway.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,4 +15,4 @@ pub mod verifier;
 pub use cache::DEFAULT_CACHE_CAPACITY;
 pub use claims::Claims;
 pub use jwks::{JwksSource, KeySet};
-pub use verifier::{Providers, TokenError, TokenVerifier, MAX_TOKEN_BYTES};
+pub use verifier::{TokenError, TokenVerifier, MAX_TOKEN_BYTES};

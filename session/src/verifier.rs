@@ -1,5 +1,5 @@
-//! Bearer-token verification: one [`TokenVerifier`] per identity provider, all of a config's
-//! providers in [`Providers`].
+//! Bearer-token verification: one [`TokenVerifier`] per identity provider. The gateway owns
+//! the refresh schedule (it spans config reloads), calling [`TokenVerifier::refresh_keys`].
 //!
 //! A token is checked in this order, stopping at the first failure: size (16 KiB) and shape
 //! (three non-empty base64url parts) → header (`alg` allowlist; `none` and `HS*` always
@@ -8,8 +8,6 @@
 //! `iss` → `aud` → `auth_time` (max token age). Only then are the claims parsed into
 //! [`Claims`] and cached until `exp`.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,7 +20,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cache::{TokenCache, DEFAULT_CACHE_CAPACITY};
+use crate::cache::TokenCache;
 use crate::claims::{numeric_date, Claims};
 use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
 
@@ -169,7 +167,7 @@ fn now_secs() -> u64 {
 ///
 /// Keys come from the provider's `jwks-file` (read at construction and on
 /// [`refresh_keys`](Self::refresh_keys)) or from OIDC discovery (fetched by
-/// [`refresh_keys`](Self::refresh_keys), normally driven by [`Providers::run_refresh`], and on
+/// [`refresh_keys`](Self::refresh_keys), driven by the gateway's schedule, and on
 /// an unknown `kid`).
 pub struct TokenVerifier {
     name: String,
@@ -207,7 +205,7 @@ impl std::fmt::Debug for TokenVerifier {
 
 impl TokenVerifier {
     /// Builds the verifier of `provider` with a verified-token cache of at most
-    /// `cache_capacity` entries (0 disables caching; [`Providers`] callers commonly pass
+    /// `cache_capacity` entries (0 disables caching; callers commonly pass
     /// 100_000). With `jwks-file` the file is read and parsed here (synchronously: this runs at
     /// start and reload, not per request) and an unreadable file is an error. The provider's
     /// `max-token-age`, if set, applies as with [`with_max_token_age`](Self::with_max_token_age).
@@ -487,93 +485,6 @@ impl TokenVerifier {
     /// The provider's `jwks-refresh-interval`.
     pub fn refresh_interval(&self) -> Duration {
         self.refresh_interval
-    }
-}
-
-/// The token verifiers of all identity providers of a config, by name, in config order.
-#[derive(Debug)]
-pub struct Providers {
-    verifiers: Vec<(String, Arc<TokenVerifier>)>,
-    by_name: HashMap<String, usize>,
-}
-
-/// First and last delay between retries of a failing key fetch.
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-impl Providers {
-    /// Builds a [`TokenVerifier`] for every identity provider of `config`, each with a cache of
-    /// `cache_capacity` tokens. Errors name the provider.
-    pub fn new(config: &gatehouse_config::Config, cache_capacity: usize) -> Result<Self, String> {
-        let mut verifiers = Vec::with_capacity(config.identity_providers.len());
-        let mut by_name = HashMap::new();
-        for provider in &config.identity_providers {
-            let verifier = TokenVerifier::new(provider, cache_capacity)?;
-            by_name.insert(provider.name.clone(), verifiers.len());
-            verifiers.push((provider.name.clone(), Arc::new(verifier)));
-        }
-        Ok(Providers { verifiers, by_name })
-    }
-
-    /// [`Providers::new`] with the default cache capacity (100_000 tokens per provider).
-    pub fn with_default_capacity(config: &gatehouse_config::Config) -> Result<Self, String> {
-        Providers::new(config, DEFAULT_CACHE_CAPACITY)
-    }
-
-    /// The verifier of the provider called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<TokenVerifier>> {
-        self.by_name.get(name).map(|&i| &self.verifiers[i].1)
-    }
-
-    /// All verifiers with their provider names, in config order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<TokenVerifier>)> {
-        self.verifiers.iter().map(|(name, v)| (name.as_str(), v))
-    }
-
-    /// Whether every provider has keys (for `/readyz`).
-    pub fn all_keys_loaded(&self) -> bool {
-        self.verifiers.iter().all(|(_, v)| v.keys_loaded())
-    }
-
-    /// Background key refresh: fetches every provider's keys at once (a failure is logged and
-    /// retried with backoff from 1 s doubling to 30 s until it succeeds), then again every
-    /// `jwks-refresh-interval` (a failed periodic refresh keeps the old keys and is retried
-    /// with the same backoff). Runs one task per provider; returns only when `shutdown`
-    /// resolves, and then stops the tasks. Must run inside a tokio runtime.
-    pub async fn run_refresh(self: Arc<Self>, shutdown: impl Future<Output = ()> + Send) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (_, verifier) in &self.verifiers {
-            tasks.spawn(refresh_loop(Arc::clone(verifier)));
-        }
-        shutdown.await;
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
-}
-
-async fn refresh_loop(verifier: Arc<TokenVerifier>) {
-    loop {
-        let mut backoff = BACKOFF_MIN;
-        loop {
-            match verifier.refresh_keys().await {
-                Ok(count) => {
-                    tracing::info!(provider = %verifier.name, keys = count, "JWKS loaded");
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        provider = %verifier.name,
-                        %error,
-                        retry_in_seconds = backoff.as_secs(),
-                        "JWKS fetch failed"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
-        }
-        // A zero interval would spin; a refresh more often than once a second helps no one.
-        tokio::time::sleep(verifier.refresh_interval.max(BACKOFF_MIN)).await;
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use common::{b64, claims, jwks, keys, now, provider, temp_file, FakeIdp, TestKey, CLIENT_ID};
-use gatehouse_session::{Providers, TokenError, TokenVerifier};
+use gatehouse_session::{TokenError, TokenVerifier};
 use serde_json::{json, Value};
 
 const ALL_ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
@@ -615,62 +615,6 @@ async fn keycloak_claim_helpers_on_a_verified_token() {
         c.lookup("resource_access.billing.roles"),
         Some(&json!(["payer"]))
     );
-}
-
-#[tokio::test]
-async fn providers_refresh_in_background_until_shutdown() {
-    let k = keys();
-    let idp = FakeIdp::start(jwks(&[k.rsa.jwk()])).await;
-    let mut second = provider(&idp.issuer, None, &["RS256"]);
-    second.name = "second".into();
-    let config = gatehouse_config::Config {
-        listen: "127.0.0.1:0".into(),
-        tls_listen: None,
-        tls_cert: None,
-        tls_key: None,
-        admin_listen: None,
-        threads: None,
-        trusted_proxies: vec![],
-        max_request_header_size: 32 * 1024,
-        max_request_headers: 100,
-        grace_period: Duration::from_secs(1),
-        graceful_shutdown_timeout: Duration::from_secs(1),
-        keepalive_timeout: Duration::from_secs(1),
-        upgrade_sock: "/tmp/x.sock".into(),
-        pid_file: "/tmp/x.pid".into(),
-        error_log: None,
-        watch_config: false,
-        session_store: Default::default(),
-        identity_providers: vec![provider(&idp.issuer, None, &["RS256"]), second],
-        tenants: vec![],
-    };
-    let providers = Arc::new(Providers::new(&config, 100).expect("providers"));
-    assert_eq!(
-        providers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        vec!["test", "second"]
-    );
-    assert!(providers.get("nope").is_none());
-    let first = Arc::clone(providers.get("test").expect("test"));
-    assert!(!providers.all_keys_loaded());
-
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(Arc::clone(&providers).run_refresh(async move {
-        let _ = stopped.await;
-    }));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !providers.all_keys_loaded() {
-        assert!(std::time::Instant::now() < deadline, "keys loaded in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(first
-        .verify(&k.rsa.mint("RS256", &claims(&idp.issuer)))
-        .await
-        .is_ok());
-    stop.send(()).expect("send");
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("run_refresh returns on shutdown")
-        .expect("task");
 }
 
 #[tokio::test]
