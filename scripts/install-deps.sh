@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing gatehouse needs on a fresh Debian machine: the C toolchain
 # pieces Pingora, OpenSSL and aws-lc build with (cmake, pkg-config, OpenSSL headers), the real
-# programs the tests drive (curl, openssl, Node.js for the test OpenID provider) and the test
+# programs the tests drive (curl, openssl, nginx for forward-auth behind auth_request, Prometheus
+# and promtool for the dashboards and rules, Python 3, Node.js for the test OpenID provider) and the test
 # IdP's npm packages (testing/idp, from its lockfile). Safe to run again; installs only what is
 # missing.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libssl-dev curl openssl ca-certificates)
+packages=(build-essential cmake pkg-config libssl-dev curl openssl ca-certificates nginx-light prometheus python3 python3-venv)
 missing=()
 # Node.js and npm: any install will do (some images ship npm inside their nodejs package, and
 # Debian's separate npm package would conflict with it).
@@ -20,7 +21,12 @@ if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Tests start their own nginx and Prometheus on loopback ports; packaged services must not
+  # hold ports 80 and 9090.
+  for svc in nginx prometheus; do
+    $sudo service "$svc" stop >/dev/null 2>&1 || true
+  done
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is not on PATH; install the Rust toolchain (rustup) first" >&2

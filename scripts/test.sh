@@ -19,6 +19,8 @@ for f in config/examples/*.yaml; do
   OIDC_CLIENT_SECRET=example-secret COOKIE_KEY=MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE= \
     "$CARGO_TARGET_DIR/debug/gatehouse" check --config "$f"
 done
+echo "== Kubernetes manifests (render, schema-validate, invariants, embedded config)"
+testing/k8s/validate.sh
 echo "== test OpenID provider self-test (testing/idp)"
 (cd testing/idp && node selftest.mjs)
 echo "== cargo test"

@@ -131,6 +131,9 @@ fn provider(jwks_file: std::path::PathBuf) -> IdentityProvider {
         jwks_refresh_interval: Duration::from_secs(600),
         jwks_min_refetch_interval: Duration::from_secs(30),
         max_token_age: None,
+        introspection: false,
+        introspection_url: None,
+        introspection_cache_ttl: Duration::from_secs(30),
     }
 }
 

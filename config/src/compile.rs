@@ -516,6 +516,26 @@ fn identity_provider(
         jwks_refresh_interval,
     );
     let jwks_file = path_value(d, &join(path, "jwks-file"), f.jwks_file);
+    let introspection = flag(f.introspection, false);
+    if let Some(u) = &f.introspection_url {
+        if let Err(e) = http_url(u) {
+            d.error(&join(path, "introspection-url"), e);
+        }
+    }
+    if introspection {
+        if f.client_secret.as_ref().is_none_or(|s| s.0.is_empty()) {
+            d.error(
+                &join(path, "introspection"),
+                "introspection requires a client-secret (the client authenticates at the introspection endpoint)",
+            );
+        }
+        if jwks_file.is_some() && f.introspection_url.is_none() {
+            d.error(
+                &join(path, "introspection-url"),
+                "required when introspection is on with jwks-file (there is no discovery)",
+            );
+        }
+    }
     Some(IdentityProvider {
         name: name?,
         issuer: issuer?,
@@ -531,6 +551,9 @@ fn identity_provider(
         jwks_refresh_interval,
         jwks_min_refetch_interval: dur(f.jwks_min_refetch_interval, Duration::from_secs(30)),
         max_token_age: f.max_token_age.map(|d| d.0),
+        introspection,
+        introspection_url: f.introspection_url,
+        introspection_cache_ttl: dur(f.introspection_cache_ttl, Duration::from_secs(30)),
     })
 }
 
@@ -637,6 +660,36 @@ fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCtx<'_>) -> T
             }
             routes.push(r);
             route_index.push(i);
+        }
+    }
+
+    // Routes with `introspect` need a provider that introspects.
+    for (r, i) in routes.iter().zip(&route_index) {
+        if !r.introspect || r.white_listed {
+            continue;
+        }
+        let key = join(&index(&routes_key, *i), "introspect");
+        match &f.identity_provider {
+            None => d.error(
+                &key,
+                format!(
+                    "route {:?} has introspect: true but tenant {name:?} has no identity-provider",
+                    r.name
+                ),
+            ),
+            Some(p) => {
+                if let Some(provider) = ctx.providers.iter().find(|x| &x.name == p) {
+                    if !provider.introspection {
+                        d.error(
+                            &key,
+                            format!(
+                                "route {:?} has introspect: true but identity provider {p:?} does not have introspection: true",
+                                r.name
+                            ),
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -864,6 +917,7 @@ fn route(
     let shown = uri.as_deref().unwrap_or("?");
     let methods = methods(d, &join(path, "methods"), f.methods);
     let white_listed = flag(f.white_listed, false);
+    let white_listed_anon = flag(f.white_listed_anon, false);
     let roles = texts(f.roles);
     let groups = texts(f.groups);
     let mut match_claims = Vec::new();
@@ -887,6 +941,16 @@ fn route(
             ),
         );
     }
+    if white_listed_anon
+        && (white_listed || !roles.is_empty() || !groups.is_empty() || !match_claims.is_empty())
+    {
+        d.error(
+            &join(path, "white-listed-anon"),
+            format!(
+                "route {shown:?} is white-listed-anon (authentication optional): it cannot also be white-listed or list roles, groups or match-claims"
+            ),
+        );
+    }
     let upstream = match &f.upstream {
         Some(u) if upstreams.contains(&u.as_str()) => u.clone(),
         Some(u) => {
@@ -902,18 +966,27 @@ fn route(
         // No upstream at all is reported once, on the tenant.
         None => default_upstream.unwrap_or_default().to_string(),
     };
+    let introspect = flag(f.introspect, false);
+    if white_listed && introspect {
+        d.error(
+            &join(path, "introspect"),
+            format!("route {shown:?} is white-listed (no authentication) but also has introspect"),
+        );
+    }
     let uri = uri?;
     Some(Route {
         name: f.name.unwrap_or_else(|| uri.clone()),
         uri,
         methods,
         white_listed,
+        white_listed_anon,
         roles,
         groups,
         require_all: flag(f.require_all, false),
         match_claims,
         max_body_size: f.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |s| s.0),
         upstream,
+        introspect,
     })
 }
 

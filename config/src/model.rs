@@ -216,6 +216,16 @@ pub struct IdentityProvider {
     pub jwks_min_refetch_interval: Duration,
     /// `max-token-age`: refuse tokens whose `auth_time` is older than this (default: no limit).
     pub max_token_age: Option<Duration>,
+    /// `introspection`: opaque (non-JWT) bearer tokens are checked at the provider's RFC 7662
+    /// introspection endpoint with the client's credentials (default false). Requires
+    /// `client_secret`.
+    pub introspection: bool,
+    /// `introspection-url`: the introspection endpoint (default: the discovery document's
+    /// `introspection_endpoint`). Always set when `introspection` is on with a `jwks-file`.
+    pub introspection_url: Option<String>,
+    /// `introspection-cache-ttl`: how long an active introspection result is trusted, never
+    /// beyond the token's `exp` (default 30s; 0 = not cached).
+    pub introspection_cache_ttl: Duration,
 }
 
 /// One entry of `tenants`.
@@ -349,6 +359,9 @@ pub struct Route {
     pub methods: Vec<String>,
     /// `white-listed`: no authentication at all (default false).
     pub white_listed: bool,
+    /// `white-listed-anon`: authentication is optional: no token → proxied anonymously; a valid
+    /// token → identity headers as usual; an invalid token → 401 (default false).
+    pub white_listed_anon: bool,
     /// `roles`: any one of them (or all with `require_all`); `client:role` = client role.
     pub roles: Vec<String>,
     /// `groups`: any one of them, from the `groups` claim.
@@ -361,6 +374,9 @@ pub struct Route {
     pub max_body_size: u64,
     /// `upstream`, resolved: the named upstream or the tenant's default upstream.
     pub upstream: String,
+    /// `introspect`: even a valid JWT is checked at the introspection endpoint (revocation-
+    /// sensitive routes) (default false). The tenant's identity provider has `introspection`.
+    pub introspect: bool,
 }
 
 impl Route {

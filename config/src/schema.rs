@@ -258,6 +258,9 @@ pub(crate) struct FileIdentityProvider {
     pub jwks_refresh_interval: Option<Dur>,
     pub jwks_min_refetch_interval: Option<Dur>,
     pub max_token_age: Option<Dur>,
+    pub introspection: Option<Flag>,
+    pub introspection_url: Option<String>,
+    pub introspection_cache_ttl: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,12 +320,14 @@ pub(crate) struct FileRoute {
     pub uri: Option<String>,
     pub methods: Option<Vec<String>>,
     pub white_listed: Option<Flag>,
+    pub white_listed_anon: Option<Flag>,
     pub roles: Option<Vec<Text>>,
     pub groups: Option<Vec<Text>>,
     pub require_all: Option<Flag>,
     pub match_claims: Option<OrderedMap<Text>>,
     pub max_body_size: Option<Size>,
     pub upstream: Option<String>,
+    pub introspect: Option<Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -985,3 +985,156 @@ tenants:
         Duration::from_secs(1)
     );
 }
+
+#[test]
+fn introspection_keys_parse_with_defaults() {
+    const SRC: &str = "\
+identity-providers:
+  - name: kc
+    issuer: http://kc.localhost/realms/demo
+    client-id: gatehouse
+  - name: kc-opaque
+    issuer: http://kc.localhost/realms/other
+    client-id: gatehouse
+    client-secret: ${OIDC_CLIENT_SECRET}
+    introspection: true
+    introspection-url: http://kc.localhost/realms/other/protocol/openid-connect/token/introspect
+    introspection-cache-ttl: 5s
+  - name: kc-file
+    issuer: http://kc.localhost/realms/file
+    client-id: gatehouse
+    client-secret: s
+    jwks-file: /etc/jwks.json
+    introspection: \"true\"
+    introspection-url: http://kc.localhost/introspect
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    identity-provider: kc-opaque
+    upstreams:
+      - name: app
+        targets: [\"127.0.0.1:18080\"]
+    routes:
+      - uri: /admin/*
+        introspect: true
+      - uri: /*
+";
+    let c = ok(SRC);
+    let kc = &c.identity_providers[0];
+    assert!(!kc.introspection);
+    assert_eq!(kc.introspection_url, None);
+    assert_eq!(kc.introspection_cache_ttl, Duration::from_secs(30));
+    let opaque = &c.identity_providers[1];
+    assert!(opaque.introspection);
+    assert_eq!(
+        opaque.introspection_url.as_deref(),
+        Some("http://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
+    );
+    assert_eq!(opaque.introspection_cache_ttl, Duration::from_secs(5));
+    assert!(c.identity_providers[2].introspection);
+    let routes = &c.tenants[0].routes;
+    assert!(routes[0].introspect);
+    assert!(!routes[1].introspect, "default false");
+    assert!(!ok(BASE).tenants[0].routes[1].introspect);
+}
+
+#[test]
+fn introspection_needs_a_client_secret() {
+    const SRC: &str = "\
+identity-providers:
+  - name: kc
+    issuer: http://kc.localhost/realms/demo
+    client-id: gatehouse
+    introspection: true
+  - name: kc-file
+    issuer: http://kc.localhost/realms/file
+    client-id: gatehouse
+    client-secret: s
+    jwks-file: /etc/jwks.json
+    introspection: true
+    introspection-url: kc.localhost/introspect
+  - name: kc-file-no-url
+    issuer: http://kc.localhost/realms/file
+    client-id: gatehouse
+    client-secret: s
+    jwks-file: /etc/jwks.json
+    introspection: true
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: app
+        targets: [\"127.0.0.1:18080\"]
+";
+    let e = errs(SRC);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_error(
+        &e,
+        5,
+        "identity-providers[0].introspection",
+        "introspection requires a client-secret",
+    );
+    assert_error(&e, 12, "identity-providers[1].introspection-url", "http");
+    // The key is missing: the error points at the provider's entry.
+    assert_error(
+        &e,
+        13,
+        "identity-providers[2].introspection-url",
+        "required when introspection is on with jwks-file",
+    );
+}
+
+#[test]
+fn introspect_route_needs_an_introspecting_provider() {
+    const SRC: &str = "\
+identity-providers:
+  - name: kc
+    issuer: http://kc.localhost/realms/demo
+    client-id: gatehouse
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    identity-provider: kc
+    upstreams:
+      - name: app
+        targets: [\"127.0.0.1:18080\"]
+    routes:
+      - uri: /health
+        white-listed: true
+      - uri: /admin/*
+        name: admin
+        introspect: true
+      - uri: /*
+  - name: bare
+    hosts: [bare.localhost]
+    upstreams:
+      - name: app
+        targets: [\"127.0.0.1:18080\"]
+    routes:
+      - uri: /open
+        white-listed: true
+        introspect: true
+      - uri: /*
+        introspect: true
+";
+    let e = errs(SRC);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert_error(
+        &e,
+        17,
+        "tenants[0].routes[1].introspect",
+        "route \"admin\" has introspect: true but identity provider \"kc\" does not have introspection: true",
+    );
+    assert_error(
+        &e,
+        27,
+        "tenants[1].routes[0].introspect",
+        "white-listed (no authentication) but also has introspect",
+    );
+    assert_error(
+        &e,
+        29,
+        "tenants[1].routes[1].introspect",
+        "route \"/*\" has introspect: true but tenant \"bare\" has no identity-provider",
+    );
+}

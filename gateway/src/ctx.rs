@@ -40,6 +40,10 @@ pub struct RequestCtx {
     pub upstream: Option<(usize, Instant)>,
     /// Time to the upstream's response headers.
     pub upstream_elapsed: Option<std::time::Duration>,
+    /// The request's `Origin`, kept when its tenant has CORS (for the response headers).
+    pub cors_origin: Option<http::HeaderValue>,
+    /// This is a forward-auth check (`/oauth/auth`): answer 200/401/403, never proxy.
+    pub forward_auth: bool,
     /// The authentication outcome (`allowed`, `unauthenticated`, `forbidden`), if any.
     pub auth: Option<&'static str>,
     /// When the request started (after its header was read).
@@ -64,6 +68,8 @@ impl RequestCtx {
             upstream: None,
             upstream_elapsed: None,
             auth: None,
+            cors_origin: None,
+            forward_auth: false,
             denial: None,
             started: Instant::now(),
         }

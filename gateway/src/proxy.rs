@@ -7,12 +7,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_policy::authz::Forbidden;
+use gatehouse_policy::cors::is_preflight;
 use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::proxies::forwarded_for;
 use gatehouse_policy::request_id::{is_valid_request_id, new_request_id};
 use gatehouse_policy::snapshot::{Access, Denial, RouteRef, TenantPolicy};
 use gatehouse_session::claims::Claims;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use gatehouse_session::{looks_like_jwt, TokenError};
+use http::header::{
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_LENGTH, HOST, ORIGIN,
+    TRANSFER_ENCODING,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -80,12 +85,22 @@ impl ProxyHttp for Gateway {
                     .get_header("x-forwarded-proto")
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
         let req = session.req_header();
-        let host = req
+        let mut host = req
             .uri
             .authority()
             .map(|a| a.as_str())
             .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
+        // A forward-auth check from a trusted proxy (Traefik, Istio) names the original host.
+        if ctx.trusted_peer && req.uri.path() == FORWARD_AUTH_PATH {
+            if let Some(original) = req
+                .headers
+                .get("x-forwarded-host")
+                .and_then(|h| h.to_str().ok())
+            {
+                host = original;
+            }
+        }
         ctx.tenant = runtime.policy.tenant_for_host(host);
         let id_header = match ctx.tenant {
             Some(t) => &runtime.policy.tenant(t).request_id_header,
@@ -107,9 +122,21 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         let runtime = Arc::clone(ctx.runtime.as_ref().expect("set in early_request_filter"));
         let denial = match self.admit(session, ctx, &runtime) {
+            Admission::Proxy if ctx.forward_auth => {
+                responses::forward_auth_allowed(session, ctx).await?;
+                return Ok(true);
+            }
             Admission::Proxy => return Ok(false),
+            Admission::Preflight(headers) => {
+                responses::preflight(session, ctx, headers).await?;
+                return Ok(true);
+            }
             Admission::Deny(denial) => denial,
             Admission::Authenticate => match self.authenticate(session, ctx, &runtime).await {
+                Ok(()) if ctx.forward_auth => {
+                    responses::forward_auth_allowed(session, ctx).await?;
+                    return Ok(true);
+                }
                 Ok(()) => return Ok(false),
                 Err(denial) => denial,
             },
@@ -186,14 +213,8 @@ impl ProxyHttp for Gateway {
             .unwrap_or_default();
         strip_identity_headers(upstream_request, identity_headers);
         if let Some(claims) = &ctx.claims {
-            for (name, path) in identity_headers {
-                // A claim that cannot be a header value (control characters) is left out.
-                if let Some(value) = claims
-                    .header_value(path)
-                    .and_then(|v| http::HeaderValue::from_str(&v).ok())
-                {
-                    upstream_request.insert_header(name.clone(), value)?;
-                }
+            for (name, value) in identity_header_values(claims, identity_headers) {
+                upstream_request.insert_header(name.clone(), value)?;
             }
         }
         if !tenant.is_some_and(|t| t.forward_access_token) {
@@ -418,7 +439,41 @@ impl Gateway {
                 location: format!("https://{host}{}{path}{query}", self.https_port_suffix),
             });
         }
-        let route_ref = tenant.lookup(&path, &req.method);
+        if let (Some(cors), Some(origin)) = (&tenant.cors, req.headers.get(ORIGIN)) {
+            ctx.cors_origin = Some(origin.clone());
+            if is_preflight(&req.method, &req.headers) {
+                let method = req
+                    .headers
+                    .get(ACCESS_CONTROL_REQUEST_METHOD)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or_default();
+                let headers = req
+                    .headers
+                    .get(ACCESS_CONTROL_REQUEST_HEADERS)
+                    .map(|v| v.as_bytes());
+                return match cors.preflight(origin, method, headers) {
+                    Some(allow) => Admission::Preflight(allow),
+                    None => Admission::Deny(Denial::CorsRefused),
+                };
+            }
+        }
+        // A forward-auth check is decided for the original request it describes.
+        let forward_auth = path == FORWARD_AUTH_PATH
+            || path
+                .strip_prefix(FORWARD_AUTH_PATH)
+                .is_some_and(|rest| rest.starts_with('/'));
+        let (method, path) = if forward_auth {
+            ctx.forward_auth = true;
+            let (method, target) = forward_auth_target(req, &path, ctx.trusted_peer);
+            let target_path = target.split(|&b| b == b'?').next().unwrap_or_default();
+            match normalize_path(target_path) {
+                Ok(p) => (method, std::borrow::Cow::Owned(p.into_owned())),
+                Err(e) => return Admission::Deny(Denial::BadPath(e)),
+            }
+        } else {
+            (req.method.clone(), path)
+        };
+        let route_ref = tenant.lookup(&path, &method);
         let route = tenant.route(route_ref);
         ctx.route = Some(route_ref);
         // Body size: refuse an over-long declared body before the upstream sees anything.
@@ -435,8 +490,13 @@ impl Gateway {
         }
         let admission = match route.access {
             Access::Public => Admission::Proxy,
-            Access::Authenticated | Access::DefaultDeny => Admission::Authenticate,
+            Access::Authenticated | Access::DefaultDeny | Access::Optional => {
+                Admission::Authenticate
+            }
         };
+        if ctx.forward_auth {
+            return admission;
+        }
         if let std::borrow::Cow::Owned(normalized) = path {
             let mut target = normalized.into_bytes();
             if let Some(q) = query {
@@ -482,7 +542,7 @@ impl Gateway {
             }
         };
         ctx.auth = Some(outcome);
-        ctx.claims = Some(result?);
+        ctx.claims = result?;
         Ok(())
     }
 }
@@ -494,9 +554,11 @@ async fn verify_and_authorize(
     tenant: &TenantPolicy,
     route_ref: RouteRef,
     runtime: &crate::runtime::Runtime,
-) -> Result<Arc<Claims>, Denial> {
+) -> Result<Option<Arc<Claims>>, Denial> {
+    let route = tenant.route(route_ref);
     let token = match bearer_token(session.req_header(), tenant.token_cookie.as_deref()) {
         Ok(Some(token)) => token,
+        Ok(None) if route.access == Access::Optional => return Ok(None),
         Ok(None) => return Err(Denial::Unauthenticated),
         Err(()) => {
             return Err(Denial::InvalidToken {
@@ -513,43 +575,127 @@ async fn verify_and_authorize(
         tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
         return Err(Denial::Unauthenticated);
     };
-    let verifier = &provider.verifier;
-    let started = std::time::Instant::now();
-    let claims = match verifier.verify_cached(token) {
-        Some(claims) => {
-            provider.verify_hit.observe(started.elapsed().as_secs_f64());
-            claims
-        }
-        None => {
-            let result = verifier.verify(token).await;
-            provider
-                .verify_miss
-                .observe(started.elapsed().as_secs_f64());
-            result.map_err(|e| Denial::InvalidToken {
-                reason: e.reason(),
-                description: e.description(),
-            })?
-        }
-    };
-    let route = tenant.route(route_ref);
+    let claims = verify(provider, token, route.introspect).await?;
     if route.access == Access::DefaultDeny {
         return Err(Denial::Forbidden(Forbidden::NoRoute));
     }
     let identity = ClaimsIdentity {
         claims: &claims,
-        client_id: verifier.client_id(),
+        client_id: provider.verifier.client_id(),
     };
     route
         .requirements
         .check(&identity)
         .map_err(Denial::Forbidden)?;
+    Ok(Some(claims))
+}
+
+/// The token's claims: a JWT is verified against the provider's keys (a cache hit costs no
+/// signature check) and, on `introspect` routes, also checked for revocation at the
+/// introspection endpoint; an opaque token is introspected when the provider allows it.
+/// Timed into `gatehouse_token_verify_duration_seconds` by cache hit or miss.
+async fn verify(
+    provider: &crate::auth::Provider,
+    token: &str,
+    introspect: bool,
+) -> Result<Arc<Claims>, Denial> {
+    let verifier = &provider.verifier;
+    let started = std::time::Instant::now();
+    let refused = |e: TokenError| match e {
+        TokenError::IntrospectionUnavailable => Denial::AuthUnavailable,
+        e => Denial::InvalidToken {
+            reason: e.reason(),
+            description: e.description(),
+        },
+    };
+    let opaque = !looks_like_jwt(token) && verifier.introspection_enabled();
+    let cached = if opaque {
+        verifier.introspect_cached(token)
+    } else {
+        verifier.verify_cached(token)
+    };
+    let (claims, hit) = match cached {
+        Some(claims) => (claims, true),
+        None if opaque => (verifier.introspect(token).await.map_err(refused)?, false),
+        None => (verifier.verify(token).await.map_err(refused)?, false),
+    };
+    if introspect && !opaque {
+        // Revocation-sensitive route: the signature is not enough, the IdP must still say active.
+        if verifier.introspect_cached(token).is_none() {
+            verifier.introspect(token).await.map_err(refused)?;
+        }
+    }
+    let histogram = if hit {
+        &provider.verify_hit
+    } else {
+        &provider.verify_miss
+    };
+    histogram.observe(started.elapsed().as_secs_f64());
     Ok(claims)
+}
+
+/// The forward-auth endpoint served on every tenant host (nginx `auth_request`, Traefik
+/// ForwardAuth, Istio ext_authz): 200 with identity headers, 401 or 403.
+pub const FORWARD_AUTH_PATH: &str = "/oauth/auth";
+
+/// The identity headers a tenant sets from the caller's claims. A claim that cannot be a header
+/// value (control characters) is left out.
+pub fn identity_header_values<'a>(
+    claims: &'a Claims,
+    identity_headers: &'a [(http::HeaderName, String)],
+) -> impl Iterator<Item = (&'a http::HeaderName, http::HeaderValue)> + 'a {
+    identity_headers.iter().filter_map(|(name, path)| {
+        let value = claims.header_value(path)?;
+        http::HeaderValue::from_str(&value).ok().map(|v| (name, v))
+    })
+}
+
+/// The method and path a forward-auth check is about: from a trusted proxy's
+/// `X-Forwarded-Method`/`X-Forwarded-Uri` (or `X-Original-Method`/`X-Original-URL`, which may be
+/// an absolute URL), else the path after `/oauth/auth` (Envoy's HTTP ext_authz appends the
+/// original path to its path prefix); from anyone else, the check request itself.
+fn forward_auth_target(
+    req: &RequestHeader,
+    check_path: &str,
+    trusted: bool,
+) -> (http::Method, Vec<u8>) {
+    let header = |a: &str, b: &str| {
+        req.headers
+            .get(a)
+            .or_else(|| req.headers.get(b))
+            .map(|v| v.as_bytes())
+    };
+    if !trusted {
+        return (req.method.clone(), check_path.as_bytes().to_vec());
+    }
+    let method = header("x-forwarded-method", "x-original-method")
+        .and_then(|m| http::Method::from_bytes(m).ok())
+        .unwrap_or_else(|| req.method.clone());
+    let appended = check_path
+        .strip_prefix(FORWARD_AUTH_PATH)
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or("/");
+    let uri = header("x-forwarded-uri", "x-original-url").unwrap_or(appended.as_bytes());
+    // An absolute URL (nginx: $scheme://$http_host$request_uri) keeps only its path and query.
+    let path = match uri.windows(3).position(|w| w == b"://") {
+        Some(i) => {
+            let rest = &uri[i + 3..];
+            rest.iter()
+                .position(|&b| b == b'/')
+                .map(|j| &rest[j..])
+                .unwrap_or(b"/")
+        }
+        None => uri,
+    };
+    (method, path.to_vec())
 }
 
 /// What [`Gateway::admit`] decided.
 enum Admission {
     /// Proxy without authentication (a white-listed route).
     Proxy,
+    /// A CORS preflight the gateway answers itself with these headers.
+    Preflight(gatehouse_policy::cors::CorsHeaders),
     /// Answer with this denial.
     Deny(Denial),
     /// The route needs an identity: authenticate, then authorize.

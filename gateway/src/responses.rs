@@ -35,6 +35,52 @@ pub fn apply_common_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
         }
     }
     let _ = resp.insert_header(request_id_header.clone(), ctx.request_id.as_str());
+    if let Some(cors) = ctx.tenant.and_then(|t| policy.tenant(t).cors.as_ref()) {
+        if let Some(origin) = &ctx.cors_origin {
+            for (name, value) in cors.actual(origin) {
+                let _ = resp.insert_header(name, value);
+            }
+        }
+        let _ = resp.append_header(http::header::VARY, "Origin");
+    }
+}
+
+/// Answers an allowed CORS preflight: 204 with the allow headers.
+pub async fn preflight(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    allow: gatehouse_policy::cors::CorsHeaders,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(204, Some(8))?;
+    for (name, value) in allow {
+        resp.insert_header(name, value)?;
+    }
+    // The preflight's own allow headers win over the actual-response ones.
+    ctx.cors_origin = None;
+    apply_common_headers(&mut resp, ctx);
+    resp.insert_header(CONTENT_LENGTH, 0)?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
+/// Answers an allowed forward-auth check: 200 with the identity headers (for
+/// `auth_request_set`, Traefik's `authResponseHeaders`, Istio's `headersToUpstreamOnAllow`).
+pub async fn forward_auth_allowed(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(12))?;
+    if let (Some(claims), Some(t), Some(runtime)) =
+        (&ctx.claims, ctx.tenant, ctx.runtime.as_deref())
+    {
+        let identity_headers = &runtime.policy.tenant(t).identity_headers;
+        for (name, value) in crate::proxy::identity_header_values(claims, identity_headers) {
+            resp.insert_header(name.clone(), value)?;
+        }
+    }
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    resp.insert_header(CONTENT_LENGTH, 0)?;
+    apply_common_headers(&mut resp, ctx);
+    session.write_response_header(Box::new(resp), true).await
 }
 
 /// Writes the response for `denial` and records it in the context. Errors writing to the
@@ -44,7 +90,13 @@ pub async fn deny(
     ctx: &mut RequestCtx,
     denial: Denial,
 ) -> pingora::Result<()> {
-    let status = denial.status();
+    // nginx auth_request turns anything but 2xx/401/403 into a 500: a refused forward-auth
+    // check is a 401 or a 403, whatever the reason.
+    let status = match denial.status() {
+        401 => 401,
+        s if ctx.forward_auth && s != 403 => 403,
+        s => s,
+    };
     let mut resp = ResponseHeader::build(status, Some(6))?;
     match &denial {
         Denial::Unauthenticated => {
@@ -76,6 +128,10 @@ pub async fn deny(
             resp.insert_header(LOCATION, location.as_str())?;
         }
         _ => {}
+    }
+    // A refused preflight carries no allow header at all.
+    if denial == Denial::CorsRefused {
+        ctx.cors_origin = None;
     }
     // A request whose framing or headers are suspect must not leave bytes on the connection.
     if denial.closes_connection() {

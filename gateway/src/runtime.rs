@@ -99,7 +99,7 @@ impl Runtime {
                     .iter()
                     .map(|r| metrics.route(&t.name, &r.name))
                     .collect(),
-                unmatched: metrics.route(&t.name, "unmatched"),
+                unmatched: metrics.route(&t.name, "-"),
                 auth_allowed: metrics.auth_allowed(&t.name),
             })
             .collect();

@@ -203,23 +203,6 @@ fn consistent_hash_keeps_each_client_ip_on_one_target() {
     );
 }
 
-/// Connects from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux).
-fn socket_from(source_ip: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let src: std::net::SocketAddr = format!("{source_ip}:0").parse().unwrap();
-    sock.bind(&src.into()).unwrap();
-    sock.connect(&to.into()).unwrap();
-    sock.into()
-}
-
-fn request_on(stream: std::net::TcpStream, raw: &str) -> Response {
-    use std::io::Write;
-    let mut s = stream;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    read_response(&mut std::io::BufReader::new(s), false).unwrap()
-}
-
 #[test]
 fn health_checks_take_a_killed_target_out_and_all_down_is_a_503() {
     let a = Upstream::start("a");

@@ -3,6 +3,7 @@
 //!
 //! - [`authz`]: route authorization requirements (roles, groups, claims) over an [`authz::Identity`].
 //! - [`path`]: request path normalization (percent-decoding, dot segments, refusals).
+//! - [`cors`]: per-tenant CORS: preflight answers and actual-response headers.
 //! - [`host`]: host table (exact names, IPv6 literals, `*.suffix` wildcards).
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
 //! - [`request_id`]: request ID validation and cheap generation.
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod authz;
+pub mod cors;
 pub mod host;
 pub mod path;
 pub mod proxies;

@@ -9,6 +9,7 @@ use gatehouse_config::{Config, Route, Tenant};
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::authz::{Forbidden, Requirements};
+use crate::cors::CorsPolicy;
 use crate::host::HostTable;
 use crate::path::PathError;
 use crate::proxies::TrustedProxies;
@@ -23,6 +24,9 @@ pub enum Access {
     Authenticated,
     /// No route matched and the tenant has `enable-default-deny: true`.
     DefaultDeny,
+    /// `white-listed-anon`: an identity is used when a valid token is presented; no token is
+    /// fine; an invalid token is not.
+    Optional,
 }
 
 /// A compiled route.
@@ -38,6 +42,8 @@ pub struct RoutePolicy {
     pub upstream: usize,
     /// Largest request body accepted, bytes.
     pub max_body_size: u64,
+    /// `introspect`: a valid JWT is also checked at the provider's introspection endpoint.
+    pub introspect: bool,
 }
 
 /// Which route a request matched: one of the tenant's routes, or the tenant's fallback for
@@ -108,6 +114,8 @@ pub struct TenantPolicy {
     pub forward_access_token: bool,
     /// `token-cookie`: a cookie that may carry the bearer token.
     pub token_cookie: Option<String>,
+    /// `cors`, if the tenant has it.
+    pub cors: Option<CorsPolicy>,
 }
 
 impl TenantPolicy {
@@ -157,9 +165,12 @@ impl TenantPolicy {
                 name: route.name.clone(),
                 access: if route.white_listed {
                     Access::Public
+                } else if route.white_listed_anon {
+                    Access::Optional
                 } else {
                     Access::Authenticated
                 },
+                introspect: route.introspect,
                 upstream: upstream_index(&route.upstream)?,
                 max_body_size: route.max_body_size,
             });
@@ -173,7 +184,7 @@ impl TenantPolicy {
             routes: builder.build(),
             route_list,
             unmatched: RoutePolicy {
-                name: "unmatched".to_string(),
+                name: "-".to_string(),
                 requirements: Requirements::default(),
                 access: if tenant.enable_default_deny {
                     Access::DefaultDeny
@@ -182,6 +193,7 @@ impl TenantPolicy {
                 },
                 upstream: default_upstream,
                 max_body_size: gatehouse_config::DEFAULT_MAX_BODY_SIZE,
+                introspect: false,
             },
             response_headers: ResponseHeaders::compile(&tenant.security_headers)?,
             request_id_header: HeaderName::from_bytes(tenant.request_id_header.as_bytes())
@@ -203,6 +215,12 @@ impl TenantPolicy {
                 .collect::<Result<_, _>>()?,
             forward_access_token: tenant.forward_access_token,
             token_cookie: tenant.token_cookie.clone(),
+            cors: tenant
+                .cors
+                .as_ref()
+                .map(CorsPolicy::compile)
+                .transpose()
+                .map_err(err)?,
         })
     }
 }
@@ -321,6 +339,11 @@ pub enum Denial {
     },
     /// No target of the route's upstream passes health checks: 503.
     NoHealthyUpstream,
+    /// The token could not be checked (the introspection endpoint is unreachable): 503.
+    AuthUnavailable,
+    /// A CORS preflight from a disallowed origin, or asking for a method or headers that are
+    /// not allowed: 403 without any allow header.
+    CorsRefused,
 }
 
 impl Denial {
@@ -335,6 +358,8 @@ impl Denial {
             Denial::Forbidden(_) => 403,
             Denial::HttpsRequired { .. } => 308,
             Denial::NoHealthyUpstream => 503,
+            Denial::CorsRefused => 403,
+            Denial::AuthUnavailable => 503,
         }
     }
 
@@ -351,6 +376,8 @@ impl Denial {
             Denial::Forbidden(f) => f.reason(),
             Denial::HttpsRequired { .. } => "https_required",
             Denial::NoHealthyUpstream => "no_healthy_upstream",
+            Denial::CorsRefused => "cors_refused",
+            Denial::AuthUnavailable => "introspection_unavailable",
         }
     }
 
@@ -392,6 +419,8 @@ mod tests {
                 308,
             ),
             (Denial::NoHealthyUpstream, 503),
+            (Denial::CorsRefused, 403),
+            (Denial::AuthUnavailable, 503),
         ];
         for (denial, status) in table {
             assert_eq!(denial.status(), status, "{denial:?}");

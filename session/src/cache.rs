@@ -21,8 +21,8 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 /// the whole map.
 const SWEEP_EVERY_SECS: u64 = 1;
 
-struct Entry {
-    claims: Arc<Claims>,
+struct Entry<V> {
+    claims: V,
     /// Served while `now < valid_until` (the token's `exp`, or earlier with max-token-age).
     valid_until: u64,
 }
@@ -48,9 +48,10 @@ impl Hasher for PassThrough {
     }
 }
 
-/// A bounded map from token hash to verified claims.
-pub(crate) struct TokenCache {
-    map: DashMap<u128, Entry, BuildHasherDefault<PassThrough>>,
+/// A bounded map from token hash to verified claims (or, for the introspection negative cache,
+/// to the error a token was refused with).
+pub(crate) struct TokenCache<V: Clone = Arc<Claims>> {
+    map: DashMap<u128, Entry<V>, BuildHasherDefault<PassThrough>>,
     /// Entries in `map`; reserved before inserting so the bound holds under concurrency.
     len: AtomicUsize,
     capacity: usize,
@@ -59,8 +60,8 @@ pub(crate) struct TokenCache {
     last_sweep: AtomicU64,
 }
 
-impl TokenCache {
-    pub(crate) fn new(capacity: usize) -> TokenCache {
+impl<V: Clone> TokenCache<V> {
+    pub(crate) fn new(capacity: usize) -> TokenCache<V> {
         TokenCache {
             map: DashMap::with_hasher(BuildHasherDefault::default()),
             len: AtomicUsize::new(0),
@@ -78,11 +79,11 @@ impl TokenCache {
     }
 
     /// The cached claims for `key` if still valid at `now`; an expired entry is removed.
-    pub(crate) fn get(&self, key: u128, now: u64) -> Option<Arc<Claims>> {
+    pub(crate) fn get(&self, key: u128, now: u64) -> Option<V> {
         let expired = {
             let entry = self.map.get(&key)?;
             if now < entry.valid_until {
-                return Some(Arc::clone(&entry.claims));
+                return Some(entry.claims.clone());
             }
             true
         };
@@ -99,7 +100,7 @@ impl TokenCache {
 
     /// Caches `claims` until `valid_until` unless that is already past or the cache is full
     /// even after sweeping expired entries.
-    pub(crate) fn insert(&self, key: u128, claims: Arc<Claims>, valid_until: u64, now: u64) {
+    pub(crate) fn insert(&self, key: u128, claims: V, valid_until: u64, now: u64) {
         if valid_until <= now || self.capacity == 0 {
             return;
         }
@@ -170,7 +171,7 @@ mod tests {
 
     #[test]
     fn hit_until_valid_until_then_removed() {
-        let cache = TokenCache::new(10);
+        let cache: TokenCache = TokenCache::new(10);
         let k = cache.key("a.b.c");
         assert_ne!(k, cache.key("a.b.d"));
         let c = claims(100);
@@ -183,20 +184,20 @@ mod tests {
 
     #[test]
     fn keys_differ_between_caches() {
-        let (a, b) = (TokenCache::new(1), TokenCache::new(1));
+        let (a, b): (TokenCache, TokenCache) = (TokenCache::new(1), TokenCache::new(1));
         assert_ne!(a.key("token"), b.key("token"));
     }
 
     #[test]
     fn already_expired_is_not_inserted() {
-        let cache = TokenCache::new(10);
+        let cache: TokenCache = TokenCache::new(10);
         cache.insert(1, claims(10), 10, 10);
         assert_eq!(cache.len(), 0);
     }
 
     #[test]
     fn bounded_and_sweeps_expired() {
-        let cache = TokenCache::new(3);
+        let cache: TokenCache = TokenCache::new(3);
         cache.insert(1, claims(20), 20, 10);
         cache.insert(2, claims(20), 20, 10);
         cache.insert(3, claims(1000), 1000, 10);
@@ -213,7 +214,7 @@ mod tests {
 
     #[test]
     fn reinserting_the_same_key_keeps_count() {
-        let cache = TokenCache::new(3);
+        let cache: TokenCache = TokenCache::new(3);
         cache.insert(1, claims(20), 20, 10);
         cache.insert(1, claims(20), 20, 10);
         assert_eq!(cache.len(), 1);
@@ -222,7 +223,7 @@ mod tests {
 
     #[test]
     fn zero_capacity_caches_nothing() {
-        let cache = TokenCache::new(0);
+        let cache: TokenCache = TokenCache::new(0);
         cache.insert(1, claims(20), 20, 10);
         assert!(cache.get(1, 10).is_none());
     }

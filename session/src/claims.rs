@@ -7,7 +7,8 @@
 
 use serde_json::Value;
 
-/// The claims of a token whose signature and registered claims have been checked.
+/// The claims of a token whose signature and registered claims have been checked (or of an
+/// active introspection response).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims {
     /// `sub`, when it is a string.
@@ -23,7 +24,8 @@ pub struct Claims {
     pub client_roles: Vec<(String, Vec<String>)>,
     /// `groups` as sent: full paths like `/developers` or bare names (string elements only).
     pub groups: Vec<String>,
-    /// `exp` in seconds since the Unix epoch (always present on a verified token).
+    /// `exp` in seconds since the Unix epoch (always present on a verified JWT; 0 when an
+    /// introspection response has none).
     pub exp: u64,
     /// `iat` in seconds since the Unix epoch.
     pub iat: Option<u64>,

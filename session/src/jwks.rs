@@ -15,10 +15,10 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-/// Largest discovery document or JWKS accepted over HTTP (1 MiB).
+/// Largest discovery document, JWKS or introspection response accepted over HTTP (1 MiB).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-/// Timeout of every discovery / JWKS request (connect + response).
+/// Timeout of every discovery / JWKS / introspection request (connect + response).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The algorithms a token may be signed with when the config allows them. `none` and the HMAC
@@ -342,6 +342,14 @@ impl JwksSource {
     /// Runs OIDC discovery and returns the `jwks_uri` (an error for a file source, or when the
     /// document's `issuer` differs from the configured one).
     pub async fn discover(&self, client: &reqwest::Client) -> Result<String, String> {
+        self.discover_document(client).await.map(|doc| doc.jwks_uri)
+    }
+
+    /// Runs OIDC discovery and returns what gatehouse keeps of the document: the `jwks_uri`
+    /// and, when present, the `introspection_endpoint` (an error for a file source, when the
+    /// document's `issuer` differs from the configured one, or when it has no usable
+    /// `jwks_uri`).
+    pub async fn discover_document(&self, client: &reqwest::Client) -> Result<Discovery, String> {
         let JwksSource::Discovery {
             discovery_url,
             issuer,
@@ -365,39 +373,77 @@ impl JwksSource {
             .get("jwks_uri")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("discovery document {discovery_url} has no jwks_uri"))?;
-        if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+        if !is_http_url(jwks_uri) {
             return Err(format!("jwks_uri {jwks_uri:?} is not an http(s) URL"));
         }
-        Ok(jwks_uri.to_string())
+        let introspection_endpoint = match doc.get("introspection_endpoint") {
+            Some(Value::String(url)) if is_http_url(url) => Some(url.clone()),
+            None | Some(Value::Null) => None,
+            Some(other) => {
+                tracing::warn!(%discovery_url, endpoint = %other, "ignoring an introspection_endpoint that is not an http(s) URL");
+                None
+            }
+        };
+        Ok(Discovery {
+            jwks_uri: jwks_uri.to_string(),
+            introspection_endpoint,
+        })
     }
+}
+
+/// What gatehouse keeps of an OIDC discovery document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// `jwks_uri`: where the signing keys are.
+    pub jwks_uri: String,
+    /// `introspection_endpoint` (RFC 8414 / 7662), when the document names an http(s) URL.
+    pub introspection_endpoint: Option<String>,
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
 }
 
 /// GETs `url` and returns its body, refusing non-2xx statuses and bodies over
 /// [`MAX_DOCUMENT_BYTES`].
 pub async fn get_limited(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let mut response = client
+    let response = client
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
+    read_limited(response, "GET", url).await
+}
+
+/// The body of a response, refusing non-2xx statuses and bodies over [`MAX_DOCUMENT_BYTES`];
+/// errors name `method` and `url`.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    method: &str,
+    url: &str,
+) -> Result<Vec<u8>, String> {
     if !response.status().is_success() {
-        return Err(format!("GET {url}: status {}", response.status()));
+        return Err(format!("{method} {url}: status {}", response.status()));
     }
     if response
         .content_length()
         .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
     {
-        return Err(format!("GET {url}: body over {MAX_DOCUMENT_BYTES} bytes"));
+        return Err(format!(
+            "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
+        ));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?
+        .map_err(|e| format!("{method} {url}: {e}"))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("GET {url}: body over {MAX_DOCUMENT_BYTES} bytes"));
+            return Err(format!(
+                "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }

@@ -2,8 +2,9 @@
 //! verified-token cache) and the Keycloak claim helpers.
 //!
 //! The gateway builds a [`TokenVerifier`] per identity provider, refreshes its keys on its own
-//! schedule (one that spans config reloads) and calls [`TokenVerifier::verify`] per request. This crate never imports
-//! pingora or the gateway.
+//! schedule (one that spans config reloads) and calls [`TokenVerifier::verify`] per request
+//! (or, for opaque tokens and `introspect` routes, [`TokenVerifier::introspect`], RFC 7662).
+//! This crate never imports pingora or the gateway.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -14,5 +15,8 @@ pub mod verifier;
 
 pub use cache::DEFAULT_CACHE_CAPACITY;
 pub use claims::Claims;
-pub use jwks::{JwksSource, KeySet};
-pub use verifier::{TokenError, TokenVerifier, MAX_TOKEN_BYTES};
+pub use jwks::{Discovery, JwksSource, KeySet};
+pub use verifier::{
+    looks_like_jwt, TokenError, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS, MAX_TOKEN_BYTES,
+    REFUSED_CACHE_SECS,
+};

@@ -7,6 +7,9 @@
 //! refetch and one retry) → signature → payload JSON → `exp`, `nbf`, `iat` (with leeway) →
 //! `iss` → `aud` → `auth_time` (max token age). Only then are the claims parsed into
 //! [`Claims`] and cached until `exp`.
+//!
+//! Opaque tokens (and, on `introspect` routes, JWTs too) are checked at the provider's RFC 7662
+//! introspection endpoint instead: see [`TokenVerifier::introspect`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +26,11 @@ use serde_json::Value;
 use crate::cache::TokenCache;
 use crate::claims::{numeric_date, Claims};
 use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
+
+mod introspection;
+
+use introspection::Introspection;
+pub use introspection::{MAX_CONCURRENT_INTROSPECTIONS, REFUSED_CACHE_SECS};
 
 /// Tokens longer than this (bytes) are refused as malformed without being parsed.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -60,6 +68,13 @@ pub enum TokenError {
     TooOld,
     /// No JWKS has been loaded yet for the provider.
     KeysUnavailable,
+    /// The introspection endpoint answered `active: false` (revoked, expired, unknown or
+    /// garbage token).
+    Inactive,
+    /// The introspection endpoint could not be asked or gave no usable answer (network error,
+    /// timeout, non-2xx status such as 401 for bad client credentials, a response that is not
+    /// a JSON object with a boolean `active`, no endpoint known, or introspection disabled).
+    IntrospectionUnavailable,
 }
 
 impl TokenError {
@@ -76,6 +91,8 @@ impl TokenError {
             TokenError::WrongAudience => "wrong_audience",
             TokenError::TooOld => "too_old",
             TokenError::KeysUnavailable => "keys_unavailable",
+            TokenError::Inactive => "inactive",
+            TokenError::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 
@@ -92,6 +109,8 @@ impl TokenError {
             TokenError::WrongAudience => "the token is not meant for this audience",
             TokenError::TooOld => "the authentication is too old",
             TokenError::KeysUnavailable => "the signing keys are not available yet",
+            TokenError::Inactive => "the token is not active",
+            TokenError::IntrospectionUnavailable => "the token could not be checked",
         }
     }
 }
@@ -156,6 +175,17 @@ fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
     })
 }
 
+/// Whether `token` has the shape of a compact JWS: three non-empty dot-separated parts. Says
+/// nothing about validity; the gateway uses it to pick [`TokenVerifier::verify`] (JWT) or
+/// [`TokenVerifier::introspect`] (opaque token).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = token.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && !s.is_empty()
+    )
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -189,6 +219,8 @@ pub struct TokenVerifier {
     min_refetch_interval: Duration,
     refresh_interval: Duration,
     cache: TokenCache,
+    /// RFC 7662 state: endpoint, credentials, caches, in-flight requests.
+    introspection: Introspection,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -199,6 +231,7 @@ impl std::fmt::Debug for TokenVerifier {
             .field("source", &self.source)
             .field("keys_loaded", &self.keys_loaded())
             .field("cache_len", &self.cache_len())
+            .field("introspection", &self.introspection.enabled)
             .finish_non_exhaustive()
     }
 }
@@ -210,8 +243,14 @@ impl TokenVerifier {
     /// start and reload, not per request) and an unreadable file is an error. The provider's
     /// `max-token-age`, if set, applies as with [`with_max_token_age`](Self::with_max_token_age).
     ///
+    /// With `introspection: true` the provider's `introspection-url` (or, with discovery, the
+    /// discovery document's `introspection_endpoint`), client credentials and
+    /// `introspection-cache-ttl` are used by [`introspect`](Self::introspect); the
+    /// introspection caches share `cache_capacity`'s bound.
+    ///
     /// Errors on an algorithm outside [`jwks::ASYMMETRIC_ALGORITHMS`] (so `none`/`HS*` in the
-    /// config are refused here too) or an HTTP client that cannot be built.
+    /// config are refused here too), an HTTP client that cannot be built, or `introspection`
+    /// without a `client-secret` (or with a `jwks-file` but no `introspection-url`).
     pub fn new(
         provider: &gatehouse_config::IdentityProvider,
         cache_capacity: usize,
@@ -242,6 +281,7 @@ impl TokenVerifier {
             .build()
             .map_err(|e| format!("identity provider {}: HTTP client: {e}", provider.name))?;
         let source = JwksSource::for_provider(provider);
+        let introspection = Introspection::new(provider, &source, cache_capacity)?;
         let keys = match source.load_file_blocking(&algorithms) {
             Some(loaded) => {
                 Some(Arc::new(loaded.map_err(|e| {
@@ -267,6 +307,7 @@ impl TokenVerifier {
             min_refetch_interval: provider.jwks_min_refetch_interval,
             refresh_interval: provider.jwks_refresh_interval,
             cache: TokenCache::new(cache_capacity),
+            introspection,
         })
     }
 
@@ -430,16 +471,23 @@ impl TokenVerifier {
                 };
                 let uri = match known {
                     Some(uri) => uri,
-                    None => {
-                        let uri = Arc::new(self.source.discover(&self.http).await?);
-                        self.jwks_uri.store(Some(Arc::clone(&uri)));
-                        uri
-                    }
+                    None => self.discover().await?,
                 };
                 jwks::get_limited(&self.http, &uri).await?
             }
         };
         KeySet::from_jwks_json(&bytes, &self.algorithms)
+    }
+
+    /// Runs discovery, remembers its `jwks_uri` and `introspection_endpoint`, and returns the
+    /// `jwks_uri`.
+    async fn discover(&self) -> Result<Arc<String>, String> {
+        let doc = self.source.discover_document(&self.http).await?;
+        let uri = Arc::new(doc.jwks_uri);
+        self.jwks_uri.store(Some(Arc::clone(&uri)));
+        self.introspection
+            .set_discovered_endpoint(doc.introspection_endpoint);
+        Ok(uri)
     }
 
     fn install(&self, set: KeySet) {
@@ -505,6 +553,11 @@ mod tests {
             (TokenError::WrongAudience, "wrong_audience"),
             (TokenError::TooOld, "too_old"),
             (TokenError::KeysUnavailable, "keys_unavailable"),
+            (TokenError::Inactive, "inactive"),
+            (
+                TokenError::IntrospectionUnavailable,
+                "introspection_unavailable",
+            ),
         ];
         for (error, reason) in all {
             assert_eq!(error.reason(), reason);
@@ -512,6 +565,25 @@ mod tests {
             assert_eq!(error.to_string(), error.description());
         }
         assert_eq!(TokenError::Expired.description(), "the token has expired");
+        assert_eq!(
+            TokenError::Inactive.description(),
+            "the token is not active"
+        );
+        assert_eq!(
+            TokenError::IntrospectionUnavailable.description(),
+            "the token could not be checked"
+        );
+    }
+
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt("a.b.c"));
+        assert!(looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.e30.c2ln"));
+        for opaque in [
+            "", "abc", "a.b", "a.b.", ".b.c", "a..c", "a.b.c.d", "...", "a.b.c.",
+        ] {
+            assert!(!looks_like_jwt(opaque), "{opaque:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! Introspection against the real test IdP (`testing/idp`, oidc-provider) issuing opaque
+//! access tokens. Skipped (with a message) only when `node` is not installed.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
+use gatehouse_session::{looks_like_jwt, TokenError, TokenVerifier};
+use serde_json::Value;
+
+/// The IdP child process, killed when dropped.
+struct Idp {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node_available() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn start_idp() -> Idp {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testing/idp");
+    let mut child = Command::new("node")
+        .arg("idp.mjs")
+        .current_dir(&dir)
+        .env("IDP_PORT", port.to_string())
+        .env("IDP_HOST", "127.0.0.1")
+        .env("IDP_ACCESS_TOKEN_FORMAT", "opaque")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node idp.mjs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut idp = Idp {
+        child,
+        issuer: String::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(issuer) = line.strip_prefix("IDP READY ") {
+                let _ = tx.send(issuer.trim().to_string());
+            }
+        }
+    });
+    idp.issuer = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the IdP printed IDP READY <issuer> within 30s");
+    idp
+}
+
+fn provider(issuer: &str, method: TokenEndpointAuthMethod) -> IdentityProvider {
+    IdentityProvider {
+        name: "demo".to_string(),
+        issuer: issuer.to_string(),
+        discovery_url: format!("{issuer}/.well-known/openid-configuration"),
+        jwks_file: None,
+        client_id: "gatehouse".to_string(),
+        client_secret: Some(Secret::new("gatehouse-secret")),
+        audiences: vec!["gatehouse".to_string()],
+        algorithms: vec!["RS256".to_string()],
+        leeway: Duration::from_secs(30),
+        scopes: vec!["openid".to_string()],
+        token_endpoint_auth_method: method,
+        jwks_refresh_interval: Duration::from_secs(600),
+        jwks_min_refetch_interval: Duration::from_secs(30),
+        max_token_age: None,
+        introspection: true,
+        introspection_url: None,
+        introspection_cache_ttl: Duration::from_secs(30),
+    }
+}
+
+async fn client_credentials_token(issuer: &str, id: &str, secret: &str) -> String {
+    let response: Value = reqwest::Client::new()
+        .post(format!("{issuer}/protocol/openid-connect/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token request")
+        .error_for_status()
+        .expect("token status")
+        .json()
+        .await
+        .expect("token JSON");
+    response["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+async fn introspection_requests(idp: &Idp) -> u64 {
+    let stats: Value = reqwest::get(format!("{}/__test/stats", idp.issuer))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    stats["introspection_requests"].as_u64().expect("counter")
+}
+
+#[tokio::test]
+async fn opaque_tokens_from_the_real_idp() {
+    if !node_available() {
+        println!("SKIPPED: `node` is not installed; the real-IdP introspection test needs it");
+        return;
+    }
+    let idp = tokio::task::spawn_blocking(start_idp)
+        .await
+        .expect("start task");
+    let token = client_credentials_token(&idp.issuer, "svc-admin", "svc-admin-secret").await;
+    assert!(!looks_like_jwt(&token), "IDP_ACCESS_TOKEN_FORMAT=opaque");
+
+    for method in [
+        TokenEndpointAuthMethod::ClientSecretBasic,
+        TokenEndpointAuthMethod::ClientSecretPost,
+    ] {
+        let v = TokenVerifier::new(&provider(&idp.issuer, method), 1000).expect("verifier");
+        let before = introspection_requests(&idp).await;
+        let c = v
+            .introspect(&token)
+            .await
+            .unwrap_or_else(|e| panic!("{method:?}: {e:?}"));
+        assert_eq!(c.sub.as_deref(), Some("service-account-svc-admin"));
+        assert!(c.has_realm_role("admin"), "{:?}", c.realm_roles);
+        assert!(c.has_role("super-admin", "gatehouse"));
+        assert!(c.in_group("/admins"));
+        assert_eq!(c.email.as_deref(), Some("admin@example.com"));
+        assert!(c.exp > 0);
+        // Cached: no second request to the IdP.
+        v.introspect(&token).await.expect("cached");
+        assert!(v.introspect_cached(&token).is_some());
+        assert_eq!(introspection_requests(&idp).await, before + 1);
+
+        assert_eq!(
+            v.introspect("definitely-not-a-token").await,
+            Err(TokenError::Inactive)
+        );
+    }
+
+    // A client with the wrong secret cannot introspect.
+    let mut wrong = provider(&idp.issuer, TokenEndpointAuthMethod::ClientSecretBasic);
+    wrong.client_secret = Some(Secret::new("nope"));
+    let v = TokenVerifier::new(&wrong, 10).expect("verifier");
+    assert_eq!(
+        v.introspect(&token).await,
+        Err(TokenError::IntrospectionUnavailable)
+    );
+}
