@@ -258,6 +258,17 @@ impl ProxyHttp for Gateway {
             None => &runtime.policy.default_request_id_header,
         };
         upstream_request.insert_header(id_header.clone(), ctx.request_id.as_str())?;
+        // W3C Trace Context: a valid incoming traceparent is forwarded unchanged; otherwise the
+        // gateway starts a trace whose id is the request ID (when it is 32 hex digits), so logs
+        // and traces correlate.
+        let valid = upstream_request
+            .headers
+            .get("traceparent")
+            .is_some_and(|v| is_valid_traceparent(v.as_bytes()));
+        if !valid {
+            upstream_request
+                .insert_header("traceparent", new_traceparent(ctx.request_id.as_str()))?;
+        }
         Ok(())
     }
 
@@ -690,6 +701,37 @@ fn forward_auth_target(
     (method, path.to_vec())
 }
 
+/// Whether `v` is a W3C `traceparent` of version 00: `00-<32 hex, not all 0>-<16 hex, not all
+/// 0>-<2 hex>`.
+fn is_valid_traceparent(v: &[u8]) -> bool {
+    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &[u8]| s.iter().any(|&b| b != b'0');
+    v.len() == 55
+        && &v[..3] == b"00-"
+        && v[35] == b'-'
+        && v[52] == b'-'
+        && hex(&v[3..35])
+        && nonzero(&v[3..35])
+        && hex(&v[36..52])
+        && nonzero(&v[36..52])
+        && hex(&v[53..55])
+}
+
+/// A new sampled `traceparent` whose trace id is the request ID when that is 32 lowercase hex
+/// digits (generated IDs are), else random.
+fn new_traceparent(request_id: &str) -> String {
+    let id = request_id.as_bytes();
+    let usable = id.len() == 32
+        && id.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && id.iter().any(|&b| b != b'0');
+    let trace_id = if usable {
+        request_id.to_string()
+    } else {
+        format!("{:032x}", rand::random::<u128>() | 1)
+    };
+    format!("00-{trace_id}-{:016x}-01", rand::random::<u64>() | 1)
+}
+
 /// What [`Gateway::admit`] decided.
 enum Admission {
     /// Proxy without authentication (a white-listed route).
@@ -791,6 +833,32 @@ mod tests {
         let mut names: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
         names.sort();
         assert_eq!(names, vec!["accept", "x-authority", "x-user-email-2"]);
+    }
+
+    #[test]
+    fn traceparents_are_validated_and_started_from_the_request_id() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let tp = new_traceparent(id);
+        assert!(is_valid_traceparent(tp.as_bytes()), "{tp}");
+        assert!(tp.starts_with(&format!("00-{id}-")));
+        let other = new_traceparent("client-chosen-id");
+        assert!(is_valid_traceparent(other.as_bytes()), "{other}");
+        assert!(is_valid_traceparent(
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        for bad in [
+            &b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"[..],
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            b"garbage",
+        ] {
+            assert!(
+                !is_valid_traceparent(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -292,6 +292,27 @@ fn request_ids_are_kept_when_valid_and_replaced_otherwise() {
             "upstream sees the same ID"
         );
     }
+    // W3C trace context: a trace is started from a generated request ID; a client's valid
+    // traceparent is forwarded unchanged.
+    let r = gw.get("demo.localhost", "/public/id");
+    let id = r.header("x-request-id").unwrap().to_string();
+    let tp = app
+        .last()
+        .unwrap()
+        .header("traceparent")
+        .unwrap()
+        .to_string();
+    assert!(
+        tp.starts_with(&format!("00-{id}-")) && tp.ends_with("-01"),
+        "{tp}"
+    );
+    let client_tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    gw.get_with(
+        "demo.localhost",
+        "/public/id",
+        &[("traceparent", client_tp)],
+    );
+    assert_eq!(app.last().unwrap().header("traceparent"), Some(client_tp));
     let max = "b".repeat(128);
     assert_eq!(
         gw.get_with("demo.localhost", "/public/id", &[("X-Request-ID", &max)])
