@@ -57,6 +57,16 @@ const TABLE: &[(&str, u16, Option<&str>)] = &[
     ("//admin//users", 401, None),
     ("/admin/./users", 401, None),
     ("/x/%2e%2e/admin/users", 401, None),
+    // Query and fragment tricks: the query never takes part in routing; an encoded `?` is path.
+    (
+        "/public/x?/../../admin/users",
+        200,
+        Some("/public/x?/../../admin/users"),
+    ),
+    ("/public%3f/../admin/users", 401, None),
+    ("/public%3F/..%2F..%2Fadmin", 400, None),
+    ("/admin/users#/public/x", 401, None), // the fragment is dropped: routed as /admin/users
+    ("/admin/users?/public/x", 401, None),
     // Refused outright.
     ("/a%2fb", 400, None),
     ("/a%2Fb", 400, None),
