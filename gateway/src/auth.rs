@@ -4,21 +4,17 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use gatehouse_config::IdentityProvider;
 use gatehouse_policy::authz::Identity;
 use gatehouse_session::claims::Claims;
 use gatehouse_session::verifier::TokenVerifier;
 use pingora::http::RequestHeader;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use regex::Regex;
 use serde_json::Value;
 
 use crate::metrics::Metrics;
-use crate::runtime::SharedRuntime;
 
 /// Retry delays while a provider's keys cannot be fetched: 1 s doubling up to 30 s.
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -62,7 +58,7 @@ impl Provider {
 
     /// Refreshes the keys when due: every `jwks-refresh-interval` once loaded, with backoff
     /// while failing. Start never fails because an IdP is down; `/readyz` says so instead.
-    async fn tick(self: Arc<Self>, now_ms: u64, metrics: Arc<Metrics>) {
+    pub(crate) async fn tick(self: Arc<Self>, now_ms: u64, metrics: Arc<Metrics>) {
         if now_ms < self.next_refresh_ms.load(Ordering::Relaxed)
             || self.running.swap(true, Ordering::AcqRel)
         {
@@ -90,36 +86,6 @@ impl Provider {
             }
         }
         self.running.store(false, Ordering::Release);
-    }
-}
-
-/// Refreshes the keys of every provider of the current runtime on its schedule.
-pub struct KeyRefreshService {
-    pub runtime: SharedRuntime,
-    pub metrics: Arc<Metrics>,
-}
-
-#[async_trait]
-impl BackgroundService for KeyRefreshService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let epoch = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let now_ms = epoch.elapsed().as_millis() as u64;
-            let runtime = self.runtime.load_full();
-            for provider in runtime.providers.values() {
-                tokio::spawn(Arc::clone(provider).tick(now_ms, Arc::clone(&self.metrics)));
-                self.metrics.set_token_cache_entries(
-                    &provider.definition.name,
-                    provider.verifier.cache_len(),
-                );
-            }
-        }
     }
 }
 

@@ -51,6 +51,12 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The request's tenant name, if a tenant matched.
+    pub fn tenant_name(&self) -> Option<&str> {
+        let runtime = self.runtime.as_deref()?;
+        self.tenant.map(|t| runtime.policy.tenant(t).name.as_str())
+    }
+
     /// An empty context.
     pub fn new() -> Self {
         RequestCtx {

@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod ctx;
 mod demo;
+mod maintenance;
 mod metrics;
 mod pools;
 mod proxy;

@@ -1,13 +1,13 @@
 //! Upstream pools: a pingora-load-balancing `LoadBalancer` per configured upstream (round robin
 //! or Ketama consistent hashing on the client IP), targets re-resolved by DNS, active health
-//! checks (HTTP path or TCP) run by [`HealthCheckService`], and the `HttpPeer` template
+//! checks (HTTP path or TCP) run by the maintenance service, and the `HttpPeer` template
 //! (timeouts, keep-alive, TLS with SNI, HTTP/2) every request's peer is cloned from.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -19,10 +19,6 @@ use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
-
-use crate::runtime::SharedRuntime;
 
 /// How long an upstream connection may idle in the keep-alive pool.
 const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -133,7 +129,7 @@ impl Pool {
     }
 
     /// Runs discovery (when due) and one health check round if its interval has elapsed.
-    async fn tick(self: Arc<Self>, now_ms: u64) {
+    pub(crate) async fn tick(self: Arc<Self>, now_ms: u64) {
         if self.check_running.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -290,39 +286,5 @@ impl ServiceDiscovery for TargetDiscovery {
             self.last.store(Arc::new(set));
         }
         Ok(((**self.last.load()).clone(), HashMap::new()))
-    }
-}
-
-/// Runs every pool's health checks and DNS refreshes on their intervals, for whichever runtime
-/// is current (so pools added by a reload are checked without restarting anything).
-pub struct HealthCheckService {
-    pub runtime: SharedRuntime,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-#[async_trait]
-impl BackgroundService for HealthCheckService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let epoch = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let now_ms = epoch.elapsed().as_millis() as u64;
-            let runtime = self.runtime.load_full();
-            for (t, tenant_pools) in runtime.pools.iter().enumerate() {
-                for (u, pool) in tenant_pools.iter().enumerate() {
-                    tokio::spawn(Arc::clone(pool).tick(now_ms));
-                    self.metrics.set_healthy_targets(
-                        &runtime.config.tenants[t].name,
-                        &runtime.config.tenants[t].upstreams[u].name,
-                        pool.healthy_targets(),
-                    );
-                }
-            }
-        }
     }
 }

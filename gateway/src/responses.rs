@@ -100,25 +100,11 @@ pub async fn deny(
     let mut resp = ResponseHeader::build(status, Some(6))?;
     match &denial {
         Denial::Unauthenticated => {
-            let realm = ctx
-                .tenant
-                .and_then(|t| {
-                    ctx.runtime
-                        .as_deref()
-                        .map(|r| r.policy.tenant(t).name.as_str())
-                })
-                .unwrap_or("gatehouse");
+            let realm = ctx.tenant_name().unwrap_or("gatehouse");
             resp.insert_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{realm}\""))?;
         }
         Denial::InvalidToken { description, .. } => {
-            let realm = ctx
-                .tenant
-                .and_then(|t| {
-                    ctx.runtime
-                        .as_deref()
-                        .map(|r| r.policy.tenant(t).name.as_str())
-                })
-                .unwrap_or("gatehouse");
+            let realm = ctx.tenant_name().unwrap_or("gatehouse");
             resp.insert_header(
                 WWW_AUTHENTICATE,
                 format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""),
@@ -138,14 +124,7 @@ pub async fn deny(
         session.set_keepalive(None);
     }
     tracing::info!(
-        tenant = ctx
-            .tenant
-            .and_then(|t| ctx
-                .runtime
-                .as_deref()
-                .map(|r| r.policy.tenant(t).name.clone()))
-            .as_deref()
-            .unwrap_or("-"),
+        tenant = ctx.tenant_name().unwrap_or("-"),
         request_id = ctx.request_id.as_str(),
         reason = denial.reason(),
         status,

@@ -16,10 +16,9 @@ use pingora::services::listening::Service;
 
 use crate::accesslog::AccessLog;
 use crate::admin::Admin;
-use crate::auth::KeyRefreshService;
 use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
+use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
-use crate::pools::HealthCheckService;
 use crate::proxy::Gateway;
 use crate::reload::ReloadService;
 use crate::runtime::Runtime;
@@ -100,15 +99,8 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         server.add_service(admin);
     }
     server.add_service(GenBackgroundService::new(
-        "gatehouse health checks".to_string(),
-        Arc::new(HealthCheckService {
-            runtime: Arc::clone(&runtime),
-            metrics: Arc::clone(&metrics),
-        }),
-    ));
-    server.add_service(GenBackgroundService::new(
-        "gatehouse identity provider keys".to_string(),
-        Arc::new(KeyRefreshService {
+        "gatehouse maintenance".to_string(),
+        Arc::new(MaintenanceService {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
         }),

@@ -1,0 +1,58 @@
+//! The one background loop that keeps the current runtime's moving parts fresh: upstream health
+//! checks and DNS re-resolution (per pool, on each pool's interval) and identity-provider key
+//! refreshes (per provider, on its refresh interval or retry backoff). It reads whichever
+//! runtime is current, so a reload's new pools and providers are picked up without restarting
+//! anything; each item keeps its own schedule and skips a tick while its previous run is busy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::metrics::Metrics;
+use crate::runtime::SharedRuntime;
+
+/// How often the schedules are looked at (the finest health-check interval it honours).
+const TICK: Duration = Duration::from_millis(100);
+
+/// The maintenance background service.
+pub struct MaintenanceService {
+    pub runtime: SharedRuntime,
+    pub metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl BackgroundService for MaintenanceService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let epoch = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let now_ms = epoch.elapsed().as_millis() as u64;
+            let runtime = self.runtime.load_full();
+            for (tenant, pools) in runtime.config.tenants.iter().zip(&runtime.pools) {
+                for (upstream, pool) in tenant.upstreams.iter().zip(pools) {
+                    tokio::spawn(Arc::clone(pool).tick(now_ms));
+                    self.metrics.set_healthy_targets(
+                        &tenant.name,
+                        &upstream.name,
+                        pool.healthy_targets(),
+                    );
+                }
+            }
+            for provider in runtime.providers.values() {
+                tokio::spawn(Arc::clone(provider).tick(now_ms, Arc::clone(&self.metrics)));
+                self.metrics.set_token_cache_entries(
+                    &provider.definition.name,
+                    provider.verifier.cache_len(),
+                );
+            }
+        }
+    }
+}
