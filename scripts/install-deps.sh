@@ -2,12 +2,13 @@
 # Installs what building and testing gatehouse needs on a fresh Debian machine: the C toolchain
 # pieces Pingora, OpenSSL and aws-lc build with (cmake, pkg-config, OpenSSL headers), the real
 # programs the tests drive (curl, openssl, nginx for forward-auth behind auth_request, Prometheus
-# and promtool for the dashboards and rules, Python 3, Node.js for the test OpenID provider) and the test
+# and promtool for the dashboards and rules, redis-server for the Redis Cluster, Debian's
+# chromium for the browser test, Python 3, Node.js for the test OpenID provider) and the test
 # IdP's npm packages (testing/idp, from its lockfile). Safe to run again; installs only what is
 # missing.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libssl-dev curl openssl ca-certificates nginx-light prometheus python3 python3-venv)
+packages=(build-essential cmake pkg-config libssl-dev curl openssl ca-certificates nginx-light prometheus python3 python3-venv redis-server chromium)
 missing=()
 # Node.js and npm: any install will do (some images ship npm inside their nodejs package, and
 # Debian's separate npm package would conflict with it).
@@ -22,9 +23,9 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Tests start their own nginx and Prometheus on loopback ports; packaged services must not
-  # hold ports 80 and 9090.
-  for svc in nginx prometheus; do
+  # Tests start their own nginx, Prometheus and Redis on loopback ports; packaged services must
+  # not hold ports 80, 9090 and 6379.
+  for svc in nginx prometheus redis-server; do
     $sudo service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
@@ -32,11 +33,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is not on PATH; install the Rust toolchain (rustup) first" >&2
   exit 1
 fi
-# The test OpenID provider (oidc-provider): reinstalled when its lockfile changes.
-idp="$(dirname "$0")/../testing/idp"
-if [ ! -f "$idp/node_modules/.package-lock.json" ] || ! cmp -s <(sed -n '/"packages"/,$p' "$idp/package-lock.json" | md5sum) "$idp/node_modules/.lock-md5" 2>/dev/null; then
-  echo "install-deps: npm ci in testing/idp"
-  (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  sed -n '/"packages"/,$p' "$idp/package-lock.json" | md5sum > "$idp/node_modules/.lock-md5"
-fi
+# The test OpenID provider (oidc-provider) and the browser driver (playwright-core, driving
+# Debian's chromium; it never downloads a browser): reinstalled when their lockfiles change.
+for dir in testing/idp testing/browser; do
+  pkg="$(dirname "$0")/../$dir"
+  sum="$(md5sum < "$pkg/package-lock.json")"
+  if [ "$(cat "$pkg/node_modules/.lock-md5" 2>/dev/null)" != "$sum" ]; then
+    echo "install-deps: npm ci in $dir"
+    (cd "$pkg" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$sum" > "$pkg/node_modules/.lock-md5"
+  fi
+done
 echo "install-deps: ok"

@@ -27,6 +27,8 @@ pub struct Provider {
     pub definition: IdentityProvider,
     /// The verifier.
     pub verifier: Arc<TokenVerifier>,
+    /// The OIDC code-flow client of this provider (used by tenants with `login`).
+    pub oidc: Arc<gatehouse_session::oidc::OidcClient>,
     /// `gatehouse_token_verify_duration_seconds{cache="hit"}` for this provider.
     pub verify_hit: prometheus::Histogram,
     /// `gatehouse_token_verify_duration_seconds{cache="miss"}` for this provider.
@@ -45,11 +47,16 @@ impl Provider {
             verifier = verifier.with_max_token_age(age);
         }
         let (verify_hit, verify_miss) = metrics.token_verify_histograms(&definition.name);
+        let verifier = Arc::new(verifier);
         Ok(Provider {
+            oidc: Arc::new(gatehouse_session::oidc::OidcClient::new(
+                definition,
+                Arc::clone(&verifier),
+            )?),
             verify_hit,
             verify_miss,
             definition: definition.clone(),
-            verifier: Arc::new(verifier),
+            verifier,
             next_refresh_ms: AtomicU64::new(0),
             retry_delay_ms: AtomicU64::new(RETRY_MIN.as_millis() as u64),
             running: AtomicBool::new(false),

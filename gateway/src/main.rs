@@ -8,6 +8,7 @@
 mod accesslog;
 mod admin;
 mod auth;
+mod browser;
 mod ctx;
 mod demo;
 mod maintenance;

@@ -1,6 +1,7 @@
 //! The one background loop that keeps the current runtime's moving parts fresh: upstream health
 //! checks and DNS re-resolution (per pool, on each pool's interval) and identity-provider key
-//! refreshes (per provider, on its refresh interval or retry backoff). It reads whichever
+//! refreshes (per provider, on its refresh interval or retry backoff), and the local session
+//! cache's sweep. It reads whichever
 //! runtime is current, so a reload's new pools and providers are picked up without restarting
 //! anything; each item keeps its own schedule and skips a tick while its previous run is busy.
 
@@ -21,13 +22,18 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct MaintenanceService {
     pub runtime: SharedRuntime,
     pub metrics: Arc<Metrics>,
+    pub sessions: Arc<crate::browser::Sessions>,
 }
+
+/// The local session cache is swept this often (every this many ticks).
+const SWEEP_EVERY_TICKS: u64 = 100;
 
 #[async_trait]
 impl BackgroundService for MaintenanceService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let epoch = Instant::now();
         let mut tick = tokio::time::interval(TICK);
+        let mut ticks: u64 = 0;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -35,6 +41,10 @@ impl BackgroundService for MaintenanceService {
                 _ = tick.tick() => {}
             }
             let now_ms = epoch.elapsed().as_millis() as u64;
+            ticks += 1;
+            if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
+                self.sessions.sweep();
+            }
             let runtime = self.runtime.load_full();
             for (tenant, pools) in runtime.config.tenants.iter().zip(&runtime.pools) {
                 for (upstream, pool) in tenant.upstreams.iter().zip(pools) {

@@ -348,6 +348,25 @@ impl Metrics {
         }
     }
 
+    /// Records a browser login's outcome.
+    pub fn record_login(&self, tenant: &str, ok: bool) {
+        self.logins
+            .with_label_values(&[tenant, if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// Records a browser logout.
+    pub fn record_logout(&self, tenant: &str) {
+        self.logouts.with_label_values(&[tenant]).inc();
+    }
+
+    /// Records a session token refresh's outcome.
+    pub fn record_token_refresh(&self, ok: bool) {
+        self.token_refreshes
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
     /// Counts an access log line dropped under back-pressure.
     pub fn access_log_dropped(&self) {
         self.access_log_dropped.inc();

@@ -11,7 +11,7 @@ use gatehouse_policy::cors::is_preflight;
 use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::proxies::forwarded_for;
 use gatehouse_policy::request_id::{is_valid_request_id, new_request_id};
-use gatehouse_policy::snapshot::{Access, Denial, RouteRef, TenantPolicy};
+use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
 use gatehouse_session::claims::Claims;
 use gatehouse_session::{looks_like_jwt, TokenError};
 use http::header::{
@@ -25,6 +25,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::{bearer_token, ClaimsIdentity};
+use crate::browser::{self, Builtin, SessionOutcome, Sessions};
 use crate::ctx::{RequestCtx, RequestIdValue};
 use crate::metrics::Metrics;
 use crate::responses;
@@ -54,6 +55,8 @@ pub struct Gateway {
     pub keepalive_secs: u64,
     /// The access log, unless disabled.
     pub access_log: Option<AccessLog>,
+    /// Browser sessions (the store outlives reloads).
+    pub sessions: Arc<Sessions>,
 }
 
 #[async_trait]
@@ -129,6 +132,28 @@ impl ProxyHttp for Gateway {
             Admission::Proxy => return Ok(false),
             Admission::Preflight(headers) => {
                 responses::preflight(session, ctx, headers).await?;
+                return Ok(true);
+            }
+            Admission::Builtin(builtin) => {
+                let t = ctx.tenant.expect("built-ins are served on tenant hosts");
+                // userinfo answers for whoever the caller is (bearer token or session).
+                let claims = if builtin == Builtin::Userinfo {
+                    identify(session, ctx, t, &runtime, &self.sessions, false, true)
+                        .await
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
+                browser::serve_builtin(
+                    builtin,
+                    session,
+                    ctx,
+                    runtime.logins[t].as_ref(),
+                    &self.sessions,
+                    claims,
+                )
+                .await?;
                 return Ok(true);
             }
             Admission::Deny(denial) => denial,
@@ -219,6 +244,15 @@ impl ProxyHttp for Gateway {
         }
         if !tenant.is_some_and(|t| t.forward_access_token) {
             upstream_request.remove_header(&http::header::AUTHORIZATION);
+        }
+        // The session cookie is the gateway's: the upstream gets the identity headers instead.
+        if let Some(login) = ctx.tenant.and_then(|t| runtime.logins[t].as_ref()) {
+            if let Some(kept) = browser::without_own_cookies(&upstream_request.headers, login) {
+                upstream_request.remove_header(&http::header::COOKIE);
+                for value in kept {
+                    upstream_request.append_header(http::header::COOKIE, value)?;
+                }
+            }
         }
         if !ctx.trusted_peer {
             for name in PROXY_ONLY_HEADERS {
@@ -468,6 +502,9 @@ impl Gateway {
                 };
             }
         }
+        if let Some(builtin) = Builtin::from_path(&path) {
+            return Admission::Builtin(builtin);
+        }
         // A forward-auth check is decided for the original request it describes.
         let forward_auth = path == FORWARD_AUTH_PATH
             || path
@@ -535,7 +572,8 @@ impl Gateway {
             return Err(Denial::Unauthenticated);
         };
         let tenant = runtime.policy.tenant(t);
-        let result = verify_and_authorize(session, tenant, route_ref, runtime).await;
+        let result =
+            verify_and_authorize(session, ctx, t, route_ref, runtime, &self.sessions).await;
         let outcome = match &result {
             Ok(_) => {
                 runtime.tenant_metrics[t].auth_allowed.inc();
@@ -558,46 +596,102 @@ impl Gateway {
     }
 }
 
-/// The bearer token checked against the tenant's identity provider, then the route's
-/// requirements checked against its claims.
+/// The caller's identity, then the route's requirements checked against its claims.
+/// `Ok(None)`: an anonymous caller on a `white-listed-anon` route.
 async fn verify_and_authorize(
     session: &Session,
-    tenant: &TenantPolicy,
+    ctx: &RequestCtx,
+    tenant_index: usize,
     route_ref: RouteRef,
     runtime: &crate::runtime::Runtime,
+    sessions: &Sessions,
 ) -> Result<Option<Arc<Claims>>, Denial> {
+    let tenant = runtime.policy.tenant(tenant_index);
     let route = tenant.route(route_ref);
-    let token = match bearer_token(session.req_header(), tenant.token_cookie.as_deref()) {
-        Ok(Some(token)) => token,
-        Ok(None) if route.access == Access::Optional => return Ok(None),
-        Ok(None) => return Err(Denial::Unauthenticated),
+    let optional = route.access == Access::Optional;
+    let Some(claims) = identify(
+        session,
+        ctx,
+        tenant_index,
+        runtime,
+        sessions,
+        route.introspect,
+        optional,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    if route.access == Access::DefaultDeny {
+        return Err(Denial::Forbidden(Forbidden::NoRoute));
+    }
+    let client_id = tenant
+        .identity_provider
+        .as_deref()
+        .and_then(|name| runtime.providers.get(name))
+        .map(|p| p.verifier.client_id())
+        .unwrap_or_default();
+    let identity = ClaimsIdentity {
+        claims: &claims,
+        client_id,
+    };
+    route
+        .requirements
+        .check(&identity)
+        .map_err(Denial::Forbidden)?;
+    Ok(Some(claims))
+}
+
+/// Who the caller is: a bearer token checked against the tenant's identity provider (also
+/// introspected when `introspect`), else the tenant's browser session. Without either:
+/// `Ok(None)` when `optional`, else 401 — or, for a browser navigation on a tenant with
+/// `login`, a redirect to the login.
+async fn identify(
+    session: &Session,
+    ctx: &RequestCtx,
+    tenant_index: usize,
+    runtime: &crate::runtime::Runtime,
+    sessions: &Sessions,
+    introspect: bool,
+    optional: bool,
+) -> Result<Option<Arc<Claims>>, Denial> {
+    let tenant = runtime.policy.tenant(tenant_index);
+    let provider = tenant
+        .identity_provider
+        .as_deref()
+        .and_then(|name| runtime.providers.get(name));
+    let claims = match bearer_token(session.req_header(), tenant.token_cookie.as_deref()) {
+        Ok(Some(token)) => {
+            let Some(provider) = provider else {
+                tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
+                return Err(Denial::Unauthenticated);
+            };
+            verify(provider, token, introspect).await?
+        }
         Err(()) => {
             return Err(Denial::InvalidToken {
                 reason: "malformed",
                 description: "the Authorization header is not a Bearer credential",
             })
         }
+        Ok(None) => match runtime.logins[tenant_index].as_ref() {
+            Some(login) => match browser::session_claims(session, login, sessions).await {
+                SessionOutcome::Authenticated(claims) => claims,
+                SessionOutcome::None if optional => return Ok(None),
+                SessionOutcome::None if !ctx.forward_auth && browser::wants_html(session) => {
+                    let target =
+                        String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
+                    return Err(Denial::LoginRequired {
+                        location: browser::login_location(&target),
+                    });
+                }
+                SessionOutcome::None => return Err(Denial::Unauthenticated),
+                SessionOutcome::Unavailable => return Err(Denial::AuthUnavailable),
+            },
+            None if optional => return Ok(None),
+            None => return Err(Denial::Unauthenticated),
+        },
     };
-    let Some(provider) = tenant
-        .identity_provider
-        .as_deref()
-        .and_then(|name| runtime.providers.get(name))
-    else {
-        tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
-        return Err(Denial::Unauthenticated);
-    };
-    let claims = verify(provider, token, route.introspect).await?;
-    if route.access == Access::DefaultDeny {
-        return Err(Denial::Forbidden(Forbidden::NoRoute));
-    }
-    let identity = ClaimsIdentity {
-        claims: &claims,
-        client_id: provider.verifier.client_id(),
-    };
-    route
-        .requirements
-        .check(&identity)
-        .map_err(Denial::Forbidden)?;
     Ok(Some(claims))
 }
 
@@ -738,6 +832,8 @@ enum Admission {
     Proxy,
     /// A CORS preflight the gateway answers itself with these headers.
     Preflight(gatehouse_policy::cors::CorsHeaders),
+    /// A built-in browser path (`/oauth/login`, `/oauth/callback`, ...).
+    Builtin(Builtin),
     /// Answer with this denial.
     Deny(Denial),
     /// The route needs an identity: authenticate, then authorize.

@@ -110,6 +110,9 @@ pub async fn deny(
                 format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""),
             )?;
         }
+        Denial::LoginRequired { location } => {
+            resp.insert_header(LOCATION, location.as_str())?;
+        }
         Denial::HttpsRequired { location } => {
             resp.insert_header(LOCATION, location.as_str())?;
         }

@@ -11,6 +11,7 @@ use gatehouse_policy::snapshot::{RouteRef, Snapshot};
 use prometheus::IntCounter;
 
 use crate::auth::Provider;
+use crate::browser::TenantLogin;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
 use crate::tls::CertStore;
@@ -27,6 +28,8 @@ pub struct Runtime {
     pub certs: CertStore,
     /// Identity providers by name.
     pub providers: HashMap<String, Arc<Provider>>,
+    /// Browser login settings per tenant (tenants with `login`), indexed like the tenants.
+    pub logins: Vec<Option<TenantLogin>>,
     /// Pre-resolved metric handles, indexed like the tenants.
     pub tenant_metrics: Vec<TenantMetrics>,
     /// Metrics of requests that matched no tenant.
@@ -103,8 +106,32 @@ impl Runtime {
                 auth_allowed: metrics.auth_allowed(&t.name),
             })
             .collect();
+        let mut logins = Vec::with_capacity(config.tenants.len());
+        for tenant in &config.tenants {
+            let login = match (
+                &tenant.login,
+                tenant
+                    .identity_provider
+                    .as_ref()
+                    .and_then(|p| providers.get(p)),
+            ) {
+                (Some(login), Some(provider)) => Some(
+                    TenantLogin::new(
+                        &tenant.name,
+                        &tenant.cookie,
+                        login,
+                        Arc::clone(&provider.oidc),
+                        Arc::clone(&provider.verifier),
+                    )
+                    .map_err(|e| format!("tenant {}: {e}", tenant.name))?,
+                ),
+                _ => None,
+            };
+            logins.push(login);
+        }
         metrics.init_series(&config);
         Ok(Runtime {
+            logins,
             unknown_host_metrics: metrics.route("-", "-"),
             tenant_metrics,
             config,

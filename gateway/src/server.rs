@@ -16,6 +16,7 @@ use pingora::services::listening::Service;
 
 use crate::accesslog::AccessLog;
 use crate::admin::Admin;
+use crate::browser::Sessions;
 use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
@@ -60,12 +61,14 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config));
     server.bootstrap();
 
+    let sessions = Arc::new(Sessions::new(&config.session_store, Arc::clone(&metrics)));
     let gateway = Gateway {
         runtime: Arc::clone(&runtime),
         metrics: Arc::clone(&metrics),
         https_port_suffix: https_port_suffix(&config),
         keepalive_secs: config.keepalive_timeout.as_secs().max(1),
         access_log: AccessLog::start(&config.access_log, Arc::clone(&metrics)),
+        sessions: Arc::clone(&sessions),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -103,6 +106,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         Arc::new(MaintenanceService {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
+            sessions: Arc::clone(&sessions),
         }),
     ));
     server.add_service(GenBackgroundService::new(

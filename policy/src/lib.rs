@@ -8,6 +8,7 @@
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
 //! - [`request_id`]: request ID validation and cheap generation.
 //! - [`proxies`]: trusted proxy CIDRs and `X-Forwarded-For`.
+//! - [`redirect`]: post-login redirect targets (open-redirect defence).
 //! - [`snapshot`]: a validated config compiled into the per-request lookup structures, and the
 //!   [`snapshot::Denial`] reasons with their one status mapping.
 //!
@@ -21,6 +22,7 @@ pub mod cors;
 pub mod host;
 pub mod path;
 pub mod proxies;
+pub mod redirect;
 pub mod request_id;
 pub mod routes;
 pub mod snapshot;

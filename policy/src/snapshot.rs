@@ -339,8 +339,15 @@ pub enum Denial {
     },
     /// No target of the route's upstream passes health checks: 503.
     NoHealthyUpstream,
-    /// The token could not be checked (the introspection endpoint is unreachable): 503.
+    /// The token could not be checked (the introspection endpoint is unreachable), or the
+    /// session store is unavailable and the tenant fails closed: 503.
     AuthUnavailable,
+    /// A browser navigation without a session on a tenant with `login`: 302 to `location`
+    /// (`/oauth/login?rd=...`).
+    LoginRequired {
+        /// Where the browser goes to log in.
+        location: String,
+    },
     /// A CORS preflight from a disallowed origin, or asking for a method or headers that are
     /// not allowed: 403 without any allow header.
     CorsRefused,
@@ -357,6 +364,7 @@ impl Denial {
             Denial::Unauthenticated | Denial::InvalidToken { .. } => 401,
             Denial::Forbidden(_) => 403,
             Denial::HttpsRequired { .. } => 308,
+            Denial::LoginRequired { .. } => 302,
             Denial::NoHealthyUpstream => 503,
             Denial::CorsRefused => 403,
             Denial::AuthUnavailable => 503,
@@ -375,6 +383,7 @@ impl Denial {
             Denial::InvalidToken { reason, .. } => reason,
             Denial::Forbidden(f) => f.reason(),
             Denial::HttpsRequired { .. } => "https_required",
+            Denial::LoginRequired { .. } => "login_required",
             Denial::NoHealthyUpstream => "no_healthy_upstream",
             Denial::CorsRefused => "cors_refused",
             Denial::AuthUnavailable => "introspection_unavailable",
@@ -419,6 +428,12 @@ mod tests {
                 308,
             ),
             (Denial::NoHealthyUpstream, 503),
+            (
+                Denial::LoginRequired {
+                    location: "/oauth/login?rd=/".into(),
+                },
+                302,
+            ),
             (Denial::CorsRefused, 403),
             (Denial::AuthUnavailable, 503),
         ];

@@ -10,12 +10,18 @@
 
 mod cache;
 pub mod claims;
+pub mod cookie;
 pub mod jwks;
+pub mod oidc;
+pub mod store;
 pub mod verifier;
 
 pub use cache::DEFAULT_CACHE_CAPACITY;
 pub use claims::Claims;
 pub use jwks::{Discovery, JwksSource, KeySet};
+pub use store::{
+    CachedStore, LockGuard, MemoryStore, RedisStore, SessionRecord, SessionStore, StoreError,
+};
 pub use verifier::{
     looks_like_jwt, TokenError, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS, MAX_TOKEN_BYTES,
     REFUSED_CACHE_SECS,

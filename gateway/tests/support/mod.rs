@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod idp;
+pub mod login;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,858 @@
+//! Browser login and sessions: the OIDC authorization code flow with PKCE on the built-in paths
+//! (`/oauth/login`, `/oauth/callback`, `/oauth/logout`, `/oauth/userinfo`,
+//! `/oauth/backchannel-logout`), the encrypted session cookie, session records in the configured
+//! store (embedded memory store or Redis Cluster) behind a short local cache, and single-flight
+//! token refresh across requests (in process) and replicas (a store lock).
+//!
+//! The cookie holds only a random session ID, sealed with AES-256-GCM; the record — claims,
+//! tokens, the refresh token encrypted again — lives in the store. A new ID is minted at every
+//! login (no fixation). The pre-login state (state, nonce, PKCE verifier, return URL) travels in
+//! its own short-lived sealed cookie, one per login attempt so several tabs can log in at once;
+//! it is single use (a store lock marks it spent) and expires.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use gatehouse_config::{Cookie, Login, SessionStoreConfig};
+use gatehouse_policy::host::HostTable;
+use gatehouse_policy::redirect::{redirect_host_table, safe_redirect};
+use gatehouse_session::claims::Claims;
+use gatehouse_session::cookie::{
+    clear_cookie_header, find_cookie, new_session_id, set_cookie_header, CookieCodec,
+};
+use gatehouse_session::oidc::{LoginState, OidcClient};
+use gatehouse_session::store::{CachedStore, SessionRecord, SessionStore, StoreError};
+use gatehouse_session::verifier::TokenVerifier;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::ctx::RequestCtx;
+
+/// How long a login attempt may take at the IdP.
+const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+/// How long one replica may hold a session's refresh lock (renewed while refreshing).
+const REFRESH_LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long a request waits for another replica's refresh before giving up on it.
+const REFRESH_WAIT: Duration = Duration::from_secs(5);
+/// Sealing purposes: a cookie of one purpose never opens as another.
+const PURPOSE_SESSION: &str = "session";
+const PURPOSE_STATE: &str = "login-state";
+const PURPOSE_REFRESH: &str = "refresh-token";
+
+/// The built-in browser paths on every tenant host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// `/oauth/login?rd=`: start a login.
+    Login,
+    /// `/oauth/callback`: the IdP's redirect back.
+    Callback,
+    /// `/oauth/logout`: end the session here and at the IdP.
+    Logout,
+    /// `/oauth/userinfo`: the caller's identity as JSON.
+    Userinfo,
+    /// `/oauth/backchannel-logout`: the IdP ends sessions (OIDC Back-Channel Logout).
+    BackchannelLogout,
+}
+
+impl Builtin {
+    /// The built-in a normalized path names, if any.
+    pub fn from_path(path: &str) -> Option<Builtin> {
+        Some(match path {
+            "/oauth/login" => Builtin::Login,
+            "/oauth/callback" => Builtin::Callback,
+            "/oauth/logout" => Builtin::Logout,
+            "/oauth/userinfo" => Builtin::Userinfo,
+            "/oauth/backchannel-logout" => Builtin::BackchannelLogout,
+            _ => return None,
+        })
+    }
+}
+
+/// A tenant's compiled browser-login settings (tenants with `login`).
+pub struct TenantLogin {
+    tenant: String,
+    codec: CookieCodec,
+    cookie: Cookie,
+    login: Login,
+    redirect_hosts: HostTable<()>,
+    oidc: Arc<OidcClient>,
+    verifier: Arc<TokenVerifier>,
+}
+
+impl TenantLogin {
+    /// Compiles a tenant's `login` and `cookie` with its provider's OIDC client.
+    pub fn new(
+        tenant: &str,
+        cookie: &Cookie,
+        login: &Login,
+        oidc: Arc<OidcClient>,
+        verifier: Arc<TokenVerifier>,
+    ) -> Result<TenantLogin, String> {
+        Ok(TenantLogin {
+            tenant: tenant.to_string(),
+            codec: CookieCodec::new(&cookie.encryption_keys)
+                .map_err(|e| format!("cookie.encryption-key: {e}"))?,
+            cookie: cookie.clone(),
+            login: login.clone(),
+            redirect_hosts: redirect_host_table(&login.allowed_redirect_hosts)
+                .map_err(|e| format!("login.allowed-redirect-hosts: {e}"))?,
+            oidc,
+            verifier,
+        })
+    }
+}
+
+impl TenantLogin {
+    /// Whether a cookie is one of the gateway's own (the session cookie or a login-state
+    /// cookie), which the upstream never sees.
+    pub fn is_own_cookie(&self, name: &str) -> bool {
+        name == self.cookie.name
+            || name
+                .strip_prefix(self.cookie.name.as_str())
+                .is_some_and(|rest| rest.starts_with("_login_"))
+    }
+}
+
+/// Removes the gateway's own cookies from a request's `Cookie` headers (other cookies stay, in
+/// order). `None` when nothing changes.
+pub fn without_own_cookies(headers: &http::HeaderMap, login: &TenantLogin) -> Option<Vec<String>> {
+    let mut changed = false;
+    let mut kept = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        let pairs: Vec<&str> = value
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| {
+                let own = login.is_own_cookie(pair.split('=').next().unwrap_or(""));
+                changed |= own;
+                !own && !pair.is_empty()
+            })
+            .collect();
+        if !pairs.is_empty() {
+            kept.push(pairs.join("; "));
+        }
+    }
+    changed.then_some(kept)
+}
+
+/// The session store shared by every runtime (a reload keeps sessions), opened on first use
+/// inside the proxy's runtime, and the in-process refresh single-flight.
+pub struct Sessions {
+    config: SessionStoreConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+    store: tokio::sync::OnceCell<Arc<CachedStore<Arc<dyn SessionStore>>>>,
+    refreshing: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Sessions {
+    /// The store named by `session-store` (opened lazily).
+    pub fn new(config: &SessionStoreConfig, metrics: Arc<crate::metrics::Metrics>) -> Sessions {
+        Sessions {
+            config: config.clone(),
+            metrics,
+            store: tokio::sync::OnceCell::new(),
+            refreshing: DashMap::new(),
+        }
+    }
+
+    /// Drops expired entries from the local session cache (called by the maintenance loop).
+    pub fn sweep(&self) {
+        if let Some(store) = self.store.get() {
+            store.sweep();
+        }
+    }
+
+    async fn store(&self) -> Result<&Arc<CachedStore<Arc<dyn SessionStore>>>, StoreError> {
+        self.store
+            .get_or_try_init(|| async {
+                let inner = gatehouse_session::store::from_config(&self.config)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot open the session store");
+                        StoreError::Unavailable
+                    })?;
+                let serve_cached =
+                    self.config.on_unavailable == gatehouse_config::OnUnavailable::ServeCached;
+                Ok(Arc::new(CachedStore::new(
+                    inner,
+                    self.config.local_cache_ttl,
+                    serve_cached,
+                )))
+            })
+            .await
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+/// Decodes a form-urlencoded value (`+` is a space, `%XX` a byte; a bad escape stays as is).
+fn percent_decode(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['%', '+']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let byte = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match byte {
+                    Some(x) => {
+                        out.push(x);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The session ID in the request's session cookie, if the cookie opens.
+fn session_id(session: &Session, login: &TenantLogin) -> Option<String> {
+    let cookies = session
+        .req_header()
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let sealed = find_cookie(cookies, &login.cookie.name)?;
+    let id = login.codec.open(PURPOSE_SESSION, sealed)?;
+    String::from_utf8(id).ok()
+}
+
+fn state_cookie_name(login: &TenantLogin, state: &str) -> String {
+    let tag: String = state.chars().take(12).collect();
+    format!("{}_login_{tag}", login.cookie.name)
+}
+
+/// Why a browser request could not be served with a session.
+pub enum SessionOutcome {
+    /// A valid session: its claims.
+    Authenticated(Arc<Claims>),
+    /// No (usable) session cookie.
+    None,
+    /// The store cannot be reached and the tenant fails closed.
+    Unavailable,
+}
+
+/// The claims of the request's browser session, refreshing its access token (single-flight
+/// in this process, under a store lock across replicas) when it is within
+/// `refresh-before-expiry` of expiring. A session whose refresh fails is ended.
+pub async fn session_claims(
+    session: &Session,
+    login: &TenantLogin,
+    sessions: &Sessions,
+) -> SessionOutcome {
+    let Some(id) = session_id(session, login) else {
+        return SessionOutcome::None;
+    };
+    let store = match sessions.store().await {
+        Ok(s) => s,
+        Err(_) => return SessionOutcome::Unavailable,
+    };
+    let record = match store.get(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return SessionOutcome::None,
+        Err(_) => return SessionOutcome::Unavailable,
+    };
+    let due = record.access_token_exp <= unix_now() + login.login.refresh_before_expiry.as_secs();
+    let record = if due && record.refresh_token_enc.is_some() {
+        match refresh(&id, login, sessions, store).await {
+            Some(r) => r,
+            None => return SessionOutcome::None,
+        }
+    } else {
+        record
+    };
+    SessionOutcome::Authenticated(Arc::new(Claims::from_payload(record.claims.clone())))
+}
+
+/// Refreshes a session's tokens once for every concurrent request of this process, and once
+/// across replicas: the store lock's holder refreshes; others wait for the new record.
+async fn refresh(
+    id: &str,
+    login: &TenantLogin,
+    sessions: &Sessions,
+    store: &CachedStore<Arc<dyn SessionStore>>,
+) -> Option<Arc<SessionRecord>> {
+    let flight = Arc::clone(&sessions.refreshing.entry(id.to_string()).or_default());
+    let _in_process = flight.lock().await;
+    let fresh = |r: &SessionRecord| {
+        r.access_token_exp > unix_now() + login.login.refresh_before_expiry.as_secs()
+    };
+    // Someone in this process may have refreshed while we waited for the flight.
+    store.invalidate(id);
+    let current = store.get(id).await.ok()??;
+    if fresh(&current) {
+        return Some(current);
+    }
+    let result = match store.try_lock(id, REFRESH_LOCK_TTL).await {
+        Ok(Some(lock)) => {
+            let refreshed = refresh_locked(id, &current, login, store).await;
+            sessions.metrics.record_token_refresh(refreshed.is_some());
+            let _ = lock.release().await;
+            refreshed
+        }
+        Ok(None) => {
+            // Another replica is refreshing: wait for its record.
+            let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                store.invalidate(id);
+                match store.get(id).await {
+                    Ok(Some(r)) if fresh(&r) => break Some(r),
+                    Ok(Some(r)) if tokio::time::Instant::now() < deadline => drop(r),
+                    // Still due after the wait, or gone: not usable.
+                    _ => break None,
+                }
+            }
+        }
+        Err(_) => None,
+    };
+    sessions
+        .refreshing
+        .remove_if(id, |_, f| Arc::strong_count(f) <= 2);
+    result
+}
+
+async fn refresh_locked(
+    id: &str,
+    current: &SessionRecord,
+    login: &TenantLogin,
+    store: &CachedStore<Arc<dyn SessionStore>>,
+) -> Option<Arc<SessionRecord>> {
+    let sealed = current.refresh_token_enc.as_deref()?;
+    let refresh_token = login
+        .codec
+        .open(PURPOSE_REFRESH, sealed)
+        .and_then(|t| String::from_utf8(t).ok())?;
+    match login.oidc.refresh(&refresh_token).await {
+        Ok(tokens) => {
+            let mut next = current.clone();
+            next.access_token = tokens.access_token;
+            next.access_token_exp = tokens.access_token_exp;
+            if let Some(rt) = tokens.refresh_token {
+                next.refresh_token_enc = login.codec.seal(PURPOSE_REFRESH, rt.as_bytes()).ok();
+            }
+            if let Some(idt) = tokens.id_token {
+                next.id_token = Some(idt);
+            }
+            if !tokens.claims.is_null() {
+                next.claims = tokens.claims;
+            }
+            let ttl = Duration::from_secs(next.expires_at.saturating_sub(unix_now()).max(1));
+            store.put(id, &next, ttl).await.ok()?;
+            Some(Arc::new(next))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "token refresh failed: the session ends");
+            let _ = store.delete(id).await;
+            None
+        }
+    }
+}
+
+/// Writes a response with the common headers, `Set-Cookie`s and an optional body.
+async fn respond(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    location: Option<&str>,
+    cookies: &[String],
+    body: Option<(&str, Bytes)>,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    if let Some(l) = location {
+        resp.insert_header(LOCATION, l)?;
+    }
+    for c in cookies {
+        resp.append_header(SET_COOKIE, c.as_str())?;
+    }
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    let len = body.as_ref().map(|(_, b)| b.len()).unwrap_or(0);
+    if let Some((content_type, _)) = &body {
+        resp.insert_header(CONTENT_TYPE, *content_type)?;
+    }
+    resp.insert_header(CONTENT_LENGTH, len)?;
+    crate::responses::apply_common_headers(&mut resp, ctx);
+    let head = session.req_header().method == http::Method::HEAD;
+    match body {
+        Some((_, b)) if !head => {
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(b), true).await
+        }
+        _ => session.write_response_header(Box::new(resp), true).await,
+    }
+}
+
+/// A small HTML page for login failures a person sees (no details an attacker could use).
+fn page(title: &str, message: &str, request_id: &str) -> Bytes {
+    Bytes::from(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{message}</p><p><a href=\"/oauth/login\">Log in again</a></p><p><small>Request ID: {request_id}</small></p></body></html>\n"
+    ))
+}
+
+/// Whether a request that lacks a session should be sent to the IdP (a browser navigation)
+/// rather than answered 401 (an API call).
+pub fn wants_html(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// `/oauth/login?rd=<path>` for the current request's path and query, for a 302.
+pub fn login_location(path_and_query: &str) -> String {
+    let mut rd = String::with_capacity(path_and_query.len() + 16);
+    for b in path_and_query.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                rd.push(b as char)
+            }
+            _ => rd.push_str(&format!("%{b:02X}")),
+        }
+    }
+    format!("/oauth/login?rd={rd}")
+}
+
+/// Serves a built-in browser path. Returns after writing the response.
+pub async fn serve_builtin(
+    which: Builtin,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    login: Option<&TenantLogin>,
+    sessions: &Sessions,
+    claims: Option<Arc<Claims>>,
+) -> pingora::Result<()> {
+    let id = ctx.request_id.as_str().to_string();
+    let Some(login) = login else {
+        // A tenant without `login`: only userinfo (for bearer callers) makes sense.
+        return match (which, claims) {
+            (Builtin::Userinfo, Some(c)) => userinfo(session, ctx, &c).await,
+            _ => {
+                respond(
+                    session,
+                    ctx,
+                    404,
+                    None,
+                    &[],
+                    Some(("text/plain", Bytes::from_static(b"not found\n"))),
+                )
+                .await
+            }
+        };
+    };
+    let host = session
+        .req_header()
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let query = session.req_header().uri.query().map(str::to_string);
+    match which {
+        Builtin::Login => {
+            let rd = query_param(query.as_deref(), "rd").unwrap_or(std::borrow::Cow::Borrowed("/"));
+            let return_to = safe_redirect(&rd, &host, &login.redirect_hosts);
+            match login
+                .oidc
+                .begin(&login.login.redirect_url, &return_to)
+                .await
+            {
+                Ok((url, state)) => {
+                    let sealed = serde_json::to_vec(&state)
+                        .ok()
+                        .and_then(|json| login.codec.seal(PURPOSE_STATE, &json).ok());
+                    let Some(sealed) = sealed else {
+                        return respond(session, ctx, 500, None, &[], None).await;
+                    };
+                    let cookie = set_cookie_header(
+                        &login.cookie,
+                        &state_cookie_name(login, &state.state),
+                        &sealed,
+                        Some(LOGIN_STATE_TTL),
+                    );
+                    respond(session, ctx, 302, Some(&url), &[cookie], None).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a login: the identity provider is unavailable");
+                    let body = page(
+                        "Login unavailable",
+                        "The identity provider cannot be reached. Try again shortly.",
+                        &id,
+                    );
+                    respond(
+                        session,
+                        ctx,
+                        503,
+                        None,
+                        &[],
+                        Some(("text/html; charset=utf-8", body)),
+                    )
+                    .await
+                }
+            }
+        }
+        Builtin::Callback => callback(session, ctx, login, sessions, query.as_deref()).await,
+        Builtin::Logout => logout(session, ctx, login, sessions).await,
+        Builtin::Userinfo => match claims {
+            Some(c) => userinfo(session, ctx, &c).await,
+            None => {
+                respond(
+                    session,
+                    ctx,
+                    401,
+                    None,
+                    &[],
+                    Some((
+                        "application/json",
+                        Bytes::from_static(b"{\"error\":\"unauthenticated\"}\n"),
+                    )),
+                )
+                .await
+            }
+        },
+        Builtin::BackchannelLogout => backchannel_logout(session, ctx, login, sessions).await,
+    }
+}
+
+async fn callback(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    login: &TenantLogin,
+    sessions: &Sessions,
+    query: Option<&str>,
+) -> pingora::Result<()> {
+    let request_id = ctx.request_id.as_str().to_string();
+    let refuse =
+        |title: &str, message: &str| (page(title, message, &request_id), title.to_string());
+    let code = query_param(query, "code");
+    let state_param = query_param(query, "state");
+    let (Some(code), Some(state_param)) = (code, state_param) else {
+        let (body, _) = refuse(
+            "Login failed",
+            "The identity provider did not complete the login.",
+        );
+        return respond(
+            session,
+            ctx,
+            403,
+            None,
+            &[],
+            Some(("text/html; charset=utf-8", body)),
+        )
+        .await;
+    };
+    let cookie_name = state_cookie_name(login, &state_param);
+    let clear_state = clear_cookie_header(&login.cookie, &cookie_name);
+    let cookies = session
+        .req_header()
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let state: Option<LoginState> = find_cookie(cookies, &cookie_name)
+        .and_then(|sealed| login.codec.open(PURPOSE_STATE, sealed))
+        .and_then(|json| serde_json::from_slice(&json).ok());
+    let valid = state
+        .as_ref()
+        .filter(|s| s.state_matches(&state_param) && !s.is_expired(unix_now()));
+    let Some(state) = valid else {
+        tracing::info!(request_id = %request_id, "login callback refused: state missing, mismatched or expired");
+        let (body, _) = refuse("Login expired", "This login link is not valid in this browser any more (expired, already used, or started elsewhere).");
+        return respond(
+            session,
+            ctx,
+            403,
+            None,
+            &[clear_state],
+            Some(("text/html; charset=utf-8", body)),
+        )
+        .await;
+    };
+    let store = match sessions.store().await {
+        Ok(s) => s,
+        Err(_) => {
+            let (body, _) = refuse(
+                "Login unavailable",
+                "Sessions cannot be stored right now. Try again shortly.",
+            );
+            return respond(
+                session,
+                ctx,
+                503,
+                None,
+                &[],
+                Some(("text/html; charset=utf-8", body)),
+            )
+            .await;
+        }
+    };
+    // Single use: the first callback for a state takes its marker; a replay finds it taken.
+    match store
+        .try_lock(&format!("login-state:{}", state.state), LOGIN_STATE_TTL)
+        .await
+    {
+        Ok(Some(marker)) => std::mem::forget(marker), // held until it expires with the state
+        Ok(None) => {
+            let (body, _) = refuse("Login expired", "This login was already completed.");
+            return respond(
+                session,
+                ctx,
+                403,
+                None,
+                &[clear_state],
+                Some(("text/html; charset=utf-8", body)),
+            )
+            .await;
+        }
+        Err(_) => {
+            let (body, _) = refuse(
+                "Login unavailable",
+                "Sessions cannot be stored right now. Try again shortly.",
+            );
+            return respond(
+                session,
+                ctx,
+                503,
+                None,
+                &[],
+                Some(("text/html; charset=utf-8", body)),
+            )
+            .await;
+        }
+    }
+    let tokens = match login
+        .oidc
+        .exchange(&code, state, &login.login.redirect_url)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            sessions.metrics.record_login(&login.tenant, false);
+            tracing::info!(request_id = %request_id, error = %e, "login callback refused by the token exchange");
+            let (body, _) = refuse(
+                "Login failed",
+                "The identity provider did not accept this login.",
+            );
+            return respond(
+                session,
+                ctx,
+                403,
+                None,
+                &[clear_state],
+                Some(("text/html; charset=utf-8", body)),
+            )
+            .await;
+        }
+    };
+    let now = unix_now();
+    let ttl = login.cookie.session_ttl;
+    let record = SessionRecord {
+        sub: tokens.sub.clone(),
+        sid: tokens.sid.clone(),
+        claims: tokens.claims.clone(),
+        access_token: tokens.access_token.clone(),
+        access_token_exp: tokens.access_token_exp,
+        refresh_token_enc: tokens
+            .refresh_token
+            .as_deref()
+            .and_then(|rt| login.codec.seal(PURPOSE_REFRESH, rt.as_bytes()).ok()),
+        id_token: tokens.id_token.clone(),
+        created_at: now,
+        expires_at: now + ttl.as_secs(),
+    };
+    // A fresh ID at every login: a session cookie planted before login is never promoted.
+    let id = new_session_id();
+    if store.put(&id, &record, ttl).await.is_err() {
+        let (body, _) = refuse(
+            "Login unavailable",
+            "Sessions cannot be stored right now. Try again shortly.",
+        );
+        return respond(
+            session,
+            ctx,
+            503,
+            None,
+            &[],
+            Some(("text/html; charset=utf-8", body)),
+        )
+        .await;
+    }
+    let Ok(sealed) = login.codec.seal(PURPOSE_SESSION, id.as_bytes()) else {
+        return respond(session, ctx, 500, None, &[], None).await;
+    };
+    let session_cookie = set_cookie_header(&login.cookie, &login.cookie.name, &sealed, Some(ttl));
+    sessions.metrics.record_login(&login.tenant, true);
+    let target = state.return_to.clone();
+    respond(
+        session,
+        ctx,
+        302,
+        Some(&target),
+        &[session_cookie, clear_state],
+        None,
+    )
+    .await
+}
+
+async fn logout(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    login: &TenantLogin,
+    sessions: &Sessions,
+) -> pingora::Result<()> {
+    let mut id_token = None;
+    if let (Some(id), Ok(store)) = (session_id(session, login), sessions.store().await) {
+        if let Ok(Some(record)) = store.get(&id).await {
+            id_token = record.id_token.clone();
+        }
+        let _ = store.delete(&id).await;
+    }
+    let clear = clear_cookie_header(&login.cookie, &login.cookie.name);
+    sessions.metrics.record_logout(&login.tenant);
+    let post_logout = login.login.post_logout_redirect_url.as_deref();
+    let location = match login
+        .oidc
+        .end_session_url(id_token.as_deref(), post_logout, None)
+        .await
+    {
+        Ok(Some(url)) => url,
+        _ => post_logout.unwrap_or("/").to_string(),
+    };
+    respond(session, ctx, 302, Some(&location), &[clear], None).await
+}
+
+async fn userinfo(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    claims: &Claims,
+) -> pingora::Result<()> {
+    let body = serde_json::json!({
+        "sub": claims.sub,
+        "preferred_username": claims.preferred_username,
+        "email": claims.email,
+        "realm_roles": claims.realm_roles,
+        "client_roles": claims.client_roles.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "groups": claims.groups,
+    });
+    let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+    bytes.push(b'\n');
+    respond(
+        session,
+        ctx,
+        200,
+        None,
+        &[],
+        Some(("application/json", Bytes::from(bytes))),
+    )
+    .await
+}
+
+async fn backchannel_logout(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    login: &TenantLogin,
+    sessions: &Sessions,
+) -> pingora::Result<()> {
+    let bad = Some((
+        "application/json",
+        Bytes::from_static(b"{\"error\":\"invalid_request\"}\n"),
+    ));
+    if session.req_header().method != http::Method::POST {
+        return respond(session, ctx, 405, None, &[], None).await;
+    }
+    // The body is a small form: logout_token=<JWT>.
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > 64 * 1024 {
+            return respond(session, ctx, 413, None, &[], None).await;
+        }
+    }
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let Some(token) = query_param(Some(&form), "logout_token") else {
+        return respond(session, ctx, 400, None, &[], bad).await;
+    };
+    let Some((sub, sid)) = logout_token_subject(login, &token).await else {
+        return respond(session, ctx, 400, None, &[], bad).await;
+    };
+    let Ok(store) = sessions.store().await else {
+        return respond(session, ctx, 503, None, &[], None).await;
+    };
+    match store
+        .delete_by_sub_or_sid(sub.as_deref(), sid.as_deref())
+        .await
+    {
+        Ok(n) => {
+            tracing::info!(sessions = n, "back-channel logout");
+            respond(session, ctx, 200, None, &[], None).await
+        }
+        Err(_) => respond(session, ctx, 503, None, &[], None).await,
+    }
+}
+
+/// The `sub`/`sid` a back-channel logout token names, once it is verified like any token of the
+/// provider (signature, iss, aud, exp) and is shaped as OpenID Back-Channel Logout 1.0 demands:
+/// the logout event present, no `nonce`, and a `sub` or a `sid`.
+async fn logout_token_subject(
+    login: &TenantLogin,
+    token: &str,
+) -> Option<(Option<String>, Option<String>)> {
+    let claims = match login.verifier.verify(token).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(reason = e.reason(), "back-channel logout token refused");
+            return None;
+        }
+    };
+    let has_event = claims
+        .lookup("events")
+        .and_then(|e| e.as_object())
+        .is_some_and(|e| e.contains_key("http://schemas.openid.net/event/backchannel-logout"));
+    if !has_event || claims.lookup("nonce").is_some() {
+        tracing::info!("back-channel logout token refused: not a logout token");
+        return None;
+    }
+    let sid = claims
+        .lookup("sid")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let sub = claims.sub.clone();
+    (sub.is_some() || sid.is_some()).then_some((sub, sid))
+}

@@ -1,0 +1,763 @@
+//! The OpenID Connect authorization code flow client (browser login): discovery, PKCE, state
+//! and nonce, code exchange, refresh and RP-initiated logout. One [`OidcClient`] per identity
+//! provider that a `login` tenant uses.
+//!
+//! ## How the ID token is validated
+//!
+//! The provider's [`TokenVerifier`] does the cryptography and the registered claims: signature
+//! with the provider's keys (the same cached JWKS, single-flight unknown-`kid` refetch and
+//! algorithm allowlist as bearer tokens), `iss`, `exp`/`nbf`/`iat` with leeway, `auth_time`
+//! against `max-token-age`, and `aud` against the provider's `audiences`. Its keys are private
+//! to it and `verifier.rs` gains no ID-token mode, so this module calls
+//! [`TokenVerifier::verify`] and then adds the ID-token rules on the verified payload:
+//! `aud` contains the `client-id`, `azp` (when present, or required when there are several
+//! audiences) equals the `client-id`, `sub` is a non-empty string, and `nonce` equals the
+//! login's (constant-time). Consequence: **the provider's `audiences` must include its
+//! `client-id`** for login to work (the default `audiences` is `[client-id]`); otherwise every
+//! login fails with [`OidcError::InvalidIdToken`]`("wrong_audience")`. A second key cache
+//! just for ID tokens would double JWKS traffic and could disagree with the bearer path
+//! during a rotation, so it was not built. `at_hash` is not checked (optional in the code
+//! flow, OIDC Core 3.1.3.8): the access token comes straight from the token endpoint.
+//!
+//! The access token, when it is a JWT that the same verifier accepts (Keycloak-style roles
+//! live there), contributes its claims too: [`TokenSet::claims`] is the ID token's payload
+//! plus every access-token claim the ID token does not have. An access token that is opaque
+//! or does not verify (e.g. its `aud` is not one of `audiences`) is used as is, unread.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::claims::{numeric_date, Claims};
+use crate::cookie::random_token;
+use crate::jwks::{get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
+use crate::verifier::{looks_like_jwt, TokenVerifier};
+
+/// How long a started login may take, from [`OidcClient::begin`] to the callback (10 minutes);
+/// also a sensible `Max-Age` for the pre-login cookie.
+pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+
+/// After a failed discovery, callers within this interval get the same error without a new
+/// request, so an IdP outage costs one request per interval rather than one per login.
+pub const DISCOVERY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Access-token lifetime assumed when the token response has no `expires_in` and the access
+/// token is not a verifiable JWT (seconds).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 300;
+
+/// The characters kept as they are when form-urlencoding client credentials for HTTP Basic
+/// (RFC 6749 section 2.3.1): the RFC 3986 unreserved set.
+const FORM_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Why a login step failed. `Display` never includes tokens, codes or secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidcError {
+    /// The discovery document could not be fetched or lacks what the flow needs (issuer
+    /// mismatch, no `authorization_endpoint` / `token_endpoint`, a non-http(s) URL).
+    Discovery(String),
+    /// The token endpoint answered with this non-2xx status; the string is the OAuth `error`
+    /// code (and a sanitized, truncated `error_description`), or a description of an unusable
+    /// 2xx body (status then as received).
+    TokenEndpoint(u16, String),
+    /// The ID token is missing or invalid; the reason is a stable snake_case word (the
+    /// [`TokenError::reason`](crate::TokenError::reason) of the verifier, or `missing`,
+    /// `wrong_audience`, `wrong_azp`, `missing_sub`, `sub_mismatch`).
+    InvalidIdToken(&'static str),
+    /// The ID token's `nonce` is missing or differs from the login's.
+    NonceMismatch,
+    /// The login state expired before the callback ([`LOGIN_STATE_TTL`]).
+    LoginExpired,
+    /// The IdP could not be reached (connect error, timeout, body too large or unreadable).
+    Network(String),
+}
+
+impl OidcError {
+    /// A stable snake_case reason, for logs and metric labels (bounded set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OidcError::Discovery(_) => "discovery",
+            OidcError::TokenEndpoint(..) => "token_endpoint",
+            OidcError::InvalidIdToken(_) => "invalid_id_token",
+            OidcError::NonceMismatch => "nonce_mismatch",
+            OidcError::LoginExpired => "login_expired",
+            OidcError::Network(_) => "network",
+        }
+    }
+}
+
+impl std::fmt::Display for OidcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OidcError::Discovery(msg) => write!(f, "OIDC discovery failed: {msg}"),
+            OidcError::TokenEndpoint(status, msg) => {
+                write!(f, "token endpoint answered {status}: {msg}")
+            }
+            OidcError::InvalidIdToken(reason) => write!(f, "invalid ID token: {reason}"),
+            OidcError::NonceMismatch => f.write_str("the ID token's nonce does not match"),
+            OidcError::LoginExpired => f.write_str("the login state has expired"),
+            OidcError::Network(msg) => write!(f, "identity provider unreachable: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for OidcError {}
+
+/// The provider endpoints the login flow uses, from its discovery document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `issuer` (equal to the configured issuer; checked).
+    pub issuer: String,
+    /// `authorization_endpoint` (required).
+    pub authorization_endpoint: String,
+    /// `token_endpoint` (required).
+    pub token_endpoint: String,
+    /// `end_session_endpoint` (RP-initiated logout), if the provider has one.
+    pub end_session_endpoint: Option<String>,
+    /// `userinfo_endpoint`, if the provider has one.
+    pub userinfo_endpoint: Option<String>,
+    /// `jwks_uri`, if given.
+    pub jwks_uri: Option<String>,
+}
+
+/// What a started login must remember until its callback; sealed into the pre-login cookie
+/// (purpose `"login-state"`) by the gateway.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LoginState {
+    /// The OAuth `state` sent to the IdP (32 random bytes, base64url); the callback's `state`
+    /// must equal it ([`LoginState::state_matches`]).
+    pub state: String,
+    /// The OIDC `nonce` (32 random bytes, base64url); the ID token must carry it.
+    pub nonce: String,
+    /// The PKCE `code_verifier` (43 characters of base64url).
+    pub code_verifier: String,
+    /// Where to send the user after the login (already checked by
+    /// `gatehouse_policy::redirect::safe_redirect`).
+    pub return_to: String,
+    /// Seconds since the Unix epoch after which the login is refused.
+    pub expires_at: u64,
+}
+
+impl LoginState {
+    /// Whether the callback's `state` parameter is this login's (constant-time comparison).
+    pub fn state_matches(&self, state: &str) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.state.as_bytes(), state.as_bytes())
+            .is_ok()
+    }
+
+    /// Whether the login is past its deadline at `now` (seconds since the Unix epoch).
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The JSON form to seal into the pre-login cookie.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing a struct of strings and an integer cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses [`to_json`](Self::to_json)'s output; `None` for anything else.
+    pub fn from_json(bytes: &[u8]) -> Option<LoginState> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// The result of a code exchange or a refresh. `Debug` shows no token.
+#[derive(Clone)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: String,
+    /// When the access token expires (seconds since the Unix epoch): the earlier of its
+    /// verified JWT `exp` and `now + expires_in`; [`DEFAULT_ACCESS_TOKEN_LIFETIME`] from now
+    /// when neither is known.
+    pub access_token_exp: u64,
+    /// The refresh token. After [`OidcClient::refresh`] this is the rotated one, or the one
+    /// that was presented when the provider did not rotate it (RFC 6749 section 6); after
+    /// [`OidcClient::exchange`] `None` means none was issued.
+    pub refresh_token: Option<String>,
+    /// The ID token (a refresh response may not carry one).
+    pub id_token: Option<String>,
+    /// The validated ID token's payload plus the access token's claims the ID token lacks
+    /// (only when the access token is a JWT the provider's verifier accepts). An empty object
+    /// after a refresh that returned neither.
+    pub claims: Value,
+    /// The ID token's `sub` (else the verified access token's; empty after a refresh that
+    /// returned neither: the caller keeps the session's).
+    pub sub: String,
+    /// The ID token's `sid` (the IdP session, for back-channel logout), if any.
+    pub sid: Option<String>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token_exp", &self.access_token_exp)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| ".."))
+            .field("id_token", &self.id_token.as_ref().map(|_| ".."))
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+/// The login-flow client of one identity provider.
+///
+/// Discovery runs lazily on first use and is cached; a failure is not cached beyond
+/// [`DISCOVERY_RETRY_INTERVAL`], and a network failure at the token endpoint drops the cached
+/// endpoints so the next call rediscovers. The HTTP client follows no redirects and gives every
+/// request [`FETCH_TIMEOUT`]; responses are read up to [`MAX_DOCUMENT_BYTES`].
+pub struct OidcClient {
+    issuer: String,
+    discovery_url: String,
+    client_id: String,
+    client_secret: Option<Secret>,
+    auth_method: TokenEndpointAuthMethod,
+    scope: String,
+    verifier: Arc<TokenVerifier>,
+    http: reqwest::Client,
+    endpoints: ArcSwapOption<Endpoints>,
+    /// Held while discovering (single flight); remembers the last failure and when it happened.
+    discovery: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl std::fmt::Debug for OidcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcClient")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("discovered", &self.endpoints.load().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn http_url(doc: &Value, name: &str) -> Result<Option<String>, String> {
+    match doc.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => match Url::parse(s) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(s.clone())),
+            _ => Err(format!("{name} {s:?} is not an http(s) URL")),
+        },
+        Some(_) => Err(format!("{name} is not a string")),
+    }
+}
+
+/// Printable ASCII without quotes or backslashes, at most 200 characters.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(200)
+        .collect()
+}
+
+impl OidcClient {
+    /// Builds the client of `provider`; `verifier` is the provider's bearer-token verifier,
+    /// shared (see the module docs for why the provider's `audiences` must include its
+    /// `client-id`). Requested scopes are the provider's `scopes`, with `openid` added if
+    /// missing. Nothing is fetched here.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built (TLS backend initialisation).
+    pub fn new(provider: &IdentityProvider, verifier: Arc<TokenVerifier>) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .connect_timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("identity provider {}: HTTP client: {e}", provider.name))?;
+        let mut scopes: Vec<&str> = provider.scopes.iter().map(String::as_str).collect();
+        if !scopes.contains(&"openid") {
+            scopes.insert(0, "openid");
+        }
+        Ok(OidcClient {
+            issuer: provider.issuer.clone(),
+            discovery_url: provider.discovery_url.clone(),
+            client_id: provider.client_id.clone(),
+            client_secret: provider.client_secret.clone(),
+            auth_method: provider.token_endpoint_auth_method,
+            scope: scopes.join(" "),
+            verifier,
+            http,
+            endpoints: ArcSwapOption::empty(),
+            discovery: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The provider's endpoints: from the cache, else discovered now (single flight). The
+    /// document's `issuer` must equal the configured one and it must name http(s)
+    /// `authorization_endpoint` and `token_endpoint`.
+    pub async fn endpoints(&self) -> Result<Arc<Endpoints>, OidcError> {
+        if let Some(found) = self.endpoints.load_full() {
+            return Ok(found);
+        }
+        let mut last_failure = self.discovery.lock().await;
+        if let Some(found) = self.endpoints.load_full() {
+            return Ok(found); // someone else discovered while we waited
+        }
+        if let Some((at, error)) = last_failure.as_ref() {
+            if at.elapsed() < DISCOVERY_RETRY_INTERVAL {
+                return Err(OidcError::Discovery(error.clone()));
+            }
+        }
+        match self.discover().await {
+            Ok(endpoints) => {
+                let endpoints = Arc::new(endpoints);
+                self.endpoints.store(Some(Arc::clone(&endpoints)));
+                *last_failure = None;
+                Ok(endpoints)
+            }
+            Err(error) => {
+                tracing::warn!(issuer = %self.issuer, %error, "OIDC discovery failed");
+                *last_failure = Some((Instant::now(), error.clone()));
+                Err(OidcError::Discovery(error))
+            }
+        }
+    }
+
+    async fn discover(&self) -> Result<Endpoints, String> {
+        let url = &self.discovery_url;
+        let bytes = get_limited(&self.http, url).await?;
+        let doc: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("discovery document {url} is not JSON: {e}"))?;
+        match doc.get("issuer").and_then(Value::as_str) {
+            Some(found) if found == self.issuer => {}
+            Some(found) => {
+                return Err(format!(
+                    "discovery document {url} names issuer {found:?}, expected {:?}",
+                    self.issuer
+                ))
+            }
+            None => return Err(format!("discovery document {url} has no issuer")),
+        }
+        let required = |name: &str| -> Result<String, String> {
+            http_url(&doc, name)?.ok_or_else(|| format!("discovery document {url} has no {name}"))
+        };
+        Ok(Endpoints {
+            issuer: self.issuer.clone(),
+            authorization_endpoint: required("authorization_endpoint")?,
+            token_endpoint: required("token_endpoint")?,
+            end_session_endpoint: http_url(&doc, "end_session_endpoint")?,
+            userinfo_endpoint: http_url(&doc, "userinfo_endpoint")?,
+            jwks_uri: http_url(&doc, "jwks_uri")?,
+        })
+    }
+
+    /// Starts a login: a fresh `state`, `nonce` and PKCE `code_verifier` (each 32 random bytes,
+    /// base64url: 43 characters) with its S256 `code_challenge`. Returns the authorization URL
+    /// to redirect the browser to (`response_type=code`, `client_id`, `redirect_uri`, `scope`,
+    /// `state`, `nonce`, `code_challenge`, `code_challenge_method=S256`) and the
+    /// [`LoginState`] to seal into the pre-login cookie, valid for [`LOGIN_STATE_TTL`].
+    /// `return_to` is stored as given: pass it through `safe_redirect` first.
+    pub async fn begin(
+        &self,
+        redirect_uri: &str,
+        return_to: &str,
+    ) -> Result<(String, LoginState), OidcError> {
+        let endpoints = self.endpoints().await?;
+        let state = LoginState {
+            state: random_token(),
+            nonce: random_token(),
+            code_verifier: random_token(),
+            return_to: return_to.to_owned(),
+            expires_at: now_secs() + LOGIN_STATE_TTL.as_secs(),
+        };
+        let challenge = pkce_challenge(&state.code_verifier);
+        let mut url = Url::parse(&endpoints.authorization_endpoint)
+            .map_err(|e| OidcError::Discovery(format!("authorization_endpoint: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", &self.scope)
+            .append_pair("state", &state.state)
+            .append_pair("nonce", &state.nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok((url.into(), state))
+    }
+
+    /// Exchanges the authorization `code` of the login `state` at the token endpoint (with the
+    /// PKCE `code_verifier` and the same `redirect_uri` as [`begin`](Self::begin), client
+    /// authentication per `token-endpoint-auth-method`), then validates the ID token (see the
+    /// module docs) including its `nonce`. The caller has already checked the callback's
+    /// `state` with [`LoginState::state_matches`]; an expired `state` is refused here too.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        state: &LoginState,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, OidcError> {
+        if state.is_expired(now_secs()) {
+            return Err(OidcError::LoginExpired);
+        }
+        let response = self
+            .token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", &state.code_verifier),
+            ])
+            .await?;
+        let id_token = response
+            .id_token
+            .as_deref()
+            .ok_or(OidcError::InvalidIdToken("missing"))?;
+        let id_claims = self.validate_id_token(id_token, Some(&state.nonce)).await?;
+        self.token_set(response, Some(id_claims), None).await
+    }
+
+    /// Uses `refresh_token` (grant `refresh_token`). A returned ID token is validated like the
+    /// login's, without a nonce (OIDC Core 12.2); the caller must check that a non-empty
+    /// [`TokenSet::sub`] equals the session's. When the provider rotates refresh tokens the
+    /// presented one is used up and the new one is in the result.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, OidcError> {
+        let response = self
+            .token_request(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .await?;
+        let id_claims = match response.id_token.as_deref() {
+            Some(id_token) => Some(self.validate_id_token(id_token, None).await?),
+            None => None,
+        };
+        self.token_set(response, id_claims, Some(refresh_token))
+            .await
+    }
+
+    /// The RP-initiated logout URL (OpenID Connect RP-Initiated Logout 1.0): the provider's
+    /// `end_session_endpoint` with `client_id` and whichever of `id_token_hint`,
+    /// `post_logout_redirect_uri` and `state` are given. `Ok(None)` when the provider has no
+    /// end-session endpoint (the caller then just clears its session).
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Option<String>, OidcError> {
+        let endpoints = self.endpoints().await?;
+        let Some(endpoint) = endpoints.end_session_endpoint.as_deref() else {
+            return Ok(None);
+        };
+        let mut url = Url::parse(endpoint)
+            .map_err(|e| OidcError::Discovery(format!("end_session_endpoint: {e}")))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("client_id", &self.client_id);
+            if let Some(hint) = id_token_hint {
+                query.append_pair("id_token_hint", hint);
+            }
+            if let Some(uri) = post_logout_redirect_uri {
+                query.append_pair("post_logout_redirect_uri", uri);
+            }
+            if let Some(state) = state {
+                query.append_pair("state", state);
+            }
+        }
+        Ok(Some(url.into()))
+    }
+
+    /// POSTs a grant to the token endpoint with client authentication and parses a 2xx answer.
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OidcError> {
+        let endpoints = self.endpoints().await?;
+        let mut params: Vec<(&str, &str)> = form.to_vec();
+        let mut request = self
+            .http
+            .post(&endpoints.token_endpoint)
+            .header(reqwest::header::ACCEPT, "application/json");
+        match (&self.client_secret, self.auth_method) {
+            (Some(secret), TokenEndpointAuthMethod::ClientSecretBasic) => {
+                // RFC 6749 2.3.1: both parts are form-urlencoded before base64.
+                let credentials = format!(
+                    "{}:{}",
+                    utf8_percent_encode(&self.client_id, FORM_UNRESERVED),
+                    utf8_percent_encode(secret.expose(), FORM_UNRESERVED)
+                );
+                request = request.header(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Basic {}", STANDARD.encode(credentials)),
+                );
+            }
+            (Some(secret), TokenEndpointAuthMethod::ClientSecretPost) => {
+                params.push(("client_id", &self.client_id));
+                params.push(("client_secret", secret.expose()));
+            }
+            // A public client identifies itself; PKCE protects the code.
+            (None, _) => params.push(("client_id", &self.client_id)),
+        }
+        let response = match request.form(&params).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                // The IdP may have moved; rediscover on the next call.
+                self.endpoints.store(None);
+                return Err(OidcError::Network(e.without_url().to_string()));
+            }
+        };
+        let status = response.status();
+        let body = read_body(response).await?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|doc| {
+                    let error = doc.get("error")?.as_str()?;
+                    Some(match doc.get("error_description").and_then(Value::as_str) {
+                        Some(description) => format!("{error}: {description}"),
+                        None => error.to_owned(),
+                    })
+                })
+                .unwrap_or_else(|| "no OAuth error in the response".to_string());
+            return Err(OidcError::TokenEndpoint(status.as_u16(), sanitize(&detail)));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            OidcError::TokenEndpoint(
+                status.as_u16(),
+                "the response is not a token response".to_string(),
+            )
+        })?;
+        if parsed
+            .token_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(OidcError::TokenEndpoint(
+                status.as_u16(),
+                "the token type is not Bearer".to_string(),
+            ));
+        }
+        if parsed.access_token.is_empty() {
+            return Err(OidcError::TokenEndpoint(
+                status.as_u16(),
+                "the access token is empty".to_string(),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// The ID-token rules on top of the verifier's checks (see the module docs).
+    async fn validate_id_token(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Arc<Claims>, OidcError> {
+        let claims = self
+            .verifier
+            .verify(id_token)
+            .await
+            .map_err(|e| OidcError::InvalidIdToken(e.reason()))?;
+        let payload = &claims.raw;
+        let audiences: Vec<&str> = match payload.get("aud") {
+            Some(Value::String(aud)) => vec![aud.as_str()],
+            Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !audiences.contains(&self.client_id.as_str()) {
+            return Err(OidcError::InvalidIdToken("wrong_audience"));
+        }
+        match payload.get("azp") {
+            Some(Value::String(azp)) if *azp == self.client_id => {}
+            None if audiences.len() == 1 => {}
+            _ => return Err(OidcError::InvalidIdToken("wrong_azp")),
+        }
+        if claims.sub.as_deref().is_none_or(str::is_empty) {
+            return Err(OidcError::InvalidIdToken("missing_sub"));
+        }
+        if let Some(expected) = nonce {
+            let found = payload.get("nonce").and_then(Value::as_str).unwrap_or("");
+            if aws_lc_rs::constant_time::verify_slices_are_equal(
+                found.as_bytes(),
+                expected.as_bytes(),
+            )
+            .is_err()
+            {
+                return Err(OidcError::NonceMismatch);
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Builds the [`TokenSet`]: merges verified access-token claims, computes the expiry.
+    async fn token_set(
+        &self,
+        response: TokenResponse,
+        id_claims: Option<Arc<Claims>>,
+        presented_refresh_token: Option<&str>,
+    ) -> Result<TokenSet, OidcError> {
+        let now = now_secs();
+        let access_claims = if looks_like_jwt(&response.access_token) {
+            match self.verifier.verify(&response.access_token).await {
+                Ok(claims) => Some(claims),
+                Err(error) => {
+                    tracing::debug!(issuer = %self.issuer, reason = error.reason(), "access token claims not used");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut merged = match &id_claims {
+            Some(claims) => claims.raw.as_object().cloned().unwrap_or_default(),
+            None => Map::new(),
+        };
+        let mut sub = id_claims
+            .as_ref()
+            .and_then(|c| c.sub.clone())
+            .unwrap_or_default();
+        if let Some(access) = &access_claims {
+            let access_sub = access.sub.as_deref().unwrap_or("");
+            if sub.is_empty() {
+                sub = access_sub.to_owned();
+            } else if !access_sub.is_empty() && access_sub != sub {
+                return Err(OidcError::InvalidIdToken("sub_mismatch"));
+            }
+            if let Some(object) = access.raw.as_object() {
+                for (key, value) in object {
+                    merged.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+        }
+        let from_expires_in = response
+            .expires_in
+            .as_ref()
+            .and_then(numeric_date)
+            .map(|secs| now.saturating_add(secs));
+        let access_token_exp = match (access_claims.as_ref().map(|c| c.exp), from_expires_in) {
+            (Some(exp), Some(by_ttl)) => exp.min(by_ttl),
+            (Some(exp), None) => exp,
+            (None, Some(by_ttl)) => by_ttl,
+            (None, None) => now + DEFAULT_ACCESS_TOKEN_LIFETIME,
+        };
+        let sid = id_claims
+            .as_ref()
+            .and_then(|c| c.raw.get("sid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let refresh_token = response
+            .refresh_token
+            .or_else(|| presented_refresh_token.map(str::to_owned));
+        Ok(TokenSet {
+            access_token: response.access_token,
+            access_token_exp,
+            refresh_token,
+            id_token: response.id_token,
+            claims: Value::Object(merged),
+            sub,
+            sid,
+        })
+    }
+}
+
+/// The PKCE S256 challenge of a verifier: base64url(SHA-256(verifier)), no padding.
+pub fn pkce_challenge(code_verifier: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code_verifier.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// Reads a response body up to [`MAX_DOCUMENT_BYTES`], whatever its status.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, OidcError> {
+    let too_big = || OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| OidcError::Network(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_challenge_is_s256() {
+        // Expected value computed independently (Python hashlib + urlsafe_b64encode).
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mJ0xVqOP5tpFCRmb4bCvaSGGrEtfw1g"),
+            "txPx3tMY7XmC0bzUGbj6Na4bQa_tFuJyMfDmqH4uOoc"
+        );
+    }
+
+    #[test]
+    fn login_state_round_trip_and_checks() {
+        let state = LoginState {
+            state: "abc".into(),
+            nonce: "n".into(),
+            code_verifier: "v".repeat(43),
+            return_to: "/app".into(),
+            expires_at: 100,
+        };
+        assert_eq!(LoginState::from_json(&state.to_json()), Some(state.clone()));
+        assert_eq!(LoginState::from_json(b"{}"), None);
+        assert!(state.state_matches("abc"));
+        assert!(!state.state_matches("abd"));
+        assert!(!state.state_matches("ab"));
+        assert!(!state.state_matches(""));
+        assert!(!state.is_expired(99));
+        assert!(state.is_expired(100));
+    }
+
+    #[test]
+    fn errors_display_without_details_leaking() {
+        assert_eq!(
+            OidcError::TokenEndpoint(400, "invalid_grant".into()).to_string(),
+            "token endpoint answered 400: invalid_grant"
+        );
+        assert_eq!(OidcError::NonceMismatch.reason(), "nonce_mismatch");
+        assert_eq!(
+            OidcError::InvalidIdToken("wrong_audience").to_string(),
+            "invalid ID token: wrong_audience"
+        );
+        assert_eq!(sanitize("a\"b\\c\nd\u{e9}"), "abcd");
+        assert_eq!(sanitize(&"x".repeat(500)).len(), 200);
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded() {
+        assert_eq!(
+            utf8_percent_encode("a b:c/d~e", FORM_UNRESERVED).to_string(),
+            "a%20b%3Ac%2Fd~e"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The per-instance cache in front of a session store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use super::memory::record_matches;
+use super::{LockGuard, SessionRecord, SessionStore, StoreError};
+
+struct Cached {
+    record: Arc<SessionRecord>,
+    validated: Instant,
+}
+
+/// The local cache in front of any [`SessionStore`].
+///
+/// A record read from (or written to) the store is *validated*; it is then trusted for
+/// `local_ttl` without a round trip. With `serve_cached` (`on-unavailable: serve-cached`), while
+/// the store answers [`StoreError::Unavailable`], a record validated before is served until its
+/// own `expires_at`; a session this instance never validated is never served. Without it
+/// (`fail-closed`) the error is returned.
+///
+/// Deletions through this cache evict locally at once; other replicas' caches keep a deleted
+/// session for at most `local_ttl` (or, with `serve_cached`, while their store is unavailable).
+/// A `get` racing with a `delete` of the same id may re-cache the old record for `local_ttl`.
+/// Entries for sessions never read again stay until [`CachedStore::sweep`] runs.
+pub struct CachedStore<S> {
+    inner: S,
+    local_ttl: Duration,
+    serve_cached: bool,
+    cache: DashMap<String, Cached>,
+}
+
+impl<S: SessionStore> CachedStore<S> {
+    /// A cache over `inner` trusting validated records for `local_ttl` (`Duration::ZERO`: every
+    /// `get` goes to the store), serving them during outages when `serve_cached`.
+    pub fn new(inner: S, local_ttl: Duration, serve_cached: bool) -> Self {
+        CachedStore {
+            inner,
+            local_ttl,
+            serve_cached,
+            cache: DashMap::new(),
+        }
+    }
+
+    /// The store behind the cache.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The session `id`: from the cache when validated less than `local_ttl` ago and not past its
+    /// `expires_at`, else from the store (then cached). On [`StoreError::Unavailable`] with
+    /// `serve_cached`, a previously validated, unexpired record; otherwise the error.
+    pub async fn get(&self, id: &str) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        if let Some(hit) = self.cache.get(id) {
+            if hit.validated.elapsed() < self.local_ttl && !hit.record.is_expired() {
+                return Ok(Some(Arc::clone(&hit.record)));
+            }
+        }
+        match self.inner.get(id).await {
+            Ok(Some(record)) => {
+                let record = Arc::new(record);
+                self.remember(id, &record);
+                Ok(Some(record))
+            }
+            Ok(None) => {
+                self.cache.remove(id);
+                Ok(None)
+            }
+            Err(StoreError::Unavailable) if self.serve_cached => match self.cache.get(id) {
+                Some(stale) if !stale.record.is_expired() => Ok(Some(Arc::clone(&stale.record))),
+                _ => Err(StoreError::Unavailable),
+            },
+            Err(e) => {
+                if e == StoreError::Corrupt {
+                    self.cache.remove(id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores `record` (see [`SessionStore::put`]) and, once the store took it, caches it as
+    /// validated. On error the local entry is dropped: the store's state is unknown.
+    pub async fn put(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self.inner.put(id, record, ttl).await {
+            Ok(()) => {
+                self.remember(id, &Arc::new(record.clone()));
+                Ok(())
+            }
+            Err(e) => {
+                self.cache.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Evicts `id` locally, then deletes it from the store.
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.cache.remove(id);
+        self.inner.delete(id).await
+    }
+
+    /// Evicts every local entry of the subject or IdP session, then deletes them from the store
+    /// (see [`SessionStore::delete_by_sub_or_sid`]).
+    pub async fn delete_by_sub_or_sid(
+        &self,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.cache
+            .retain(|_, c| !record_matches(&c.record, sub, sid));
+        self.inner.delete_by_sub_or_sid(sub, sid).await
+    }
+
+    /// The store's refresh lock for `id` (see [`SessionStore::try_lock`]).
+    pub async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
+        self.inner.try_lock(id, ttl).await
+    }
+
+    /// Forgets `id` locally: the next `get` asks the store.
+    pub fn invalidate(&self, id: &str) {
+        self.cache.remove(id);
+    }
+
+    /// Drops entries that can no longer be served: past their record's `expires_at`, or (without
+    /// `serve_cached`) validated `local_ttl` ago or more. Call it periodically.
+    pub fn sweep(&self) {
+        let (ttl, keep_stale) = (self.local_ttl, self.serve_cached);
+        self.cache
+            .retain(|_, c| !c.record.is_expired() && (keep_stale || c.validated.elapsed() < ttl));
+    }
+
+    /// How many records are cached locally.
+    pub fn cached_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn remember(&self, id: &str, record: &Arc<SessionRecord>) {
+        if self.local_ttl.is_zero() && !self.serve_cached {
+            return;
+        }
+        self.cache.insert(
+            id.to_string(),
+            Cached {
+                record: Arc::clone(record),
+                validated: Instant::now(),
+            },
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! Browser-session storage: the [`SessionStore`] trait, the embedded [`MemoryStore`], the
+//! [`RedisStore`] (single node or Redis Cluster, over a fred pool) and the [`CachedStore`] that
+//! sits in front of either one.
+//!
+//! The gateway builds one store with [`from_config`], wraps it in a [`CachedStore`] and calls
+//! that per request. Session ids are bearer secrets: nothing here logs them.
+
+mod cached;
+mod memory;
+mod redis;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use gatehouse_config::{SessionStoreConfig, SessionStoreKind};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub use cached::CachedStore;
+pub use memory::{MemoryStore, DEFAULT_SWEEP_INTERVAL};
+pub use redis::RedisStore;
+
+/// One browser session's record; stored as serde JSON in Redis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecord {
+    /// The subject (`sub` claim) the session belongs to; indexed for back-channel logout.
+    pub sub: String,
+    /// The IdP's session id (`sid` claim), when it sent one; indexed for back-channel logout.
+    pub sid: Option<String>,
+    /// The ID-token / access-token claims used for identity.
+    pub claims: serde_json::Value,
+    /// The current access token.
+    pub access_token: String,
+    /// When the access token expires (unix seconds).
+    pub access_token_exp: u64,
+    /// The refresh token, already encrypted by the caller (AEAD); the store never sees plaintext.
+    pub refresh_token_enc: Option<String>,
+    /// The ID token (for RP-initiated logout's `id_token_hint`).
+    pub id_token: Option<String>,
+    /// When the session was created (unix seconds).
+    pub created_at: u64,
+    /// When the session ends (unix seconds); [`CachedStore`] never serves a record past it.
+    pub expires_at: u64,
+}
+
+impl SessionRecord {
+    /// Whether `expires_at` has passed.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at <= unix_now()
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store could not be reached in time: timeout, connection refused or lost, cluster down.
+    Unavailable,
+    /// A record was found but could not be decoded.
+    Corrupt,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreError::Unavailable => "session store unavailable",
+            StoreError::Corrupt => "session record corrupt",
+        })
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where browser sessions live. Implementations are shared across all requests (`Send + Sync`).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The record stored under `id`, or `None` when there is none or it has expired.
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Stores `record` under `id` for `ttl` (at least 1 ms), replacing any previous record, and
+    /// adds `id` to the record's `sub` and `sid` indexes.
+    async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Deletes the record under `id` (no error when there is none).
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Deletes every session of a subject or an IdP session id (back-channel logout): the store
+    /// keeps an index set per sub and per sid. A session is deleted only when its record still
+    /// names that sub or sid; returns how many sessions were deleted. `(None, None)` deletes
+    /// nothing.
+    async fn delete_by_sub_or_sid(
+        &self,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<usize, StoreError>;
+
+    /// A short lock across replicas for refreshing one session: `SET key NX PX ttl` with a random
+    /// token. `Ok(None)` when someone else holds it. The guard's [`LockGuard::renew`] extends it
+    /// and [`LockGuard::release`] deletes it, both only while the token still matches; a guard
+    /// dropped without `release` releases in the background (best effort) or expires after `ttl`.
+    async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError>;
+
+    /// Number of sessions, when cheaply knowable (memory store: may include expired records not
+    /// yet swept); `None` for Redis.
+    fn len_hint(&self) -> Option<usize>;
+}
+
+/// What a store does for the holder of one lock; implement it to give a custom
+/// [`SessionStore`] a lock. Both operations act only while the lock's token still matches.
+#[async_trait]
+pub trait LockHandle: Send + Sync {
+    /// Extends the lock to `ttl` from now; `Ok(false)` when it was lost (expired or taken).
+    async fn renew(&self, ttl: Duration) -> Result<bool, StoreError>;
+    /// Deletes the lock; `Ok(false)` when it was no longer ours.
+    async fn release(&self) -> Result<bool, StoreError>;
+    /// Called when the guard is dropped without `release`: start a best-effort release without
+    /// blocking (the default does nothing and lets the lock expire).
+    fn release_on_drop(&self) {}
+}
+
+/// A held refresh lock (see [`SessionStore::try_lock`]).
+pub struct LockGuard {
+    handle: Box<dyn LockHandle>,
+    released: bool,
+}
+
+impl LockGuard {
+    /// Wraps a store's lock handle.
+    pub fn new(handle: Box<dyn LockHandle>) -> LockGuard {
+        LockGuard {
+            handle,
+            released: false,
+        }
+    }
+
+    /// Extends the lock to `ttl` from now (PEXPIRE only if our token still holds it);
+    /// `Ok(false)` when the lock was lost, in which case the caller must stop its work.
+    pub async fn renew(&self, ttl: Duration) -> Result<bool, StoreError> {
+        self.handle.renew(ttl).await
+    }
+
+    /// Releases the lock if our token still holds it; `Ok(false)` when it had already expired
+    /// or been taken by someone else (whose lock is left alone).
+    pub async fn release(mut self) -> Result<bool, StoreError> {
+        self.released = true;
+        self.handle.release().await
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.released {
+            self.handle.release_on_drop();
+        }
+    }
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("released", &self.released)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the store `cfg` names: `memory://` → [`MemoryStore`] (with its background sweep),
+/// `redis(s)://host:port[/db]` → a centralized [`RedisStore`], `redis(s)-cluster://h1:p1,h2:p2`
+/// → a clustered one. Must be called inside a tokio runtime. Never fails because Redis is down
+/// (see [`RedisStore::connect`]); fails on a URL it cannot use.
+pub async fn from_config(cfg: &SessionStoreConfig) -> Result<Arc<dyn SessionStore>, String> {
+    match cfg.kind {
+        SessionStoreKind::Memory => {
+            let store = Arc::new(MemoryStore::new());
+            store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
+            Ok(store)
+        }
+        SessionStoreKind::Redis
+        | SessionStoreKind::Rediss
+        | SessionStoreKind::RedisCluster
+        | SessionStoreKind::RedissCluster => Ok(Arc::new(RedisStore::connect(cfg).await?)),
+    }
+}
+
+/// A store TTL as whole milliseconds, at least 1 (Redis refuses `PX 0`).
+pub(crate) fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+/// Seconds since the unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh random lock token (128 bits, hex).
+pub(crate) fn lock_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A shared store is a store: lets [`CachedStore`] wrap the `Arc<dyn SessionStore>` that
+/// [`from_config`] returns.
+#[async_trait]
+impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        (**self).get(id).await
+    }
+
+    async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+        (**self).put(id, record, ttl).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        (**self).delete(id).await
+    }
+
+    async fn delete_by_sub_or_sid(
+        &self,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        (**self).delete_by_sub_or_sid(sub, sid).await
+    }
+
+    async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
+        (**self).try_lock(id, ttl).await
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        (**self).len_hint()
+    }
+}
