@@ -362,3 +362,215 @@ fn logout_ends_the_session_here_and_at_the_idp() {
     .unwrap();
     assert_eq!(r.status, 401);
 }
+
+#[path = "../../session/tests/common/redis.rs"]
+mod redis;
+
+/// Two gateways on one Redis Cluster, the IdP signing with a key the test holds.
+struct Shared {
+    cluster: redis::Cluster,
+    store: String,
+    idp_port: u16,
+    keys: std::path::PathBuf,
+    _keys_dir: TempDir,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        let cluster = redis::Cluster::start();
+        let store = format!(
+            "  url: {}\n  local-cache-ttl: 1s\n  on-unavailable: serve-cached\n  timeout: 200ms",
+            cluster.url()
+        );
+        let keys_dir = TempDir::new("bcl-keys");
+        let keys = support::idp::make_keys(keys_dir.path(), "idp", &["RS256"]);
+        Shared {
+            cluster,
+            store,
+            idp_port: free_port(),
+            keys,
+            _keys_dir: keys_dir,
+        }
+    }
+
+    fn gateway(&self, tag: &str, app: &Upstream) -> Gateway {
+        Gateway::start(tag, |p, _| {
+            config(p, app, self.idp_port, &self.store, "60s")
+        })
+    }
+
+    fn idp(&self, gw: &Gateway) -> Idp {
+        let redirect = format!("http://demo.localhost:{}/oauth/callback", gw.listen.port());
+        let logout = format!("http://demo.localhost:{}/", gw.listen.port());
+        let env = [
+            ("IDP_REDIRECT_URIS", redirect.as_str()),
+            ("IDP_POST_LOGOUT_REDIRECT_URIS", logout.as_str()),
+        ];
+        Idp::start_on(
+            self.idp_port,
+            Some(&self.keys),
+            &env,
+            TempDir::new("shared-idp"),
+        )
+    }
+}
+
+fn status_with(gw: &Gateway, cookie: &str) -> u16 {
+    get(
+        gw.listen,
+        "demo.localhost",
+        "/app/page",
+        &[("Cookie", cookie)],
+    )
+    .map(|r| r.status)
+    .unwrap_or(0)
+}
+
+#[test]
+fn sessions_on_redis_cluster_are_shared_survive_restarts_and_end_by_back_channel_logout() {
+    let shared = Shared::new();
+    let app = Upstream::start("app");
+    let gw1 = shared.gateway("redis-a", &app);
+    let gw2 = shared.gateway("redis-b", &app);
+    let idp = shared.idp(&gw1);
+    gw1.wait_ready();
+    gw2.wait_ready();
+    let browser = Browser::new(gw1.listen);
+    assert_eq!(
+        browser
+            .login_from("/app/page", "alice", "alice-password", false)
+            .status,
+        200
+    );
+    let cookie = browser.cookies();
+    // Shared by a second gateway process (cookies ignore ports: same site).
+    assert_eq!(status_with(&gw2, &cookie), 200);
+    assert_eq!(app.last().unwrap().header("x-auth-userid"), Some("alice"));
+    // Survives a restart of the gateway that created it.
+    drop(gw1);
+    let gw3 = shared.gateway("redis-c", &app);
+    gw3.wait_healthy();
+    assert_eq!(status_with(&gw3, &cookie), 200);
+
+    // Back-channel logout from the IdP (a logout token signed with its key) ends alice's
+    // sessions everywhere within local-cache-ttl.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let alice_sub = "00000000-0000-4000-8000-0000000a11ce";
+    let forged_nonce = support::idp::sign(
+        &shared.keys,
+        &serde_json::json!({"iss": idp.issuer, "aud": "gatehouse", "exp": now + 120, "jti": "x1", "sub": alice_sub, "nonce": "n",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
+        Some("logout+jwt"),
+    );
+    let logout_token = support::idp::sign(
+        &shared.keys,
+        &serde_json::json!({"iss": idp.issuer, "aud": "gatehouse", "exp": now + 120, "jti": "x2", "sub": alice_sub,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
+        Some("logout+jwt"),
+    );
+    let post = |token: &str| {
+        let body = format!("logout_token={token}");
+        raw_request(
+            gw2.listen,
+            format!("POST /oauth/backchannel-logout HTTP/1.1\r\nHost: demo.localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(post("not-a-token"), 400);
+    assert_eq!(
+        post(&forged_nonce),
+        400,
+        "a token with a nonce is not a logout token"
+    );
+    assert_eq!(
+        status_with(&gw3, &cookie),
+        200,
+        "refused logout tokens end nothing"
+    );
+    assert_eq!(post(&logout_token), 200);
+    assert_eventually!(
+        Duration::from_secs(5),
+        || status_with(&gw3, &cookie) == 401,
+        "session ended on gw3"
+    );
+    assert_eq!(status_with(&gw2, &cookie), 401, "and on gw2");
+}
+
+#[test]
+fn sessions_keep_working_when_a_redis_master_dies_during_traffic() {
+    let shared = Shared::new();
+    let app = Upstream::start("app");
+    let gw = shared.gateway("failover", &app);
+    let _idp = shared.idp(&gw);
+    gw.wait_ready();
+    let browser = Browser::new(gw.listen);
+    assert_eq!(
+        browser
+            .login_from("/app/page", "alice", "alice-password", false)
+            .status,
+        200
+    );
+    let cookie = browser.cookies();
+    assert!(
+        shared.cluster.wait_replicated(Duration::from_secs(10)),
+        "replicas caught up"
+    );
+    // Traffic for 14 s (bounded), one master killed after 2 s.
+    let started = std::time::Instant::now();
+    let (addr, c) = (gw.listen, cookie.clone());
+    let load = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        while started.elapsed() < Duration::from_secs(14) && results.len() < 20_000 {
+            let status = get(addr, "demo.localhost", "/app/page", &[("Cookie", &c)])
+                .map(|r| r.status)
+                .unwrap_or(0);
+            results.push((started.elapsed(), status));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        results
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let dead = shared.cluster.kill_a_master();
+    assert!(
+        shared.cluster.wait_failover(dead, Duration::from_secs(15)),
+        "a replica took over"
+    );
+    let failed_over_at = started.elapsed();
+    let results = load.join().unwrap();
+    let bad: Vec<_> = results.iter().filter(|(_, s)| *s != 200).collect();
+    // serve-cached: a validated session keeps being served from the local cache while its
+    // master is down; nothing fails after the failover window.
+    assert!(
+        bad.iter()
+            .all(|(t, s)| *s != 0 && *t <= failed_over_at + Duration::from_secs(2)),
+        "failures after the failover window ({failed_over_at:?}): {bad:?}"
+    );
+    assert!(
+        bad.iter().all(|(_, s)| *s < 500 || *s == 503),
+        "never a 500-class error other than a 503 from fail-closed: {bad:?}"
+    );
+    let slow = results
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "failover at {failed_over_at:?}; {} requests, {} not 200, longest gap {slow:?}",
+        results.len(),
+        bad.len()
+    );
+    assert!(
+        results.len() > 50,
+        "the load ran: {} requests",
+        results.len()
+    );
+    assert_eventually!(
+        Duration::from_secs(10),
+        || status_with(&gw, &cookie) == 200,
+        "the session works after failover (failover at {failed_over_at:?})"
+    );
+}

@@ -37,6 +37,24 @@ pub fn make_keys(dir: &Path, name: &str, algs: &[&str]) -> PathBuf {
     out
 }
 
+/// Signs `claims` with the first key of a private JWKS file (as the IdP would).
+pub fn sign(keys: &Path, claims: &serde_json::Value, typ: Option<&str>) -> String {
+    let mut cmd = Command::new("node");
+    cmd.arg(idp_dir().join("sign.mjs"))
+        .arg(keys)
+        .arg(claims.to_string());
+    if let Some(t) = typ {
+        cmd.arg(t);
+    }
+    let out = cmd.output().expect("node runs");
+    assert!(
+        out.status.success(),
+        "sign.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// A running IdP; stopped on drop.
 pub struct Idp {
     child: Child,
