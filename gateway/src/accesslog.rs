@@ -90,13 +90,28 @@ fn write_lines(rx: Receiver<String>) {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). The part up to the second is formatted once per second
+/// per thread.
 fn now_rfc3339() -> String {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    let secs = now.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, civil_second(secs as i64));
+        }
+        format!("{}.{:03}Z", cached.1, now.subsec_millis())
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for a unix time, UTC (Howard Hinnant's civil-from-days).
+fn civil_second(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm), UTC.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -107,48 +122,65 @@ fn now_rfc3339() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
+        rem % 60
     )
 }
 
+/// Appends `value` as a JSON string literal.
+fn push_json_str(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// One JSON object, written straight into one buffer (no intermediate JSON values: this runs
+/// for every request).
 fn json_line(e: &Entry<'_>) -> String {
-    let mut v = serde_json::json!({
-        "time": now_rfc3339(),
-        "request_id": e.request_id,
-        "tenant": e.tenant,
-        "route": e.route,
-        "method": e.method,
-        "path": e.path,
-        "status": e.status,
-        "duration_ms": (e.duration_ms * 1000.0).round() / 1000.0,
-        "auth": e.auth,
-    });
-    let obj = v.as_object_mut().expect("an object");
-    if let Some(u) = e.upstream {
-        obj.insert("upstream".into(), u.into());
+    let mut out = String::with_capacity(320);
+    out.push_str("{\"time\":\"");
+    out.push_str(&now_rfc3339());
+    out.push('"');
+    for (key, value) in [
+        ("request_id", Some(e.request_id)),
+        ("tenant", Some(e.tenant)),
+        ("route", Some(e.route)),
+        ("method", Some(e.method)),
+        ("path", Some(e.path)),
+        ("auth", Some(e.auth)),
+        ("upstream", e.upstream),
+        ("reason", e.reason),
+        ("sub", e.sub),
+    ] {
+        if let Some(value) = value {
+            let _ = write!(out, ",\"{key}\":");
+            push_json_str(&mut out, value);
+        }
     }
+    let _ = write!(
+        out,
+        ",\"status\":{},\"duration_ms\":{:.3}",
+        e.status, e.duration_ms
+    );
     if let Some(ms) = e.upstream_ms {
-        obj.insert(
-            "upstream_ms".into(),
-            ((ms * 1000.0).round() / 1000.0).into(),
-        );
-    }
-    if let Some(r) = e.reason {
-        obj.insert("reason".into(), r.into());
-    }
-    if let Some(s) = e.sub {
-        obj.insert("sub".into(), s.into());
+        let _ = write!(out, ",\"upstream_ms\":{ms:.3}");
     }
     if let Some(ip) = e.client_ip {
-        obj.insert("client_ip".into(), ip.to_string().into());
+        let _ = write!(out, ",\"client_ip\":\"{ip}\"");
     }
-    let mut line = v.to_string();
-    line.push('\n');
-    line
+    out.push_str("}\n");
+    out
 }
 
 fn text_line(e: &Entry<'_>) -> String {
@@ -212,6 +244,12 @@ mod tests {
         assert_eq!(v["sub"], "u1");
         assert_eq!(v["upstream"], "demo/app");
         assert!(v.get("reason").is_none());
+        let escaped = json_line(&Entry {
+            path: "/a\"b\\c\u{1}",
+            ..entry()
+        });
+        let v2: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(v2["path"], "/a\"b\\c\u{1}");
         let time = v["time"].as_str().unwrap();
         assert_eq!(time.len(), 24, "{time}");
         assert!(time.starts_with("20") && time.ends_with('Z'));

@@ -63,6 +63,12 @@ impl Provider {
         })
     }
 
+    /// Whether a key refresh is due (and none is running).
+    pub(crate) fn due(&self, now_ms: u64) -> bool {
+        !self.running.load(Ordering::Acquire)
+            && now_ms >= self.next_refresh_ms.load(Ordering::Relaxed)
+    }
+
     /// Refreshes the keys when due: every `jwks-refresh-interval` once loaded, with backoff
     /// while failing. Start never fails because an IdP is down; `/readyz` says so instead.
     pub(crate) async fn tick(self: Arc<Self>, now_ms: u64, metrics: Arc<Metrics>) {

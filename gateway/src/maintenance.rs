@@ -48,7 +48,9 @@ impl BackgroundService for MaintenanceService {
             let runtime = self.runtime.load_full();
             for (tenant, pools) in runtime.config.tenants.iter().zip(&runtime.pools) {
                 for (upstream, pool) in tenant.upstreams.iter().zip(pools) {
-                    tokio::spawn(Arc::clone(pool).tick(now_ms));
+                    if pool.due(now_ms) {
+                        tokio::spawn(Arc::clone(pool).tick(now_ms));
+                    }
                     self.metrics.set_healthy_targets(
                         &tenant.name,
                         &upstream.name,
@@ -57,7 +59,9 @@ impl BackgroundService for MaintenanceService {
                 }
             }
             for provider in runtime.providers.values() {
-                tokio::spawn(Arc::clone(provider).tick(now_ms, Arc::clone(&self.metrics)));
+                if provider.due(now_ms) {
+                    tokio::spawn(Arc::clone(provider).tick(now_ms, Arc::clone(&self.metrics)));
+                }
                 self.metrics.set_token_cache_entries(
                     &provider.definition.name,
                     provider.verifier.cache_len(),

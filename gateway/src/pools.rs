@@ -6,15 +6,17 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use gatehouse_config::{Balance, Upstream};
+use pingora::connectors::http::Connector as HttpConnector;
+use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
 use pingora::lb::discovery::ServiceDiscovery;
-use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::health_check::HealthCheck;
 use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::prelude::HttpPeer;
@@ -128,6 +130,13 @@ impl Pool {
         self.checked.load(Ordering::Acquire)
     }
 
+    /// Whether a health check or DNS refresh is due (and none is running).
+    pub(crate) fn due(&self, now_ms: u64) -> bool {
+        !self.check_running.load(Ordering::Acquire)
+            && (now_ms >= self.next_check_ms.load(Ordering::Relaxed)
+                || (self.has_dns_names && now_ms >= self.next_dns_ms.load(Ordering::Relaxed)))
+    }
+
     /// Runs discovery (when due) and one health check round if its interval has elapsed.
     pub(crate) async fn tick(self: Arc<Self>, now_ms: u64) {
         if self.check_running.swap(true, Ordering::AcqRel) {
@@ -176,52 +185,95 @@ fn peer_template(upstream: &Upstream) -> HttpPeer {
     peer
 }
 
+/// The connectors every health check of the process shares. Pingora's stock checks build one
+/// connector each (with its own TLS context), which made a 10 000-upstream config take minutes
+/// to load; one shared connector makes that a few milliseconds.
+fn shared_connectors() -> &'static (TransportConnector, HttpConnector) {
+    static CONNECTORS: OnceLock<(TransportConnector, HttpConnector)> = OnceLock::new();
+    CONNECTORS.get_or_init(|| (TransportConnector::new(None), HttpConnector::new(None)))
+}
+
 fn health_check(upstream: &Upstream) -> Box<dyn HealthCheck + Send + Sync + 'static> {
     let hc = &upstream.health_check;
-    match &hc.path {
-        None => {
-            let mut tcp = TcpHealthCheck::new();
-            tcp.consecutive_success = hc.healthy_threshold;
-            tcp.consecutive_failure = hc.unhealthy_threshold;
-            tcp.peer_template.options.connection_timeout = Some(hc.timeout);
-            tcp
+    let mut peer = HttpPeer::new(
+        "127.0.0.1:1",
+        upstream.tls,
+        upstream.sni.clone().unwrap_or_default(),
+    );
+    peer.options.connection_timeout = Some(hc.timeout);
+    peer.options.read_timeout = Some(hc.timeout);
+    peer.options.write_timeout = Some(hc.timeout);
+    peer.options.verify_cert = upstream.tls_verify;
+    peer.options.verify_hostname = upstream.tls_verify;
+    let request = hc.path.as_ref().map(|path| {
+        let host = hc.host.clone().unwrap_or_else(|| "localhost".to_string());
+        let mut req = RequestHeader::build("GET", path.as_bytes(), None)
+            .expect("a validated health-check path builds a request");
+        req.append_header("Host", host.as_str())
+            .expect("a validated host is a header value");
+        req.append_header("User-Agent", "gatehouse-health-check")
+            .expect("static header value");
+        req
+    });
+    Box::new(TargetCheck {
+        peer,
+        request,
+        expected_status: hc.expected_status,
+        healthy_threshold: hc.healthy_threshold,
+        unhealthy_threshold: hc.unhealthy_threshold,
+    })
+}
+
+/// An active health check: a TCP (and TLS, for TLS upstreams) connect, or an HTTP `GET path`
+/// answered with the expected status (any 2xx/3xx by default).
+struct TargetCheck {
+    peer: HttpPeer,
+    request: Option<RequestHeader>,
+    expected_status: Option<u16>,
+    healthy_threshold: usize,
+    unhealthy_threshold: usize,
+}
+
+#[async_trait]
+impl HealthCheck for TargetCheck {
+    async fn check(&self, target: &Backend) -> pingora::Result<()> {
+        let mut peer = self.peer.clone();
+        peer._address = target.addr.clone();
+        let (transport, http) = shared_connectors();
+        let Some(request) = &self.request else {
+            return transport.get_stream(&peer).await.map(|_| ());
+        };
+        let (mut session, _reused) = http.get_http_session(&peer).await?;
+        session.set_write_timeout(peer.options.write_timeout);
+        session
+            .write_request_header(Box::new(request.clone()))
+            .await?;
+        session.finish_request_body().await?;
+        session.set_read_timeout(peer.options.read_timeout);
+        session.read_response_header().await?;
+        let status = session
+            .response_header()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let ok = match self.expected_status {
+            Some(code) => status == code,
+            None => (200..400).contains(&status),
+        };
+        if !ok {
+            return pingora::Error::e_explain(
+                pingora::ErrorType::CustomCode("unexpected health-check status", status),
+                "during http health check",
+            );
         }
-        Some(path) => {
-            let host = hc.host.clone().unwrap_or_else(|| "localhost".to_string());
-            let mut http = HttpHealthCheck::new(&host, upstream.tls);
-            http.consecutive_success = hc.healthy_threshold;
-            http.consecutive_failure = hc.unhealthy_threshold;
-            http.peer_template.options.connection_timeout = Some(hc.timeout);
-            http.peer_template.options.read_timeout = Some(hc.timeout);
-            http.peer_template.options.verify_cert = upstream.tls_verify;
-            http.peer_template.options.verify_hostname = upstream.tls_verify;
-            if let Some(sni) = &upstream.sni {
-                http.peer_template.sni = sni.clone();
-            }
-            let mut req = RequestHeader::build("GET", path.as_bytes(), None)
-                .expect("a validated health-check path builds a request");
-            req.append_header("Host", host.as_str())
-                .expect("a validated host is a header value");
-            req.append_header("User-Agent", "gatehouse-health-check")
-                .expect("static header value");
-            http.req = req;
-            let expected = hc.expected_status;
-            http.validator = Some(Box::new(move |resp| {
-                let status = resp.status.as_u16();
-                let ok = match expected {
-                    Some(code) => status == code,
-                    None => (200..400).contains(&status),
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    pingora::Error::e_explain(
-                        pingora::ErrorType::CustomCode("unexpected health-check status", status),
-                        "during http health check",
-                    )
-                }
-            }));
-            Box::new(http)
+        while session.read_response_body().await?.is_some() {}
+        Ok(())
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        if success {
+            self.healthy_threshold
+        } else {
+            self.unhealthy_threshold
         }
     }
 }

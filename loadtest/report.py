@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Report of one load-harness run (Python stdlib only).
+
+    report.py RESULTS_DIR
+
+Reads RESULTS_DIR/run.json and RESULTS_DIR/raw/ (wrk outputs named SCENARIO__PEER__rROUND.txt
+with the LT_* lines printed by lua/lt.lua's done(), and idle__SERVER.txt from idle.py) and writes
+RESULTS_DIR/report.md, RESULTS_DIR/summary.json and PNG plots (throughput bars and latency CDF
+per scenario, idle RSS bars), drawn by the small PNG encoder below (zlib + a 5x7 bitmap font).
+
+Per scenario and peer: req/s is the mean over rounds (min-max shown), p50/p99/p99.9 the median
+over rounds. Ratios divide by a reference measured in the same run:
+  vs bare  - bare-proxy in the same scenario, else in `plain` (the framework ceiling)
+  vs nginx - nginx plain proxy_pass (`plain`)
+  vs HAProxy (jwt) - haproxy-jwt in the same scenario, else in `jwt-warm`
+  vs Apache (jwt)  - apache-jwt in `jwt-warm`
+"""
+import json
+import math
+import os
+import re
+import statistics
+import struct
+import sys
+import zlib
+
+SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000"]
+SCENARIO_TITLE = {
+    "plain": "plain: white-listed route / plain proxy",
+    "jwt-warm": "jwt-warm: bearer JWT, same token (verified-token cache warm)",
+    "jwt-miss": "jwt-miss: bearer JWT, a fresh token per request (cache miss, RS256 verify)",
+    "mix-80-20": "mix-80-20: 80 % valid tokens / 20 % forged (401)",
+    "tenants-1-vs-10000": "tenants-1-vs-10000: white-listed route, 1 vs 10 000 tenants in the config",
+}
+NOT_YET = [
+    "cookie session on Redis Cluster, local cache warm",
+    "cookie session on Redis Cluster, local cache off",
+    "Apache mod_auth_openidc as OIDC client with its session cache in Redis",
+]
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+def parse_wrk(path):
+    run = {"pcts": {}, "codes": {}}
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("LT_SUMMARY"):
+                for kv in line.split()[1:]:
+                    k, v = kv.split("=")
+                    run[k] = int(v)
+            elif line.startswith("LT_PCT"):
+                _, p, us = line.split()
+                run["pcts"][float(p)] = int(us)
+            elif line.startswith("LT_WINDOW"):
+                for kv in line.split()[1:]:
+                    k, v = kv.split("=")
+                    run["window_" + k] = int(v)
+            elif line.startswith("LT_STATUS"):
+                _, code, n = line.split()
+                run["codes"][code] = int(n)
+    if "requests" not in run or not run.get("duration_us"):
+        return None
+    run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
+    if run.get("window_elapsed_us"):
+        # The miss mode stops after its token set: its rate is that window's, not wrk's -d.
+        run["rps"] = run["window_requests"] / (run["window_elapsed_us"] / 1e6)
+    run["errors"] = sum(run.get(k, 0) for k in ("connect", "read", "write", "timeout"))
+    return run
+
+
+def load(results):
+    raw = os.path.join(results, "raw")
+    runs, idle, broken = {}, [], []
+    for name in sorted(os.listdir(raw)):
+        path = os.path.join(raw, name)
+        m = re.match(r"(.+)__(.+)__r(\d+)\.txt$", name)
+        if m:
+            r = parse_wrk(path)
+            if r is None:
+                broken.append(name)
+                continue
+            r["round"] = int(m.group(3))
+            runs.setdefault(m.group(1), {}).setdefault(m.group(2), []).append(r)
+        elif name.startswith("idle__"):
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("LT_IDLE "):
+                        idle.append(json.loads(line[len("LT_IDLE "):]))
+    return runs, idle, broken
+
+
+def aggregate(rounds):
+    rps = [r["rps"] for r in rounds]
+    pct_keys = sorted(set.intersection(*(set(r["pcts"]) for r in rounds)))
+    status = {}
+    for r in rounds:
+        for c, n in r["codes"].items():
+            status[c] = status.get(c, 0) + n
+    return {
+        "rps": statistics.mean(rps), "rps_min": min(rps), "rps_max": max(rps), "rounds": len(rps),
+        "p50": statistics.median(r["pcts"].get(50.0, 0) for r in rounds) / 1000,
+        "p99": statistics.median(r["pcts"].get(99.0, 0) for r in rounds) / 1000,
+        "p999": statistics.median(r["pcts"].get(99.9, 0) for r in rounds) / 1000,
+        "cdf": [(p, statistics.mean(r["pcts"][p] for r in rounds) / 1000) for p in pct_keys],
+        "requests": sum(r["requests"] for r in rounds),
+        "non2xx": sum(r.get("status", 0) for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "status_counts": status,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# PNG: an RGB canvas, lines, rectangles, 5x7 text, zlib-compressed scanlines.
+# --------------------------------------------------------------------------------------------
+FONT = {
+    "0": [14, 17, 19, 21, 25, 17, 14], "1": [4, 12, 4, 4, 4, 4, 14], "2": [14, 17, 1, 2, 4, 8, 31],
+    "3": [31, 2, 4, 2, 1, 17, 14], "4": [2, 6, 10, 18, 31, 2, 2], "5": [31, 16, 30, 1, 1, 17, 14],
+    "6": [6, 8, 16, 30, 17, 17, 14], "7": [31, 1, 2, 4, 8, 8, 8], "8": [14, 17, 17, 14, 17, 17, 14],
+    "9": [14, 17, 17, 15, 1, 2, 12], "A": [14, 17, 17, 17, 31, 17, 17],
+    "B": [30, 17, 17, 30, 17, 17, 30], "C": [14, 17, 16, 16, 16, 17, 14],
+    "D": [28, 18, 17, 17, 17, 18, 28], "E": [31, 16, 16, 30, 16, 16, 31],
+    "F": [31, 16, 16, 30, 16, 16, 16], "G": [14, 17, 16, 23, 17, 17, 15],
+    "H": [17, 17, 17, 31, 17, 17, 17], "I": [14, 4, 4, 4, 4, 4, 14], "J": [7, 2, 2, 2, 2, 18, 12],
+    "K": [17, 18, 20, 24, 20, 18, 17], "L": [16, 16, 16, 16, 16, 16, 31],
+    "M": [17, 27, 21, 21, 17, 17, 17], "N": [17, 17, 25, 21, 19, 17, 17],
+    "O": [14, 17, 17, 17, 17, 17, 14], "P": [30, 17, 17, 30, 16, 16, 16],
+    "Q": [14, 17, 17, 17, 21, 18, 13], "R": [30, 17, 17, 30, 20, 18, 17],
+    "S": [15, 16, 16, 14, 1, 1, 30], "T": [31, 4, 4, 4, 4, 4, 4], "U": [17, 17, 17, 17, 17, 17, 14],
+    "V": [17, 17, 17, 17, 17, 10, 4], "W": [17, 17, 17, 21, 21, 21, 10],
+    "X": [17, 17, 10, 4, 10, 17, 17], "Y": [17, 17, 17, 10, 4, 4, 4], "Z": [31, 1, 2, 4, 8, 16, 31],
+    " ": [0] * 7, ".": [0, 0, 0, 0, 0, 12, 12], "-": [0, 0, 0, 31, 0, 0, 0],
+    "_": [0, 0, 0, 0, 0, 0, 31], "/": [0, 1, 2, 4, 8, 16, 0], "%": [24, 25, 2, 4, 8, 19, 3],
+    "(": [2, 4, 8, 8, 8, 4, 2], ")": [8, 4, 2, 2, 2, 4, 8], ":": [0, 12, 12, 0, 12, 12, 0],
+    ",": [0, 0, 0, 0, 12, 4, 8], "+": [0, 4, 4, 31, 4, 4, 0], "=": [0, 0, 31, 0, 31, 0, 0],
+}
+
+
+class Canvas:
+    def __init__(self, w, h, bg=(255, 255, 255)):
+        self.w, self.h = w, h
+        self.px = bytearray(bytes(bg) * (w * h))
+
+    def set(self, x, y, c):
+        if 0 <= x < self.w and 0 <= y < self.h:
+            i = (y * self.w + x) * 3
+            self.px[i:i + 3] = bytes(c)
+
+    def rect(self, x0, y0, x1, y1, c):
+        x0, x1 = sorted((int(x0), int(x1)))
+        y0, y1 = sorted((int(y0), int(y1)))
+        x0, y0 = max(0, x0), max(0, y0)
+        x1, y1 = min(self.w - 1, x1), min(self.h - 1, y1)
+        row = bytes(c) * (x1 - x0 + 1)
+        for y in range(y0, y1 + 1):
+            i = (y * self.w + x0) * 3
+            self.px[i:i + len(row)] = row
+
+    def line(self, x0, y0, x1, y1, c, width=1):
+        x0, y0, x1, y1 = int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
+        dx, dy = abs(x1 - x0), -abs(y1 - y0)
+        sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
+        err = dx + dy
+        half = width // 2
+        while True:
+            if width <= 1:
+                self.set(x0, y0, c)
+            else:
+                self.rect(x0 - half, y0 - half, x0 + half, y0 + half, c)
+            if x0 == x1 and y0 == y1:
+                break
+            e2 = 2 * err
+            if e2 >= dy:
+                err += dy
+                x0 += sx
+            if e2 <= dx:
+                err += dx
+                y0 += sy
+
+    def text(self, x, y, s, c=(0, 0, 0), scale=1):
+        for ch in str(s).upper():
+            glyph = FONT.get(ch, FONT[" "])
+            for row, bits in enumerate(glyph):
+                for col in range(5):
+                    if bits & (1 << (4 - col)):
+                        self.rect(x + col * scale, y + row * scale,
+                                  x + col * scale + scale - 1, y + row * scale + scale - 1, c)
+            x += 6 * scale
+
+    @staticmethod
+    def text_width(s, scale=1):
+        return len(str(s)) * 6 * scale
+
+    def png(self):
+        raw = b"".join(b"\x00" + bytes(self.px[y * self.w * 3:(y + 1) * self.w * 3])
+                       for y in range(self.h))
+
+        def chunk(kind, data):
+            return (struct.pack(">I", len(data)) + kind + data
+                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (b"\x89PNG\r\n\x1a\n"
+                + chunk(b"IHDR", struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def nice_step(span, ticks=5):
+    raw = span / max(1, ticks)
+    mag = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
+    while mag > raw and mag > 1e-6:
+        mag /= 10
+    for m in (1, 2, 2.5, 5, 10):
+        if m * mag >= raw:
+            return m * mag
+    return 10 * mag
+
+
+def fmt_tick(v):
+    return f"{v:g}" if v < 1000 else f"{v / 1000:g}K"
+
+
+def bar_chart(path, title, labels, values, unit, ref_line=None):
+    w, h = 760, 120 + 34 * len(labels)
+    cv = Canvas(w, h)
+    cv.text(12, 10, title, scale=2)
+    left, right, top = 250, w - 90, 44
+    vmax = max(values + ([ref_line[1]] if ref_line else [])) * 1.08 or 1
+    step = nice_step(vmax)
+    t = 0.0
+    while t <= vmax:
+        x = left + (right - left) * t / vmax
+        cv.line(x, top, x, h - 40, (225, 225, 225))
+        cv.text(int(x) - Canvas.text_width(fmt_tick(t)) // 2, h - 34, fmt_tick(t))
+        t += step
+    cv.text(right - Canvas.text_width(unit), h - 20, unit, (90, 90, 90))
+    for i, (lab, v) in enumerate(zip(labels, values)):
+        y = top + 10 + i * 34
+        cv.text(left - 8 - Canvas.text_width(lab, 1), y + 8, lab)
+        cv.rect(left, y, left + (right - left) * v / vmax, y + 22, PALETTE[i % len(PALETTE)])
+        cv.text(int(left + (right - left) * v / vmax) + 6, y + 8,
+                f"{v / 1000:.1f}K" if v >= 1000 else f"{v:.1f}")
+    cv.line(left, top, left, h - 40, (0, 0, 0))
+    if ref_line:
+        x = left + (right - left) * ref_line[1] / vmax
+        for yy in range(top, h - 40, 6):
+            cv.line(x, yy, x, yy + 3, (200, 0, 0))
+        cv.text(int(x) + 4, top - 2, ref_line[0], (200, 0, 0))
+    with open(path, "wb") as f:
+        f.write(cv.png())
+
+
+def cdf_chart(path, title, series):
+    """series: [(label, [(percentile, ms), ...])]; x = latency (ms), y = percentile (0-100)."""
+    w, h = 760, 440
+    cv = Canvas(w, h)
+    cv.text(12, 10, title, scale=2)
+    left, right, top, bottom = 60, w - 200, 44, h - 50
+    xmax = max((ms for _, pts in series for p, ms in pts if p <= 99.99), default=1) * 1.05 or 1
+    step = nice_step(xmax)
+    t = 0.0
+    while t <= xmax:
+        x = left + (right - left) * t / xmax
+        cv.line(x, top, x, bottom, (225, 225, 225))
+        cv.text(int(x) - Canvas.text_width(f"{t:g}") // 2, bottom + 6, f"{t:g}")
+        t += step
+    # y: "nines" scale, -log10(1 - p/100), so the tail (99, 99.9, 99.99) gets as much room as
+    # the body of the distribution.
+    ymax = 4.0
+
+    def ny(p):
+        return min(ymax, -math.log10(max(1e-9, 1 - p / 100)))
+
+    for p in (0, 50, 90, 99, 99.9, 99.99):
+        y = bottom - (bottom - top) * ny(p) / ymax
+        cv.line(left, y, right, y, (225, 225, 225))
+        cv.text(left - 8 - Canvas.text_width(f"{p:g}"), int(y) - 3, f"{p:g}")
+    cv.line(left, top, left, bottom, (0, 0, 0))
+    cv.line(left, bottom, right, bottom, (0, 0, 0))
+    cv.text(right - Canvas.text_width("LATENCY MS"), bottom + 22, "latency ms", (90, 90, 90))
+    cv.text(8, top - 14, "percentile (nines scale)", (90, 90, 90))
+    for i, (lab, pts) in enumerate(series):
+        c = PALETTE[i % len(PALETTE)]
+        prev = (left, bottom)
+        for p, ms in sorted(pts):
+            if p > 99.99:
+                continue
+            cur = (left + (right - left) * min(ms, xmax) / xmax,
+                   bottom - (bottom - top) * ny(p) / ymax)
+            cv.line(prev[0], prev[1], cur[0], cur[1], c, width=2)
+            prev = cur
+        cv.rect(right + 14, top + 10 + i * 20, right + 30, top + 20 + i * 20, c)
+        cv.text(right + 36, top + 12 + i * 20, lab)
+    with open(path, "wb") as f:
+        f.write(cv.png())
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+def ratio(v, ref):
+    return f"{v / ref:.2f}" if ref else "-"
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    results = sys.argv[1]
+    meta = {}
+    if os.path.exists(os.path.join(results, "run.json")):
+        with open(os.path.join(results, "run.json")) as f:
+            meta = json.load(f)
+    runs, idle, broken = load(results)
+    agg = {s: {p: aggregate(r) for p, r in peers.items()} for s, peers in runs.items()}
+
+    def get(s, p):
+        return agg.get(s, {}).get(p)
+
+    def ref_bare(s):
+        return (get(s, "bare-proxy") or get("plain", "bare-proxy") or {}).get("rps")
+
+    ref_nginx = (get("plain", "nginx") or {}).get("rps")
+
+    def ref_hap(s):
+        return (get(s, "haproxy-jwt") or get("jwt-warm", "haproxy-jwt") or {}).get("rps")
+
+    ref_apache = (get("jwt-warm", "apache-jwt") or {}).get("rps")
+
+    out = []
+    w = out.append
+    w(f"# gatehouse load report {meta.get('stamp', '')}\n")
+    w(f"`wrk -t1 -c{meta.get('connections', 64)}`, {meta.get('duration_s', '?')} s per run, "
+      f"{meta.get('rounds', '?')} round(s) with the peers rotated every round, loopback, "
+      "a 20-byte nginx upstream, one worker thread/process per server. "
+      f"Host: {meta.get('host', '?')}, {meta.get('cpus', '?')} CPUs, load average at start "
+      f"{meta.get('load_at_start', '?')}. Versions: "
+      + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()) + ".\n")
+    if meta.get("quick"):
+        w("**Quick run** (`--quick`: one round of short runs): indicative only; "
+          "use the default run for figures you quote.\n")
+    w("req/s: mean over rounds (min-max). p50/p99/p99.9: median over rounds, ms. Ratios divide "
+      "the req/s by a reference from this same run: **bare** = bare-proxy (same scenario, else "
+      "`plain`), **nginx** = nginx plain `proxy_pass`, **HAProxy** = HAProxy `jwt_verify` (same "
+      "scenario, else `jwt-warm`), **Apache** = Apache mod_auth_openidc (`jwt-warm`).\n")
+    if broken:
+        w(f"**Runs without a wrk summary (failed):** {', '.join(broken)}\n")
+
+    summary = {"meta": meta, "scenarios": {}, "idle": idle, "goals": []}
+    for s in SCENARIO_ORDER + sorted(set(agg) - set(SCENARIO_ORDER)):
+        if s not in agg:
+            continue
+        peers = agg[s]
+        w(f"## {SCENARIO_TITLE.get(s, s)}\n")
+        w("| peer | req/s | p50 | p99 | p99.9 | vs bare | vs nginx | vs HAProxy (jwt) "
+          "| vs Apache (jwt) | non-2xx | errors |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
+        order = sorted(peers, key=lambda p: -peers[p]["rps"])
+        for p in order:
+            a = peers[p]
+            spread = (f" ({a['rps_min'] / 1000:.1f}-{a['rps_max'] / 1000:.1f}k)"
+                      if a["rounds"] > 1 else "")
+            w(f"| {p} | {a['rps'] / 1000:.1f}k{spread} | {a['p50']:.2f} | {a['p99']:.2f} | "
+              f"{a['p999']:.2f} | {ratio(a['rps'], ref_bare(s))} | {ratio(a['rps'], ref_nginx)} | "
+              f"{ratio(a['rps'], ref_hap(s))} | {ratio(a['rps'], ref_apache)} | "
+              f"{a['non2xx']} | {a['errors']} |")
+        w("")
+        notes = []
+        for p in order:
+            a = peers[p]
+            if a["status_counts"]:
+                notes.append(f"{p}: " + ", ".join(f"{c}: {n}" for c, n in
+                                                   sorted(a["status_counts"].items())))
+            if s != "mix-80-20" and (a["non2xx"] or a["errors"]):
+                notes.append(f"**{p}: {a['non2xx']} non-2xx responses and {a['errors']} socket "
+                             "errors: this figure is not a clean measurement.**")
+        if notes:
+            w("Responses by status: " + "; ".join(notes) + "\n")
+        if s == "tenants-1-vs-10000" and meta.get("tenants_startup_ms"):
+            w(f"gatehouse with {meta.get('tenants', '?')} tenants took "
+              f"{meta['tenants_startup_ms'] / 1000:.1f} s from start to listening (config load, "
+              "compile, pools); with 1 tenant it is well under a second.\n")
+        tp = f"throughput-{s}.png"
+        bar_chart(os.path.join(results, tp), f"{s}: REQ/S", order,
+                  [peers[p]["rps"] for p in order], "req/s",
+                  ("BARE-PROXY", ref_bare(s)) if "bare-proxy" not in peers and ref_bare(s)
+                  else None)
+        cp = f"latency-{s}.png"
+        cdf_chart(os.path.join(results, cp), f"{s}: LATENCY CDF",
+                  [(p, peers[p]["cdf"]) for p in order])
+        w(f"![throughput {s}]({tp}) ![latency CDF {s}]({cp})\n")
+        summary["scenarios"][s] = {p: {k: v for k, v in a.items() if k != "cdf"}
+                                   for p, a in peers.items()}
+
+    w("## idle-10k: idle keep-alive connections, RSS of the serving process\n")
+    if idle:
+        w("| server | connections still open | RSS before | RSS idle | per connection | failures |")
+        w("|---|---|---|---|---|---|")
+        for d in idle:
+            w(f"| {d['server']} | {d['still_open']} / {d['requested']} | "
+              f"{d['rss_before_kib'] / 1024:.1f} MiB | {d['rss_idle_kib'] / 1024:.1f} MiB | "
+              f"{d['per_conn_kib']:.1f} KiB | {d['failures']} |")
+        w("")
+        bar_chart(os.path.join(results, "idle-rss.png"), "IDLE CONNECTIONS: RSS MIB",
+                  [d["server"] for d in idle], [d["rss_idle_kib"] / 1024 for d in idle], "MiB")
+        w("![idle RSS](idle-rss.png)\n")
+    else:
+        w("not measured in this run.\n")
+
+    w("## not yet measured\n")
+    for n in NOT_YET:
+        w(f"- {n}: not yet: sessions land with issue 5")
+    w("")
+
+    # Goals of issue 10, evaluated on this run's numbers.
+    goals = []
+
+    def goal(name, value, target, ok):
+        goals.append((name, value, target, "met" if ok else "**not met**"))
+
+    gw, bw = get("jwt-warm", "gatehouse"), get("jwt-warm", "bare-proxy") or get("plain", "bare-proxy")
+    hw, aw = get("jwt-warm", "haproxy-jwt"), get("jwt-warm", "apache-jwt")
+    if gw and bw:
+        r = gw["rps"] / bw["rps"]
+        goal("bearer JWT, warm cache vs bare Pingora", f"{r:.2f}x", ">= 0.95x", r >= 0.95)
+        d = gw["p99"] - bw["p99"]
+        goal("p99 of the JWT route minus bare Pingora's p99", f"{d:+.2f} ms", "<= 0.5 ms", d <= 0.5)
+    if gw and hw:
+        r = gw["rps"] / hw["rps"]
+        goal("bearer JWT, warm cache vs HAProxy jwt_verify", f"{r:.2f}x", ">= 2.0x", r >= 2.0)
+    if gw and aw:
+        r = gw["rps"] / aw["rps"]
+        goal("bearer JWT, warm cache vs Apache mod_auth_openidc", f"{r:.2f}x", ">= 3.0x", r >= 3.0)
+    gm, hm = get("jwt-miss", "gatehouse"), get("jwt-miss", "haproxy-jwt")
+    if gm and hm:
+        r = gm["rps"] / hm["rps"]
+        goal("bearer JWT, cache miss vs HAProxy jwt_verify", f"{r:.2f}x", ">= 0.9x", r >= 0.9)
+    t1, t10 = get("tenants-1-vs-10000", "gatehouse-1-tenant"), get("tenants-1-vs-10000",
+                                                                    "gatehouse-10000-tenants")
+    if t1 and t10:
+        r = t10["rps"] / t1["rps"]
+        goal("10 000 tenants vs 1 tenant, throughput", f"{r:.2f}x", "within 5 % (>= 0.95x)",
+             r >= 0.95)
+    ib = next((d for d in idle if d["server"] == "bare-proxy"), None)
+    ig = next((d for d in idle if d["server"] == "gatehouse"), None)
+    if ib and ig:
+        r = ig["rss_idle_kib"] / ib["rss_idle_kib"]
+        goal("10 000 idle connections: RSS vs bare Pingora", f"{r:.2f}x", "<= 1.1x", r <= 1.1)
+    ng = get("plain", "nginx")
+    if gw and ng:
+        r = gw["rps"] / ng["rps"]
+        goal("stretch: authenticated route vs nginx plain proxy_pass", f"{r:.2f}x", "> 1.0x",
+             r > 1.0)
+    goals.append(("cookie session, local cache warm / off", "-", ">= 0.95x / >= 0.6x bare",
+                  "not yet: sessions land with issue 5"))
+    w("## goals of issue 10 on this run\n")
+    w("| goal | this run | target | |")
+    w("|---|---|---|---|")
+    for g in goals:
+        w("| " + " | ".join(g) + " |")
+    w("")
+    summary["goals"] = [dict(zip(("goal", "value", "target", "status"), g)) for g in goals]
+
+    with open(os.path.join(results, "report.md"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    with open(os.path.join(results, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=str)
+    print(os.path.join(results, "report.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,527 @@
+#!/usr/bin/env bash
+# gatehouse load harness: one command that brings the whole stack up on loopback, measures
+# gatehouse against the bare-Pingora ceiling, nginx, HAProxy and Apache mod_auth_openidc in the
+# same run, writes the report and plots, and tears everything down.
+#
+#   ./loadtest/run.sh [--quick]
+#
+#   --quick   ~5 s per run, 1 round, 20 000 cache-miss tokens (a couple of minutes)
+#   default   10 s per run, 3 rounds, 60 000 cache-miss tokens (about 10 minutes)
+#
+# Environment (all optional): LT_DURATION (seconds per run), LT_ROUNDS, LT_CONNS (64),
+# LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
+# LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
+# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 idle-10k),
+# CARGO_TARGET_DIR (where the release binaries are built; default ./target).
+#
+# Everything listens on 127.0.0.1; every load loop is bounded in time (wrk -d, idle.py --timeout)
+# and in count (rounds x scenarios x peers; the miss scenario stops after its token set).
+set -euo pipefail
+
+QUICK=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+LT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$LT/.." && pwd)"
+if [[ $QUICK == 1 ]]; then
+  DURATION=${LT_DURATION:-5}; ROUNDS=${LT_ROUNDS:-1}; MISS_TOKENS=${LT_MISS_TOKENS:-20000}
+else
+  DURATION=${LT_DURATION:-10}; ROUNDS=${LT_ROUNDS:-3}; MISS_TOKENS=${LT_MISS_TOKENS:-60000}
+fi
+CONNS=${LT_CONNS:-64}
+IDLE_CONNS=${LT_IDLE_CONNS:-10000}
+TENANTS=${LT_TENANTS:-10000}
+SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 idle-10k"}
+ISSUER="http://127.0.0.1:18090/realms/demo"   # only a string in the tokens: no IdP is started
+TOKEN_TTL=$(( 3600 + ROUNDS * 1200 ))
+
+B=${LT_PORT_BASE:-18180}
+P_UP=$((B + 1)); P_BARE=$((B + 2)); P_NGINX=$((B + 3)); P_HAP=$((B + 4)); P_HAPJWT=$((B + 5))
+P_APACHE=$((B + 6)); P_GH=$((B + 7)); P_GH10K=$((B + 8)); P_GHMISS=$((B + 9))
+P_IDLE=$((B + 10))
+
+log() { printf '[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# 1. Install what is missing (Debian packages), stop the services the packages start.
+# ---------------------------------------------------------------------------------------------
+install_missing() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v apache2 >/dev/null || missing+=(apache2)
+  [[ -e /usr/lib/apache2/modules/mod_auth_openidc.so ]] || missing+=(libapache2-mod-auth-openidc)
+  if ((${#missing[@]})); then
+    [[ $(id -u) == 0 ]] || die "missing ${missing[*]}: run as root or: sudo apt-get install -y --no-install-recommends ${missing[*]}"
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The packages start system services on their default ports; the harness runs its own.
+    for s in nginx haproxy apache2; do service "$s" stop >/dev/null 2>&1 || true; done
+  fi
+  command -v node >/dev/null || die "node is required (testing/idp needs it too)"
+  [[ -d "$ROOT/testing/idp/node_modules/jose" ]] || (cd "$ROOT/testing/idp" && npm ci --silent) \
+    || die "jose missing: cd testing/idp && npm ci"
+  command -v python3 >/dev/null || die "python3 is required"
+}
+[[ ${LT_SKIP_INSTALL:-0} == 1 ]] || install_missing
+
+# ---------------------------------------------------------------------------------------------
+# 2. Build gatehouse and bare-proxy in release (workspace profile: fat LTO, 1 codegen unit).
+# ---------------------------------------------------------------------------------------------
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [[ ${LT_SKIP_BUILD:-0} != 1 ]]; then
+  log "building gatehouse and bare-proxy (release) into $TARGET_DIR"
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet -p gatehouse -p bare-proxy) \
+    || die "cargo build failed"
+fi
+GATEHOUSE="$TARGET_DIR/release/gatehouse"
+BARE="$TARGET_DIR/release/bare-proxy"
+[[ -x $GATEHOUSE && -x $BARE ]] || die "binaries not found in $TARGET_DIR/release"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Work dir, teardown, file descriptors.
+# ---------------------------------------------------------------------------------------------
+# Apache's children run as www-data and must read the dir: 755, no secrets beyond a test key.
+WORK=$(mktemp -d /tmp/gatehouse-loadtest.XXXXXX)
+chmod 755 "$WORK"
+mkdir -p "$WORK/logs" "$WORK/nginx-tmp"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS="$LT/results/$STAMP"
+RAW="$RESULTS/raw"
+mkdir -p "$RAW"
+
+declare -A PIDS=()   # name -> pid of a server this script started (in the foreground)
+stop_server() {
+  local name=$1 pid=${PIDS[$1]:-}
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PIDS[$name]"
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for name in "${!PIDS[@]}"; do stop_server "$name"; done
+  if [[ ${LT_KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+HARD_NOFILE=$(ulimit -Hn)
+[[ $HARD_NOFILE == unlimited ]] && HARD_NOFILE=1048576
+ulimit -n "$HARD_NOFILE" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if (( IDLE_CONNS + 300 > NOFILE )); then
+  log "open-file limit $NOFILE: idle scenario reduced from $IDLE_CONNS connections"
+  IDLE_CONNS=$(( NOFILE - 300 ))
+fi
+
+for p in $P_UP $P_BARE $P_NGINX $P_HAP $P_HAPJWT $P_APACHE $P_GH $P_GH10K $P_GHMISS $P_IDLE; do
+  if ss -Hltn "sport = :$p" | grep -q .; then die "port $p is taken (set LT_PORT_BASE)"; fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# 4. Keys and tokens.
+# ---------------------------------------------------------------------------------------------
+log "minting the RS256 key and $MISS_TOKENS + 17 tokens (exp +${TOKEN_TTL}s)"
+node "$LT/mint.mjs" "$WORK/keys" "$ISSUER" "$TOKEN_TTL" "$MISS_TOKENS" 2> "$WORK/logs/mint.err" \
+  || { cat "$WORK/logs/mint.err" >&2; die "mint.mjs failed"; }
+KEYS="$WORK/keys"
+chmod 755 "$KEYS"
+chmod 644 "$KEYS"/*.txt "$KEYS"/pubkey.pem "$KEYS"/jwks.json
+
+# ---------------------------------------------------------------------------------------------
+# 5. Configs (one worker thread/process per gateway, keep-alive everywhere).
+# ---------------------------------------------------------------------------------------------
+NGX_TEMPS="client_body_temp_path $WORK/nginx-tmp/b; proxy_temp_path $WORK/nginx-tmp/p;
+  fastcgi_temp_path $WORK/nginx-tmp/f; uwsgi_temp_path $WORK/nginx-tmp/u; scgi_temp_path $WORK/nginx-tmp/s;"
+
+cat > "$WORK/upstream.conf" <<EOF
+# The fast upstream: a fixed 20-byte body.
+worker_processes 1;
+daemon off;
+pid $WORK/upstream.pid;
+error_log $WORK/logs/upstream.err warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  $NGX_TEMPS
+  server {
+    listen 127.0.0.1:$P_UP backlog=4096;
+    location / { default_type text/plain; return 200 "gatehouse loadtest\r\n"; }
+  }
+}
+EOF
+
+nginx_proxy_conf() {  # $1 port, $2 pidfile
+  cat <<EOF
+# nginx plain proxy_pass, one worker, keep-alive to the upstream.
+worker_processes 1;
+daemon off;
+pid $2;
+error_log $WORK/logs/nginx-$1.err warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections $(( NOFILE - 100 )); }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  $NGX_TEMPS
+  upstream app { server 127.0.0.1:$P_UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+}
+nginx_proxy_conf "$P_NGINX" "$WORK/nginx.pid" > "$WORK/nginx.conf"
+nginx_proxy_conf "$P_IDLE" "$WORK/nginx-idle.pid" > "$WORK/nginx-idle.conf"
+
+cat > "$WORK/haproxy.cfg" <<EOF
+# HAProxy 2.6: plain, and jwt_verify RS256 with alg/iss/exp checks (as in HAProxy's docs).
+global
+  nbthread 1
+  maxconn 4000
+  pidfile $WORK/haproxy.pid
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 300s
+  timeout server 30s
+  timeout http-keep-alive 300s
+  option http-keep-alive
+  http-reuse always
+backend app
+  server s1 127.0.0.1:$P_UP maxconn 1000
+frontend plain
+  bind 127.0.0.1:$P_HAP
+  default_backend app
+frontend jwt
+  bind 127.0.0.1:$P_HAPJWT
+  http-request deny deny_status 401 unless { req.hdr(authorization) -m found }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str RS256 }
+  http-request set-var(txn.jwt_iss) var(txn.bearer),jwt_payload_query('\$.iss')
+  http-request deny deny_status 401 unless { var(txn.jwt_iss) -m str "$ISSUER" }
+  http-request set-var(txn.jwt_exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 if { var(txn.jwt_exp),sub(txn.now) -m int lt 0 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$KEYS/pubkey.pem") -m int 1 }
+  default_backend app
+EOF
+
+# Apache 2.4 + mod_auth_openidc as an OAuth 2.0 resource server. One process (event MPM,
+# 2 x CONNS threads: with exactly one thread per connection the event MPM closes keep-alive
+# connections whenever no worker is idle, which shows up as wrk read errors). OIDCOAuthVerifyJwksUri only takes https URLs, so the key is
+# given statically (OIDCOAuthVerifyCertFiles kid#pem), as HAProxy gets it.
+cat > "$WORK/apache.conf" <<EOF
+ServerRoot /etc/apache2
+PidFile $WORK/apache.pid
+ErrorLog $WORK/logs/apache.err
+LogLevel warn
+Listen 127.0.0.1:$P_APACHE
+ServerName 127.0.0.1
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+LoadModule auth_openidc_module /usr/lib/apache2/modules/mod_auth_openidc.so
+User www-data
+Group www-data
+StartServers 1
+ServerLimit 1
+ThreadLimit $(( CONNS * 2 ))
+ThreadsPerChild $(( CONNS * 2 ))
+MinSpareThreads 1
+MaxSpareThreads $(( CONNS * 2 ))
+MaxRequestWorkers $(( CONNS * 2 ))
+MaxConnectionsPerChild 0
+KeepAlive On
+KeepAliveTimeout 300
+MaxKeepAliveRequests 0
+OIDCCryptoPassphrase loadtest-only-passphrase
+OIDCOAuthVerifyCertFiles loadtest-rs256#$KEYS/pubkey.pem
+OIDCOAuthRemoteUserClaim sub
+ProxyPass / http://127.0.0.1:$P_UP/
+<Location />
+  AuthType oauth20
+  <RequireAll>
+    Require valid-user
+    Require claim iss:$ISSUER
+  </RequireAll>
+</Location>
+EOF
+
+gatehouse_conf() {  # $1 port, $2 name, $3 number of tenants in total
+  cat <<EOF
+# gatehouse, one worker thread; access log on (stdout to /dev/null: formatting and the writer
+# thread are paid, the disk is not); default log filter (denials are logged at info).
+listen: 127.0.0.1:$1
+threads: 1
+upgrade-sock: $WORK/$2.sock
+pid-file: $WORK/$2.pid
+watch-config: false
+keepalive-timeout: 300s
+identity-providers:
+  - name: lt
+    issuer: $ISSUER
+    jwks-file: $KEYS/jwks.json
+    client-id: gatehouse
+    audiences: [gatehouse]
+tenants:
+  - name: lt
+    hosts: [lt.localhost, 127.0.0.1, localhost]
+    identity-provider: lt
+    upstreams:
+      - name: app
+        targets: ["127.0.0.1:$P_UP"]
+    identity-headers:
+      X-Auth-Subject: sub
+      X-Auth-Username: preferred_username
+      X-Auth-Roles: realm_access.roles
+    routes:
+      - uri: /public/*
+        white-listed: true
+      - uri: /api/*
+        roles: [user]
+EOF
+  local i
+  for ((i = 1; i < $3; i++)); do
+    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
+      "$i" "$i" "$i" "$P_UP"
+  done
+}
+gatehouse_conf "$P_GH" gatehouse 1 > "$WORK/gatehouse.yaml"
+gatehouse_conf "$P_GHMISS" gatehouse-miss 1 > "$WORK/gatehouse-miss.yaml"
+gatehouse_conf "$P_IDLE" gatehouse-idle 1 > "$WORK/gatehouse-idle.yaml"
+if [[ " $SCENARIOS " == *" tenants-1-vs-10000 "* ]]; then
+  gatehouse_conf "$P_GH10K" gatehouse-10k "$TENANTS" > "$WORK/gatehouse-10k.yaml"
+fi
+"$GATEHOUSE" check --config "$WORK/gatehouse.yaml" > /dev/null || die "gatehouse.yaml does not validate"
+cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK/gatehouse.yaml" "$RESULTS/" 2>/dev/null || true
+
+# ---------------------------------------------------------------------------------------------
+# 6. Servers (each in the foreground of a background job: its pid is ours to stop).
+# ---------------------------------------------------------------------------------------------
+wait_port() {  # $1 port, $2 name, [$3 timeout in tenths of a second, default 300]
+  for _ in $(seq "${3:-300}"); do
+    if ss -Hltn "sport = :$1" | grep -q .; then return 0; fi
+    kill -0 "${PIDS[$2]}" 2>/dev/null || die "$2 exited at start (see $WORK/logs/$2.err, LT_KEEP=1 keeps it)"
+    sleep 0.1
+  done
+  die "$2 did not listen on $1 within $(( ${3:-300} / 10 )) s"
+}
+start_server() {  # $1 name, $2 port, $3... command
+  local name=$1 port=$2; shift 2
+  "$@" > "$WORK/logs/$name.out" 2> "$WORK/logs/$name.err" &
+  PIDS[$name]=$!
+  wait_port "$port" "$name"
+}
+
+log "starting the upstream and the servers on 127.0.0.1:$((B + 1))-$((B + 9))"
+start_server upstream "$P_UP" nginx -p "$WORK" -c "$WORK/upstream.conf"
+start_server bare-proxy "$P_BARE" env BARE_PROXY_THREADS=1 "$BARE" "127.0.0.1:$P_BARE" "127.0.0.1:$P_UP"
+start_server nginx "$P_NGINX" nginx -p "$WORK" -c "$WORK/nginx.conf"
+start_server haproxy "$P_HAP" haproxy -db -f "$WORK/haproxy.cfg"
+start_server apache "$P_APACHE" apache2 -f "$WORK/apache.conf" -DFOREGROUND
+# gatehouse's stdout (the access log) goes to /dev/null, stderr (its log) to the logs dir.
+gh_start() {  # $1 name, $2 port, [$3 timeout in tenths of a second]
+  "$GATEHOUSE" run --config "$WORK/$1.yaml" > /dev/null 2> "$WORK/logs/$1.err" &
+  PIDS[$1]=$!
+  wait_port "$2" "$1" "${3:-300}"
+}
+gh_start gatehouse "$P_GH"
+STARTUP_10K=null
+if [[ -f $WORK/gatehouse-10k.yaml ]]; then
+  # Started before any measurement and alone: its start-up is CPU-bound and would distort runs.
+  log "starting gatehouse with $TENANTS tenants (waits up to ${LT_TENANTS_START_TIMEOUT:-600} s)"
+  t0=$(date +%s%N)
+  gh_start gatehouse-10k "$P_GH10K" $(( ${LT_TENANTS_START_TIMEOUT:-600} * 10 ))
+  STARTUP_10K=$(( ($(date +%s%N) - t0) / 1000000 ))
+  log "gatehouse with $TENANTS tenants listened after $(( STARTUP_10K / 1000 )).$(( STARTUP_10K % 1000 / 100 )) s"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 7. Preflight: every peer answers what the scenario expects, or the run stops here.
+# ---------------------------------------------------------------------------------------------
+TOKEN=$(head -1 "$KEYS/token.txt")
+FORGED=$(head -1 "$KEYS/forged.txt")
+expect() {  # $1 expected status, $2 what, curl args...
+  local want=$1 what=$2; shift 2
+  local got
+  got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true)
+  [[ $got == "$want" ]] || die "preflight: $what answered $got, expected $want"
+}
+expect 200 upstream "http://127.0.0.1:$P_UP/public/x"
+expect 200 bare-proxy "http://127.0.0.1:$P_BARE/public/x"
+expect 200 nginx "http://127.0.0.1:$P_NGINX/public/x"
+expect 200 haproxy "http://127.0.0.1:$P_HAP/public/x"
+expect 200 "gatehouse white-listed" -H 'Host: lt.localhost' "http://127.0.0.1:$P_GH/public/x"
+for peer in "gatehouse $P_GH" "haproxy-jwt $P_HAPJWT" "apache-jwt $P_APACHE"; do
+  set -- $peer
+  expect 200 "$1 with a valid token" -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$2/api/x"
+  expect 401 "$1 without a token" -H 'Host: lt.localhost' "http://127.0.0.1:$2/api/x"
+  expect 401 "$1 with a forged token" -H 'Host: lt.localhost' -H "Authorization: Bearer $FORGED" "http://127.0.0.1:$2/api/x"
+done
+if [[ -n ${PIDS[gatehouse-10k]:-} ]]; then
+  expect 200 "gatehouse (10k tenants)" -H 'Host: lt.localhost' "http://127.0.0.1:$P_GH10K/public/x"
+  expect 200 "gatehouse (10k tenants), last tenant" -H "Host: t$(printf %05d $((TENANTS - 1))).example.test" "http://127.0.0.1:$P_GH10K/public/x"
+fi
+log "preflight passed: every peer answers 200 / 401 as expected"
+
+# ---------------------------------------------------------------------------------------------
+# 8. The matrix: rounds x scenarios x peers, peers rotated every round so drift cancels.
+# ---------------------------------------------------------------------------------------------
+LUA="$LT/lua/lt.lua"
+peers_of() {
+  case $1 in
+    plain) echo "bare-proxy nginx haproxy gatehouse" ;;
+    jwt-warm) echo "bare-proxy gatehouse haproxy-jwt apache-jwt" ;;
+    jwt-miss) echo "gatehouse haproxy-jwt" ;;
+    mix-80-20) echo "gatehouse haproxy-jwt" ;;
+    tenants-1-vs-10000) echo "gatehouse-1-tenant gatehouse-10000-tenants" ;;
+  esac
+}
+# wrk arguments (URL -- MODE HOST FILES) of one scenario x peer
+target_of() {
+  local s=$1 p=$2 port
+  case $p in
+    bare-proxy) port=$P_BARE ;; nginx) port=$P_NGINX ;; haproxy) port=$P_HAP ;;
+    haproxy-jwt) port=$P_HAPJWT ;; apache-jwt) port=$P_APACHE ;;
+    gatehouse|gatehouse-1-tenant) port=$P_GH ;; gatehouse-10000-tenants) port=$P_GH10K ;;
+  esac
+  [[ $s == jwt-miss && $p == gatehouse ]] && port=$P_GHMISS
+  case $s in
+    plain|tenants-1-vs-10000) echo "http://127.0.0.1:$port/public/x -- plain lt.localhost" ;;
+    jwt-warm) echo "http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt" ;;
+    jwt-miss) echo "http://127.0.0.1:$port/api/x -- miss lt.localhost $KEYS/miss.txt - $MISS_TOKENS" ;;
+    mix-80-20) echo "http://127.0.0.1:$port/api/x -- mix lt.localhost $KEYS/valid.txt $KEYS/forged.txt" ;;
+  esac
+}
+rotate() {  # $1 shift, rest: words
+  local n=$1; shift
+  local a=("$@") i
+  for ((i = 0; i < ${#a[@]}; i++)); do printf '%s ' "${a[$(( (i + n) % ${#a[@]} ))]}"; done
+}
+
+LOAD_SCENARIOS=()
+for s in $SCENARIOS; do [[ $s == idle-10k ]] || LOAD_SCENARIOS+=("$s"); done
+TOTAL=0
+for s in "${LOAD_SCENARIOS[@]}"; do set -- $(peers_of "$s"); TOTAL=$(( TOTAL + $# * ROUNDS )); done
+
+cat > "$RESULTS/run.json" <<EOF
+{"stamp": "$STAMP", "quick": $QUICK, "duration_s": $DURATION, "rounds": $ROUNDS,
+ "connections": $CONNS, "wrk_threads": 1, "miss_tokens": $MISS_TOKENS, "tenants": $TENANTS,
+ "idle_conns": $IDLE_CONNS, "scenarios": "$SCENARIOS", "tenants_startup_ms": $STARTUP_10K,
+ "host": "$(uname -srm)", "cpus": $(nproc), "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
+ "versions": {"gatehouse": "$("$GATEHOUSE" version | awk '{print $2}')", "nginx": "$(nginx -v 2>&1 | sed 's/.*nginx\///')",
+   "haproxy": "$(haproxy -v | head -1 | awk '{print $3}')", "apache": "$(apache2 -v | head -1 | sed 's/.*Apache\///; s/ .*//')",
+   "mod_auth_openidc": "$(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo '?')",
+   "wrk": "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"}}
+EOF
+
+if ((${#LOAD_SCENARIOS[@]})); then
+  log "warm-up: 1 s per peer (upstream pools, verified-token cache)"
+  for p in bare-proxy nginx haproxy gatehouse; do
+    wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of plain "$p") > /dev/null 2>&1 || true
+  done
+  for p in gatehouse haproxy-jwt apache-jwt; do
+    wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of jwt-warm "$p") > /dev/null 2>&1 || true
+  done
+  if [[ -n ${PIDS[gatehouse-10k]:-} ]]; then
+    wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of tenants-1-vs-10000 gatehouse-10000-tenants) > /dev/null 2>&1 || true
+  fi
+  log "measuring: $TOTAL runs of ${DURATION}s, $ROUNDS round(s), wrk -t1 -c$CONNS"
+fi
+
+N=0
+for ((r = 1; r <= ROUNDS; r++)); do
+  for s in "${LOAD_SCENARIOS[@]}"; do
+    read -ra peers <<< "$(peers_of "$s")"
+    for p in $(rotate $((r - 1)) "${peers[@]}"); do
+      N=$((N + 1))
+      if [[ $s == jwt-miss && $p == gatehouse ]]; then
+        # A fresh process per run: an empty verified-token cache, so every token is a miss.
+        stop_server gatehouse-miss
+        gh_start gatehouse-miss "$P_GHMISS"
+        expect 200 "gatehouse-miss" -H 'Host: lt.localhost' "http://127.0.0.1:$P_GHMISS/public/x"
+      fi
+      out="$RAW/${s}__${p}__r${r}.txt"
+      # shellcheck disable=SC2046
+      timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" \
+        $(target_of "$s" "$p") > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
+      awk -v n="$N" -v t="$TOTAL" -v r="$r" -v R="$ROUNDS" -v s="$s" -v p="$p" '
+        /^LT_SUMMARY/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        /^LT_WINDOW/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); w[kv[1]] = kv[2] } }
+        /^LT_PCT 99 / { p99 = $3 }
+        /^LT_PCT 50 / { p50 = $3 }
+        END {
+          rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
+          if (w["elapsed_us"] > 0) rps = w["requests"] / (w["elapsed_us"] / 1e6)
+          err = v["connect"] + v["read"] + v["write"] + v["timeout"]
+          printf "[%3d/%d] round %d/%d  %-19s %-24s %8.1fk req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %d  errors %d\n",
+            n, t, r, R, s, p, rps / 1000, p50 / 1000, p99 / 1000, v["status"], err
+        }' "$out" >&2
+    done
+  done
+done
+stop_server gatehouse-miss
+
+# ---------------------------------------------------------------------------------------------
+# 9. Idle keep-alive connections: a fresh instance of each server, IDLE_CONNS connections that
+#    each carried one proxied request, then RSS of the serving process.
+# ---------------------------------------------------------------------------------------------
+if [[ " $SCENARIOS " == *" idle-10k "* ]]; then
+  log "idle: $IDLE_CONNS keep-alive connections per server (fresh instances on :$P_IDLE)"
+  idle_run() {  # $1 label, $2 pid to measure, $3 host header
+    python3 "$LT/idle.py" --target "127.0.0.1:$P_IDLE" --pid "$2" --name "$1" --conns "$IDLE_CONNS" \
+      --sources 8 --host "$3" --path /public/x --hold 3 --timeout 120 > "$RAW/idle__$1.txt" 2>&1 \
+      || log "idle client reported failures for $1 (see $RAW/idle__$1.txt)"
+    grep -h '^\[idle\]' "$RAW/idle__$1.txt" >&2 || true
+  }
+  start_server idle-bare "$P_IDLE" env BARE_PROXY_THREADS=1 "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
+  idle_run bare-proxy "${PIDS[idle-bare]}" lt.localhost
+  stop_server idle-bare
+  start_server idle-bare-4k "$P_IDLE" env BARE_PROXY_THREADS=1 BARE_PROXY_READ_BUFFER=4096 "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
+  idle_run bare-proxy-read-buffer-4k "${PIDS[idle-bare-4k]}" lt.localhost
+  stop_server idle-bare-4k
+  gh_start gatehouse-idle "$P_IDLE"
+  idle_run gatehouse "${PIDS[gatehouse-idle]}" lt.localhost
+  stop_server gatehouse-idle
+  start_server nginx-idle "$P_IDLE" nginx -p "$WORK" -c "$WORK/nginx-idle.conf"
+  worker=""
+  for _ in $(seq 50); do worker=$(pgrep -P "${PIDS[nginx-idle]}" | head -1 || true); [[ -n $worker ]] && break; sleep 0.1; done
+  [[ -n $worker ]] && idle_run nginx-worker "$worker" lt.localhost
+  stop_server nginx-idle
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 10. Report.
+# ---------------------------------------------------------------------------------------------
+for name in "${!PIDS[@]}"; do stop_server "$name"; done
+python3 "$LT/report.py" "$RESULTS" || die "report.py failed"
+ln -sfn "$STAMP" "$LT/results/latest"
+log "report: $RESULTS/report.md (also loadtest/results/latest/)"
