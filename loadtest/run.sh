@@ -6,12 +6,13 @@
 #   ./loadtest/run.sh [--quick]
 #
 #   --quick   ~5 s per run, 1 round, 20 000 cache-miss tokens (a couple of minutes)
-#   default   10 s per run, 3 rounds, 60 000 cache-miss tokens (about 10 minutes)
+#   default   10 s per run, 3 rounds, 60 000 cache-miss tokens (about 13-15 minutes)
 #
 # Environment (all optional): LT_DURATION (seconds per run), LT_ROUNDS, LT_CONNS (64),
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
-# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 idle-10k),
+# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k),
+# LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5),
 # CARGO_TARGET_DIR (where the release binaries are built; default ./target).
 #
 # Everything listens on 127.0.0.1; every load loop is bounded in time (wrk -d, idle.py --timeout)
@@ -37,7 +38,8 @@ fi
 CONNS=${LT_CONNS:-64}
 IDLE_CONNS=${LT_IDLE_CONNS:-10000}
 TENANTS=${LT_TENANTS:-10000}
-SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 idle-10k"}
+SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k"}
+REDIS_BASE=${LT_REDIS_BASE:-21400}
 ISSUER="http://127.0.0.1:18090/realms/demo"   # only a string in the tokens: no IdP is started
 TOKEN_TTL=$(( 3600 + ROUNDS * 1200 ))
 
@@ -45,6 +47,11 @@ B=${LT_PORT_BASE:-18180}
 P_UP=$((B + 1)); P_BARE=$((B + 2)); P_NGINX=$((B + 3)); P_HAP=$((B + 4)); P_HAPJWT=$((B + 5))
 P_APACHE=$((B + 6)); P_GH=$((B + 7)); P_GH10K=$((B + 8)); P_GHMISS=$((B + 9))
 P_IDLE=$((B + 10))
+# session scenario: the test IdP and three gatehouse instances (memory, Redis Cluster with the
+# local cache off, Redis Cluster with local-cache-ttl 5s)
+P_IDP=$((B + 11)); P_GHS_MEM=$((B + 12)); P_GHS_R0=$((B + 13)); P_GHS_R5=$((B + 14))
+SESSION=0; [[ " $SCENARIOS " == *" session "* ]] && SESSION=1
+IDP_ISSUER="http://127.0.0.1:$P_IDP/realms/demo"
 
 log() { printf '[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -113,6 +120,10 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   for name in "${!PIDS[@]}"; do stop_server "$name"; done
+  if [[ -d $WORK/redis ]]; then
+    timeout 30 "$ROOT/testing/redis/cluster.sh" stop "$WORK/redis" >/dev/null 2>&1 \
+      || log "WARNING: Redis Cluster stop failed (pidfiles in $WORK/redis)"
+  fi
   if [[ ${LT_KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -128,7 +139,9 @@ if (( IDLE_CONNS + 300 > NOFILE )); then
   IDLE_CONNS=$(( NOFILE - 300 ))
 fi
 
-for p in $P_UP $P_BARE $P_NGINX $P_HAP $P_HAPJWT $P_APACHE $P_GH $P_GH10K $P_GHMISS $P_IDLE; do
+LT_PORTS="$P_UP $P_BARE $P_NGINX $P_HAP $P_HAPJWT $P_APACHE $P_GH $P_GH10K $P_GHMISS $P_IDLE"
+((SESSION)) && LT_PORTS+=" $P_IDP $P_GHS_MEM $P_GHS_R0 $P_GHS_R5 $(seq -s ' ' "$REDIS_BASE" $((REDIS_BASE + 5)))"
+for p in $LT_PORTS; do
   if ss -Hltn "sport = :$p" | grep -q .; then die "port $p is taken (set LT_PORT_BASE)"; fi
 done
 
@@ -321,7 +334,61 @@ if [[ " $SCENARIOS " == *" tenants-1-vs-10000 "* ]]; then
   gatehouse_conf "$P_GH10K" gatehouse-10k "$TENANTS" > "$WORK/gatehouse-10k.yaml"
 fi
 "$GATEHOUSE" check --config "$WORK/gatehouse.yaml" > /dev/null || die "gatehouse.yaml does not validate"
-cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK/gatehouse.yaml" "$RESULTS/" 2>/dev/null || true
+
+# Session scenario: a tenant with `login` + `cookie` behind the test IdP; the same config on
+# three session stores. /public/* is white-listed (the baseline), /app/* needs a session.
+gatehouse_session_conf() {  # $1 port, $2 name, $3 store url, $4 local-cache-ttl
+  cat <<EOF
+# gatehouse, one worker thread, browser sessions ($3, local-cache-ttl $4)
+listen: 127.0.0.1:$1
+threads: 1
+upgrade-sock: $WORK/$2.sock
+pid-file: $WORK/$2.pid
+watch-config: false
+keepalive-timeout: 300s
+session-store:
+  url: "$3"
+  local-cache-ttl: $4
+identity-providers:
+  - name: idp
+    issuer: $IDP_ISSUER
+    client-id: gatehouse
+    client-secret: gatehouse-secret
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    identity-provider: idp
+    upstreams:
+      - name: app
+        targets: ["127.0.0.1:$P_UP"]
+    identity-headers:
+      X-Auth-Subject: sub
+      X-Auth-Username: preferred_username
+      X-Auth-Roles: realm_access.roles
+    login:
+      redirect-url: http://demo.localhost:$1/oauth/callback
+    cookie:
+      secure: false
+      encryption-key: "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+    routes:
+      - uri: /public/*
+        white-listed: true
+      - uri: /app/*
+        roles: [user]
+EOF
+}
+if ((SESSION)); then
+  REDIS_URL="redis-cluster://$(for i in 0 1 2 3 4 5; do printf '127.0.0.1:%d,' $((REDIS_BASE + i)); done | sed 's/,$//')"
+  gatehouse_session_conf "$P_GHS_MEM" gatehouse-session-memory "memory://" 5s > "$WORK/gatehouse-session-memory.yaml"
+  # local-cache-ttl 0s: CachedStore neither serves from nor fills its local cache, every get is
+  # a Redis round trip (session/src/store/cached.rs)
+  gatehouse_session_conf "$P_GHS_R0" gatehouse-session-redis-nocache "$REDIS_URL" 0s > "$WORK/gatehouse-session-redis-nocache.yaml"
+  gatehouse_session_conf "$P_GHS_R5" gatehouse-session-redis-5s "$REDIS_URL" 5s > "$WORK/gatehouse-session-redis-5s.yaml"
+  for f in gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s; do
+    "$GATEHOUSE" check --config "$WORK/$f.yaml" > /dev/null || die "$f.yaml does not validate"
+  done
+fi
+cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK"/gatehouse.yaml "$WORK"/gatehouse-session-*.yaml "$RESULTS/" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------------------------
 # 6. Servers (each in the foreground of a background job: its pid is ours to stop).
@@ -364,6 +431,33 @@ if [[ -f $WORK/gatehouse-10k.yaml ]]; then
   log "gatehouse with $TENANTS tenants listened after $(( STARTUP_10K / 1000 )).$(( STARTUP_10K % 1000 / 100 )) s"
 fi
 
+declare -A COOKIE=()   # session scenario: instance -> Cookie header value (login.py)
+if ((SESSION)); then
+  log "session: Redis Cluster on 127.0.0.1:$REDIS_BASE-$((REDIS_BASE + 5)), test IdP on :$P_IDP"
+  mkdir -p "$WORK/redis"
+  timeout 120 "$ROOT/testing/redis/cluster.sh" start "$WORK/redis" "$REDIS_BASE" > "$WORK/logs/redis-cluster.out" 2>&1 \
+    || { cat "$WORK/logs/redis-cluster.out" >&2; die "Redis Cluster did not start"; }
+  start_server idp "$P_IDP" env IDP_PORT="$P_IDP" IDP_ACCESS_TOKEN_TTL=3600 IDP_REFRESH_TOKEN_TTL=7200 \
+    IDP_REDIRECT_URIS="http://demo.localhost:$P_GHS_MEM/oauth/callback,http://demo.localhost:$P_GHS_R0/oauth/callback,http://demo.localhost:$P_GHS_R5/oauth/callback" \
+    IDP_POST_LOGOUT_REDIRECT_URIS="http://demo.localhost:$P_GHS_MEM/" node "$ROOT/testing/idp/idp.mjs"
+  for _ in $(seq 100); do grep -q '^IDP READY' "$WORK/logs/idp.out" && break; sleep 0.1; done
+  grep -q '^IDP READY' "$WORK/logs/idp.out" || die "the test IdP did not print IDP READY"
+  gh_start gatehouse-session-memory "$P_GHS_MEM"
+  gh_start gatehouse-session-redis-nocache "$P_GHS_R0"
+  gh_start gatehouse-session-redis-5s "$P_GHS_R5"
+  for inst in "memory $P_GHS_MEM" "redis-nocache $P_GHS_R0" "redis-5s $P_GHS_R5"; do
+    set -- $inst
+    c=""
+    for _ in 1 2 3 4 5; do  # the instance may still be fetching the IdP's discovery document
+      c=$(timeout 60 python3 "$LT/login.py" --port "$2" --host demo.localhost --path /app/x 2>> "$WORK/logs/login.err") && break
+      c=""; sleep 1
+    done
+    [[ -n $c ]] || { cat "$WORK/logs/login.err" >&2; die "browser login against gatehouse-session-$1 failed"; }
+    COOKIE[$1]=$c
+  done
+  log "session: alice logged in on the three instances (login.py)"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 7. Preflight: every peer answers what the scenario expects, or the run stops here.
 # ---------------------------------------------------------------------------------------------
@@ -390,6 +484,16 @@ if [[ -n ${PIDS[gatehouse-10k]:-} ]]; then
   expect 200 "gatehouse (10k tenants)" -H 'Host: lt.localhost' "http://127.0.0.1:$P_GH10K/public/x"
   expect 200 "gatehouse (10k tenants), last tenant" -H "Host: t$(printf %05d $((TENANTS - 1))).example.test" "http://127.0.0.1:$P_GH10K/public/x"
 fi
+if ((SESSION)); then
+  for inst in "memory $P_GHS_MEM" "redis-nocache $P_GHS_R0" "redis-5s $P_GHS_R5"; do
+    set -- $inst
+    expect 200 "gatehouse-session-$1 public route" -H 'Host: demo.localhost' "http://127.0.0.1:$2/public/x"
+    expect 200 "gatehouse-session-$1 with the session cookie" -H 'Host: demo.localhost' -H "Cookie: ${COOKIE[$1]}" "http://127.0.0.1:$2/app/x"
+    expect 401 "gatehouse-session-$1 without a cookie (API call)" -H 'Host: demo.localhost' "http://127.0.0.1:$2/app/x"
+    expect 302 "gatehouse-session-$1 without a cookie (navigation)" -H 'Host: demo.localhost' -H 'Accept: text/html' "http://127.0.0.1:$2/app/x"
+    expect 401 "gatehouse-session-$1 with a forged cookie" -H 'Host: demo.localhost' -H 'Cookie: gatehouse_session=AAAAforgedAAAA' "http://127.0.0.1:$2/app/x"
+  done
+fi
 log "preflight passed: every peer answers 200 / 401 as expected"
 
 # ---------------------------------------------------------------------------------------------
@@ -403,9 +507,10 @@ peers_of() {
     jwt-miss) echo "gatehouse haproxy-jwt" ;;
     mix-80-20) echo "gatehouse haproxy-jwt" ;;
     tenants-1-vs-10000) echo "gatehouse-1-tenant gatehouse-10000-tenants" ;;
+    session) echo "bare-proxy gatehouse-public gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s" ;;
   esac
 }
-# wrk arguments (URL -- MODE HOST FILES) of one scenario x peer
+# wrk arguments ([-H HEADER] URL -- MODE HOST FILES) of one scenario x peer, one per line
 target_of() {
   local s=$1 p=$2 port
   case $p in
@@ -414,11 +519,27 @@ target_of() {
     gatehouse|gatehouse-1-tenant) port=$P_GH ;; gatehouse-10000-tenants) port=$P_GH10K ;;
   esac
   [[ $s == jwt-miss && $p == gatehouse ]] && port=$P_GHMISS
+  case $p in
+    gatehouse-public|gatehouse-session-memory) port=$P_GHS_MEM ;;
+    gatehouse-session-redis-nocache) port=$P_GHS_R0 ;; gatehouse-session-redis-5s) port=$P_GHS_R5 ;;
+  esac
   case $s in
-    plain|tenants-1-vs-10000) echo "http://127.0.0.1:$port/public/x -- plain lt.localhost" ;;
-    jwt-warm) echo "http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt" ;;
-    jwt-miss) echo "http://127.0.0.1:$port/api/x -- miss lt.localhost $KEYS/miss.txt - $MISS_TOKENS" ;;
-    mix-80-20) echo "http://127.0.0.1:$port/api/x -- mix lt.localhost $KEYS/valid.txt $KEYS/forged.txt" ;;
+    session)
+      # The session cookie rides on every request of the scenario (bare-proxy and the public
+      # route too: the same request bytes). The plain mode of lt.lua keeps wrk's -H headers.
+      local c=${COOKIE[memory]} path=/app/x
+      case $p in
+        gatehouse-session-redis-nocache) c=${COOKIE[redis-nocache]} ;;
+        gatehouse-session-redis-5s) c=${COOKIE[redis-5s]} ;;
+        bare-proxy|gatehouse-public) path=/public/x ;;
+      esac
+      printf '%s\n' -H "Cookie: $c" "http://127.0.0.1:$port$path" -- plain demo.localhost; return ;;
+  esac
+  case $s in
+    plain|tenants-1-vs-10000) printf '%s\n' http://127.0.0.1:$port/public/x -- plain lt.localhost ;;
+    jwt-warm) printf '%s\n' http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt ;;
+    jwt-miss) printf '%s\n' http://127.0.0.1:$port/api/x -- miss lt.localhost $KEYS/miss.txt - $MISS_TOKENS ;;
+    mix-80-20) printf '%s\n' http://127.0.0.1:$port/api/x -- mix lt.localhost $KEYS/valid.txt $KEYS/forged.txt ;;
   esac
 }
 rotate() {  # $1 shift, rest: words
@@ -454,6 +575,12 @@ if ((${#LOAD_SCENARIOS[@]})); then
   if [[ -n ${PIDS[gatehouse-10k]:-} ]]; then
     wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of tenants-1-vs-10000 gatehouse-10000-tenants) > /dev/null 2>&1 || true
   fi
+  if ((SESSION)); then
+    for p in $(peers_of session); do
+      mapfile -t targs < <(target_of session "$p")
+      wrk -t1 -c"$CONNS" -d1s -s "$LUA" "${targs[@]}" > /dev/null 2>&1 || true
+    done
+  fi
   log "measuring: $TOTAL runs of ${DURATION}s, $ROUNDS round(s), wrk -t1 -c$CONNS"
 fi
 
@@ -470,9 +597,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
         expect 200 "gatehouse-miss" -H 'Host: lt.localhost' "http://127.0.0.1:$P_GHMISS/public/x"
       fi
       out="$RAW/${s}__${p}__r${r}.txt"
+      mapfile -t targs < <(target_of "$s" "$p")
       # shellcheck disable=SC2046
       timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" \
-        $(target_of "$s" "$p") > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
+        "${targs[@]}" > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
       awk -v n="$N" -v t="$TOTAL" -v r="$r" -v R="$ROUNDS" -v s="$s" -v p="$p" '
         /^LT_SUMMARY/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         /^LT_WINDOW/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); w[kv[1]] = kv[2] } }

@@ -559,12 +559,11 @@ async fn callback(
     query: Option<&str>,
 ) -> pingora::Result<()> {
     let request_id = ctx.request_id.as_str().to_string();
-    let refuse =
-        |title: &str, message: &str| (page(title, message, &request_id), title.to_string());
+    let refuse = |title: &str, message: &str| page(title, message, &request_id);
     let code = query_param(query, "code");
     let state_param = query_param(query, "state");
     let (Some(code), Some(state_param)) = (code, state_param) else {
-        let (body, _) = refuse(
+        let body = refuse(
             "Login failed",
             "The identity provider did not complete the login.",
         );
@@ -594,7 +593,7 @@ async fn callback(
         .filter(|s| s.state_matches(&state_param) && !s.is_expired(unix_now()));
     let Some(state) = valid else {
         tracing::info!(request_id = %request_id, "login callback refused: state missing, mismatched or expired");
-        let (body, _) = refuse("Login expired", "This login link is not valid in this browser any more (expired, already used, or started elsewhere).");
+        let body = refuse("Login expired", "This login link is not valid in this browser any more (expired, already used, or started elsewhere).");
         return respond(
             session,
             ctx,
@@ -608,7 +607,7 @@ async fn callback(
     let store = match sessions.store().await {
         Ok(s) => s,
         Err(_) => {
-            let (body, _) = refuse(
+            let body = refuse(
                 "Login unavailable",
                 "Sessions cannot be stored right now. Try again shortly.",
             );
@@ -630,7 +629,7 @@ async fn callback(
     {
         Ok(Some(marker)) => std::mem::forget(marker), // held until it expires with the state
         Ok(None) => {
-            let (body, _) = refuse("Login expired", "This login was already completed.");
+            let body = refuse("Login expired", "This login was already completed.");
             return respond(
                 session,
                 ctx,
@@ -642,7 +641,7 @@ async fn callback(
             .await;
         }
         Err(_) => {
-            let (body, _) = refuse(
+            let body = refuse(
                 "Login unavailable",
                 "Sessions cannot be stored right now. Try again shortly.",
             );
@@ -666,7 +665,7 @@ async fn callback(
         Err(e) => {
             sessions.metrics.record_login(&login.tenant, false);
             tracing::info!(request_id = %request_id, error = %e, "login callback refused by the token exchange");
-            let (body, _) = refuse(
+            let body = refuse(
                 "Login failed",
                 "The identity provider did not accept this login.",
             );
@@ -700,7 +699,7 @@ async fn callback(
     // A fresh ID at every login: a session cookie planted before login is never promoted.
     let id = new_session_id();
     if store.put(&id, &record, ttl).await.is_err() {
-        let (body, _) = refuse(
+        let body = refuse(
             "Login unavailable",
             "Sessions cannot be stored right now. Try again shortly.",
         );
