@@ -159,6 +159,12 @@ impl Sessions {
         }
     }
 
+    /// Opens the store at start (a Redis store connects in the background), so the first
+    /// requests do not find it still connecting.
+    pub async fn open(&self) {
+        let _ = self.store().await;
+    }
+
     /// Drops expired entries from the local session cache (called by the maintenance loop).
     pub fn sweep(&self) {
         if let Some(store) = self.store.get() {
@@ -425,6 +431,27 @@ fn page(title: &str, message: &str, request_id: &str) -> Bytes {
     ))
 }
 
+/// Answers with the small HTML page for a login that cannot go on.
+async fn refusal(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    cookies: &[String],
+    title: &str,
+    message: &str,
+) -> pingora::Result<()> {
+    let body = page(title, message, ctx.request_id.as_str());
+    respond(
+        session,
+        ctx,
+        status,
+        None,
+        cookies,
+        Some(("text/html; charset=utf-8", body)),
+    )
+    .await
+}
+
 /// Whether a request that lacks a session should be sent to the IdP (a browser navigation)
 /// rather than answered 401 (an API call).
 pub fn wants_html(session: &Session) -> bool {
@@ -459,7 +486,6 @@ pub async fn serve_builtin(
     sessions: &Sessions,
     claims: Option<Arc<Claims>>,
 ) -> pingora::Result<()> {
-    let id = ctx.request_id.as_str().to_string();
     let Some(login) = login else {
         // A tenant without `login`: only userinfo (for bearer callers) makes sense.
         return match (which, claims) {
@@ -511,18 +537,13 @@ pub async fn serve_builtin(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start a login: the identity provider is unavailable");
-                    let body = page(
-                        "Login unavailable",
-                        "The identity provider cannot be reached. Try again shortly.",
-                        &id,
-                    );
-                    respond(
+                    refusal(
                         session,
                         ctx,
                         503,
-                        None,
                         &[],
-                        Some(("text/html; charset=utf-8", body)),
+                        "Login unavailable",
+                        "The identity provider cannot be reached. Try again shortly.",
                     )
                     .await
                 }
@@ -559,21 +580,16 @@ async fn callback(
     query: Option<&str>,
 ) -> pingora::Result<()> {
     let request_id = ctx.request_id.as_str().to_string();
-    let refuse = |title: &str, message: &str| page(title, message, &request_id);
     let code = query_param(query, "code");
     let state_param = query_param(query, "state");
     let (Some(code), Some(state_param)) = (code, state_param) else {
-        let body = refuse(
-            "Login failed",
-            "The identity provider did not complete the login.",
-        );
-        return respond(
+        return refusal(
             session,
             ctx,
             403,
-            None,
             &[],
-            Some(("text/html; charset=utf-8", body)),
+            "Login failed",
+            "The identity provider did not complete the login.",
         )
         .await;
     };
@@ -593,31 +609,18 @@ async fn callback(
         .filter(|s| s.state_matches(&state_param) && !s.is_expired(unix_now()));
     let Some(state) = valid else {
         tracing::info!(request_id = %request_id, "login callback refused: state missing, mismatched or expired");
-        let body = refuse("Login expired", "This login link is not valid in this browser any more (expired, already used, or started elsewhere).");
-        return respond(
-            session,
-            ctx,
-            403,
-            None,
-            &[clear_state],
-            Some(("text/html; charset=utf-8", body)),
-        )
-        .await;
+        return refusal(session, ctx, 403, &[clear_state], "Login expired", "This login link is not valid in this browser any more (expired, already used, or started elsewhere).").await;
     };
     let store = match sessions.store().await {
         Ok(s) => s,
         Err(_) => {
-            let body = refuse(
-                "Login unavailable",
-                "Sessions cannot be stored right now. Try again shortly.",
-            );
-            return respond(
+            return refusal(
                 session,
                 ctx,
                 503,
-                None,
                 &[],
-                Some(("text/html; charset=utf-8", body)),
+                "Login unavailable",
+                "Sessions cannot be stored right now. Try again shortly.",
             )
             .await;
         }
@@ -629,29 +632,24 @@ async fn callback(
     {
         Ok(Some(marker)) => std::mem::forget(marker), // held until it expires with the state
         Ok(None) => {
-            let body = refuse("Login expired", "This login was already completed.");
-            return respond(
+            return refusal(
                 session,
                 ctx,
                 403,
-                None,
                 &[clear_state],
-                Some(("text/html; charset=utf-8", body)),
+                "Login expired",
+                "This login was already completed.",
             )
             .await;
         }
         Err(_) => {
-            let body = refuse(
-                "Login unavailable",
-                "Sessions cannot be stored right now. Try again shortly.",
-            );
-            return respond(
+            return refusal(
                 session,
                 ctx,
                 503,
-                None,
                 &[],
-                Some(("text/html; charset=utf-8", body)),
+                "Login unavailable",
+                "Sessions cannot be stored right now. Try again shortly.",
             )
             .await;
         }
@@ -665,17 +663,13 @@ async fn callback(
         Err(e) => {
             sessions.metrics.record_login(&login.tenant, false);
             tracing::info!(request_id = %request_id, error = %e, "login callback refused by the token exchange");
-            let body = refuse(
-                "Login failed",
-                "The identity provider did not accept this login.",
-            );
-            return respond(
+            return refusal(
                 session,
                 ctx,
                 403,
-                None,
                 &[clear_state],
-                Some(("text/html; charset=utf-8", body)),
+                "Login failed",
+                "The identity provider did not accept this login.",
             )
             .await;
         }
@@ -699,17 +693,13 @@ async fn callback(
     // A fresh ID at every login: a session cookie planted before login is never promoted.
     let id = new_session_id();
     if store.put(&id, &record, ttl).await.is_err() {
-        let body = refuse(
-            "Login unavailable",
-            "Sessions cannot be stored right now. Try again shortly.",
-        );
-        return respond(
+        return refusal(
             session,
             ctx,
             503,
-            None,
             &[],
-            Some(("text/html; charset=utf-8", body)),
+            "Login unavailable",
+            "Sessions cannot be stored right now. Try again shortly.",
         )
         .await;
     }

@@ -34,6 +34,7 @@ impl BackgroundService for MaintenanceService {
         let epoch = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u64 = 0;
+        self.sessions.open().await;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
