@@ -452,6 +452,19 @@ async fn refusal(
     .await
 }
 
+/// The refusal when the session store cannot take a new session.
+async fn store_unavailable(session: &mut Session, ctx: &RequestCtx) -> pingora::Result<()> {
+    refusal(
+        session,
+        ctx,
+        503,
+        &[],
+        "Login unavailable",
+        "Sessions cannot be stored right now. Try again shortly.",
+    )
+    .await
+}
+
 /// Whether a request that lacks a session should be sent to the IdP (a browser navigation)
 /// rather than answered 401 (an API call).
 pub fn wants_html(session: &Session) -> bool {
@@ -614,15 +627,7 @@ async fn callback(
     let store = match sessions.store().await {
         Ok(s) => s,
         Err(_) => {
-            return refusal(
-                session,
-                ctx,
-                503,
-                &[],
-                "Login unavailable",
-                "Sessions cannot be stored right now. Try again shortly.",
-            )
-            .await;
+            return store_unavailable(session, ctx).await;
         }
     };
     // Single use: the first callback for a state takes its marker; a replay finds it taken.
@@ -630,7 +635,7 @@ async fn callback(
         .try_lock(&format!("login-state:{}", state.state), LOGIN_STATE_TTL)
         .await
     {
-        Ok(Some(marker)) => std::mem::forget(marker), // held until it expires with the state
+        Ok(Some(marker)) => marker.keep(), // held until it expires with the state
         Ok(None) => {
             return refusal(
                 session,
@@ -643,15 +648,7 @@ async fn callback(
             .await;
         }
         Err(_) => {
-            return refusal(
-                session,
-                ctx,
-                503,
-                &[],
-                "Login unavailable",
-                "Sessions cannot be stored right now. Try again shortly.",
-            )
-            .await;
+            return store_unavailable(session, ctx).await;
         }
     }
     let tokens = match login
@@ -693,15 +690,7 @@ async fn callback(
     // A fresh ID at every login: a session cookie planted before login is never promoted.
     let id = new_session_id();
     if store.put(&id, &record, ttl).await.is_err() {
-        return refusal(
-            session,
-            ctx,
-            503,
-            &[],
-            "Login unavailable",
-            "Sessions cannot be stored right now. Try again shortly.",
-        )
-        .await;
+        return store_unavailable(session, ctx).await;
     }
     let Ok(sealed) = login.codec.seal(PURPOSE_SESSION, id.as_bytes()) else {
         return respond(session, ctx, 500, None, &[], None).await;

@@ -47,16 +47,9 @@ impl BackgroundService for MaintenanceService {
                 self.sessions.sweep();
             }
             let runtime = self.runtime.load_full();
-            for (tenant, pools) in runtime.config.tenants.iter().zip(&runtime.pools) {
-                for (upstream, pool) in tenant.upstreams.iter().zip(pools) {
-                    if pool.due(now_ms) {
-                        tokio::spawn(Arc::clone(pool).tick(now_ms));
-                    }
-                    self.metrics.set_healthy_targets(
-                        &tenant.name,
-                        &upstream.name,
-                        pool.healthy_targets(),
-                    );
+            for pool in runtime.all_pools() {
+                if pool.due(now_ms) {
+                    tokio::spawn(Arc::clone(pool).tick(now_ms));
                 }
             }
             for provider in runtime.providers.values() {

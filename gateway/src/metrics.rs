@@ -327,11 +327,9 @@ impl Metrics {
             .set(n as i64);
     }
 
-    /// Publishes a pool's healthy target count.
-    pub fn set_healthy_targets(&self, tenant: &str, upstream: &str, n: usize) {
-        self.healthy_targets
-            .with_label_values(&[tenant, upstream])
-            .set(n as i64);
+    /// A pool's `gatehouse_upstream_healthy_targets` gauge.
+    pub fn healthy_targets_gauge(&self, tenant: &str, upstream: &str) -> IntGauge {
+        self.healthy_targets.with_label_values(&[tenant, upstream])
     }
 
     /// Records a config load or reload.

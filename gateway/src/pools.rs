@@ -61,6 +61,8 @@ pub struct Pool {
     checked: AtomicBool,
     /// `gatehouse_upstream_duration_seconds` for this pool.
     pub latency: prometheus::Histogram,
+    /// `gatehouse_upstream_healthy_targets` for this pool, set after each check round.
+    healthy_gauge: prometheus::IntGauge,
     next_check_ms: AtomicU64,
     next_dns_ms: AtomicU64,
     check_running: AtomicBool,
@@ -97,6 +99,7 @@ impl Pool {
             has_dns_names,
             checked: AtomicBool::new(false),
             latency: metrics.upstream_histogram(tenant, &upstream.name),
+            healthy_gauge: metrics.healthy_targets_gauge(tenant, &upstream.name),
             next_check_ms: AtomicU64::new(0),
             next_dns_ms: AtomicU64::new(DNS_REFRESH.as_millis() as u64),
             check_running: AtomicBool::new(false),
@@ -154,6 +157,7 @@ impl Pool {
             self.next_check_ms
                 .store(now_ms + interval, Ordering::Relaxed);
             self.balancer.backends().run_health_check(true).await;
+            self.healthy_gauge.set(self.healthy_targets() as i64);
             self.checked.store(true, Ordering::Release);
         }
         self.check_running.store(false, Ordering::Release);

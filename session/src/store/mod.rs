@@ -138,6 +138,12 @@ impl LockGuard {
         self.handle.renew(ttl).await
     }
 
+    /// Keeps the lock until its TTL runs out, releasing nothing (a single-use marker such as a
+    /// spent login state, rather than a critical section).
+    pub fn keep(mut self) {
+        self.released = true;
+    }
+
     /// Releases the lock if our token still holds it; `Ok(false)` when it had already expired
     /// or been taken by someone else (whose lock is left alone).
     pub async fn release(mut self) -> Result<bool, StoreError> {
