@@ -117,26 +117,36 @@ impl TenantLogin {
 }
 
 /// Removes the gateway's own cookies from a request's `Cookie` headers (other cookies stay, in
-/// order). `None` when nothing changes.
-pub fn without_own_cookies(headers: &http::HeaderMap, login: &TenantLogin) -> Option<Vec<String>> {
-    let mut changed = false;
-    let mut kept = Vec::new();
-    for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        let pairs: Vec<&str> = value
-            .split(';')
-            .map(str::trim)
-            .filter(|pair| {
-                let own = login.is_own_cookie(pair.split('=').next().unwrap_or(""));
-                changed |= own;
-                !own && !pair.is_empty()
-            })
-            .collect();
-        if !pairs.is_empty() {
-            kept.push(pairs.join("; "));
+/// order; a header left empty is dropped).
+pub fn remove_own_cookies(headers: &mut http::HeaderMap, login: &TenantLogin) {
+    let own = |pair: &str| login.is_own_cookie(pair.trim().split('=').next().unwrap_or(""));
+    // The common cases, no cookie or none of ours, allocate nothing.
+    let carries_own = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(own)));
+    if !carries_own {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty() && !own(pair))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(COOKIE);
+    for value in kept {
+        if let Ok(v) = http::HeaderValue::try_from(value) {
+            headers.append(COOKIE, v);
         }
     }
-    changed.then_some(kept)
 }
 
 /// The session store shared by every runtime (a reload keeps sessions), opened on first use
@@ -303,7 +313,7 @@ pub async fn session_claims(
     } else {
         record
     };
-    SessionOutcome::Authenticated(Arc::new(Claims::from_payload(record.claims.clone())))
+    SessionOutcome::Authenticated(record.identity())
 }
 
 /// Refreshes a session's tokens once for every concurrent request of this process, and once
@@ -686,6 +696,7 @@ async fn callback(
         id_token: tokens.id_token.clone(),
         created_at: now,
         expires_at: now + ttl.as_secs(),
+        parsed: Default::default(),
     };
     // A fresh ID at every login: a session cookie planted before login is never promoted.
     let id = new_session_id();

@@ -92,6 +92,17 @@ pub enum RequestIdValue {
 }
 
 impl RequestIdValue {
+    /// The ID as a header value (the client's is shared, not copied).
+    pub fn header_value(&self) -> http::HeaderValue {
+        match self {
+            // 32 hex digits: always a valid header value.
+            RequestIdValue::Generated(id) => {
+                http::HeaderValue::from_bytes(id.as_bytes()).expect("hex digits")
+            }
+            RequestIdValue::Client(v) => v.clone(),
+        }
+    }
+
     /// The ID as text.
     pub fn as_str(&self) -> &str {
         match self {

@@ -2,6 +2,7 @@
 //! headers and a body, and the headers every response gets (security headers, request ID).
 
 use bytes::Bytes;
+use gatehouse_policy::headers::respond;
 use gatehouse_policy::snapshot::{Denial, ResponseHeaders};
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;
@@ -9,40 +10,48 @@ use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 
-/// Adds the tenant's security headers (HSTS only when the client used HTTPS) and the request
-/// ID to `resp`, replacing same-named headers.
+/// Adds the tenant's security headers (HSTS only when the client used HTTPS), the request ID
+/// and the CORS actual-response headers to `resp`, replacing same-named headers.
 pub fn apply_common_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let Some(runtime) = ctx.runtime.as_deref() else {
         return;
     };
     let policy = &runtime.policy;
-    let (headers, request_id_header): (&ResponseHeaders, _) = match ctx.tenant {
-        Some(t) => {
-            let tenant = policy.tenant(t);
-            (&tenant.response_headers, &tenant.request_id_header)
-        }
+    let tenant = ctx.tenant.map(|t| policy.tenant(t));
+    let (security, request_id_header): (&ResponseHeaders, _) = match tenant {
+        Some(t) => (&t.response_headers, &t.request_id_header),
         None => (
             &policy.default_response_headers,
             &policy.default_request_id_header,
         ),
     };
-    for (name, value) in &headers.always {
-        let _ = resp.insert_header(name.clone(), value.clone());
-    }
-    if ctx.secure {
-        if let Some(hsts) = &headers.hsts {
-            let _ = resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-        }
-    }
-    let _ = resp.insert_header(request_id_header.clone(), ctx.request_id.as_str());
-    if let Some(cors) = ctx.tenant.and_then(|t| policy.tenant(t).cors.as_ref()) {
-        if let Some(origin) = &ctx.cors_origin {
-            for (name, value) in cors.actual(origin) {
-                let _ = resp.insert_header(name, value);
+    edit_response_headers(resp, |headers| {
+        respond(
+            headers,
+            security,
+            ctx.secure,
+            (request_id_header, ctx.request_id.header_value()),
+        );
+        if let Some(cors) = tenant.and_then(|t| t.cors.as_ref()) {
+            if let Some(origin) = &ctx.cors_origin {
+                for (name, value) in cors.actual(origin) {
+                    headers.insert(name, value);
+                }
             }
+            headers.append(http::header::VARY, http::HeaderValue::from_static("Origin"));
         }
-        let _ = resp.append_header(http::header::VARY, "Origin");
-    }
+    });
+}
+
+/// Edits a response header's map in place, as `http` parts: one plain map insert per header
+/// instead of Pingora's case-preserving insert (see `proxy::edit_request_headers`). Header
+/// names then reach the client in lowercase (Pingora title-cases the common ones) and a custom
+/// reason phrase becomes the standard one.
+fn edit_response_headers(resp: &mut ResponseHeader, edit: impl FnOnce(&mut http::HeaderMap)) {
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
+    edit(&mut parts.headers);
+    *resp = ResponseHeader::from(parts);
 }
 
 /// Answers an allowed CORS preflight: 204 with the allow headers.

@@ -63,15 +63,25 @@ impl AsRef<str> for RequestId {
 /// Generates a fresh request ID (see the module docs for how, and what it guarantees).
 #[must_use]
 pub fn new_request_id() -> RequestId {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = RNG.with(Xoshiro256pp::next_u128);
     let mut out = [0u8; 32];
-    for (i, pair) in out.chunks_exact_mut(2).enumerate() {
-        let byte = (bits >> (120 - 8 * i)) as u8;
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
+    write_hex(&mut out, random_u128());
     RequestId(out)
+}
+
+/// 128 fresh bits from this thread's generator (not cryptographic: ids and trace ids only).
+#[must_use]
+pub fn random_u128() -> u128 {
+    RNG.with(Xoshiro256pp::next_u128)
+}
+
+/// Writes `value` as lowercase hex into `out` (two digits per byte, most significant first).
+pub(crate) fn write_hex(out: &mut [u8], value: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = out.len();
+    for (i, digit) in out.iter_mut().enumerate() {
+        let shift = 4 * (digits - 1 - i);
+        *digit = HEX[((value >> shift) & 0xf) as usize];
+    }
 }
 
 thread_local! {

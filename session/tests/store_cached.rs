@@ -21,6 +21,7 @@ fn record(sub: &str, expires_at: u64) -> SessionRecord {
         id_token: None,
         created_at: 1_700_000_000,
         expires_at,
+        parsed: Default::default(),
     }
 }
 

@@ -18,6 +18,7 @@ fn record(sub: &str, sid: Option<&str>) -> SessionRecord {
         id_token: None,
         created_at: 1_700_000_000,
         expires_at: 4_000_000_000,
+        parsed: Default::default(),
     }
 }
 

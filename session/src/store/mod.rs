@@ -41,9 +41,40 @@ pub struct SessionRecord {
     pub created_at: u64,
     /// When the session ends (unix seconds); [`CachedStore`] never serves a record past it.
     pub expires_at: u64,
+    /// `claims` parsed once per record (not stored).
+    #[serde(skip)]
+    pub parsed: ParsedClaims,
+}
+
+/// A record's claims parsed on first use and kept with the record: a request authenticated by
+/// a locally cached record then costs an `Arc` clone, not a parse of the claims JSON.
+#[derive(Debug, Default)]
+pub struct ParsedClaims(std::sync::OnceLock<Arc<crate::claims::Claims>>);
+
+impl Clone for ParsedClaims {
+    /// Empty: a cloned record may get other claims (a refresh), so it parses its own.
+    fn clone(&self) -> Self {
+        ParsedClaims::default()
+    }
+}
+
+impl PartialEq for ParsedClaims {
+    /// A cache of `claims`, so never a difference between two records.
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 impl SessionRecord {
+    /// The identity this session carries.
+    pub fn identity(&self) -> Arc<crate::claims::Claims> {
+        Arc::clone(
+            self.parsed
+                .0
+                .get_or_init(|| Arc::new(crate::claims::Claims::from_payload(self.claims.clone()))),
+        )
+    }
+
     /// Whether `expires_at` has passed.
     pub fn is_expired(&self) -> bool {
         self.expires_at <= unix_now()
@@ -234,5 +265,39 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
 
     fn len_hint(&self) -> Option<usize> {
         (**self).len_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_parsed_once_and_a_clone_parses_its_own() {
+        let mut record = SessionRecord {
+            sub: "alice".into(),
+            sid: None,
+            claims: serde_json::json!({"sub": "alice", "realm_access": {"roles": ["user"]}}),
+            access_token: "at".into(),
+            access_token_exp: 0,
+            refresh_token_enc: None,
+            id_token: None,
+            created_at: 0,
+            expires_at: 0,
+            parsed: ParsedClaims::default(),
+        };
+        let first = record.identity();
+        assert!(Arc::ptr_eq(&first, &record.identity()), "parsed once");
+        assert_eq!(first.realm_roles, vec!["user".to_string()]);
+        let mut refreshed = record.clone();
+        refreshed.claims =
+            serde_json::json!({"sub": "alice", "realm_access": {"roles": ["admin"]}});
+        assert_eq!(refreshed.identity().realm_roles, vec!["admin".to_string()]);
+        record.claims = serde_json::Value::Null;
+        assert_eq!(
+            record.identity().realm_roles,
+            vec!["user".to_string()],
+            "kept with the record"
+        );
     }
 }

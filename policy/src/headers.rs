@@ -1,0 +1,382 @@
+//! Header rules for a proxied request and its response, applied to an `http::HeaderMap` in
+//! place: what the upstream may see (client copies of identity and proxy-only headers removed,
+//! `X-Forwarded-*`, the request ID, W3C `traceparent`) and what every response carries
+//! (security headers, the request ID).
+//!
+//! These run on every request, so they work on the map directly with names known at compile
+//! time: one scan over the client's headers decides what to remove (usually nothing), and each
+//! added header is one map insert with no name parsing. Pingora's case-preserving
+//! `RequestHeader::insert_header` costs about twice as much per header (it parses the name
+//! again and keeps a second, case-keyed map); `benches/benches/headers.rs` measures both.
+
+use std::net::IpAddr;
+
+use http::header::{AUTHORIZATION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::proxies::forwarded_for;
+use crate::request_id::{random_u128, write_hex};
+use crate::snapshot::ResponseHeaders;
+
+/// `X-Forwarded-For`.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// W3C Trace Context `traceparent`.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// Headers only a trusted proxy may set; from anyone else they are removed before the upstream
+/// sees the request (routing never reads them: it uses the request line only).
+pub const PROXY_ONLY_HEADERS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-original-url",
+    "x-original-method",
+    "x-rewrite-url",
+];
+
+/// What the gateway knows about a request when it forwards it.
+pub struct Forwarding<'a> {
+    /// The TCP peer's address.
+    pub client_ip: Option<IpAddr>,
+    /// The peer is a trusted proxy: its `X-Forwarded-*` values are kept (and appended to).
+    pub trusted_peer: bool,
+    /// The request arrived over TLS.
+    pub tls: bool,
+    /// The request-target's authority (absolute-form), used when there is no `Host`.
+    pub authority: Option<&'a str>,
+    /// The tenant's `identity-headers` names: client copies are removed.
+    pub identity_headers: &'a [(HeaderName, String)],
+    /// `forward-access-token`: keep the client's `Authorization`.
+    pub forward_access_token: bool,
+    /// The request ID header name and value.
+    pub request_id: (&'a HeaderName, HeaderValue),
+}
+
+/// Whether a client header name is an identity header in any spelling: `X-Auth-*` or one of
+/// the configured names, ignoring case, with `_` and `-` interchangeable (some servers fold
+/// `_` into `-`, so `X_Auth_Roles` would reach them as `X-Auth-Roles`).
+#[must_use]
+pub fn is_identity_header(name: &[u8], configured: &[(HeaderName, String)]) -> bool {
+    let same =
+        |a: u8, b: u8| a.eq_ignore_ascii_case(&b) || matches!((a, b), (b'_', b'-') | (b'-', b'_'));
+    (name.len() > 7 && name[..7].iter().zip(b"x-auth-").all(|(&a, &b)| same(a, b)))
+        || configured.iter().any(|(h, _)| {
+            let h = h.as_str().as_bytes();
+            h.len() == name.len() && h.iter().zip(name).all(|(&a, &b)| same(a, b))
+        })
+}
+
+/// Rewrites a client's request headers for the upstream: removes client copies of identity
+/// headers, proxy-only headers (unless the peer is trusted) and `Authorization` (unless
+/// forwarded); sets `X-Forwarded-For/Proto/Host` (a trusted proxy's values are kept), the
+/// request ID, and a `traceparent` when the client sent no valid one. The caller then adds the
+/// identity headers it vouches for.
+pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
+    // Room for what is added below plus the caller's identity headers: one growth at most.
+    headers.reserve(8 + f.identity_headers.len());
+    // One pass decides what to remove; the usual request has nothing to remove and allocates
+    // nothing here.
+    let mut remove: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let bytes = name.as_str().as_bytes();
+        if is_identity_header(bytes, f.identity_headers)
+            || (!f.trusted_peer && PROXY_ONLY_HEADERS.iter().any(|p| p.as_bytes() == bytes))
+        {
+            remove.push(name.clone());
+        }
+    }
+    for name in &remove {
+        headers.remove(name);
+    }
+    if !f.forward_access_token {
+        headers.remove(AUTHORIZATION);
+    }
+    if let Some(ip) = f.client_ip {
+        let existing = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        if let Ok(v) = HeaderValue::try_from(forwarded_for(existing, ip, f.trusted_peer)) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+    }
+    if !f.trusted_peer || !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, if f.tls { HTTPS } else { HTTP });
+    }
+    if !f.trusted_peer || !headers.contains_key(X_FORWARDED_HOST) {
+        let host = headers
+            .get(HOST)
+            .cloned()
+            .or_else(|| f.authority.and_then(|a| HeaderValue::from_str(a).ok()));
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+    let (id_name, id_value) = &f.request_id;
+    let traceparent_ok = headers
+        .get(TRACEPARENT)
+        .is_some_and(|v| is_valid_traceparent(v.as_bytes()));
+    if !traceparent_ok {
+        headers.insert(TRACEPARENT, new_traceparent(id_value.as_bytes()));
+    }
+    headers.insert((*id_name).clone(), id_value.clone());
+}
+
+/// Adds the headers every response carries: the security headers (HSTS only when the client
+/// used HTTPS, RFC 6797 7.2) and the request ID.
+pub fn respond(
+    headers: &mut HeaderMap,
+    security: &ResponseHeaders,
+    secure: bool,
+    request_id: (&HeaderName, HeaderValue),
+) {
+    headers.reserve(security.always.len() + 2);
+    for (name, value) in &security.always {
+        headers.insert(name.clone(), value.clone());
+    }
+    if secure {
+        if let Some(hsts) = &security.hsts {
+            headers.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+    headers.insert(request_id.0.clone(), request_id.1);
+}
+
+/// Whether `v` is a W3C `traceparent` (version 00) with a non-zero trace id and parent id.
+#[must_use]
+pub fn is_valid_traceparent(v: &[u8]) -> bool {
+    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &[u8]| s.iter().any(|&b| b != b'0');
+    v.len() == 55
+        && &v[..3] == b"00-"
+        && v[35] == b'-'
+        && v[52] == b'-'
+        && hex(&v[3..35])
+        && nonzero(&v[3..35])
+        && hex(&v[36..52])
+        && nonzero(&v[36..52])
+        && hex(&v[53..55])
+}
+
+/// A new sampled `traceparent` whose trace id is the request ID when that is 32 lowercase hex
+/// digits (generated IDs are), so logs and traces correlate; else a random one.
+#[must_use]
+pub fn new_traceparent(request_id: &[u8]) -> HeaderValue {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let usable = request_id.len() == 32
+        && request_id
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && request_id.iter().any(|&b| b != b'0');
+    if usable {
+        out[3..35].copy_from_slice(request_id);
+    } else {
+        write_hex(&mut out[3..35], random_u128() | 1);
+    }
+    write_hex(&mut out[36..52], (random_u128() as u64 | 1).into());
+    // Only "0-9a-f-" bytes: always a valid header value.
+    HeaderValue::from_bytes(&out).expect("hex and dashes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarding<'a>(
+        configured: &'a [(HeaderName, String)],
+        id_name: &'a HeaderName,
+        trusted: bool,
+    ) -> Forwarding<'a> {
+        Forwarding {
+            client_ip: Some("10.1.2.3".parse().unwrap()),
+            trusted_peer: trusted,
+            tls: false,
+            authority: None,
+            identity_headers: configured,
+            forward_access_token: false,
+            request_id: (
+                id_name,
+                HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736"),
+            ),
+        }
+    }
+
+    fn client_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_identity_header_spellings_and_keeps_lookalikes() {
+        let configured = vec![(HeaderName::from_static("x-user-email"), "email".to_string())];
+        let id = HeaderName::from_static("x-request-id");
+        let mut h = client_headers(&[
+            ("X-Auth-Subject", "evil"),
+            ("x_auth_userid", "evil"),
+            ("X-AUTH-ROLES", "admin"),
+            ("X-Authority", "keep"),
+            ("Accept", "*/*"),
+            ("x_user_email", "evil"),
+            ("X-User-Email-2", "keep"),
+            ("Authorization", "Bearer t"),
+        ]);
+        forward_request(&mut h, &forwarding(&configured, &id, false));
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "accept",
+                "traceparent",
+                "x-authority",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-request-id",
+                "x-user-email-2"
+            ]
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
+        let id = HeaderName::from_static("x-request-id");
+        let mut h = client_headers(&[
+            ("Host", "app.example.com"),
+            ("X-Forwarded-For", "1.1.1.1"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Original-URL", "/admin"),
+            ("Forwarded", "for=1.1.1.1"),
+        ]);
+        forward_request(&mut h, &forwarding(&[], &id, false));
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert!(h.get("x-original-url").is_none() && h.get("forwarded").is_none());
+        assert_eq!(h["x-request-id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        let tp = h["traceparent"].as_bytes();
+        assert!(is_valid_traceparent(tp));
+        assert!(tp.starts_with(b"00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_values_and_gets_appended_to() {
+        let id = HeaderName::from_static("x-request-id");
+        let mut h = client_headers(&[
+            ("Host", "internal:8080"),
+            ("X-Forwarded-For", "1.1.1.1"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Original-URL", "/x"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        ]);
+        forward_request(&mut h, &forwarding(&[], &id, true));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert_eq!(h["x-original-url"], "/x");
+        assert_eq!(
+            h["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+    }
+
+    #[test]
+    fn no_host_uses_the_authority_or_removes_the_header() {
+        let id = HeaderName::from_static("x-request-id");
+        let mut h = client_headers(&[("X-Forwarded-Host", "evil")]);
+        forward_request(&mut h, &forwarding(&[], &id, false));
+        assert!(h.get("x-forwarded-host").is_none());
+        let mut h = HeaderMap::new();
+        let f = Forwarding {
+            authority: Some("example.com:8443"),
+            ..forwarding(&[], &id, false)
+        };
+        forward_request(&mut h, &f);
+        assert_eq!(h["x-forwarded-host"], "example.com:8443");
+    }
+
+    #[test]
+    fn responses_get_security_headers_and_the_request_id() {
+        let security = ResponseHeaders {
+            always: vec![(
+                HeaderName::from_static("x-frame-options"),
+                HeaderValue::from_static("DENY"),
+            )],
+            hsts: Some(HeaderValue::from_static("max-age=31536000")),
+        };
+        let id = HeaderName::from_static("x-request-id");
+        let mut h = client_headers(&[
+            ("X-Frame-Options", "SAMEORIGIN"),
+            ("Content-Type", "text/plain"),
+        ]);
+        respond(
+            &mut h,
+            &security,
+            false,
+            (&id, HeaderValue::from_static("abc")),
+        );
+        assert_eq!(
+            h["x-frame-options"], "DENY",
+            "the policy wins over the upstream"
+        );
+        assert_eq!(h["x-request-id"], "abc");
+        assert!(h.get("strict-transport-security").is_none());
+        respond(
+            &mut h,
+            &security,
+            true,
+            (&id, HeaderValue::from_static("abc")),
+        );
+        assert_eq!(h["strict-transport-security"], "max-age=31536000");
+        assert_eq!(h.get_all("x-frame-options").iter().count(), 1);
+    }
+
+    #[test]
+    fn traceparents_are_validated_and_started_from_the_request_id() {
+        let id = b"4bf92f3577b34da6a3ce929d0e0e4736";
+        let tp = new_traceparent(id);
+        assert!(is_valid_traceparent(tp.as_bytes()), "{tp:?}");
+        assert!(tp
+            .as_bytes()
+            .starts_with(b"00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        let other = new_traceparent(b"client-chosen-id");
+        assert!(is_valid_traceparent(other.as_bytes()), "{other:?}");
+        assert_ne!(new_traceparent(id), new_traceparent(id), "fresh parent ids");
+        assert!(is_valid_traceparent(
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        for bad in [
+            &b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"[..],
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            b"garbage",
+        ] {
+            assert!(
+                !is_valid_traceparent(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
