@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 
 /// How often the writer collects the request threads' lines. Request threads never wake it:
 /// waking a writer per line (a channel) cost a fifth of a core and a context switch on the
-/// proxy thread per request (loadtest/README.md, "What moved the figures").
+/// proxy thread per request (loadtest/README.md, "What moved each figure").
 const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Bytes one thread may hold between two collections before lines are dropped.

@@ -450,7 +450,7 @@ async fn refusal(
     title: &str,
     message: &str,
 ) -> pingora::Result<()> {
-    let body = page(title, message, ctx.request_id.as_str());
+    let body = page(title, message, ctx.request_id());
     respond(
         session,
         ctx,
@@ -602,7 +602,7 @@ async fn callback(
     sessions: &Sessions,
     query: Option<&str>,
 ) -> pingora::Result<()> {
-    let request_id = ctx.request_id.as_str().to_string();
+    let request_id = ctx.request_id().to_string();
     let code = query_param(query, "code");
     let state_param = query_param(query, "state");
     let (Some(code), Some(state_param)) = (code, state_param) else {

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use gatehouse_policy::request_id::{new_request_id, RequestId};
+use gatehouse_policy::request_id::new_request_id;
 use gatehouse_policy::snapshot::{Denial, RouteRef};
 
 use crate::runtime::Runtime;
@@ -18,8 +18,10 @@ pub struct RequestCtx {
     pub tenant: Option<usize>,
     /// The matched route.
     pub route: Option<RouteRef>,
-    /// The request ID: the client's (when valid) or a fresh one.
-    pub request_id: RequestIdValue,
+    /// The request ID as the header value sent upstream and to the client: a fresh one from
+    /// `new_ctx`, replaced by the client's when valid. Client values are validated as
+    /// `[A-Za-z0-9._-]` (`is_valid_request_id`) before they are kept, so the ID is always text.
+    pub request_id: http::HeaderValue,
     /// The client's address (the TCP peer).
     pub client_ip: Option<IpAddr>,
     /// The TCP peer is in `trusted-proxies`.
@@ -57,13 +59,20 @@ impl RequestCtx {
         self.tenant.map(|t| runtime.policy.tenant(t).name.as_str())
     }
 
+    /// The request ID as text.
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("")
+    }
+
     /// An empty context.
     pub fn new() -> Self {
         RequestCtx {
             runtime: None,
             tenant: None,
             route: None,
-            request_id: RequestIdValue::Generated(new_request_id()),
+            // 32 hex digits: always a valid header value.
+            request_id: http::HeaderValue::from_bytes(new_request_id().as_bytes())
+                .expect("hex digits"),
             client_ip: None,
             trusted_peer: false,
             tls: false,
@@ -78,37 +87,6 @@ impl RequestCtx {
             forward_auth: false,
             denial: None,
             started: Instant::now(),
-        }
-    }
-}
-
-/// A request ID: the client's own (already validated: 1-128 chars of `[A-Za-z0-9._-]`, kept as
-/// the received header value, no copy) or one the gateway generated.
-pub enum RequestIdValue {
-    /// Generated here.
-    Generated(RequestId),
-    /// The client's valid value.
-    Client(http::HeaderValue),
-}
-
-impl RequestIdValue {
-    /// The ID as a header value (the client's is shared, not copied).
-    pub fn header_value(&self) -> http::HeaderValue {
-        match self {
-            // 32 hex digits: always a valid header value.
-            RequestIdValue::Generated(id) => {
-                http::HeaderValue::from_bytes(id.as_bytes()).expect("hex digits")
-            }
-            RequestIdValue::Client(v) => v.clone(),
-        }
-    }
-
-    /// The ID as text.
-    pub fn as_str(&self) -> &str {
-        match self {
-            RequestIdValue::Generated(id) => id.as_str(),
-            // Validated as ASCII alphanumerics and `._-` before it was stored.
-            RequestIdValue::Client(v) => v.to_str().unwrap_or(""),
         }
     }
 }

@@ -10,7 +10,7 @@ use gatehouse_policy::authz::Forbidden;
 use gatehouse_policy::cors::is_preflight;
 use gatehouse_policy::headers::{forward_request, Forwarding};
 use gatehouse_policy::path::normalize_path;
-use gatehouse_policy::request_id::{is_valid_request_id, new_request_id};
+use gatehouse_policy::request_id::is_valid_request_id;
 use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
 use gatehouse_session::claims::Claims;
 use gatehouse_session::{looks_like_jwt, TokenError};
@@ -26,7 +26,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::{bearer_token, ClaimsIdentity};
 use crate::browser::{self, Builtin, SessionOutcome, Sessions};
-use crate::ctx::{RequestCtx, RequestIdValue};
+use crate::ctx::RequestCtx;
 use crate::metrics::Metrics;
 use crate::responses;
 use crate::runtime::SharedRuntime;
@@ -101,10 +101,14 @@ impl ProxyHttp for Gateway {
             Some(t) => &runtime.policy.tenant(t).request_id_header,
             None => &runtime.policy.default_request_id_header,
         };
-        ctx.request_id = match req.headers.get(id_header) {
-            Some(v) if is_valid_request_id(v.as_bytes()) => RequestIdValue::Client(v.clone()),
-            _ => RequestIdValue::Generated(new_request_id()),
-        };
+        // A valid client ID is kept (shared, not copied); otherwise the one `new_ctx` generated.
+        if let Some(v) = req
+            .headers
+            .get(id_header)
+            .filter(|v| is_valid_request_id(v.as_bytes()))
+        {
+            ctx.request_id = v.clone();
+        }
         ctx.runtime = Some(runtime);
         self.metrics.in_flight.inc();
         Ok(())
@@ -239,7 +243,7 @@ impl ProxyHttp for Gateway {
             authority: session.req_header().uri.authority().map(|a| a.as_str()),
             identity_headers,
             forward_access_token: tenant.is_some_and(|t| t.forward_access_token),
-            request_id: (id_header, ctx.request_id.header_value()),
+            request_id: (id_header, ctx.request_id.clone()),
         };
         let login = ctx.tenant.and_then(|t| runtime.logins[t].as_ref());
         edit_request_headers(upstream_request, |headers| {
@@ -356,7 +360,7 @@ impl ProxyHttp for Gateway {
             let raw = session.req_header().raw_path();
             let path = raw.split(|&b| b == b'?').next().unwrap_or_default();
             log.record(&Entry {
-                request_id: ctx.request_id.as_str(),
+                request_id: ctx.request_id(),
                 tenant: tenant_name,
                 route,
                 method: method.as_str(),

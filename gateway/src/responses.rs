@@ -30,7 +30,7 @@ pub fn apply_common_headers(resp: &mut ResponseHeader, ctx: &RequestCtx) {
             headers,
             security,
             ctx.secure,
-            (request_id_header, ctx.request_id.header_value()),
+            (request_id_header, ctx.request_id.clone()),
         );
         if let Some(cors) = tenant.and_then(|t| t.cors.as_ref()) {
             if let Some(origin) = &ctx.cors_origin {
@@ -137,7 +137,7 @@ pub async fn deny(
     }
     tracing::info!(
         tenant = ctx.tenant_name().unwrap_or("-"),
-        request_id = ctx.request_id.as_str(),
+        request_id = ctx.request_id(),
         reason = denial.reason(),
         status,
         "request denied"
@@ -162,7 +162,7 @@ async fn write(
     mut resp: ResponseHeader,
     status: u16,
 ) -> pingora::Result<()> {
-    let body = error_body(status, ctx.request_id.as_str());
+    let body = error_body(status, ctx.request_id());
     resp.insert_header(CONTENT_TYPE, "application/json")?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     resp.insert_header(CACHE_CONTROL, "no-store")?;
