@@ -1,73 +1,18 @@
 //! Introspection against the real test IdP (`testing/idp`, oidc-provider) issuing opaque
 //! access tokens. Skipped (with a message) only when `node` is not installed.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+#[path = "common/idp.rs"]
+mod idp;
+
 use std::time::Duration;
 
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
 use gatehouse_session::{looks_like_jwt, TokenError, TokenVerifier};
+use idp::{node_available, Idp};
 use serde_json::Value;
 
-/// The IdP child process, killed when dropped.
-struct Idp {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn node_available() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn start_idp() -> Idp {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testing/idp");
-    let mut child = Command::new("node")
-        .arg("idp.mjs")
-        .current_dir(&dir)
-        .env("IDP_PORT", port.to_string())
-        .env("IDP_HOST", "127.0.0.1")
-        .env("IDP_ACCESS_TOKEN_FORMAT", "opaque")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start node idp.mjs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut idp = Idp {
-        child,
-        issuer: String::new(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(issuer) = line.strip_prefix("IDP READY ") {
-                let _ = tx.send(issuer.trim().to_string());
-            }
-        }
-    });
-    idp.issuer = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the IdP printed IDP READY <issuer> within 30s");
-    idp
+    Idp::start(&[("IDP_ACCESS_TOKEN_FORMAT", "opaque")])
 }
 
 fn provider(issuer: &str, method: TokenEndpointAuthMethod) -> IdentityProvider {

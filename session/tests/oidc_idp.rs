@@ -4,16 +4,17 @@
 //! refresh with rotation, and the end-session URL. Skipped (with a message) only when `node`
 //! is not installed.
 
+#[path = "common/idp.rs"]
+mod idp;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
 use gatehouse_session::oidc::{pkce_challenge, LoginState, OidcClient, OidcError};
 use gatehouse_session::TokenVerifier;
+use idp::{node_available, Idp};
 use reqwest::Url;
 use serde_json::{json, Value};
 
@@ -22,65 +23,12 @@ const REDIRECT_URI: &str = "http://demo.localhost:8080/oauth/callback";
 const POST_LOGOUT: &str = "http://demo.localhost:8080/";
 const ALICE_SUB: &str = "00000000-0000-4000-8000-0000000a11ce";
 
-/// The IdP child process, killed when dropped.
-struct Idp {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn node_available() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn start_idp() -> Idp {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testing/idp");
-    let mut child = Command::new("node")
-        .arg("idp.mjs")
-        .current_dir(&dir)
-        .env("IDP_PORT", port.to_string())
-        .env("IDP_HOST", "127.0.0.1")
-        .env("IDP_REDIRECT_URIS", REDIRECT_URI)
-        .env("IDP_POST_LOGOUT_REDIRECT_URIS", POST_LOGOUT)
-        .env("IDP_REFRESH_ROTATE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start node idp.mjs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut idp = Idp {
-        child,
-        issuer: String::new(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(issuer) = line.strip_prefix("IDP READY ") {
-                let _ = tx.send(issuer.trim().to_string());
-            }
-        }
-    });
-    idp.issuer = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the IdP printed IDP READY <issuer> within 30s");
-    idp
+    Idp::start(&[
+        ("IDP_REDIRECT_URIS", REDIRECT_URI),
+        ("IDP_POST_LOGOUT_REDIRECT_URIS", POST_LOGOUT),
+        ("IDP_REFRESH_ROTATE", "1"),
+    ])
 }
 
 fn provider(issuer: &str, method: TokenEndpointAuthMethod) -> IdentityProvider {

@@ -1,0 +1,74 @@
+//! The real test IdP (`testing/idp/idp.mjs`, oidc-provider) as a child process on a free
+//! loopback port, for the tests that talk to it.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The IdP child process, killed when dropped.
+pub struct Idp {
+    child: Child,
+    /// Its issuer URL, as it printed it when ready.
+    pub issuer: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `node` is installed (the IdP tests are skipped, with a message, without it).
+pub fn node_available() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Idp {
+    /// Starts the IdP with these extra `IDP_*` settings and waits (up to 30 s) for its
+    /// `IDP READY <issuer>` line.
+    pub fn start(env: &[(&str, &str)]) -> Idp {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testing/idp");
+        let mut child = Command::new("node")
+            .arg("idp.mjs")
+            .current_dir(&dir)
+            .env("IDP_PORT", port.to_string())
+            .env("IDP_HOST", "127.0.0.1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node idp.mjs");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut idp = Idp {
+            child,
+            issuer: String::new(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(issuer) = line.strip_prefix("IDP READY ") {
+                    let _ = tx.send(issuer.trim().to_string());
+                }
+            }
+        });
+        idp.issuer = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the IdP printed IDP READY <issuer> within 30s");
+        idp
+    }
+}
