@@ -10,8 +10,10 @@
 # that range and make a node abort with "Address already in use".
 #
 # Everything lives in DIR (configs, pidfiles, logs, nodes.conf); nothing is persisted (no RDB,
-# no AOF). `start` is idempotent: nodes already answering PING are reused and an already formed
-# cluster is not re-created. Every wait is bounded. Needs redis-server and redis-cli (Redis >= 7).
+# no AOF). `start` is idempotent for its own DIR: nodes DIR started that still run are reused and
+# an already formed cluster is not re-created; a port answered by any other Redis is an error
+# (joining a stranger's node would mix two test clusters). Every wait is bounded. Needs
+# redis-server and redis-cli (Redis >= 7).
 set -euo pipefail
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -46,9 +48,19 @@ gone() { [[ ! -e "/proc/$1" ]] || grep -q '^State:[[:space:]]*Z' "/proc/$1/statu
 
 cluster_ok() { cli "$1" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
 
+# ours DIR PORT: the node on PORT was started from DIR and still runs.
+ours() {
+  local pid
+  pid=$(cat "$1/redis-$2.pid" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && ! gone "$pid"
+}
+
 start_node() { # DIR PORT CLUSTER(yes|no)
   local dir=$1 port=$2 cluster=$3
-  if pings "$port"; then return 0; fi
+  if pings "$port"; then
+    ours "$dir" "$port" && return 0
+    die "port $port is already served by a Redis not started from $dir"
+  fi
   local conf="$dir/redis-$port.conf"
   cat >"$conf" <<CONF
 bind 127.0.0.1
