@@ -14,6 +14,10 @@ over rounds. Ratios divide by a reference measured in the same run:
   vs nginx - nginx plain proxy_pass (`plain`)
   vs HAProxy (jwt) - haproxy-jwt in the same scenario, else in `jwt-warm`
   vs Apache (jwt)  - apache-jwt in `jwt-warm`
+  vs Apache (session) - apache-session in `session` (mod_auth_openidc as OIDC client, sessions in
+                     one Redis node; session table and goals only)
+RESULTS_DIR/raw/apache-session-redis-rROUND.txt (INFO commandstats of that Redis node, reset
+before the round's apache-session run) gives the Redis commands per request.
 """
 import json
 import math
@@ -31,7 +35,8 @@ SCENARIO_TITLE = {
     "jwt-miss": "jwt-miss: bearer JWT, a fresh token per request (cache miss, RS256 verify)",
     "mix-80-20": "mix-80-20: 80 % valid tokens / 20 % forged (401)",
     "tenants-1-vs-10000": "tenants-1-vs-10000: white-listed route, 1 vs 10 000 tenants in the config",
-    "session": "Sessions (issue 5): cookie session (browser login) on memory / Redis Cluster",
+    "session": ("Sessions (issue 5): cookie session (browser login) on memory / Redis Cluster, "
+                "and Apache mod_auth_openidc (OIDC client, sessions in Redis)"),
 }
 SESSION_PEERS = [
     ("gatehouse-public", "(a) public white-listed route, same instance as (b)"),
@@ -39,10 +44,10 @@ SESSION_PEERS = [
     ("gatehouse-session-redis-nocache", "(c) session, Redis Cluster, `local-cache-ttl: 0s` (every request a Redis GET)"),
     ("gatehouse-session-redis-5s", "(d) session, Redis Cluster, `local-cache-ttl: 5s` (warm)"),
     ("bare-proxy", "bare-proxy, same request (with the cookie)"),
+    ("apache-session", "(e) Apache 2.4 + mod_auth_openidc, OIDC client, `server-cache` sessions "
+                       "in **one standalone Redis node** (it cannot use a Redis Cluster)"),
 ]
-NOT_YET = [
-    "Apache mod_auth_openidc as OIDC client with its session cache in Redis",
-]
+NOT_YET = []
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127)]
 
@@ -97,6 +102,24 @@ def load(results):
                     if line.startswith("LT_IDLE "):
                         idle.append(json.loads(line[len("LT_IDLE "):]))
     return runs, idle, broken
+
+
+def load_redis_stats(results):
+    """Per round: {command: calls} from raw/apache-session-redis-rN.txt (INFO commandstats)."""
+    raw = os.path.join(results, "raw")
+    stats = {}
+    for name in sorted(os.listdir(raw)):
+        m = re.match(r"apache-session-redis-r(\d+)\.txt$", name)
+        if not m:
+            continue
+        calls = {}
+        with open(os.path.join(raw, name), errors="replace") as f:
+            for line in f:
+                c = re.match(r"cmdstat_([^:]+):calls=(\d+)", line.strip())
+                if c and c.group(1) != "config|resetstat":
+                    calls[c.group(1)] = int(c.group(2))
+        stats[int(m.group(1))] = calls
+    return stats
 
 
 def aggregate(rounds):
@@ -319,6 +342,7 @@ def main():
         with open(os.path.join(results, "run.json")) as f:
             meta = json.load(f)
     runs, idle, broken = load(results)
+    redis_stats = load_redis_stats(results)
     agg = {s: {p: aggregate(r) for p, r in peers.items()} for s, peers in runs.items()}
 
     def get(s, p):
@@ -349,7 +373,9 @@ def main():
     w("req/s: mean over rounds (min-max). p50/p99/p99.9: median over rounds, ms. Ratios divide "
       "the req/s by a reference from this same run: **bare** = bare-proxy (same scenario, else "
       "`plain`), **nginx** = nginx plain `proxy_pass`, **HAProxy** = HAProxy `jwt_verify` (same "
-      "scenario, else `jwt-warm`), **Apache** = Apache mod_auth_openidc (`jwt-warm`).\n")
+      "scenario, else `jwt-warm`), **Apache** = Apache mod_auth_openidc (`jwt-warm`); the "
+      "session section also divides by **Apache (e)** = mod_auth_openidc as OIDC client "
+      "(`session`).\n")
     if broken:
         w(f"**Runs without a wrk summary (failed):** {', '.join(broken)}\n")
 
@@ -361,12 +387,17 @@ def main():
         w(f"## {SCENARIO_TITLE.get(s, s)}\n")
         if s == "session":
             pub = (peers.get("gatehouse-public") or {}).get("rps")
+            aps = (peers.get("apache-session") or {}).get("rps")
             w("The tenant has `login` + `cookie`; alice logged in through the test IdP "
               "(`login.py`, access tokens valid 1 h: no refresh during the runs) and every "
-              "request carries her `gatehouse_session` cookie. **vs public** = the white-listed "
-              "route (a) of the same run; **vs bare** = bare-proxy in this scenario.\n")
-            w("| configuration | req/s | p50 | p99 | p99.9 | vs public (a) | vs bare | non-2xx | errors |")
-            w("|---|---|---|---|---|---|---|---|---|")
+              "request carries her `gatehouse_session` cookie. (e) is Apache mod_auth_openidc "
+              "as OIDC client of the same IdP (client `gatehouse`), alice logged in on it the "
+              "same way; its requests carry its `mod_auth_openidc_session` cookie (the session "
+              "id). **vs public** = the white-listed route (a) of the same run; **vs bare** = "
+              "bare-proxy in this scenario; **vs Apache (e)** = (e) of the same run.\n")
+            w("| configuration | req/s | p50 | p99 | p99.9 | vs public (a) | vs bare "
+              "| vs Apache (e) | non-2xx | errors |")
+            w("|---|---|---|---|---|---|---|---|---|---|")
             for p, label in SESSION_PEERS:
                 a = peers.get(p)
                 if not a:
@@ -375,8 +406,42 @@ def main():
                           if a["rounds"] > 1 else "")
                 w(f"| {label} | {a['rps'] / 1000:.1f}k{spread} | {a['p50']:.2f} | {a['p99']:.2f} | "
                   f"{a['p999']:.2f} | {ratio(a['rps'], pub)} | {ratio(a['rps'], ref_bare(s))} | "
-                  f"{a['non2xx']} | {a['errors']} |")
+                  f"{ratio(a['rps'], aps)} | {a['non2xx']} | {a['errors']} |")
             w("")
+            if aps:
+                vs = [f"{lab} / Apache (e) = **{peers[p]['rps'] / aps:.2f}x**" for p, lab in
+                      (("gatehouse-session-redis-5s", "gatehouse (d), Redis Cluster, cache warm"),
+                       ("gatehouse-session-redis-nocache",
+                        "gatehouse (c), Redis Cluster, cache off")) if p in peers]
+                if vs:
+                    w("Against Apache mod_auth_openidc: " + "; ".join(vs) + ".\n")
+                w("**mod_auth_openidc cannot use a Redis Cluster; it gets a single Redis node.** "
+                  "mod_auth_openidc 2.4.x talks to one `host:port` (`OIDCRedisCacheServer`: one "
+                  "hiredis connection per process, a `MOVED` reply is an error), so (e) keeps its "
+                  "sessions in one standalone Redis on loopback while (c) and (d) use the 6-node "
+                  "cluster: (e) is spared the cluster's routing and has no failover. It has no "
+                  "in-process cache in front of Redis: every request reads the session from Redis "
+                  "(key hashed with the passphrase, value AES-GCM encrypted, `OIDCCacheEncrypt` "
+                  "default), and with `OIDCProviderMetadataURL` (the static endpoint directives "
+                  "take only https URLs; the test IdP is plain http) the provider metadata too; "
+                  "each round trip holds a process-wide mutex. So (e) does the work of (c) "
+                  "(every request a Redis round trip), not of (d) (local cache warm); (d) vs (e) "
+                  "compares each gateway as configured for sessions in Redis.\n")
+                ap_rounds = {r["round"]: r["requests"] for r in runs["session"]["apache-session"]}
+                common = sorted(set(ap_rounds) & set(redis_stats))
+                reqs = sum(ap_rounds[r] for r in common)
+                if reqs:
+                    cmds = {}
+                    for r in common:
+                        for c, n in redis_stats[r].items():
+                            cmds[c] = cmds.get(c, 0) + n
+                    per = {c: n / reqs for c, n in sorted(cmds.items())}
+                    summary["apache_session_redis_per_request"] = per
+                    w("Redis commands per (e) request in this run (INFO commandstats of its node, "
+                      f"reset before each (e) run; {reqs} requests): "
+                      + ", ".join(f"`{c.upper()}` {v:.2f}" for c, v in per.items())
+                      + " (expected: 2 `GET`s, the session and the provider metadata; a `SETEX` "
+                      "at most once a minute when the sliding inactivity timeout is pushed on).\n")
             w("Same figures, all peers, with the other references:\n")
         w("| peer | req/s | p50 | p99 | p99.9 | vs bare | vs nginx | vs HAProxy (jwt) "
           "| vs Apache (jwt) | non-2xx | errors |")
@@ -433,10 +498,11 @@ def main():
     else:
         w("not measured in this run.\n")
 
-    w("## not yet measured\n")
-    for n in NOT_YET:
-        w(f"- {n}: not yet")
-    w("")
+    if NOT_YET:
+        w("## not yet measured\n")
+        for n in NOT_YET:
+            w(f"- {n}: not yet")
+        w("")
 
     # Goals of issue 10, evaluated on this run's numbers.
     goals = []
@@ -491,6 +557,12 @@ def main():
     if not (sw and so and sb):
         goals.append(("cookie session, local cache warm / off", "-", ">= 0.95x / >= 0.6x bare",
                       "not measured in this run"))
+    sa = get("session", "apache-session")
+    for g, what in ((sw, "local cache warm (d)"), (so, "local cache off (c)")):
+        if g and sa:
+            goals.append((f"cookie session on Redis Cluster, {what}, vs Apache mod_auth_openidc "
+                          "(OIDC client, sessions in one Redis node)",
+                          f"{g['rps'] / sa['rps']:.2f}x", "no target (reference)", "reported"))
     w("## goals of issue 10 on this run\n")
     w("| goal | this run | target | |")
     w("|---|---|---|---|")

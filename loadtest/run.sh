@@ -12,7 +12,8 @@
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
 # subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k),
-# LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5),
+# LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5, and one
+# standalone Redis on BASE+10 for Apache mod_auth_openidc, which cannot use a cluster),
 # CARGO_TARGET_DIR (where the release binaries are built; default ./target).
 #
 # Everything listens on 127.0.0.1; every load loop is bounded in time (wrk -d, idle.py --timeout)
@@ -50,6 +51,8 @@ P_IDLE=$((B + 10))
 # session scenario: the test IdP and three gatehouse instances (memory, Redis Cluster with the
 # local cache off, Redis Cluster with local-cache-ttl 5s)
 P_IDP=$((B + 11)); P_GHS_MEM=$((B + 12)); P_GHS_R0=$((B + 13)); P_GHS_R5=$((B + 14))
+# ... and Apache mod_auth_openidc as OIDC client with its session cache in one Redis node
+P_APACHE_S=$((B + 15)); REDIS_APACHE=$((REDIS_BASE + 10))
 SESSION=0; [[ " $SCENARIOS " == *" session "* ]] && SESSION=1
 IDP_ISSUER="http://127.0.0.1:$P_IDP/realms/demo"
 
@@ -124,6 +127,10 @@ cleanup() {
     timeout 30 "$ROOT/testing/redis/cluster.sh" stop "$WORK/redis" >/dev/null 2>&1 \
       || log "WARNING: Redis Cluster stop failed (pidfiles in $WORK/redis)"
   fi
+  if [[ -d $WORK/redis-apache ]]; then
+    timeout 30 "$ROOT/testing/redis/cluster.sh" stop "$WORK/redis-apache" >/dev/null 2>&1 \
+      || log "WARNING: Apache's Redis node stop failed (pidfile in $WORK/redis-apache)"
+  fi
   if [[ ${LT_KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
   exit "$rc"
 }
@@ -140,7 +147,7 @@ if (( IDLE_CONNS + 300 > NOFILE )); then
 fi
 
 LT_PORTS="$P_UP $P_BARE $P_NGINX $P_HAP $P_HAPJWT $P_APACHE $P_GH $P_GH10K $P_GHMISS $P_IDLE"
-((SESSION)) && LT_PORTS+=" $P_IDP $P_GHS_MEM $P_GHS_R0 $P_GHS_R5 $(seq -s ' ' "$REDIS_BASE" $((REDIS_BASE + 5)))"
+((SESSION)) && LT_PORTS+=" $P_IDP $P_GHS_MEM $P_GHS_R0 $P_GHS_R5 $P_APACHE_S $(seq -s ' ' "$REDIS_BASE" $((REDIS_BASE + 5))) $REDIS_APACHE"
 for p in $LT_PORTS; do
   if ss -Hltn "sport = :$p" | grep -q .; then die "port $p is taken (set LT_PORT_BASE)"; fi
 done
@@ -387,6 +394,78 @@ if ((SESSION)); then
   for f in gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s; do
     "$GATEHOUSE" check --config "$WORK/$f.yaml" > /dev/null || die "$f.yaml does not validate"
   done
+
+  # Apache 2.4 + mod_auth_openidc 2.4.12 as OpenID Connect client (relying party) of the same
+  # IdP, client `gatehouse`, with its sessions server-side in Redis: the cookie carries only the
+  # session id, every request reads the session from Redis. Same process model as apache.conf.
+  # Found in mod_auth_openidc 2.4.12.3's source (src/cache/redis.c, src/mod_auth_openidc.c):
+  # - Redis: one hiredis connection to one host:port (OIDCRedisCacheServer), no Cluster
+  #   support (a MOVED reply is an error: the lookup fails), so it gets ONE standalone Redis
+  #   node ($REDIS_APACHE), not the gatehouse instances' cluster. Every get/set holds a global
+  #   mutex around that connection: the process's Redis round trips are serialised.
+  # - No in-process cache in front of Redis for sessions: each request does a GET of the
+  #   session (key hashed with the passphrase, value AES-GCM encrypted: OIDCCacheEncrypt
+  #   defaults to On for redis) and, because the provider is configured by
+  #   OIDCProviderMetadataURL, a GET of the cached provider metadata too (the provider is
+  #   resolved through the cache on every request). The session is re-saved (SETEX) at most
+  #   once a minute (sliding inactivity timeout).
+  # - OIDCProviderMetadataURL accepts http:// (a startup warning only); the static endpoint
+  #   directives (OIDCProviderAuthorizationEndpoint, ...TokenEndpoint, ...JwksUri) accept only
+  #   https URLs, and the test IdP is plain http on loopback, so discovery it is.
+  # OIDCPassClaimsAs headers: the claims go to the upstream as headers only (not also as
+  # environment variables, which nothing reads behind ProxyPass).
+  cat > "$WORK/apache-session.conf" <<EOF
+ServerRoot /etc/apache2
+PidFile $WORK/apache-session.pid
+ErrorLog $WORK/logs/apache-session.err
+LogLevel warn
+Listen 127.0.0.1:$P_APACHE_S
+ServerName demo.localhost
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+LoadModule auth_openidc_module /usr/lib/apache2/modules/mod_auth_openidc.so
+User www-data
+Group www-data
+StartServers 1
+ServerLimit 1
+ThreadLimit $(( CONNS * 2 ))
+ThreadsPerChild $(( CONNS * 2 ))
+MinSpareThreads 1
+MaxSpareThreads $(( CONNS * 2 ))
+MaxRequestWorkers $(( CONNS * 2 ))
+MaxConnectionsPerChild 0
+KeepAlive On
+KeepAliveTimeout 300
+MaxKeepAliveRequests 0
+OIDCProviderMetadataURL $IDP_ISSUER/.well-known/openid-configuration
+OIDCClientID gatehouse
+OIDCClientSecret gatehouse-secret
+OIDCProviderTokenEndpointAuth client_secret_basic
+OIDCRedirectURI http://demo.localhost:$P_APACHE_S/oauth2callback
+OIDCCryptoPassphrase loadtest-only-passphrase
+OIDCRemoteUserClaim sub
+OIDCPassClaimsAs headers
+OIDCSessionType server-cache
+OIDCSessionInactivityTimeout 86400
+OIDCCacheType redis
+OIDCRedisCacheServer 127.0.0.1:$REDIS_APACHE
+ProxyPass /oauth2callback !
+ProxyPass / http://127.0.0.1:$P_UP/
+<Location /app/>
+  AuthType openid-connect
+  Require valid-user
+</Location>
+<Location /oauth2callback>
+  AuthType openid-connect
+  Require valid-user
+</Location>
+EOF
+  apache2 -t -f "$WORK/apache-session.conf" > "$WORK/logs/apache-session-configtest.txt" 2>&1 \
+    || { cat "$WORK/logs/apache-session-configtest.txt" >&2; die "apache-session.conf does not validate (see $WORK/logs/apache-session-configtest.txt)"; }
 fi
 cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK"/gatehouse.yaml "$WORK"/gatehouse-session-*.yaml "$RESULTS/" 2>/dev/null || true
 
@@ -437,8 +516,12 @@ if ((SESSION)); then
   mkdir -p "$WORK/redis"
   timeout 120 "$ROOT/testing/redis/cluster.sh" start "$WORK/redis" "$REDIS_BASE" > "$WORK/logs/redis-cluster.out" 2>&1 \
     || { cat "$WORK/logs/redis-cluster.out" >&2; die "Redis Cluster did not start"; }
+  # mod_auth_openidc cannot use a Redis Cluster (see apache-session.conf): one plain node.
+  log "session: one standalone Redis on 127.0.0.1:$REDIS_APACHE for Apache mod_auth_openidc"
+  timeout 60 "$ROOT/testing/redis/cluster.sh" single "$WORK/redis-apache" "$REDIS_APACHE" > "$WORK/logs/redis-apache.out" 2>&1 \
+    || { cat "$WORK/logs/redis-apache.out" >&2; die "Apache's Redis node did not start (see $WORK/logs/redis-apache.out)"; }
   start_server idp "$P_IDP" env IDP_PORT="$P_IDP" IDP_ACCESS_TOKEN_TTL=3600 IDP_REFRESH_TOKEN_TTL=7200 \
-    IDP_REDIRECT_URIS="http://demo.localhost:$P_GHS_MEM/oauth/callback,http://demo.localhost:$P_GHS_R0/oauth/callback,http://demo.localhost:$P_GHS_R5/oauth/callback" \
+    IDP_REDIRECT_URIS="http://demo.localhost:$P_GHS_MEM/oauth/callback,http://demo.localhost:$P_GHS_R0/oauth/callback,http://demo.localhost:$P_GHS_R5/oauth/callback,http://demo.localhost:$P_APACHE_S/oauth2callback" \
     IDP_POST_LOGOUT_REDIRECT_URIS="http://demo.localhost:$P_GHS_MEM/" node "$ROOT/testing/idp/idp.mjs"
   for _ in $(seq 100); do grep -q '^IDP READY' "$WORK/logs/idp.out" && break; sleep 0.1; done
   grep -q '^IDP READY' "$WORK/logs/idp.out" || die "the test IdP did not print IDP READY"
@@ -455,7 +538,17 @@ if ((SESSION)); then
     [[ -n $c ]] || { cat "$WORK/logs/login.err" >&2; die "browser login against gatehouse-session-$1 failed"; }
     COOKIE[$1]=$c
   done
-  log "session: alice logged in on the three instances (login.py)"
+  start_server apache-session "$P_APACHE_S" apache2 -f "$WORK/apache-session.conf" -DFOREGROUND
+  c=""
+  for _ in 1 2 3 4 5; do  # the first request makes mod_auth_openidc fetch the discovery document
+    c=$(timeout 60 python3 "$LT/login.py" --port "$P_APACHE_S" --host demo.localhost --path /app/x \
+      --cookie-name mod_auth_openidc_session --callback-path /oauth2callback 2>> "$WORK/logs/login.err") && break
+    c=""; sleep 1
+  done
+  [[ -n $c ]] || { cat "$WORK/logs/login.err" >&2
+    die "browser login against apache-session failed (see $WORK/logs/login.err and $WORK/logs/apache-session.err, LT_KEEP=1 keeps them)"; }
+  COOKIE[apache]=$c
+  log "session: alice logged in on the three gatehouse instances and on Apache mod_auth_openidc (login.py)"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -493,8 +586,15 @@ if ((SESSION)); then
     expect 302 "gatehouse-session-$1 without a cookie (navigation)" -H 'Host: demo.localhost' -H 'Accept: text/html' "http://127.0.0.1:$2/app/x"
     expect 401 "gatehouse-session-$1 with a forged cookie" -H 'Host: demo.localhost' -H 'Cookie: gatehouse_session=AAAAforgedAAAA' "http://127.0.0.1:$2/app/x"
   done
+  expect 200 "apache-session with the session cookie" -H 'Host: demo.localhost' -H "Cookie: ${COOKIE[apache]}" "http://127.0.0.1:$P_APACHE_S/app/x"
+  expect 302 "apache-session without a cookie" -H 'Host: demo.localhost' "http://127.0.0.1:$P_APACHE_S/app/x"
+  expect 302 "apache-session with an unknown session id" -H 'Host: demo.localhost' \
+    -H 'Cookie: mod_auth_openidc_session=AAAAforgedAAAA' "http://127.0.0.1:$P_APACHE_S/app/x"
+  loc=$(curl -s -o /dev/null -w '%{redirect_url}' --max-time 5 -H 'Host: demo.localhost' "http://127.0.0.1:$P_APACHE_S/app/x" || true)
+  [[ $loc == "$IDP_ISSUER/protocol/openid-connect/auth?"* ]] \
+    || die "preflight: apache-session without a cookie redirected to '$loc', expected the IdP's authorization endpoint (see $WORK/logs/apache-session.err)"
 fi
-log "preflight passed: every peer answers 200 / 401 as expected"
+log "preflight passed: every peer answers 200 / 401 / 302 as expected"
 
 # ---------------------------------------------------------------------------------------------
 # 8. The matrix: rounds x scenarios x peers, peers rotated every round so drift cancels.
@@ -507,7 +607,7 @@ peers_of() {
     jwt-miss) echo "gatehouse haproxy-jwt" ;;
     mix-80-20) echo "gatehouse haproxy-jwt" ;;
     tenants-1-vs-10000) echo "gatehouse-1-tenant gatehouse-10000-tenants" ;;
-    session) echo "bare-proxy gatehouse-public gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s" ;;
+    session) echo "bare-proxy gatehouse-public gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s apache-session" ;;
   esac
 }
 # wrk arguments ([-H HEADER] URL -- MODE HOST FILES) of one scenario x peer, one per line
@@ -522,6 +622,7 @@ target_of() {
   case $p in
     gatehouse-public|gatehouse-session-memory) port=$P_GHS_MEM ;;
     gatehouse-session-redis-nocache) port=$P_GHS_R0 ;; gatehouse-session-redis-5s) port=$P_GHS_R5 ;;
+    apache-session) port=$P_APACHE_S ;;
   esac
   case $s in
     session)
@@ -531,6 +632,7 @@ target_of() {
       case $p in
         gatehouse-session-redis-nocache) c=${COOKIE[redis-nocache]} ;;
         gatehouse-session-redis-5s) c=${COOKIE[redis-5s]} ;;
+        apache-session) c=${COOKIE[apache]} ;;
         bare-proxy|gatehouse-public) path=/public/x ;;
       esac
       printf '%s\n' -H "Cookie: $c" "http://127.0.0.1:$port$path" -- plain demo.localhost; return ;;
@@ -561,6 +663,7 @@ cat > "$RESULTS/run.json" <<EOF
  "versions": {"gatehouse": "$("$GATEHOUSE" version | awk '{print $2}')", "nginx": "$(nginx -v 2>&1 | sed 's/.*nginx\///')",
    "haproxy": "$(haproxy -v | head -1 | awk '{print $3}')", "apache": "$(apache2 -v | head -1 | sed 's/.*Apache\///; s/ .*//')",
    "mod_auth_openidc": "$(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo '?')",
+   "redis": "$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p')",
    "wrk": "$(wrk -v 2>&1 | head -1 | awk '{print $2}')"}}
 EOF
 
@@ -598,9 +701,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
       fi
       out="$RAW/${s}__${p}__r${r}.txt"
       mapfile -t targs < <(target_of "$s" "$p")
+      if [[ $p == apache-session ]]; then  # count mod_auth_openidc's Redis commands in this run
+        timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_APACHE" config resetstat > /dev/null 2>&1 \
+          || log "WARNING: CONFIG RESETSTAT on Apache's Redis node failed"
+      fi
       # shellcheck disable=SC2046
       timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" \
         "${targs[@]}" > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
+      if [[ $p == apache-session ]]; then  # not named *__*__rN.txt: report.py reads it apart
+        timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_APACHE" info commandstats > "$RAW/apache-session-redis-r$r.txt" 2>&1 \
+          || log "WARNING: INFO commandstats on Apache's Redis node failed"
+      fi
       awk -v n="$N" -v t="$TOTAL" -v r="$r" -v R="$ROUNDS" -v s="$s" -v p="$p" '
         /^LT_SUMMARY/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         /^LT_WINDOW/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); w[kv[1]] = kv[2] } }
@@ -650,6 +761,8 @@ fi
 # 10. Report.
 # ---------------------------------------------------------------------------------------------
 for name in "${!PIDS[@]}"; do stop_server "$name"; done
+# mod_auth_openidc's error log (a Redis or session failure during the runs would show here)
+[[ -f $WORK/logs/apache-session.err ]] && cp "$WORK/logs/apache-session.err" "$RESULTS/apache-session-error.log"
 python3 "$LT/report.py" "$RESULTS" || die "report.py failed"
 ln -sfn "$STAMP" "$LT/results/latest"
 log "report: $RESULTS/report.md (also loadtest/results/latest/)"
