@@ -248,10 +248,10 @@ impl ProxyHttp for Gateway {
         let login = ctx.tenant.and_then(|t| runtime.logins[t].as_ref());
         edit_request_headers(upstream_request, |headers| {
             forward_request(headers, &forwarding);
-            if let Some(claims) = &ctx.claims {
-                for (name, value) in identity_header_values(claims, identity_headers) {
-                    headers.insert(name.clone(), value);
-                }
+            if let (Some(claims), Some(tenant)) = (&ctx.claims, tenant) {
+                each_identity_header(claims, tenant, |name, value| {
+                    headers.insert(name.clone(), value.clone());
+                });
             }
             // The session cookie is the gateway's: the upstream gets the identity headers
             // instead.
@@ -699,16 +699,20 @@ async fn verify(
 /// ForwardAuth, Istio ext_authz): 200 with identity headers, 401 or 403.
 pub const FORWARD_AUTH_PATH: &str = "/oauth/auth";
 
-/// The identity headers a tenant sets from the caller's claims. A claim that cannot be a header
-/// value (control characters) is left out.
-pub fn identity_header_values<'a>(
-    claims: &'a Claims,
-    identity_headers: &'a [(http::HeaderName, String)],
-) -> impl Iterator<Item = (&'a http::HeaderName, http::HeaderValue)> + 'a {
-    identity_headers.iter().filter_map(|(name, path)| {
-        let value = claims.header_value(path)?;
-        http::HeaderValue::try_from(value).ok().map(|v| (name, v))
-    })
+/// Calls `set` with each identity header `tenant` sets from the caller's claims (rendered once
+/// per cached claims). A claim that cannot be a header value (control characters) is left out.
+pub fn each_identity_header(
+    claims: &Claims,
+    tenant: &gatehouse_policy::snapshot::TenantPolicy,
+    mut set: impl FnMut(&http::HeaderName, &http::HeaderValue),
+) {
+    let values =
+        claims.identity_header_values(tenant.identity_headers_id, &tenant.identity_headers);
+    for ((name, _), value) in tenant.identity_headers.iter().zip(values.iter()) {
+        if let Some(value) = value {
+            set(name, value);
+        }
+    }
 }
 
 /// The method and path a forward-auth check is about: from a trusted proxy's

@@ -81,9 +81,12 @@ pub async fn forward_auth_allowed(
     if let (Some(claims), Some(t), Some(runtime)) =
         (&ctx.claims, ctx.tenant, ctx.runtime.as_deref())
     {
-        let identity_headers = &runtime.policy.tenant(t).identity_headers;
-        for (name, value) in crate::proxy::identity_header_values(claims, identity_headers) {
-            resp.insert_header(name.clone(), value)?;
+        let mut values = Vec::new();
+        crate::proxy::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
+            values.push((name.clone(), value.clone()));
+        });
+        for (name, value) in values {
+            resp.insert_header(name, value)?;
         }
     }
     resp.insert_header(CACHE_CONTROL, "no-store")?;

@@ -110,6 +110,9 @@ pub struct TenantPolicy {
     pub identity_provider: Option<String>,
     /// `identity-headers`: header name and the dotted claim path it is set from.
     pub identity_headers: Vec<(HeaderName, String)>,
+    /// Unique per compiled `identity_headers` list in this process (also across reloads), so
+    /// claims can keep the values they rendered for it.
+    pub identity_headers_id: u64,
     /// `forward-access-token`: keep the client's `Authorization` header for the upstream.
     pub forward_access_token: bool,
     /// `token-cookie`: a cookie that may carry the bearer token.
@@ -213,6 +216,7 @@ impl TenantPolicy {
                         })
                 })
                 .collect::<Result<_, _>>()?,
+            identity_headers_id: next_identity_headers_id(),
             forward_access_token: tenant.forward_access_token,
             token_cookie: tenant.token_cookie.clone(),
             cors: tenant
@@ -398,6 +402,12 @@ impl Denial {
             Denial::AmbiguousFraming | Denial::HeadersTooLarge | Denial::BodyTooLarge
         )
     }
+}
+
+/// A fresh [`TenantPolicy::identity_headers_id`].
+fn next_identity_headers_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]

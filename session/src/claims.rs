@@ -3,8 +3,17 @@
 //! Keycloak puts realm roles in `realm_access.roles`, client roles in
 //! `resource_access.<client>.roles` and group memberships in `groups`; these are lifted into
 //! typed fields so authorization does not walk JSON on every request. The whole payload stays
-//! available in [`Claims::raw`] for `match-claims` and identity headers.
+//! available in [`Claims::raw`] for `match-claims` and identity headers: a verified token keeps
+//! it as text and builds the JSON tree only on the first lookup that needs it, so the
+//! verified-token cache holds about the token's size per entry instead of a tree several times
+//! larger, and a cache miss parses the payload once without allocating for members nobody reads.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The claims of a token whose signature and registered claims have been checked (or of an
@@ -31,45 +40,206 @@ pub struct Claims {
     pub iat: Option<u64>,
     /// `auth_time` in seconds since the Unix epoch.
     pub auth_time: Option<u64>,
-    /// The whole payload, for dotted-path lookups.
-    pub raw: Value,
+    /// The whole payload, for dotted-path lookups ([`Claims::raw`]).
+    payload: Payload,
+    /// Identity header values rendered from these claims (see [`Claims::identity_header_values`]).
+    pub rendered: RenderedHeaders,
 }
+
+/// Identity header values rendered once for one identity-header set, kept with the claims so a
+/// token served from the verified-token cache (or a cached session) costs no JSON walk, string
+/// join or header-value check per request. Invisible to `Clone` (a clone renders its own) and to
+/// `==`.
+#[derive(Default)]
+pub struct RenderedHeaders(OnceLock<(u64, Box<[Option<HeaderValue>]>)>);
+
+impl Clone for RenderedHeaders {
+    fn clone(&self) -> Self {
+        RenderedHeaders::default()
+    }
+}
+
+impl PartialEq for RenderedHeaders {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for RenderedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderedHeaders")
+    }
+}
+
+/// A payload kept as JSON text (a verified token's) and parsed into a tree on first use, or
+/// built from a tree. Clones and compares as the tree it stands for.
+#[derive(Clone, Default)]
+struct Payload {
+    text: Box<str>,
+    tree: OnceLock<Value>,
+}
+
+impl Payload {
+    fn tree(&self) -> &Value {
+        // The text was parsed once already (Claims::from_json), so this cannot fail.
+        self.tree
+            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.tree() == other.tree()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.tree().fmt(f)
+    }
+}
+
+/// The members of a JWT payload that gatehouse reads, borrowed as unparsed JSON; every other
+/// member is skipped without allocating. A duplicated member is an error (RFC 7519 4: a parser
+/// must reject duplicates or keep the last; rejecting cannot be fooled).
+#[derive(Deserialize)]
+struct Members<'a> {
+    #[serde(borrow, default)]
+    sub: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    preferred_username: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    email: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    realm_access: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    resource_access: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    groups: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    exp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    nbf: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    iat: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    auth_time: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    iss: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    aud: Option<&'a RawValue>,
+}
+
+/// The registered claims of a JSON payload, for the verifier's checks. A date that is present
+/// but not a NumericDate makes the payload malformed (`auth_time` only says so, since only a
+/// `max-token-age` check needs it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    /// `exp`.
+    pub exp: Option<u64>,
+    /// `nbf`.
+    pub nbf: Option<u64>,
+    /// `iat`.
+    pub iat: Option<u64>,
+    /// `auth_time` is present but not a NumericDate.
+    pub auth_time_malformed: bool,
+    /// `iss`, when it is a string.
+    pub iss: Option<String>,
+    /// `aud`: the string, or the string elements of the array.
+    pub aud: Vec<String>,
+}
+
+/// A payload that is not a JSON object, repeats a member, or has a malformed date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedPayload;
 
 impl Claims {
     /// Builds claims from a payload that has already been verified. `exp` is taken from the
     /// payload when it is a non-negative number, else 0.
     pub fn from_payload(raw: Value) -> Claims {
-        let string = |key: &str| raw.get(key).and_then(Value::as_str).map(str::to_owned);
-        let realm_roles = raw
-            .get("realm_access")
-            .and_then(|r| r.get("roles"))
-            .map(string_list)
-            .unwrap_or_default();
-        let client_roles = raw
-            .get("resource_access")
-            .and_then(Value::as_object)
-            .map(|clients| {
-                clients
-                    .iter()
-                    .map(|(client, access)| {
-                        let roles = access.get("roles").map(string_list).unwrap_or_default();
-                        (client.clone(), roles)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         Claims {
-            sub: string("sub"),
-            preferred_username: string("preferred_username"),
-            email: string("email"),
-            realm_roles,
-            client_roles,
+            sub: string(raw.get("sub")),
+            preferred_username: string(raw.get("preferred_username")),
+            email: string(raw.get("email")),
+            realm_roles: realm_roles(raw.get("realm_access")),
+            client_roles: client_roles(raw.get("resource_access")),
             groups: raw.get("groups").map(string_list).unwrap_or_default(),
             exp: raw.get("exp").and_then(numeric_date).unwrap_or(0),
             iat: raw.get("iat").and_then(numeric_date),
             auth_time: raw.get("auth_time").and_then(numeric_date),
-            raw,
+            payload: Payload {
+                text: Box::default(),
+                tree: OnceLock::from(raw),
+            },
+            rendered: RenderedHeaders::default(),
         }
+    }
+
+    /// Parses a JWT payload (JSON text, signature already verified) in one pass: the typed
+    /// fields and the [`Registered`] claims; the text is kept for [`Claims::raw`]. Same field
+    /// semantics as [`Claims::from_payload`].
+    pub fn from_json(text: String) -> Result<(Claims, Registered), MalformedPayload> {
+        // A struct also deserializes from a JSON array; a payload must be an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(MalformedPayload);
+        }
+        let (claims, registered) = {
+            let m: Members<'_> = serde_json::from_str(&text).map_err(|_| MalformedPayload)?;
+            let tree = |raw: Option<&RawValue>| -> Option<Value> {
+                raw.and_then(|r| serde_json::from_str(r.get()).ok())
+            };
+            let text_of = |raw: Option<&RawValue>| -> Option<String> {
+                raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+            };
+            let date = |raw: Option<&RawValue>| -> Result<Option<u64>, MalformedPayload> {
+                match tree(raw) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => numeric_date(&v).map(Some).ok_or(MalformedPayload),
+                }
+            };
+            let auth_time = date(m.auth_time);
+            let registered = Registered {
+                exp: date(m.exp)?,
+                nbf: date(m.nbf)?,
+                iat: date(m.iat)?,
+                auth_time_malformed: auth_time.is_err(),
+                iss: text_of(m.iss),
+                aud: match tree(m.aud) {
+                    Some(Value::String(aud)) => vec![aud],
+                    Some(v @ Value::Array(_)) => string_list(&v),
+                    _ => Vec::new(),
+                },
+            };
+            let claims = Claims {
+                sub: text_of(m.sub),
+                preferred_username: text_of(m.preferred_username),
+                email: text_of(m.email),
+                realm_roles: realm_roles(tree(m.realm_access).as_ref()),
+                client_roles: client_roles(tree(m.resource_access).as_ref()),
+                groups: tree(m.groups).as_ref().map(string_list).unwrap_or_default(),
+                exp: registered.exp.unwrap_or(0),
+                iat: registered.iat,
+                auth_time: auth_time.unwrap_or(None),
+                payload: Payload::default(),
+                rendered: RenderedHeaders::default(),
+            };
+            (claims, registered)
+        };
+        Ok((
+            Claims {
+                payload: Payload {
+                    text: text.into_boxed_str(),
+                    tree: OnceLock::new(),
+                },
+                ..claims
+            },
+            registered,
+        ))
+    }
+
+    /// The whole payload as a JSON tree (built on the first call for a verified token).
+    pub fn raw(&self) -> &Value {
+        self.payload.tree()
     }
 
     /// The value at a dotted path of object keys, e.g. `realm_access.roles` or `a.b.c`.
@@ -82,7 +252,7 @@ impl Claims {
         }
         dotted_path
             .split('.')
-            .try_fold(&self.raw, |value, key| value.as_object()?.get(key))
+            .try_fold(self.raw(), |value, key| value.as_object()?.get(key))
     }
 
     /// Whether `role` is one of the realm roles.
@@ -122,14 +292,123 @@ impl Claims {
     /// arrays, objects and nulls inside it are skipped); an object, a null or a missing claim
     /// is `None`.
     pub fn header_value(&self, dotted_path: &str) -> Option<String> {
-        match self.lookup(dotted_path)? {
+        let render = |value: &Value| match value {
             Value::Array(items) => {
                 let parts: Vec<String> = items.iter().filter_map(scalar_text).collect();
                 Some(parts.join(","))
             }
             other => scalar_text(other),
+        };
+        if self.payload.tree.get().is_some() || self.payload.text.is_empty() {
+            return render(self.lookup(dotted_path)?);
+        }
+        // Walk the text to the one member needed rather than building the whole tree (which
+        // would also be kept, several times the text's size, with every cached token).
+        if dotted_path.is_empty() {
+            return None;
+        }
+        let mut json: &str = &self.payload.text;
+        for key in dotted_path.split('.') {
+            json = member(json, key)?.get();
+        }
+        render(&serde_json::from_str(json).ok()?)
+    }
+
+    /// The values of identity `headers` (name, dotted claim path) in the same order: `None` where
+    /// [`Claims::header_value`] has none or it cannot be a header value (control characters).
+    /// `set` identifies the header list (the same id must always mean the same list): the
+    /// first set asked is rendered once and kept with the claims; any other is rendered per call.
+    pub fn identity_header_values(
+        &self,
+        set: u64,
+        headers: &[(HeaderName, String)],
+    ) -> Cow<'_, [Option<HeaderValue>]> {
+        let render = || -> Box<[Option<HeaderValue>]> {
+            headers
+                .iter()
+                .map(|(_, path)| {
+                    self.header_value(path)
+                        .and_then(|v| HeaderValue::try_from(v).ok())
+                })
+                .collect()
+        };
+        let (kept_set, values) = self.rendered.0.get_or_init(|| (set, render()));
+        if *kept_set == set {
+            Cow::Borrowed(values)
+        } else {
+            Cow::Owned(render().into_vec())
         }
     }
+}
+
+/// The member `key` of the JSON object `json` as unparsed JSON (the last one if repeated, as a
+/// parsed tree would keep); `None` when `json` is not an object or has no such member.
+fn member<'a>(json: &'a str, key: &str) -> Option<&'a RawValue> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    struct Member<'k>(&'k str);
+
+    impl<'de> DeserializeSeed<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+                if name == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    Member(key)
+        .deserialize(&mut serde_json::Deserializer::from_str(json))
+        .ok()
+        .flatten()
+}
+
+/// A string member as a `String` (anything else is `None`).
+fn string(value: Option<&Value>) -> Option<String> {
+    value.and_then(Value::as_str).map(str::to_owned)
+}
+
+/// `realm_access.roles` from the `realm_access` member.
+fn realm_roles(realm_access: Option<&Value>) -> Vec<String> {
+    realm_access
+        .and_then(|r| r.get("roles"))
+        .map(string_list)
+        .unwrap_or_default()
+}
+
+/// Every client's `roles` from the `resource_access` member.
+fn client_roles(resource_access: Option<&Value>) -> Vec<(String, Vec<String>)> {
+    resource_access
+        .and_then(Value::as_object)
+        .map(|clients| {
+            clients
+                .iter()
+                .map(|(client, access)| {
+                    let roles = access.get("roles").map(string_list).unwrap_or_default();
+                    (client.clone(), roles)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A JSON scalar (string, number, bool) as text.
@@ -286,5 +565,112 @@ mod tests {
         assert_eq!(numeric_date(&json!(5.9)), Some(5));
         assert_eq!(numeric_date(&json!(-1)), None);
         assert_eq!(numeric_date(&json!("5")), None);
+    }
+
+    #[test]
+    fn identity_header_values_are_rendered_once_per_header_set() {
+        let c = keycloak();
+        let name = |n: &str| HeaderName::from_bytes(n.as_bytes()).unwrap();
+        let set_a = vec![
+            (name("x-auth-subject"), "sub".to_string()),
+            (name("x-auth-roles"), "realm_access.roles".to_string()),
+            (name("x-auth-missing"), "nope".to_string()),
+        ];
+        let first = c.identity_header_values(1, &set_a);
+        assert!(
+            matches!(first, Cow::Borrowed(_)),
+            "the first set asked is kept"
+        );
+        let texts: Vec<Option<&str>> = first
+            .iter()
+            .map(|v| v.as_ref().map(|v| v.to_str().unwrap()))
+            .collect();
+        assert_eq!(texts, [Some("f3c1"), Some("offline_access,admin,7"), None]);
+        let again = c.identity_header_values(1, &set_a);
+        assert!(
+            std::ptr::eq(first.as_ptr(), again.as_ptr()),
+            "served from the claims"
+        );
+
+        // Another tenant's list is rendered for it, not mixed up with the kept one.
+        let set_b = vec![(name("x-auth-email"), "email".to_string())];
+        let other = c.identity_header_values(2, &set_b);
+        assert!(matches!(other, Cow::Owned(_)));
+        assert_eq!(other[0].as_ref().unwrap(), "alice@example.com");
+
+        // A clone renders its own values (a refreshed copy may have other claims); the kept
+        // values take no part in `==`.
+        let clone = c.clone();
+        assert_eq!(clone, c);
+        let cloned = clone.identity_header_values(1, &set_a);
+        assert_eq!(cloned[0].as_ref().unwrap(), "f3c1");
+        assert!(!std::ptr::eq(cloned.as_ptr(), first.as_ptr()));
+    }
+
+    #[test]
+    fn identity_header_values_leave_out_what_cannot_be_a_header() {
+        let c = Claims::from_payload(json!({"sub": "a\nb"}));
+        let set = vec![(HeaderName::from_static("x-auth-subject"), "sub".to_string())];
+        assert_eq!(c.identity_header_values(7, &set)[0], None);
+    }
+
+    #[test]
+    fn from_json_reads_what_from_payload_reads() {
+        let payloads = [
+            keycloak().raw().clone(),
+            json!({"sub": 5, "preferred_username": null, "email": ["x"], "exp": 10.7}),
+            json!({"realm_access": "none", "resource_access": [], "groups": {"a": 1}, "iat": 3}),
+            json!({"realm_access": {"roles": "admin"}, "resource_access": {"c": 1}, "exp": null}),
+            json!({"sub": "esc\"aped\u{e9}\n", "groups": ["/a", 1, null, "b"], "auth_time": 9}),
+            json!({}),
+        ];
+        for payload in payloads {
+            let (from_text, _) = Claims::from_json(payload.to_string()).expect("an object");
+            assert_eq!(
+                from_text,
+                Claims::from_payload(payload.clone()),
+                "{payload}"
+            );
+            assert_eq!(from_text.raw(), &payload);
+        }
+    }
+
+    #[test]
+    fn from_json_registered_claims_and_refusals() {
+        let text =
+            r#"{"exp": 20, "nbf": 1.5, "iat": 10, "iss": "https://idp", "aud": ["a", 3, "b"]}"#;
+        let (_, r) = Claims::from_json(text.to_string()).unwrap();
+        assert_eq!(
+            r,
+            Registered {
+                exp: Some(20),
+                nbf: Some(1),
+                iat: Some(10),
+                auth_time_malformed: false,
+                iss: Some("https://idp".into()),
+                aud: vec!["a".into(), "b".into()],
+            }
+        );
+        let (_, r) =
+            Claims::from_json(r#"{"aud": "a", "iss": 7, "auth_time": "x"}"#.into()).unwrap();
+        assert_eq!(
+            (r.aud, r.iss, r.auth_time_malformed),
+            (vec!["a".to_string()], None, true)
+        );
+        for bad in [
+            r#"["sub", "exp"]"#,
+            r#"{"exp": 1, "exp": 2}"#,
+            r#"{"exp": "tomorrow"}"#,
+            r#"{"nbf": -1}"#,
+            r#"{"iat": true}"#,
+            r#"{"sub": "a""#,
+            "",
+        ] {
+            assert_eq!(
+                Claims::from_json(bad.to_string()).err(),
+                Some(MalformedPayload),
+                "{bad}"
+            );
+        }
     }
 }

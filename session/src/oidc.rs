@@ -575,7 +575,7 @@ impl OidcClient {
             .verify(id_token)
             .await
             .map_err(|e| OidcError::InvalidIdToken(e.reason()))?;
-        let payload = &claims.raw;
+        let payload = claims.raw();
         let audiences: Vec<&str> = match payload.get("aud") {
             Some(Value::String(aud)) => vec![aud.as_str()],
             Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).collect(),
@@ -626,7 +626,7 @@ impl OidcClient {
             None
         };
         let mut merged = match &id_claims {
-            Some(claims) => claims.raw.as_object().cloned().unwrap_or_default(),
+            Some(claims) => claims.raw().as_object().cloned().unwrap_or_default(),
             None => Map::new(),
         };
         let mut sub = id_claims
@@ -640,7 +640,7 @@ impl OidcClient {
             } else if !access_sub.is_empty() && access_sub != sub {
                 return Err(OidcError::InvalidIdToken("sub_mismatch"));
             }
-            if let Some(object) = access.raw.as_object() {
+            if let Some(object) = access.raw().as_object() {
                 for (key, value) in object {
                     merged.entry(key.clone()).or_insert_with(|| value.clone());
                 }
@@ -659,7 +659,7 @@ impl OidcClient {
         };
         let sid = id_claims
             .as_ref()
-            .and_then(|c| c.raw.get("sid"))
+            .and_then(|c| c.raw().get("sid"))
             .and_then(Value::as_str)
             .map(str::to_owned);
         let refresh_token = response

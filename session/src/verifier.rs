@@ -21,10 +21,9 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::cache::TokenCache;
-use crate::claims::{numeric_date, Claims};
+use crate::claims::Claims;
 use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
 
 mod introspection;
@@ -384,54 +383,45 @@ impl TokenVerifier {
         let bytes = B64URL
             .decode(payload_b64)
             .map_err(|_| TokenError::Malformed)?;
-        let payload: Value = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
-        if !payload.is_object() {
-            return Err(TokenError::Malformed);
-        }
-        let date = |name: &str| -> Result<Option<u64>, TokenError> {
-            match payload.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => numeric_date(v).map(Some).ok_or(TokenError::Malformed),
-            }
-        };
-        let exp = date("exp")?.ok_or(TokenError::Malformed)?;
+        let text = String::from_utf8(bytes).map_err(|_| TokenError::Malformed)?;
+        let (claims, registered) = Claims::from_json(text).map_err(|_| TokenError::Malformed)?;
+        let exp = registered.exp.ok_or(TokenError::Malformed)?;
         if exp.saturating_add(self.leeway) <= now {
             return Err(TokenError::Expired);
         }
-        if let Some(nbf) = date("nbf")? {
+        if let Some(nbf) = registered.nbf {
             if nbf.saturating_sub(self.leeway) > now {
                 return Err(TokenError::NotYetValid);
             }
         }
-        if let Some(iat) = date("iat")? {
+        if let Some(iat) = registered.iat {
             if iat.saturating_sub(self.leeway) > now {
                 return Err(TokenError::NotYetValid);
             }
         }
-        if payload.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+        if registered.iss.as_deref() != Some(self.issuer.as_str()) {
             return Err(TokenError::WrongIssuer);
         }
-        let audience_ok = match payload.get("aud") {
-            Some(Value::String(aud)) => self.audiences.iter().any(|a| a == aud),
-            Some(Value::Array(auds)) => auds
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|aud| self.audiences.iter().any(|a| a == aud)),
-            _ => false,
-        };
-        if !audience_ok {
+        if !registered
+            .aud
+            .iter()
+            .any(|aud| self.audiences.iter().any(|a| a == aud))
+        {
             return Err(TokenError::WrongAudience);
         }
         let mut valid_until = exp;
         if let Some(max_age) = self.max_token_age {
-            let auth_time = date("auth_time")?.ok_or(TokenError::TooOld)?;
+            if registered.auth_time_malformed {
+                return Err(TokenError::Malformed);
+            }
+            let auth_time = claims.auth_time.ok_or(TokenError::TooOld)?;
             let deadline = auth_time.saturating_add(max_age);
             if deadline < now {
                 return Err(TokenError::TooOld);
             }
             valid_until = valid_until.min(deadline.saturating_add(1));
         }
-        Ok((Claims::from_payload(payload), valid_until))
+        Ok((claims, valid_until))
     }
 
     /// The unknown-kid path: one fetch for all concurrent callers, at most one per
