@@ -387,7 +387,7 @@ async fn refresh_locked(
                 next.id_token = Some(idt);
             }
             if !tokens.claims.is_null() {
-                next.claims = tokens.claims;
+                next.claims = tokens.claims.into();
             }
             let ttl = Duration::from_secs(next.expires_at.saturating_sub(unix_now()).max(1));
             store.put(id, &next, ttl).await.ok()?;
@@ -686,7 +686,7 @@ async fn callback(
     let record = SessionRecord {
         sub: tokens.sub.clone(),
         sid: tokens.sid.clone(),
-        claims: tokens.claims.clone(),
+        claims: tokens.claims.clone().into(),
         access_token: tokens.access_token.clone(),
         access_token_exp: tokens.access_token_exp,
         refresh_token_enc: tokens

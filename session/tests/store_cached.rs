@@ -14,7 +14,7 @@ fn record(sub: &str, expires_at: u64) -> SessionRecord {
     SessionRecord {
         sub: sub.to_string(),
         sid: Some(format!("sid-{sub}")),
-        claims: json!({"sub": sub}),
+        claims: json!({"sub": sub}).into(),
         access_token: "at".into(),
         access_token_exp: expires_at,
         refresh_token_enc: None,

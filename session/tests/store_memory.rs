@@ -11,7 +11,7 @@ fn record(sub: &str, sid: Option<&str>) -> SessionRecord {
     SessionRecord {
         sub: sub.to_string(),
         sid: sid.map(str::to_string),
-        claims: json!({"sub": sub, "realm_access": {"roles": ["user"]}}),
+        claims: json!({"sub": sub, "realm_access": {"roles": ["user"]}}).into(),
         access_token: format!("at-{sub}"),
         access_token_exp: 4_000_000_000,
         refresh_token_enc: Some("v1.enc".to_string()),

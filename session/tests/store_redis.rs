@@ -28,7 +28,7 @@ fn record(sub: &str, sid: Option<&str>) -> SessionRecord {
     SessionRecord {
         sub: sub.to_string(),
         sid: sid.map(str::to_string),
-        claims: json!({"sub": sub, "groups": ["/staff"]}),
+        claims: json!({"sub": sub, "groups": ["/staff"]}).into(),
         access_token: format!("at-{sub}"),
         access_token_exp: 4_000_000_000,
         refresh_token_enc: Some("v1.nonce.ciphertext".to_string()),

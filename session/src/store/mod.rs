@@ -28,7 +28,7 @@ pub struct SessionRecord {
     /// The IdP's session id (`sid` claim), when it sent one; indexed for back-channel logout.
     pub sid: Option<String>,
     /// The ID-token / access-token claims used for identity.
-    pub claims: serde_json::Value,
+    pub claims: ClaimsJson,
     /// The current access token.
     pub access_token: String,
     /// When the access token expires (unix seconds).
@@ -44,6 +44,33 @@ pub struct SessionRecord {
     /// `claims` parsed once per record (not stored).
     #[serde(skip)]
     pub parsed: ParsedClaims,
+}
+
+/// A record's claims as JSON text: stored and loaded as they are (a JSON object inside the
+/// record) and parsed only into typed [`Claims`](crate::claims::Claims) when the record
+/// authenticates a request, so loading a record (every request when the local cache is off)
+/// builds no JSON tree.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClaimsJson(Box<serde_json::value::RawValue>);
+
+impl ClaimsJson {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl From<serde_json::Value> for ClaimsJson {
+    fn from(value: serde_json::Value) -> Self {
+        ClaimsJson(serde_json::value::to_raw_value(&value).expect("a Value always serializes"))
+    }
+}
+
+impl PartialEq for ClaimsJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// A record's claims parsed on first use and kept with the record: a request authenticated by
@@ -68,11 +95,15 @@ impl PartialEq for ParsedClaims {
 impl SessionRecord {
     /// The identity this session carries.
     pub fn identity(&self) -> Arc<crate::claims::Claims> {
-        Arc::clone(
-            self.parsed
-                .0
-                .get_or_init(|| Arc::new(crate::claims::Claims::from_payload(self.claims.clone()))),
-        )
+        Arc::clone(self.parsed.0.get_or_init(|| {
+            use crate::claims::Claims;
+            let text = self.claims.get();
+            // Not a well-formed object (never written by the gateway): read it as before.
+            Arc::new(match Claims::from_json(text.to_owned()) {
+                Ok((claims, _)) => claims,
+                Err(_) => Claims::from_payload(serde_json::from_str(text).unwrap_or_default()),
+            })
+        }))
     }
 
     /// Whether `expires_at` has passed.
@@ -277,7 +308,7 @@ mod tests {
         let mut record = SessionRecord {
             sub: "alice".into(),
             sid: None,
-            claims: serde_json::json!({"sub": "alice", "realm_access": {"roles": ["user"]}}),
+            claims: serde_json::json!({"sub": "alice", "realm_access": {"roles": ["user"]}}).into(),
             access_token: "at".into(),
             access_token_exp: 0,
             refresh_token_enc: None,
@@ -291,9 +322,9 @@ mod tests {
         assert_eq!(first.realm_roles, vec!["user".to_string()]);
         let mut refreshed = record.clone();
         refreshed.claims =
-            serde_json::json!({"sub": "alice", "realm_access": {"roles": ["admin"]}});
+            serde_json::json!({"sub": "alice", "realm_access": {"roles": ["admin"]}}).into();
         assert_eq!(refreshed.identity().realm_roles, vec!["admin".to_string()]);
-        record.claims = serde_json::Value::Null;
+        record.claims = serde_json::Value::Null.into();
         assert_eq!(
             record.identity().realm_roles,
             vec!["user".to_string()],
