@@ -68,21 +68,41 @@ pub struct Idp {
 
 impl Idp {
     /// Starts the IdP on a free port, signing with the first key of `keys` (or a fresh RS256
-    /// key), with extra environment such as `IDP_ACCESS_TOKEN_TTL`.
+    /// key), with extra environment such as `IDP_ACCESS_TOKEN_TTL`. A port that someone else
+    /// took between the check and node's bind (any outgoing connection may) costs a retry on
+    /// another port.
     pub fn start(keys: Option<&Path>, env: &[(&str, &str)]) -> Idp {
-        Idp::start_on(free_port(), keys, env, TempDir::new("idp"))
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Idp::try_start_on(free_port(), keys, env, TempDir::new("idp")) {
+                Ok(idp) => return idp,
+                Err(e) => last = e,
+            }
+        }
+        panic!("the IdP did not start: {last}");
     }
 
     /// Starts the IdP on `port`.
     pub fn start_on(port: u16, keys: Option<&Path>, env: &[(&str, &str)], dir: TempDir) -> Idp {
+        Idp::try_start_on(port, keys, env, dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_on(
+        port: u16,
+        keys: Option<&Path>,
+        env: &[(&str, &str)],
+        dir: TempDir,
+    ) -> Result<Idp, String> {
         ensure_installed();
+        let stderr_path = dir.path().join("idp.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("IdP stderr file");
         let mut cmd = Command::new("node");
         cmd.arg(idp_dir().join("idp.mjs"))
             .env("IDP_PORT", port.to_string())
             .env("IDP_HOST", "127.0.0.1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         if let Some(k) = keys {
             cmd.env("IDP_KEYS", k);
         }
@@ -99,14 +119,22 @@ impl Idp {
                 }
             }
         });
-        let issuer = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the IdP printed IDP READY within 30s");
-        Idp {
-            child,
-            port,
-            issuer,
-            dir,
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(issuer) => Ok(Idp {
+                child,
+                port,
+                issuer,
+                dir,
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                Err(format!(
+                    "the IdP on port {port} did not print IDP READY within 30 s ({e}); its stderr:\n{}",
+                    stderr.trim_end()
+                ))
+            }
         }
     }
 

@@ -34,8 +34,19 @@ pub fn node_available() -> bool {
 
 impl Idp {
     /// Starts the IdP with these extra `IDP_*` settings and waits (up to 30 s) for its
-    /// `IDP READY <issuer>` line.
+    /// `IDP READY <issuer>` line. A port taken between the check and node's bind (any outgoing
+    /// connection may take it) costs a retry on another port.
     pub fn start(env: &[(&str, &str)]) -> Idp {
+        for attempt in 1..=3 {
+            match Idp::try_start(env) {
+                Some(idp) => return idp,
+                None => eprintln!("the IdP exited before IDP READY (attempt {attempt} of 3)"),
+            }
+        }
+        panic!("the IdP did not print IDP READY <issuer> (3 attempts; its stderr is above)");
+    }
+
+    fn try_start(env: &[(&str, &str)]) -> Option<Idp> {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("addr").port()
@@ -66,9 +77,8 @@ impl Idp {
                 }
             }
         });
-        idp.issuer = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the IdP printed IDP READY <issuer> within 30s");
-        idp
+        // `idp` is dropped (its process stopped) when it never got ready.
+        idp.issuer = rx.recv_timeout(Duration::from_secs(30)).ok()?;
+        Some(idp)
     }
 }
