@@ -447,8 +447,41 @@ pub struct Ports {
 
 impl Gateway {
     /// Writes the config produced by `render` (given fresh ports and the temp dir) and starts
-    /// the gateway, waiting until its admin `/healthz` answers.
-    pub fn start(tag: &str, render: impl FnOnce(&Ports, &Path) -> String) -> Gateway {
+    /// the gateway, waiting until its admin `/healthz` answers. A gateway that exits at start or
+    /// finds one of its free ports taken before it bound (any outgoing connection may take one)
+    /// is stopped and started again on other ports, up to three times.
+    pub fn start(tag: &str, render: impl Fn(&Ports, &Path) -> String) -> Gateway {
+        for attempt in 1..=3 {
+            let mut gw = Gateway::spawn(tag, &render);
+            let mut exited = false;
+            let up = wait_until(Duration::from_secs(20), || {
+                // Pingora retries a bind on a taken port every second instead of exiting.
+                let port_taken = std::fs::read_to_string(&gw.log_path)
+                    .is_ok_and(|log| log.contains(" is in use, will try again"));
+                if port_taken || matches!(gw.child.try_wait(), Ok(Some(_))) {
+                    exited = true;
+                    return true;
+                }
+                get(gw.admin, "admin", "/healthz", &[]).is_ok_and(|r| r.status == 200)
+                    && TcpStream::connect(gw.listen).is_ok()
+            });
+            if up && !exited {
+                return gw;
+            }
+            assert!(
+                exited && attempt < 3,
+                "gatehouse did not become healthy; log:\n{}",
+                gw.log()
+            );
+            eprintln!(
+                "gatehouse could not start (attempt {attempt} of 3), again on other ports; log:\n{}",
+                gw.log()
+            );
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(tag: &str, render: &impl Fn(&Ports, &Path) -> String) -> Gateway {
         let dir = TempDir::new(tag);
         let ports = Ports {
             listen: free_port(),
@@ -460,7 +493,7 @@ impl Gateway {
         std::fs::write(&config_path, config).unwrap();
         let log_path = dir.path().join("gatehouse.log");
         let child = spawn_gateway(&config_path, &log_path, false);
-        let gw = Gateway {
+        Gateway {
             child,
             listen: format!("127.0.0.1:{}", ports.listen).parse().unwrap(),
             admin: format!("127.0.0.1:{}", ports.admin).parse().unwrap(),
@@ -468,9 +501,7 @@ impl Gateway {
             dir,
             config_path,
             log_path,
-        };
-        gw.wait_healthy();
-        gw
+        }
     }
 
     /// Waits until the admin listener answers `/healthz` and the proxy port accepts.
