@@ -52,6 +52,12 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     };
     let runtime = Arc::new(ArcSwap::from_pointee(runtime));
     metrics.record_reload(true);
+    if !upgrade {
+        if let Err(e) = check_listen_addresses(&config, path.is_none()) {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    }
 
     let opt = Opt {
         upgrade,
@@ -150,6 +156,35 @@ fn server_conf(config: &Config) -> ServerConf {
             .map(|p| p.to_string_lossy().into_owned()),
         ..ServerConf::default()
     }
+}
+
+/// Refuses to start when a listen address is taken. Pingora retries such a bind for a while,
+/// then its service thread panics and the process stays up without serving (liveness and
+/// readiness would still pass). With `--upgrade` the sockets come from the running process:
+/// nothing to check.
+fn check_listen_addresses(config: &gatehouse_config::Config, demo: bool) -> Result<(), String> {
+    let mut addresses = vec![("listen", config.listen.as_str())];
+    if let Some(tls) = &config.tls_listen {
+        addresses.push(("tls-listen", tls));
+    }
+    if let Some(admin) = &config.admin_listen {
+        addresses.push(("admin-listen", admin));
+    }
+    if demo {
+        addresses.push(("the demo upstream", DEMO_UPSTREAM_ADDR));
+    }
+    for (key, address) in addresses {
+        if let Err(e) = std::net::TcpListener::bind(address) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                return Err(format!(
+                    "{key} {address}: address already in use (another process listens there; \
+                     to replace a running gatehouse without downtime, start the new one with \
+                     --upgrade)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `:8443` when the TLS listener is not on 443, so HTTPS redirects land on it.

@@ -70,6 +70,37 @@ fn check_names_an_unset_variable() {
 }
 
 #[test]
+fn run_refuses_a_listen_address_that_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TempDir::new("taken");
+    let path = dir.path().join("taken.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\nupgrade-sock: {d}/gh.sock\npid-file: {d}/gh.pid\n\
+             tenants:\n  - name: a\n    hosts: [a.localhost]\n    upstreams:\n      \
+             - name: app\n        targets: [\"127.0.0.1:9\"]\n    routes:\n      \
+             - uri: /*\n        white-listed: true\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, _out, err) = run_cli(&["run", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("listen 127.0.0.1:{port}: address already in use")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused at once, not after Pingora's bind retries"
+    );
+    drop(taken);
+}
+
+#[test]
 fn version_prints_the_version() {
     let (code, out, _) = run_cli(&["version"], &[]);
     assert_eq!(code, 0);
