@@ -251,17 +251,18 @@ frontend jwt
   default_backend app
 EOF
 
-# Apache 2.4 + mod_auth_openidc as an OAuth 2.0 resource server. One process (event MPM,
-# 2 x CONNS threads: with exactly one thread per connection the event MPM closes keep-alive
-# connections whenever no worker is idle, which shows up as wrk read errors). OIDCOAuthVerifyJwksUri only takes https URLs, so the key is
-# given statically (OIDCOAuthVerifyCertFiles kid#pem), as HAProxy gets it.
-cat > "$WORK/apache.conf" <<EOF
+# What both Apache configs share: the modules, one process (event MPM, 2 x CONNS threads: with
+# exactly one thread per connection the event MPM closes keep-alive connections whenever no
+# worker is idle, which shows up as wrk read errors), keep-alive 300 s.
+# $1 name (pid and log files), $2 port, $3 ServerName.
+apache_base() {
+  cat <<EOF
 ServerRoot /etc/apache2
-PidFile $WORK/apache.pid
-ErrorLog $WORK/logs/apache.err
+PidFile $WORK/$1.pid
+ErrorLog $WORK/logs/$1.err
 LogLevel warn
-Listen 127.0.0.1:$P_APACHE
-ServerName 127.0.0.1
+Listen 127.0.0.1:$2
+ServerName $3
 LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
@@ -282,6 +283,12 @@ MaxConnectionsPerChild 0
 KeepAlive On
 KeepAliveTimeout 300
 MaxKeepAliveRequests 0
+EOF
+}
+# Apache 2.4 + mod_auth_openidc as an OAuth 2.0 resource server. OIDCOAuthVerifyJwksUri only
+# takes https URLs, so the key is given statically (OIDCOAuthVerifyCertFiles kid#pem), as
+# HAProxy gets it.
+{ apache_base apache "$P_APACHE" 127.0.0.1; cat <<EOF
 OIDCCryptoPassphrase loadtest-only-passphrase
 OIDCOAuthVerifyCertFiles loadtest-rs256#$KEYS/pubkey.pem
 OIDCOAuthRemoteUserClaim sub
@@ -294,6 +301,7 @@ ProxyPass / http://127.0.0.1:$P_UP/
   </RequireAll>
 </Location>
 EOF
+} > "$WORK/apache.conf"
 
 gatehouse_conf() {  # $1 port, $2 name, $3 number of tenants in total
   cat <<EOF
@@ -414,33 +422,7 @@ if ((SESSION)); then
   #   https URLs, and the test IdP is plain http on loopback, so discovery it is.
   # OIDCPassClaimsAs headers: the claims go to the upstream as headers only (not also as
   # environment variables, which nothing reads behind ProxyPass).
-  cat > "$WORK/apache-session.conf" <<EOF
-ServerRoot /etc/apache2
-PidFile $WORK/apache-session.pid
-ErrorLog $WORK/logs/apache-session.err
-LogLevel warn
-Listen 127.0.0.1:$P_APACHE_S
-ServerName demo.localhost
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
-LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
-LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
-LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
-LoadModule auth_openidc_module /usr/lib/apache2/modules/mod_auth_openidc.so
-User www-data
-Group www-data
-StartServers 1
-ServerLimit 1
-ThreadLimit $(( CONNS * 2 ))
-ThreadsPerChild $(( CONNS * 2 ))
-MinSpareThreads 1
-MaxSpareThreads $(( CONNS * 2 ))
-MaxRequestWorkers $(( CONNS * 2 ))
-MaxConnectionsPerChild 0
-KeepAlive On
-KeepAliveTimeout 300
-MaxKeepAliveRequests 0
+  { apache_base apache-session "$P_APACHE_S" demo.localhost; cat <<EOF
 OIDCProviderMetadataURL $IDP_ISSUER/.well-known/openid-configuration
 OIDCClientID gatehouse
 OIDCClientSecret gatehouse-secret
@@ -464,6 +446,7 @@ ProxyPass / http://127.0.0.1:$P_UP/
   Require valid-user
 </Location>
 EOF
+  } > "$WORK/apache-session.conf"
   apache2 -t -f "$WORK/apache-session.conf" > "$WORK/logs/apache-session-configtest.txt" 2>&1 \
     || { cat "$WORK/logs/apache-session-configtest.txt" >&2; die "apache-session.conf does not validate (see $WORK/logs/apache-session-configtest.txt)"; }
 fi
