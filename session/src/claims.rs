@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
+
+use crate::memo::Memo;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -46,30 +48,10 @@ pub struct Claims {
     pub rendered: RenderedHeaders,
 }
 
-/// Identity header values rendered once for one identity-header set, kept with the claims so a
-/// token served from the verified-token cache (or a cached session) costs no JSON walk, string
-/// join or header-value check per request. Invisible to `Clone` (a clone renders its own) and to
-/// `==`.
-#[derive(Default)]
-pub struct RenderedHeaders(OnceLock<(u64, Box<[Option<HeaderValue>]>)>);
-
-impl Clone for RenderedHeaders {
-    fn clone(&self) -> Self {
-        RenderedHeaders::default()
-    }
-}
-
-impl PartialEq for RenderedHeaders {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for RenderedHeaders {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RenderedHeaders")
-    }
-}
+/// Identity header values rendered once for one identity-header set (its id and the values),
+/// kept with the claims so a token served from the verified-token cache (or a cached session)
+/// costs no JSON walk, string join or header-value check per request.
+pub type RenderedHeaders = Memo<(u64, Box<[Option<HeaderValue>]>)>;
 
 /// A payload kept as JSON text (a verified token's) and parsed into a tree on first use, or
 /// built from a tree. Clones and compares as the tree it stands for.
@@ -332,7 +314,7 @@ impl Claims {
                 })
                 .collect()
         };
-        let (kept_set, values) = self.rendered.0.get_or_init(|| (set, render()));
+        let (kept_set, values) = self.rendered.get_or_init(|| (set, render()));
         if *kept_set == set {
             Cow::Borrowed(values)
         } else {

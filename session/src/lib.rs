@@ -12,6 +12,7 @@ mod cache;
 pub mod claims;
 pub mod cookie;
 pub mod jwks;
+pub mod memo;
 pub mod oidc;
 pub mod store;
 pub mod verifier;

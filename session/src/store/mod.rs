@@ -74,28 +74,14 @@ impl PartialEq for ClaimsJson {
 }
 
 /// A record's claims parsed on first use and kept with the record: a request authenticated by
-/// a locally cached record then costs an `Arc` clone, not a parse of the claims JSON.
-#[derive(Debug, Default)]
-pub struct ParsedClaims(std::sync::OnceLock<Arc<crate::claims::Claims>>);
-
-impl Clone for ParsedClaims {
-    /// Empty: a cloned record may get other claims (a refresh), so it parses its own.
-    fn clone(&self) -> Self {
-        ParsedClaims::default()
-    }
-}
-
-impl PartialEq for ParsedClaims {
-    /// A cache of `claims`, so never a difference between two records.
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
+/// a locally cached record then costs an `Arc` clone, not a parse of the claims JSON (a cloned
+/// record, which may get other claims by a refresh, parses its own).
+pub type ParsedClaims = crate::memo::Memo<Arc<crate::claims::Claims>>;
 
 impl SessionRecord {
     /// The identity this session carries.
     pub fn identity(&self) -> Arc<crate::claims::Claims> {
-        Arc::clone(self.parsed.0.get_or_init(|| {
+        Arc::clone(self.parsed.get_or_init(|| {
             use crate::claims::Claims;
             let text = self.claims.get();
             // Not a well-formed object (never written by the gateway): read it as before.
