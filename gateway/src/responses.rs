@@ -78,19 +78,17 @@ pub async fn forward_auth_allowed(
     ctx: &mut RequestCtx,
 ) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(200, Some(12))?;
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    resp.insert_header(CONTENT_LENGTH, 0)?;
     if let (Some(claims), Some(t), Some(runtime)) =
         (&ctx.claims, ctx.tenant, ctx.runtime.as_deref())
     {
-        let mut values = Vec::new();
-        crate::proxy::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
-            values.push((name.clone(), value.clone()));
+        edit_response_headers(&mut resp, |headers| {
+            crate::proxy::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
+                headers.insert(name.clone(), value.clone());
+            });
         });
-        for (name, value) in values {
-            resp.insert_header(name, value)?;
-        }
     }
-    resp.insert_header(CACHE_CONTROL, "no-store")?;
-    resp.insert_header(CONTENT_LENGTH, 0)?;
     apply_common_headers(&mut resp, ctx);
     session.write_response_header(Box::new(resp), true).await
 }

@@ -155,17 +155,23 @@ pub fn respond(
 /// Whether `v` is a W3C `traceparent` (version 00) with a non-zero trace id and parent id.
 #[must_use]
 pub fn is_valid_traceparent(v: &[u8]) -> bool {
-    let hex = |s: &[u8]| s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let nonzero = |s: &[u8]| s.iter().any(|&b| b != b'0');
     v.len() == 55
         && &v[..3] == b"00-"
         && v[35] == b'-'
         && v[52] == b'-'
-        && hex(&v[3..35])
-        && nonzero(&v[3..35])
-        && hex(&v[36..52])
-        && nonzero(&v[36..52])
-        && hex(&v[53..55])
+        && is_trace_context_id(&v[3..35])
+        && is_trace_context_id(&v[36..52])
+        && is_lower_hex(&v[53..55])
+}
+
+/// Lowercase hex digits only.
+fn is_lower_hex(s: &[u8]) -> bool {
+    s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A trace context id (trace id or parent id): lowercase hex, not all zeros.
+fn is_trace_context_id(s: &[u8]) -> bool {
+    is_lower_hex(s) && s.iter().any(|&b| b != b'0')
 }
 
 /// A new sampled `traceparent` whose trace id is the request ID when that is 32 lowercase hex
@@ -173,12 +179,7 @@ pub fn is_valid_traceparent(v: &[u8]) -> bool {
 #[must_use]
 pub fn new_traceparent(request_id: &[u8]) -> HeaderValue {
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    let usable = request_id.len() == 32
-        && request_id
-            .iter()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && request_id.iter().any(|&b| b != b'0');
-    if usable {
+    if request_id.len() == 32 && is_trace_context_id(request_id) {
         out[3..35].copy_from_slice(request_id);
     } else {
         write_hex(&mut out[3..35], random_u128() | 1);

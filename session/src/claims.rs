@@ -13,10 +13,10 @@ use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
-
-use crate::memo::Memo;
 use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::memo::Memo;
 
 /// The claims of a token whose signature and registered claims have been checked (or of an
 /// active introspection response).
@@ -165,7 +165,7 @@ impl Claims {
         if !text.trim_start().starts_with('{') {
             return Err(MalformedPayload);
         }
-        let (claims, registered) = {
+        let (mut claims, registered) = {
             let m: Members<'_> = serde_json::from_str(&text).map_err(|_| MalformedPayload)?;
             let tree = |raw: Option<&RawValue>| -> Option<Value> {
                 raw.and_then(|r| serde_json::from_str(r.get()).ok())
@@ -207,16 +207,9 @@ impl Claims {
             };
             (claims, registered)
         };
-        Ok((
-            Claims {
-                payload: Payload {
-                    text: text.into_boxed_str(),
-                    tree: OnceLock::new(),
-                },
-                ..claims
-            },
-            registered,
-        ))
+        // Only now: the members above borrowed from the text.
+        claims.payload.text = text.into_boxed_str();
+        Ok((claims, registered))
     }
 
     /// The whole payload as a JSON tree (built on the first call for a verified token).

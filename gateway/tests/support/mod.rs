@@ -453,23 +453,23 @@ impl Gateway {
     pub fn start(tag: &str, render: impl Fn(&Ports, &Path) -> String) -> Gateway {
         for attempt in 1..=3 {
             let mut gw = Gateway::spawn(tag, &render);
-            let mut exited = false;
+            let mut failed_start = false;
             let up = wait_until(Duration::from_secs(20), || {
                 // Pingora retries a bind on a taken port every second instead of exiting.
                 let port_taken = std::fs::read_to_string(&gw.log_path)
                     .is_ok_and(|log| log.contains(" is in use, will try again"));
                 if port_taken || matches!(gw.child.try_wait(), Ok(Some(_))) {
-                    exited = true;
+                    failed_start = true;
                     return true;
                 }
                 get(gw.admin, "admin", "/healthz", &[]).is_ok_and(|r| r.status == 200)
                     && TcpStream::connect(gw.listen).is_ok()
             });
-            if up && !exited {
+            if up && !failed_start {
                 return gw;
             }
             assert!(
-                exited && attempt < 3,
+                failed_start && attempt < 3,
                 "gatehouse did not become healthy; log:\n{}",
                 gw.log()
             );
