@@ -421,8 +421,15 @@ async fn malformed_inputs() {
             "{input:.80}"
         );
     }
-    // A correctly signed token whose payload is not a JSON object.
-    for payload in ["not json", "[1,2,3]", "42"] {
+    // A correctly signed token whose payload is not a JSON object, or repeats a member (which
+    // of the two would count is parser-dependent: refused).
+    for payload in [
+        "not json",
+        "[1,2,3]",
+        "42",
+        r#"{"sub":"alice","sub":"admin"}"#,
+        r#"{"exp":1,"exp":4000000000}"#,
+    ] {
         let input = format!("{}.{}", parts[0], b64(payload));
         let token = format!(
             "{input}.{}",
