@@ -408,3 +408,86 @@ fn admin_endpoints_answer() {
     assert!(text.contains("gatehouse_build_info"));
     assert_eq!(get(gw.admin, "admin", "/nope", &[]).unwrap().status, 404);
 }
+
+/// The timeouts a request arms and that almost never fire (they run on Tokio's timer wheel, see
+/// `server.rs`): an upstream that accepts and never answers gets a 504 after `read-timeout`, and
+/// an idle client connection is closed after `keepalive-timeout`.
+#[test]
+fn a_silent_upstream_is_a_504_and_idle_client_connections_are_closed() {
+    use std::io::{BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    // Accepts and reads, never answers; keeps each connection open until the test ends.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in silent.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            held.push(s);
+        }
+    });
+    let app = Upstream::start("app");
+    let gw = Gateway::start("timeouts", |p, _| {
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+keepalive-timeout: 2s
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+      - name: silent
+        targets: ["{silent_addr}"]
+        read-timeout: 1s
+    routes:
+      - uri: /slow/*
+        white-listed: true
+        upstream: silent
+      - uri: /*
+        white-listed: true
+"#,
+            listen = p.listen,
+            admin = p.admin,
+            app = app.target(),
+        )
+    });
+    gw.wait_ready();
+
+    let started = Instant::now();
+    let r = gw.get("demo.localhost", "/slow/x");
+    let waited = started.elapsed();
+    assert_eq!(r.status, 504, "{r:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(6),
+        "answered after {waited:?}, read-timeout is 1s"
+    );
+
+    // One request on a keep-alive connection, then silence: the gateway closes it.
+    let mut stream = TcpStream::connect(gw.listen).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let r = read_response(&mut reader, false).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let idle_from = Instant::now();
+    let mut rest = Vec::new();
+    let n = reader
+        .read_to_end(&mut rest)
+        .expect("closed by the gateway, not by our 10 s read timeout");
+    let idle = idle_from.elapsed();
+    assert_eq!(n, 0, "nothing after the response: {rest:?}");
+    assert!(
+        idle >= Duration::from_millis(1800) && idle < Duration::from_secs(8),
+        "closed after {idle:?} idle, keepalive-timeout is 2s"
+    );
+}
