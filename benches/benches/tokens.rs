@@ -6,6 +6,7 @@
 //! "miss" cycles through pre-minted distinct tokens on a verifier whose cache is disabled
 //! (capacity 0), so every call does the full check: split, header, key lookup, signature,
 //! claims, `Claims` parsing. "hit" verifies one token again and again from the cache.
+//! `claims_parse` times the payload parse alone (a Keycloak-shaped payload).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -21,6 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gatehouse_config::{IdentityProvider, TokenEndpointAuthMethod};
+use gatehouse_session::claims::Claims;
 use gatehouse_session::TokenVerifier;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -224,5 +226,22 @@ fn bench_tokens(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, bench_tokens);
+/// The payload of a verified token (what a cache miss parses after the signature): the chosen
+/// one-pass `Claims::from_json` beside the naive tree (`serde_json::Value`, then the fields).
+fn bench_claims(c: &mut Criterion) {
+    let payload = claims(7).to_string();
+    let mut g = c.benchmark_group("claims_parse");
+    g.bench_function("from_json", |b| {
+        b.iter(|| Claims::from_json(black_box(payload.clone())).map(|(c, r)| (c.exp, r.nbf)))
+    });
+    g.bench_function("naive_value_tree", |b| {
+        b.iter(|| {
+            let tree: Value = serde_json::from_str(black_box(&payload)).expect("json");
+            Claims::from_payload(tree).exp
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_tokens, bench_claims);
 criterion_main!(benches);

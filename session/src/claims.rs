@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::memo::Memo;
+use crate::shapes::{Audiences, ClientRoles, Lenient, Roles, StringList};
 
 /// The claims of a token whose signature and registered claims have been checked (or of an
 /// active introspection response).
@@ -81,23 +82,25 @@ impl std::fmt::Debug for Payload {
     }
 }
 
-/// The members of a JWT payload that gatehouse reads, borrowed as unparsed JSON; every other
-/// member is skipped without allocating. A duplicated member is an error (RFC 7519 4: a parser
-/// must reject duplicates or keep the last; rejecting cannot be fooled).
+/// The members of a JWT payload that gatehouse reads, in one pass: the lifted ones read
+/// leniently into their shapes ([`crate::shapes`]), the dates kept as unparsed JSON for their
+/// own checks; every other member is skipped without allocating. A duplicated member is an
+/// error (RFC 7519 4: a parser must reject duplicates or keep the last; rejecting cannot be
+/// fooled).
 #[derive(Deserialize)]
 struct Members<'a> {
-    #[serde(borrow, default)]
-    sub: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    preferred_username: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    email: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    realm_access: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    resource_access: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    groups: Option<&'a RawValue>,
+    #[serde(default)]
+    sub: Option<Lenient<Option<String>>>,
+    #[serde(default)]
+    preferred_username: Option<Lenient<Option<String>>>,
+    #[serde(default)]
+    email: Option<Lenient<Option<String>>>,
+    #[serde(default)]
+    realm_access: Option<Lenient<Roles>>,
+    #[serde(default)]
+    resource_access: Option<Lenient<ClientRoles>>,
+    #[serde(default)]
+    groups: Option<Lenient<StringList>>,
     #[serde(borrow, default)]
     exp: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -106,10 +109,15 @@ struct Members<'a> {
     iat: Option<&'a RawValue>,
     #[serde(borrow, default)]
     auth_time: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    iss: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    aud: Option<&'a RawValue>,
+    #[serde(default)]
+    iss: Option<Lenient<Option<String>>>,
+    #[serde(default)]
+    aud: Option<Lenient<Audiences>>,
+}
+
+/// The value of a leniently read member, or its shape's default when absent.
+fn read<T: Default>(member: Option<Lenient<T>>) -> T {
+    member.map(|Lenient(value)| value).unwrap_or_default()
 }
 
 /// The registered claims of a JSON payload, for the verifier's checks. A date that is present
@@ -167,14 +175,9 @@ impl Claims {
         }
         let (mut claims, registered) = {
             let m: Members<'_> = serde_json::from_str(&text).map_err(|_| MalformedPayload)?;
-            let tree = |raw: Option<&RawValue>| -> Option<Value> {
-                raw.and_then(|r| serde_json::from_str(r.get()).ok())
-            };
-            let text_of = |raw: Option<&RawValue>| -> Option<String> {
-                raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
-            };
             let date = |raw: Option<&RawValue>| -> Result<Option<u64>, MalformedPayload> {
-                match tree(raw) {
+                // A number or `null` (what a date should be) parses without allocating.
+                match raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
                     None | Some(Value::Null) => Ok(None),
                     Some(v) => numeric_date(&v).map(Some).ok_or(MalformedPayload),
                 }
@@ -185,20 +188,16 @@ impl Claims {
                 nbf: date(m.nbf)?,
                 iat: date(m.iat)?,
                 auth_time_malformed: auth_time.is_err(),
-                iss: text_of(m.iss),
-                aud: match tree(m.aud) {
-                    Some(Value::String(aud)) => vec![aud],
-                    Some(v @ Value::Array(_)) => string_list(&v),
-                    _ => Vec::new(),
-                },
+                iss: read(m.iss),
+                aud: read(m.aud).0,
             };
             let claims = Claims {
-                sub: text_of(m.sub),
-                preferred_username: text_of(m.preferred_username),
-                email: text_of(m.email),
-                realm_roles: realm_roles(tree(m.realm_access).as_ref()),
-                client_roles: client_roles(tree(m.resource_access).as_ref()),
-                groups: tree(m.groups).as_ref().map(string_list).unwrap_or_default(),
+                sub: read(m.sub),
+                preferred_username: read(m.preferred_username),
+                email: read(m.email),
+                realm_roles: read(m.realm_access).0,
+                client_roles: read(m.resource_access).0,
+                groups: read(m.groups).0,
                 exp: registered.exp.unwrap_or(0),
                 iat: registered.iat,
                 auth_time: auth_time.unwrap_or(None),
@@ -607,6 +606,42 @@ mod tests {
                 "{payload}"
             );
             assert_eq!(from_text.raw(), &payload);
+        }
+    }
+
+    #[test]
+    fn from_json_reads_odd_shapes_and_repeats_inside_members_as_a_tree_does() {
+        // Texts, not `json!`: a tree cannot hold a repeated key, text can (inside a member it
+        // is allowed; the tree keeps the last, and so must the one-pass read).
+        let texts = [
+            r#"{"realm_access": {"roles": ["a"], "roles": ["b", 2, null]}}"#,
+            r#"{"resource_access": {"web": {"roles": ["x"]}, "api": {"roles": "y"}, "web": {"roles": ["z"], "roles": ["w"]}, "x": null, "y": [1]}}"#,
+            r#"{"groups": "g", "sub": {"x": 1}, "email": [1], "preferred_username": 7}"#,
+            r#"{"groups": [["a"], "b", {"c": "d"}, "e\u00e9"], "realm_access": ["roles"]}"#,
+            r#"{"realm_access": {"other": {"roles": ["no"]}, "roles": []}, "resource_access": "web"}"#,
+        ];
+        for text in texts {
+            let (from_text, _) = Claims::from_json(text.to_string()).expect("an object");
+            let tree: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(from_text, Claims::from_payload(tree), "{text}");
+        }
+        let (c, _) = Claims::from_json(texts[1].to_string()).unwrap();
+        assert_eq!(
+            c.client_roles,
+            vec![
+                ("api".to_string(), vec![]),
+                ("web".to_string(), vec!["w".to_string()]),
+                ("x".to_string(), vec![]),
+                ("y".to_string(), vec![]),
+            ]
+        );
+        for (text, aud) in [
+            (r#"{"aud": 5}"#, vec![]),
+            (r#"{"aud": "a"}"#, vec!["a"]),
+            (r#"{"aud": ["a", {"b": 1}, ["c"], "d"]}"#, vec!["a", "d"]),
+        ] {
+            let (_, r) = Claims::from_json(text.to_string()).unwrap();
+            assert_eq!(r.aud, aud, "{text}");
         }
     }
 

@@ -14,6 +14,7 @@ pub mod cookie;
 pub mod jwks;
 pub mod memo;
 pub mod oidc;
+mod shapes;
 pub mod store;
 pub mod verifier;
 
