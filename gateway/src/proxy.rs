@@ -670,15 +670,13 @@ async fn verify(
         },
     };
     let opaque = verifier.introspection_enabled() && !looks_like_jwt(token);
-    let cached = if opaque {
-        verifier.introspect_cached(token)
+    let (claims, hit) = if opaque {
+        match verifier.introspect_cached(token) {
+            Some(claims) => (claims, true),
+            None => (verifier.introspect(token).await.map_err(refused)?, false),
+        }
     } else {
-        verifier.verify_cached(token)
-    };
-    let (claims, hit) = match cached {
-        Some(claims) => (claims, true),
-        None if opaque => (verifier.introspect(token).await.map_err(refused)?, false),
-        None => (verifier.verify(token).await.map_err(refused)?, false),
+        verifier.verify_noting_hit(token).await.map_err(refused)?
     };
     if introspect && !opaque {
         // Revocation-sensitive route: the signature is not enough, the IdP must still say active.

@@ -325,12 +325,20 @@ impl TokenVerifier {
     /// I/O. A miss verifies fully; only an unknown `kid` (or no keys yet) awaits, on the
     /// single-flight refetch. Failures are never cached.
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        self.verify_noting_hit(token)
+            .await
+            .map(|(claims, _)| claims)
+    }
+
+    /// [`TokenVerifier::verify`], also saying whether the claims came from the cache (for a
+    /// hit/miss metric without hashing the token twice).
+    pub async fn verify_noting_hit(&self, token: &str) -> Result<(Arc<Claims>, bool), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
         let key = self.cache.key(token);
         if let Some(hit) = self.cache.get(key, now_secs()) {
-            return Ok(hit);
+            return Ok((hit, true));
         }
         let parts = split_token(token)?;
         let generation = self.generation.load(Ordering::Acquire);
@@ -347,7 +355,7 @@ impl TokenVerifier {
         let claims = Arc::new(claims);
         self.cache
             .insert(key, Arc::clone(&claims), valid_until, now);
-        Ok(claims)
+        Ok((claims, false))
     }
 
     /// The cached claims of `token` if it was verified before and has not expired; never

@@ -460,6 +460,11 @@ async fn cache_hit_skips_signature_check() {
     assert_eq!(v.refresh_keys().await, Ok(0));
     let again = v.verify(&token).await.expect("served from cache");
     assert!(Arc::ptr_eq(&first, &again));
+    let (noted, hit) = v
+        .verify_noting_hit(&token)
+        .await
+        .expect("served from cache");
+    assert!(hit && Arc::ptr_eq(&first, &noted), "a hit, and said so");
     assert_eq!(v.cache_len(), 1);
     // A different token is not a hit and fails for want of a key.
     let other = keys()
@@ -467,6 +472,14 @@ async fn cache_hit_skips_signature_check() {
         .mint("RS256", &with(claims(&idp.issuer), json!({"sub": "x"})));
     assert!(v.verify_cached(&other).is_none());
     assert_eq!(v.verify(&other).await.err(), Some(TokenError::UnknownKid));
+    // A miss says so too.
+    idp.set_jwks(all_public_keys());
+    assert_eq!(v.refresh_keys().await.map(|n| n > 0), Ok(true));
+    let (_, hit) = v
+        .verify_noting_hit(&other)
+        .await
+        .expect("valid once keys are back");
+    assert!(!hit, "verified, not served from the cache");
 }
 
 #[tokio::test]
