@@ -234,6 +234,21 @@ fn bench_claims(c: &mut Criterion) {
     g.bench_function("from_json", |b| {
         b.iter(|| Claims::from_json(black_box(payload.clone())).map(|(c, r)| (c.exp, r.nbf)))
     });
+    // A miss also renders the tenant's identity headers once for the new claims.
+    let headers: Vec<(http::HeaderName, String)> = [
+        ("x-auth-subject", "sub"),
+        ("x-auth-username", "preferred_username"),
+        ("x-auth-roles", "realm_access.roles"),
+    ]
+    .iter()
+    .map(|(n, p)| (http::HeaderName::from_static(n), p.to_string()))
+    .collect();
+    g.bench_function("from_json_and_identity_headers", |b| {
+        b.iter(|| {
+            let (claims, _) = Claims::from_json(black_box(payload.clone())).expect("object");
+            claims.identity_header_values(1, &headers).len()
+        })
+    });
     g.bench_function("naive_value_tree", |b| {
         b.iter(|| {
             let tree: Value = serde_json::from_str(black_box(&payload)).expect("json");

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::memo::Memo;
-use crate::shapes::{Audiences, ClientRoles, Lenient, Roles, StringList};
+use crate::shapes::{Audiences, ClientRoles, KeyIn, Lenient, Roles, StringList};
 
 /// The claims of a token whose signature and registered claims have been checked (or of an
 /// active introspection response).
@@ -266,6 +266,14 @@ impl Claims {
     /// arrays, objects and nulls inside it are skipped); an object, a null or a missing claim
     /// is `None`.
     pub fn header_value(&self, dotted_path: &str) -> Option<String> {
+        self.header_values(&[dotted_path]).pop().flatten()
+    }
+
+    /// [`Claims::header_value`] of each path. Without a tree, the payload text is walked once
+    /// for the top-level members of all the paths (then each within its member), rather than
+    /// building the whole tree (which would also be kept, several times the text's size, with
+    /// every cached token) or walking the text once per path.
+    fn header_values(&self, dotted_paths: &[&str]) -> Vec<Option<String>> {
         let render = |value: &Value| match value {
             Value::Array(items) => {
                 let parts: Vec<String> = items.iter().filter_map(scalar_text).collect();
@@ -274,18 +282,30 @@ impl Claims {
             other => scalar_text(other),
         };
         if self.payload.tree.get().is_some() || self.payload.text.is_empty() {
-            return render(self.lookup(dotted_path)?);
+            return dotted_paths
+                .iter()
+                .map(|path| render(self.lookup(path)?))
+                .collect();
         }
-        // Walk the text to the one member needed rather than building the whole tree (which
-        // would also be kept, several times the text's size, with every cached token).
-        if dotted_path.is_empty() {
-            return None;
-        }
-        let mut json: &str = &self.payload.text;
-        for key in dotted_path.split('.') {
-            json = member(json, key)?.get();
-        }
-        render(&serde_json::from_str(json).ok()?)
+        let firsts: Vec<&str> = dotted_paths
+            .iter()
+            .map(|path| path.split('.').next().unwrap_or_default())
+            .collect();
+        let tops = members(&self.payload.text, &firsts);
+        dotted_paths
+            .iter()
+            .zip(tops)
+            .map(|(path, top)| {
+                if path.is_empty() {
+                    return None;
+                }
+                let mut json = top?.get();
+                for key in path.split('.').skip(1) {
+                    json = members(json, &[key]).pop().flatten()?.get();
+                }
+                render(&serde_json::from_str(json).ok()?)
+            })
+            .collect()
     }
 
     /// The values of identity `headers` (name, dotted claim path) in the same order: `None` where
@@ -298,12 +318,10 @@ impl Claims {
         headers: &[(HeaderName, String)],
     ) -> Cow<'_, [Option<HeaderValue>]> {
         let render = || -> Box<[Option<HeaderValue>]> {
-            headers
-                .iter()
-                .map(|(_, path)| {
-                    self.header_value(path)
-                        .and_then(|v| HeaderValue::try_from(v).ok())
-                })
+            let paths: Vec<&str> = headers.iter().map(|(_, path)| path.as_str()).collect();
+            self.header_values(&paths)
+                .into_iter()
+                .map(|v| v.and_then(|v| HeaderValue::try_from(v).ok()))
                 .collect()
         };
         let (kept_set, values) = self.rendered.get_or_init(|| (set, render()));
@@ -315,45 +333,52 @@ impl Claims {
     }
 }
 
-/// The member `key` of the JSON object `json` as unparsed JSON (the last one if repeated, as a
-/// parsed tree would keep); `None` when `json` is not an object or has no such member.
-fn member<'a>(json: &'a str, key: &str) -> Option<&'a RawValue> {
+/// The members named `keys` of the JSON object `json` as unparsed JSON, in the order of `keys`
+/// and in one pass (the last one if repeated, as a parsed tree would keep); all `None` when
+/// `json` is not an object.
+fn members<'a>(json: &'a str, keys: &[&str]) -> Vec<Option<&'a RawValue>> {
     use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-    struct Member<'k>(&'k str);
+    struct Members<'k>(&'k [&'k str]);
 
-    impl<'de> DeserializeSeed<'de> for Member<'_> {
-        type Value = Option<&'de RawValue>;
+    impl<'de> DeserializeSeed<'de> for Members<'_> {
+        type Value = Vec<Option<&'de RawValue>>;
 
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_map(self)
         }
     }
 
-    impl<'de> Visitor<'de> for Member<'_> {
-        type Value = Option<&'de RawValue>;
+    impl<'de> Visitor<'de> for Members<'_> {
+        type Value = Vec<Option<&'de RawValue>>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-                if name == self.0 {
-                    found = Some(map.next_value::<&'de RawValue>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+            let mut found = vec![None; self.0.len()];
+            while let Some(position) = map.next_key_seed(KeyIn(self.0))? {
+                match position {
+                    Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            // A name asked twice: its later positions get what its first one got.
+            for j in 0..found.len() {
+                if let Some(i) = self.0[..j].iter().position(|name| *name == self.0[j]) {
+                    found[j] = found[i];
                 }
             }
             Ok(found)
         }
     }
 
-    Member(key)
+    Members(keys)
         .deserialize(&mut serde_json::Deserializer::from_str(json))
-        .ok()
-        .flatten()
+        .unwrap_or_else(|_| vec![None; keys.len()])
 }
 
 /// A string member as a `String` (anything else is `None`).
@@ -643,6 +668,67 @@ mod tests {
             let (_, r) = Claims::from_json(text.to_string()).unwrap();
             assert_eq!(r.aud, aud, "{text}");
         }
+    }
+
+    #[test]
+    fn identity_headers_from_text_in_one_pass_match_the_tree() {
+        let text = r#"{"sub": "s1", "realm_access": {"roles": ["a", 1, true, null, ["x"]], "n": 2},
+            "tenant": {"id": 42, "region": {"name": "eu"}}, "sub": "s2", "email": null,
+            "groups": ["/g"], "obj": {"k": "v"}}"#;
+        let paths = [
+            "sub",
+            "realm_access.roles",
+            "realm_access.n",
+            "tenant.region.name",
+            "sub",
+            "email",
+            "missing",
+            "obj",
+            "realm_access.roles.nope",
+            "",
+            "groups",
+        ];
+        let headers: Vec<(HeaderName, String)> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    HeaderName::try_from(format!("x-h{i}")).unwrap(),
+                    p.to_string(),
+                )
+            })
+            .collect();
+        // Repeated members are refused at the top level of a token; this text is only walked.
+        let from_text = Claims {
+            payload: Payload {
+                text: text.into(),
+                tree: OnceLock::new(),
+            },
+            ..Claims::from_payload(json!({}))
+        };
+        let from_tree = Claims::from_payload(serde_json::from_str(text).unwrap());
+        let walked = from_text.identity_header_values(1, &headers).into_owned();
+        assert!(from_text.payload.tree.get().is_none(), "no tree built");
+        assert_eq!(
+            walked,
+            from_tree.identity_header_values(1, &headers).into_owned()
+        );
+        let text_of = |v: &Option<HeaderValue>| v.as_ref().map(|v| v.to_str().unwrap().to_string());
+        let got: Vec<Option<String>> = walked.iter().map(text_of).collect();
+        let want = [
+            Some("s2"),
+            Some("a,1,true"),
+            Some("2"),
+            Some("eu"),
+            Some("s2"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("/g"),
+        ];
+        assert_eq!(got, want.map(|w| w.map(str::to_string)));
     }
 
     #[test]

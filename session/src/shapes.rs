@@ -123,8 +123,8 @@ pub(crate) struct Roles(pub Vec<String>);
 impl Shape for Roles {
     fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut roles = Vec::new();
-        while let Some(is_roles) = map.next_key_seed(KeyIs("roles"))? {
-            if is_roles {
+        while let Some(position) = map.next_key_seed(KeyIn(&["roles"]))? {
+            if position.is_some() {
                 roles = map.next_value::<Lenient<StringList>>()?.0 .0;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -159,25 +159,26 @@ impl Shape for ClientRoles {
     }
 }
 
-/// An object key compared with a name, without allocating it.
-struct KeyIs(&'static str);
+/// An object key looked up in a list of names without allocating it (serde's `Cow<str>`
+/// always allocates a key): its first position there, if any.
+pub(crate) struct KeyIn<'k>(pub &'k [&'k str]);
 
-impl<'de> DeserializeSeed<'de> for KeyIs {
-    type Value = bool;
+impl<'de> DeserializeSeed<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for KeyIs {
-    type Value = bool;
+impl<'de> Visitor<'de> for KeyIn<'_> {
+    type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object key")
     }
 
-    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
+    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|name| *name == key))
     }
 }
