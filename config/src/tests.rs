@@ -284,6 +284,7 @@ fn defaults_of_a_minimal_config() {
     assert_eq!(c.threads, None);
     assert!(c.trusted_proxies.is_empty());
     assert_eq!(c.session_store, SessionStoreConfig::default());
+    assert_eq!(c.session_store.pool_size, 1, "one pipelining Redis client");
     let t = &c.tenants[0];
     assert_eq!(t.default_upstream.as_deref(), Some("app"));
     assert!(t.enable_default_deny);
