@@ -339,9 +339,9 @@ impl Claims {
 fn members<'a>(json: &'a str, keys: &[&str]) -> Vec<Option<&'a RawValue>> {
     use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
-    struct Members<'k>(&'k [&'k str]);
+    struct Named<'k>(&'k [&'k str]);
 
-    impl<'de> DeserializeSeed<'de> for Members<'_> {
+    impl<'de> DeserializeSeed<'de> for Named<'_> {
         type Value = Vec<Option<&'de RawValue>>;
 
         fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -349,7 +349,7 @@ fn members<'a>(json: &'a str, keys: &[&str]) -> Vec<Option<&'a RawValue>> {
         }
     }
 
-    impl<'de> Visitor<'de> for Members<'_> {
+    impl<'de> Visitor<'de> for Named<'_> {
         type Value = Vec<Option<&'de RawValue>>;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -376,7 +376,7 @@ fn members<'a>(json: &'a str, keys: &[&str]) -> Vec<Option<&'a RawValue>> {
         }
     }
 
-    Members(keys)
+    Named(keys)
         .deserialize(&mut serde_json::Deserializer::from_str(json))
         .unwrap_or_else(|_| vec![None; keys.len()])
 }
