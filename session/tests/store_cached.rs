@@ -234,3 +234,49 @@ async fn fail_closed_returns_unavailable_even_for_a_cached_record() {
     store.sweep();
     assert_eq!(store.cached_len(), 0);
 }
+
+#[tokio::test]
+async fn with_the_local_cache_off_every_get_reads_the_store_but_an_unchanged_record_is_parsed_once()
+{
+    let (flaky, store) = cached(Duration::ZERO, false);
+    flaky
+        .inner
+        .put("a", &record("alice", FAR), HOUR)
+        .await
+        .unwrap();
+    let first = store.get("a").await.unwrap().unwrap();
+    let identity = first.identity();
+    let again = store.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        flaky.gets.load(Ordering::SeqCst),
+        2,
+        "no local trust: both reads hit the store"
+    );
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the unchanged record is the cached one"
+    );
+    assert!(
+        Arc::ptr_eq(&identity, &again.identity()),
+        "its claims are not parsed again"
+    );
+    // Another replica changes the session in the store: the next read returns the new claims.
+    let mut changed = record("alice", FAR);
+    changed.claims = json!({"sub": "alice", "groups": ["ops"]}).into();
+    flaky.inner.put("a", &changed, HOUR).await.unwrap();
+    let fresh = store.get("a").await.unwrap().unwrap();
+    assert!(!Arc::ptr_eq(&first, &fresh));
+    assert_eq!(fresh.identity().groups, vec!["ops".to_string()]);
+    // ...and deletes it: gone at once, and never served from the local entry while down.
+    flaky.inner.delete("a").await.unwrap();
+    assert_eq!(store.get("a").await, Ok(None));
+    flaky.inner.put("a", &changed, HOUR).await.unwrap();
+    store.get("a").await.unwrap().unwrap();
+    flaky.down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        store.get("a").await,
+        Err(StoreError::Unavailable),
+        "fail-closed"
+    );
+    assert_eq!(flaky.gets.load(Ordering::SeqCst), 6);
+}

@@ -24,7 +24,10 @@ struct Cached {
 /// Deletions through this cache evict locally at once; other replicas' caches keep a deleted
 /// session for at most `local_ttl` (or, with `serve_cached`, while their store is unavailable).
 /// A `get` racing with a `delete` of the same id may re-cache the old record for `local_ttl`.
-/// Entries for sessions never read again stay until [`CachedStore::sweep`] runs.
+/// A record the store returns unchanged is not decoded into a new identity: the cached one,
+/// parsed once, is returned (so with the local cache off every request still reads the store,
+/// but parses the claims only when they changed). Entries for sessions never read again stay
+/// until [`CachedStore::sweep`] runs.
 pub struct CachedStore<S> {
     inner: S,
     local_ttl: Duration,
@@ -60,6 +63,15 @@ impl<S: SessionStore> CachedStore<S> {
         }
         match self.inner.get(id).await {
             Ok(Some(record)) => {
+                // Unchanged in the store since this instance last read it: keep the cached
+                // record, whose claims are parsed and identity headers rendered already (with
+                // the local cache off, that is every request's parse saved, not a trust).
+                if let Some(mut cached) = self.cache.get_mut(id) {
+                    if *cached.record == record {
+                        cached.validated = Instant::now();
+                        return Ok(Some(Arc::clone(&cached.record)));
+                    }
+                }
                 let record = Arc::new(record);
                 self.remember(id, &record);
                 Ok(Some(record))
@@ -142,10 +154,10 @@ impl<S: SessionStore> CachedStore<S> {
         self.cache.len()
     }
 
+    /// Caches `record` as validated now. With a zero `local_ttl` and fail-closed the entry is
+    /// never served without a store read; it only spares re-parsing an unchanged record, until
+    /// the next [`CachedStore::sweep`].
     fn remember(&self, id: &str, record: &Arc<SessionRecord>) {
-        if self.local_ttl.is_zero() && !self.serve_cached {
-            return;
-        }
         self.cache.insert(
             id.to_string(),
             Cached {
