@@ -395,8 +395,8 @@ EOF
 if ((SESSION)); then
   REDIS_URL="redis-cluster://$(for i in 0 1 2 3 4 5; do printf '127.0.0.1:%d,' $((REDIS_BASE + i)); done | sed 's/,$//')"
   gatehouse_session_conf "$P_GHS_MEM" gatehouse-session-memory "memory://" 5s > "$WORK/gatehouse-session-memory.yaml"
-  # local-cache-ttl 0s: CachedStore neither serves from nor fills its local cache, every get is
-  # a Redis round trip (session/src/store/cached.rs)
+  # local-cache-ttl 0s: CachedStore never answers from its local cache, every get is a Redis
+  # round trip (an unchanged record keeps its parsed claims: session/src/store/cached.rs)
   gatehouse_session_conf "$P_GHS_R0" gatehouse-session-redis-nocache "$REDIS_URL" 0s > "$WORK/gatehouse-session-redis-nocache.yaml"
   gatehouse_session_conf "$P_GHS_R5" gatehouse-session-redis-5s "$REDIS_URL" 5s > "$WORK/gatehouse-session-redis-5s.yaml"
   for f in gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s; do
