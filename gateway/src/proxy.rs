@@ -896,33 +896,29 @@ mod tests {
         future.poll(&mut cx)
     }
 
+    /// The subject of a verification that completed on this poll, else a panic naming `what`.
+    fn subject(poll: std::task::Poll<Result<Arc<Claims>, Denial>>, what: &str) -> Option<String> {
+        match poll {
+            std::task::Poll::Ready(Ok(claims)) => claims.sub.clone(),
+            other => panic!("{what}: {:?}", other.map(|r| r.map(|_| ()))),
+        }
+    }
+
     #[test]
     fn a_signature_check_yields_once_and_a_cache_hit_does_not_yield() {
         let (provider, token) = provider_and_token();
         let mut first = std::pin::pin!(verify(&provider, &token, false));
-        match poll_once(first.as_mut()) {
-            std::task::Poll::Pending => {}
-            other => panic!(
-                "a cache miss yields after its signature check: {:?}",
-                other.map(|r| r.map(|_| ()))
-            ),
-        }
-        match poll_once(first.as_mut()) {
-            std::task::Poll::Ready(Ok(claims)) => assert_eq!(claims.sub.as_deref(), Some("alice")),
-            other => panic!(
-                "the miss completes on its second poll: {:?}",
-                other.map(|r| r.map(|_| ()))
-            ),
-        }
+        assert!(
+            poll_once(first.as_mut()).is_pending(),
+            "a cache miss yields after its signature check"
+        );
+        let alice = Some("alice".to_string());
+        let what = "the miss completes on its second poll";
+        assert_eq!(subject(poll_once(first.as_mut()), what), alice);
         assert_eq!(provider.verify_miss.get_sample_count(), 1);
         let mut second = std::pin::pin!(verify(&provider, &token, false));
-        match poll_once(second.as_mut()) {
-            std::task::Poll::Ready(Ok(claims)) => assert_eq!(claims.sub.as_deref(), Some("alice")),
-            other => panic!(
-                "a cache hit completes without yielding: {:?}",
-                other.map(|r| r.map(|_| ()))
-            ),
-        }
+        let what = "a cache hit completes without yielding";
+        assert_eq!(subject(poll_once(second.as_mut()), what), alice);
         assert_eq!(provider.verify_hit.get_sample_count(), 1);
         // A refused token answers at once: only a verified miss yields.
         let mut forged = token.clone().into_bytes();
