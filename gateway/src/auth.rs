@@ -111,7 +111,13 @@ pub fn bearer_token<'a>(
     cookie_name: Option<&str>,
 ) -> Result<Option<&'a str>, ()> {
     if let Some(value) = req.headers.get(http::header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| ())?.trim();
+        // `is_ascii` is what `to_str` checks (a header value holds no control bytes), but a
+        // word at a time: a JWT is ~1 KiB and this runs on every request.
+        let bytes = value.as_bytes();
+        if !bytes.is_ascii() {
+            return Err(());
+        }
+        let value = std::str::from_utf8(bytes).map_err(|_| ())?.trim();
         let (scheme, token) = value.split_once(' ').ok_or(())?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(());
@@ -209,6 +215,15 @@ mod tests {
             Err(())
         );
         assert_eq!(bearer_token(&req(&[]), None), Ok(None));
+        // obs-text (bytes >= 0x80) is a header value, never a bearer credential.
+        let mut non_ascii = req(&[]);
+        non_ascii
+            .insert_header(
+                "Authorization",
+                http::HeaderValue::from_bytes(b"Bearer ab\xe9c").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(bearer_token(&non_ascii, None), Err(()));
         let cookies = req(&[("Cookie", "a=1; access_token=tok; b=2")]);
         assert_eq!(
             bearer_token(&cookies, Some("access_token")),

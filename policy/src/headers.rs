@@ -100,7 +100,12 @@ pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         headers.remove(AUTHORIZATION);
     }
     if let Some(ip) = f.client_ip {
-        let existing = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+        // Only a trusted proxy's list is extended; anyone else's is replaced unread.
+        let existing = if f.trusted_peer {
+            headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+        } else {
+            None
+        };
         if let Ok(v) = HeaderValue::try_from(forwarded_for(existing, ip, f.trusted_peer)) {
             headers.insert(X_FORWARDED_FOR, v);
         }
