@@ -4,7 +4,8 @@
     report.py RESULTS_DIR
 
 Reads RESULTS_DIR/run.json and RESULTS_DIR/raw/ (wrk outputs named SCENARIO__PEER__rROUND.txt
-with the LT_* lines printed by lua/lt.lua's done(), and idle__SERVER.txt from idle.py) and writes
+with the LT_* lines printed by lua/lt.lua's done(), idle__SERVER.txt from idle.py, and
+instructions__SERVER.txt with the callgrind counts run.sh writes) and writes
 RESULTS_DIR/report.md, RESULTS_DIR/summary.json and PNG plots (throughput bars and latency CDF
 per scenario, idle RSS bars), drawn by the small PNG encoder below (zlib + a 5x7 bitmap font).
 
@@ -85,7 +86,7 @@ def parse_wrk(path):
 
 def load(results):
     raw = os.path.join(results, "raw")
-    runs, idle, broken = {}, [], []
+    runs, idle, instr, broken = {}, [], [], []
     for name in sorted(os.listdir(raw)):
         path = os.path.join(raw, name)
         m = re.match(r"(.+)__(.+)__r(\d+)\.txt$", name)
@@ -101,7 +102,12 @@ def load(results):
                 for line in f:
                     if line.startswith("LT_IDLE "):
                         idle.append(json.loads(line[len("LT_IDLE "):]))
-    return runs, idle, broken
+        elif name.startswith("instructions__"):
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("LT_INSTR "):
+                        instr.append(json.loads(line[len("LT_INSTR "):]))
+    return runs, idle, instr, broken
 
 
 def load_redis_stats(results):
@@ -341,7 +347,7 @@ def main():
     if os.path.exists(os.path.join(results, "run.json")):
         with open(os.path.join(results, "run.json")) as f:
             meta = json.load(f)
-    runs, idle, broken = load(results)
+    runs, idle, instr, broken = load(results)
     redis_stats = load_redis_stats(results)
     agg = {s: {p: aggregate(r) for p, r in peers.items()} for s, peers in runs.items()}
 
@@ -379,7 +385,7 @@ def main():
     if broken:
         w(f"**Runs without a wrk summary (failed):** {', '.join(broken)}\n")
 
-    summary = {"meta": meta, "scenarios": {}, "idle": idle, "goals": []}
+    summary = {"meta": meta, "scenarios": {}, "idle": idle, "instructions": instr, "goals": []}
     for s in SCENARIO_ORDER + sorted(set(agg) - set(SCENARIO_ORDER)):
         if s not in agg:
             continue
@@ -495,6 +501,29 @@ def main():
         bar_chart(os.path.join(results, "idle-rss.png"), "IDLE CONNECTIONS: RSS MIB",
                   [d["server"] for d in idle], [d["rss_idle_kib"] / 1024 for d in idle], "MiB")
         w("![idle RSS](idle-rss.png)\n")
+    else:
+        w("not measured in this run.\n")
+
+    w("## instructions: user-space instructions per request (callgrind)\n")
+    if instr:
+        w("Each server alone under valgrind's callgrind, `wrk -t1 -c16`, counters zeroed after a "
+          "2 s warm-up. Every request carries `Host` and the warm token. These count the work of "
+          "the process's own code (Pingora, gatehouse, libc, the allocator), not the kernel's: "
+          "they hardly move with the machine's load (about 1 % between runs), so they compare two "
+          "commits where req/s ratios move by several percent from run to run. "
+          "**bare-proxy-timeouts** is bare-proxy with gatehouse's default timeouts armed "
+          "(`BARE_PROXY_TIMEOUTS=1`): the framework's timer cost alone.\n")
+        w("| server | path | requests | instructions per request | vs bare-proxy | non-2xx |")
+        w("|---|---|---|---|---|---|")
+        base = next((d for d in instr if d["server"] == "bare-proxy"), None)
+        base_per = base["instructions"] / base["requests"] if base else None
+        order = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt"]
+        for d in sorted(instr, key=lambda d: (order + [d["server"]]).index(d["server"])):
+            per = d["instructions"] / d["requests"]
+            vs = f"{per / base_per:.2f}x" if base_per else "-"
+            w(f"| {d['server']} | `{d['path']}` | {d['requests']} | {per:,.0f} | {vs} | "
+              f"{d['non_2xx']} |")
+        w("")
     else:
         w("not measured in this run.\n")
 

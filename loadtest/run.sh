@@ -11,7 +11,8 @@
 # Environment (all optional): LT_DURATION (seconds per run), LT_ROUNDS, LT_CONNS (64),
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
-# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k),
+# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions),
+# LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind),
 # LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5, and one
 # standalone Redis on BASE+10 for Apache mod_auth_openidc, which cannot use a cluster),
 # CARGO_TARGET_DIR (where the release binaries are built; default ./target).
@@ -39,7 +40,7 @@ fi
 CONNS=${LT_CONNS:-64}
 IDLE_CONNS=${LT_IDLE_CONNS:-10000}
 TENANTS=${LT_TENANTS:-10000}
-SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k"}
+SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions"}
 REDIS_BASE=${LT_REDIS_BASE:-21400}
 ISSUER="http://127.0.0.1:18090/realms/demo"   # only a string in the tokens: no IdP is started
 TOKEN_TTL=$(( 3600 + ROUNDS * 1200 ))
@@ -69,6 +70,7 @@ install_missing() {
   command -v haproxy >/dev/null || missing+=(haproxy)
   command -v apache2 >/dev/null || missing+=(apache2)
   [[ -e /usr/lib/apache2/modules/mod_auth_openidc.so ]] || missing+=(libapache2-mod-auth-openidc)
+  [[ " $SCENARIOS " != *" instructions "* ]] || command -v valgrind >/dev/null || missing+=(valgrind)
   if ((${#missing[@]})); then
     [[ $(id -u) == 0 ]] || die "missing ${missing[*]}: run as root or: sudo apt-get install -y --no-install-recommends ${missing[*]}"
     log "installing ${missing[*]}"
@@ -634,7 +636,7 @@ rotate() {  # $1 shift, rest: words
 }
 
 LOAD_SCENARIOS=()
-for s in $SCENARIOS; do [[ $s == idle-10k ]] || LOAD_SCENARIOS+=("$s"); done
+for s in $SCENARIOS; do [[ $s == idle-10k || $s == instructions ]] || LOAD_SCENARIOS+=("$s"); done
 TOTAL=0
 for s in "${LOAD_SCENARIOS[@]}"; do set -- $(peers_of "$s"); TOTAL=$(( TOTAL + $# * ROUNDS )); done
 
@@ -741,7 +743,54 @@ if [[ " $SCENARIOS " == *" idle-10k "* ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 10. Report.
+# 10. Instructions per request under callgrind: the user-space work of one proxied request,
+#     which moves only with the code (req/s above also move with the machine). Each server runs
+#     alone under valgrind on :$P_IDLE, gets a 2 s warm-up, then its counters are zeroed, wrk
+#     runs LT_INSTR_SECONDS and the counters are dumped. Every request carries the same bytes
+#     (Host and the warm token), so the bare proxy parses what gatehouse parses.
+# ---------------------------------------------------------------------------------------------
+if [[ " $SCENARIOS " == *" instructions "* ]]; then
+  if ! command -v valgrind >/dev/null; then
+    log "instructions: valgrind is not installed, skipped"
+  else
+    log "instructions: callgrind, ${LT_INSTR_SECONDS:-4} s of wrk -c16 per server"
+    instr_run() {  # $1 label, $2 path, $3... command (run under valgrind, env set by the caller)
+      local name=$1 path=$2 out="$WORK/callgrind.$1"; shift 2
+      # stdout is gatehouse's access log: paid for, not kept (as in the load runs)
+      valgrind --tool=callgrind --callgrind-out-file="$out" "$@" > /dev/null 2> "$WORK/logs/cg-$name.err" &
+      PIDS[cg-$name]=$!
+      wait_port "$P_IDLE" "cg-$name" 1200
+      local args=(-t1 -c16 -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_IDLE$path")
+      wrk -d2s "${args[@]}" > /dev/null 2>&1 || true
+      callgrind_control -z "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
+      local res
+      res=$(timeout 120 wrk -d"${LT_INSTR_SECONDS:-4}s" "${args[@]}" 2>&1 || true)
+      callgrind_control -d "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
+      for _ in $(seq 300); do [[ -s $out.1 ]] && break; sleep 0.1; done
+      stop_server "cg-$name"
+      local requests non2xx instructions
+      requests=$(awk '/requests in/ {print $1}' <<< "$res")
+      non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$res")
+      instructions=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.1" 2>/dev/null || true)
+      if [[ -z $requests || -z $instructions ]]; then
+        log "instructions: no result for $name (see $WORK/logs/cg-$name.err)"
+        return 0
+      fi
+      printf 'LT_INSTR {"server": "%s", "path": "%s", "requests": %d, "non_2xx": %d, "instructions": %d}\n' \
+        "$name" "$path" "$requests" "${non2xx:-0}" "$instructions" > "$RAW/instructions__$name.txt"
+      log "instructions: $name $path $(( instructions / requests )) per request ($requests requests)"
+    }
+    BARE_PROXY_THREADS=1 instr_run bare-proxy /public/x "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
+    BARE_PROXY_THREADS=1 BARE_PROXY_TIMEOUTS=1 instr_run bare-proxy-timeouts /public/x \
+      "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
+    gatehouse_conf "$P_IDLE" gatehouse-cg 1 > "$WORK/gatehouse-cg.yaml"
+    instr_run gatehouse-white-listed /public/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+    instr_run gatehouse-jwt /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 11. Report.
 # ---------------------------------------------------------------------------------------------
 for name in "${!PIDS[@]}"; do stop_server "$name"; done
 # mod_auth_openidc's error log (a Redis or session failure during the runs would show here)
