@@ -509,8 +509,9 @@ def main():
         w("Each server alone under valgrind's callgrind, `wrk -t1 -c16`, counters zeroed after a "
           "2 s warm-up. Every request carries `Host` and the warm token. These count the work of "
           "the process's own code (Pingora, gatehouse, libc, the allocator), not the kernel's: "
-          "they hardly move with the machine's load (about 1 % between runs), so they compare two "
-          "commits where req/s ratios move by several percent from run to run. "
+          "they move far less than req/s with the machine's load (a few % between runs, as the "
+          "scheduler batches more or fewer requests per wake-up, against up to 20 % for req/s "
+          "here), so they show A/B differences between commits that req/s hides. "
           "**bare-proxy-timeouts** is bare-proxy with gatehouse's default timeouts armed "
           "(`BARE_PROXY_TIMEOUTS=1`): the framework's timer cost alone.\n")
         w("| server | path | requests | instructions per request | vs bare-proxy | non-2xx |")
