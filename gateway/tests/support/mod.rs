@@ -513,9 +513,11 @@ impl Gateway {
         assert!(ok, "gatehouse did not become healthy; log:\n{}", self.log());
     }
 
-    /// Waits until `/readyz` says ready.
+    /// Waits until `/readyz` says ready. Readiness waits for a first passing health check of
+    /// every pool: on a machine starved by other load, a check that times out is only retried
+    /// an interval later, so this allows more than the start-up itself needs.
     pub fn wait_ready(&self) {
-        let ok = wait_until(Duration::from_secs(20), || {
+        let ok = wait_until(Duration::from_secs(60), || {
             get(self.admin, "admin", "/readyz", &[]).is_ok_and(|r| r.status == 200)
         });
         assert!(ok, "gatehouse did not become ready; log:\n{}", self.log());
