@@ -507,7 +507,9 @@ def main():
     w("## instructions: user-space instructions per request (callgrind)\n")
     if instr:
         w("Each server alone under valgrind's callgrind, `wrk -t1 -c16`, counters zeroed after a "
-          "2 s warm-up. Every request carries `Host` and the warm token. These count the work of "
+          "2 s warm-up. Every request carries `Host` and the warm token, except on "
+          "**gatehouse-session** (the session scenario's Redis Cluster configuration with its "
+          "local cache warm, as (d), a fresh instance), which gets alice's session cookie. These count the work of "
           "the process's own code (Pingora, gatehouse, libc, the allocator), not the kernel's: "
           "they move far less than req/s with the machine's load (a few % between runs, as the "
           "scheduler batches more or fewer requests per wake-up, against up to 20 % for req/s "
@@ -518,7 +520,8 @@ def main():
         w("|---|---|---|---|---|---|")
         base = next((d for d in instr if d["server"] == "bare-proxy"), None)
         base_per = base["instructions"] / base["requests"] if base else None
-        order = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt"]
+        order = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt",
+                 "gatehouse-session"]
         for d in sorted(instr, key=lambda d: (order + [d["server"]]).index(d["server"])):
             per = d["instructions"] / d["requests"]
             vs = f"{per / base_per:.2f}x" if base_per else "-"

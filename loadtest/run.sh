@@ -746,21 +746,22 @@ fi
 # 10. Instructions per request under callgrind: the user-space work of one proxied request,
 #     which moves only with the code (req/s above also move with the machine). Each server runs
 #     alone under valgrind on :$P_IDLE, gets a 2 s warm-up, then its counters are zeroed, wrk
-#     runs LT_INSTR_SECONDS and the counters are dumped. Every request carries the same bytes
-#     (Host and the warm token), so the bare proxy parses what gatehouse parses.
+#     runs LT_INSTR_SECONDS and the counters are dumped. The bare proxies and the JWT and
+#     white-listed routes get the same bytes (Host and the warm token); with the session
+#     scenario, the session route (cache warm, Redis Cluster) gets alice's cookie instead.
 # ---------------------------------------------------------------------------------------------
 if [[ " $SCENARIOS " == *" instructions "* ]]; then
   if ! command -v valgrind >/dev/null; then
     log "instructions: valgrind is not installed, skipped"
   else
     log "instructions: callgrind, ${LT_INSTR_SECONDS:-4} s of wrk -c16 per server"
-    instr_run() {  # $1 label, $2 path, $3... command (run under valgrind, env set by the caller)
-      local name=$1 path=$2 out="$WORK/callgrind.$1"; shift 2
+    instr_run() {  # $1 label, $2 Host, $3 header, $4 path, $5... command (under valgrind; env set by the caller)
+      local name=$1 host=$2 header=$3 path=$4 out="$WORK/callgrind.$1"; shift 4
       # stdout is gatehouse's access log: paid for, not kept (as in the load runs)
       valgrind --tool=callgrind --callgrind-out-file="$out" "$@" > /dev/null 2> "$WORK/logs/cg-$name.err" &
       PIDS[cg-$name]=$!
       wait_port "$P_IDLE" "cg-$name" 1200
-      local args=(-t1 -c16 -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_IDLE$path")
+      local args=(-t1 -c16 -H "Host: $host" -H "$header" "http://127.0.0.1:$P_IDLE$path")
       wrk -d2s "${args[@]}" > /dev/null 2>&1 || true
       callgrind_control -z "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
       local res
@@ -780,12 +781,21 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
         "$name" "$path" "$requests" "${non2xx:-0}" "$instructions" > "$RAW/instructions__$name.txt"
       log "instructions: $name $path $(( instructions / requests )) per request ($requests requests)"
     }
-    BARE_PROXY_THREADS=1 instr_run bare-proxy /public/x "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
-    BARE_PROXY_THREADS=1 BARE_PROXY_TIMEOUTS=1 instr_run bare-proxy-timeouts /public/x \
+    bearer="Authorization: Bearer $TOKEN"
+    BARE_PROXY_THREADS=1 instr_run bare-proxy lt.localhost "$bearer" /public/x \
+      "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
+    BARE_PROXY_THREADS=1 BARE_PROXY_TIMEOUTS=1 instr_run bare-proxy-timeouts lt.localhost "$bearer" /public/x \
       "$BARE" "127.0.0.1:$P_IDLE" "127.0.0.1:$P_UP"
     gatehouse_conf "$P_IDLE" gatehouse-cg 1 > "$WORK/gatehouse-cg.yaml"
-    instr_run gatehouse-white-listed /public/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
-    instr_run gatehouse-jwt /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+    instr_run gatehouse-white-listed lt.localhost "$bearer" /public/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+    instr_run gatehouse-jwt lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+    if ((SESSION)); then
+      # A fresh instance of the Redis Cluster configuration (local cache 5 s) knows alice's
+      # session from the cluster: the session route with its cache warm, as (d).
+      gatehouse_session_conf "$P_IDLE" gatehouse-session-cg "$REDIS_URL" 5s > "$WORK/gatehouse-session-cg.yaml"
+      instr_run gatehouse-session demo.localhost "Cookie: ${COOKIE[redis-5s]}" /app/x \
+        "$GATEHOUSE" run --config "$WORK/gatehouse-session-cg.yaml"
+    fi
   fi
 fi
 
