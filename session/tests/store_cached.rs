@@ -40,6 +40,12 @@ struct Flaky {
 }
 
 impl Flaky {
+    /// Writes `r` straight into the store behind the cache (for an hour), as another replica
+    /// would.
+    async fn seed(&self, id: &str, r: &SessionRecord) {
+        self.inner.put(id, r, HOUR).await.unwrap();
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable)
@@ -92,11 +98,7 @@ fn cached(local_ttl: Duration, serve_cached: bool) -> (Arc<Flaky>, CachedStore<S
 #[tokio::test]
 async fn a_hit_within_the_local_ttl_makes_no_store_call() {
     let (flaky, store) = cached(Duration::from_millis(200), false);
-    flaky
-        .inner
-        .put("a", &record("alice", FAR), HOUR)
-        .await
-        .unwrap();
+    flaky.seed("a", &record("alice", FAR)).await;
     let first = store.get("a").await.unwrap().unwrap();
     assert_eq!(flaky.gets.load(Ordering::SeqCst), 1);
     for _ in 0..10 {
@@ -149,16 +151,8 @@ async fn back_channel_logout_evicts_locally() {
 #[tokio::test]
 async fn serve_cached_serves_a_validated_record_while_the_store_is_unavailable() {
     let (flaky, store) = cached(Duration::ZERO, true);
-    flaky
-        .inner
-        .put("a", &record("alice", FAR), HOUR)
-        .await
-        .unwrap();
-    flaky
-        .inner
-        .put("never-read", &record("eve", FAR), HOUR)
-        .await
-        .unwrap();
+    flaky.seed("a", &record("alice", FAR)).await;
+    flaky.seed("never-read", &record("eve", FAR)).await;
     let validated = store.get("a").await.unwrap().unwrap();
 
     flaky.down.store(true, Ordering::SeqCst);
@@ -201,11 +195,7 @@ async fn serve_cached_stops_at_the_records_own_expiry() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    flaky
-        .inner
-        .put("a", &record("alice", now + 1), HOUR)
-        .await
-        .unwrap();
+    flaky.seed("a", &record("alice", now + 1)).await;
     store.get("a").await.unwrap().unwrap();
     flaky.down.store(true, Ordering::SeqCst);
     assert!(store.get("a").await.unwrap().is_some());
@@ -218,11 +208,7 @@ async fn serve_cached_stops_at_the_records_own_expiry() {
 #[tokio::test]
 async fn fail_closed_returns_unavailable_even_for_a_cached_record() {
     let (flaky, store) = cached(Duration::from_millis(50), false);
-    flaky
-        .inner
-        .put("a", &record("alice", FAR), HOUR)
-        .await
-        .unwrap();
+    flaky.seed("a", &record("alice", FAR)).await;
     store.get("a").await.unwrap().unwrap();
     flaky.down.store(true, Ordering::SeqCst);
     assert!(
@@ -239,11 +225,7 @@ async fn fail_closed_returns_unavailable_even_for_a_cached_record() {
 async fn with_the_local_cache_off_every_get_reads_the_store_but_an_unchanged_record_is_parsed_once()
 {
     let (flaky, store) = cached(Duration::ZERO, false);
-    flaky
-        .inner
-        .put("a", &record("alice", FAR), HOUR)
-        .await
-        .unwrap();
+    flaky.seed("a", &record("alice", FAR)).await;
     let first = store.get("a").await.unwrap().unwrap();
     let identity = first.identity();
     let again = store.get("a").await.unwrap().unwrap();
@@ -263,14 +245,14 @@ async fn with_the_local_cache_off_every_get_reads_the_store_but_an_unchanged_rec
     // Another replica changes the session in the store: the next read returns the new claims.
     let mut changed = record("alice", FAR);
     changed.claims = json!({"sub": "alice", "groups": ["ops"]}).into();
-    flaky.inner.put("a", &changed, HOUR).await.unwrap();
+    flaky.seed("a", &changed).await;
     let fresh = store.get("a").await.unwrap().unwrap();
     assert!(!Arc::ptr_eq(&first, &fresh));
     assert_eq!(fresh.identity().groups, vec!["ops".to_string()]);
     // ...and deletes it: gone at once, and never served from the local entry while down.
     flaky.inner.delete("a").await.unwrap();
     assert_eq!(store.get("a").await, Ok(None));
-    flaky.inner.put("a", &changed, HOUR).await.unwrap();
+    flaky.seed("a", &changed).await;
     store.get("a").await.unwrap().unwrap();
     flaky.down.store(true, Ordering::SeqCst);
     assert_eq!(
