@@ -56,9 +56,10 @@ pub struct Pool {
     /// `tenant/upstream`, for logs and metrics.
     pub label: String,
     balancer: Balancer,
-    /// Round robin: the targets that were ready after the last discovery or check round, in
-    /// the balancer's order. Selecting from this list costs an atomic add; the balancer's own
-    /// `select` hashes every candidate to look its health up (~1 500 instructions a request).
+    /// The targets that were ready after the last discovery or check round, in the balancer's
+    /// order: what round robin selects from and what the healthy count reads. Selecting from
+    /// this list costs an atomic add; the balancer's own `select` hashes every candidate to
+    /// look its health up (~1 500 instructions a request).
     ready: ArcSwap<Vec<PingoraAddr>>,
     /// Round robin: the next turn.
     turn: AtomicUsize,
@@ -116,19 +117,17 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Publishes the round-robin list of ready targets (a no-op for consistent hashing, which
-    /// selects through the balancer).
+    /// Publishes the list of ready targets. Readiness changes only in discovery and check
+    /// rounds, each of which calls this after it.
     fn refresh_ready(&self) {
-        if let Balancer::RoundRobin(_) = self.balancer {
-            let backends = self.balancer.backends();
-            let ready = backends
-                .get_backend()
-                .iter()
-                .filter(|b| backends.ready(b))
-                .map(|b| b.addr.clone())
-                .collect();
-            self.ready.store(Arc::new(ready));
-        }
+        let backends = self.balancer.backends();
+        let ready = backends
+            .get_backend()
+            .iter()
+            .filter(|b| backends.ready(b))
+            .map(|b| b.addr.clone())
+            .collect();
+        self.ready.store(Arc::new(ready));
     }
 
     /// A peer for this request: the next healthy target (round robin) or the client IP's
@@ -149,14 +148,9 @@ impl Pool {
         Some(peer)
     }
 
-    /// Targets currently passing health checks.
+    /// Targets passing health checks, as of the last discovery or check round.
     pub fn healthy_targets(&self) -> usize {
-        let backends = self.balancer.backends();
-        backends
-            .get_backend()
-            .iter()
-            .filter(|b| backends.ready(b))
-            .count()
+        self.ready.load().len()
     }
 
     /// Whether the first health check round has completed.
