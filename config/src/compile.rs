@@ -176,6 +176,18 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         }
     }
 
+    let forward_auth_headers = match f.forward_auth_headers.as_deref().map(str::trim) {
+        None | Some("x-forwarded") => ForwardAuthHeaders::XForwarded,
+        Some("x-original") => ForwardAuthHeaders::XOriginal,
+        Some(other) => {
+            d.error(
+                "forward-auth-headers",
+                format!("invalid value {other:?} (expected x-forwarded or x-original)"),
+            );
+            ForwardAuthHeaders::XForwarded
+        }
+    };
+
     let max_request_header_size = f.max_request_header_size.map_or(32 << 10, |s| s.0);
     if max_request_header_size == 0 {
         d.error("max-request-header-size", "must be greater than zero");
@@ -274,6 +286,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         admin_listen: f.admin_listen.map(|s| s.trim().to_string()),
         threads,
         trusted_proxies,
+        forward_auth_headers,
         max_request_header_size,
         max_request_headers,
         grace_period: dur(f.grace_period, Duration::from_secs(30)),
@@ -781,6 +794,7 @@ fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCtx<'_>) -> T
         routes,
         identity_headers,
         forward_access_token: flag(f.forward_access_token, false),
+        pass_rewrite_headers: flag(f.pass_rewrite_headers, false),
         token_cookie: f.token_cookie,
         cors,
         security_headers,

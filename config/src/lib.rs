@@ -29,9 +29,9 @@ pub use compile::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, HealthCheck,
-    IdentityProvider, Login, OnUnavailable, Route, SameSite, Secret, SessionStoreConfig,
-    SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, ForwardAuthHeaders,
+    HealthCheck, IdentityProvider, Login, OnUnavailable, Route, SameSite, Secret,
+    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};
 

@@ -28,6 +28,9 @@ pub struct Config {
     /// `trusted-proxies`: peers whose `X-Forwarded-*` / `X-Original-*` headers are believed; a
     /// plain IP in the file is a /32 or /128 (default empty).
     pub trusted_proxies: Vec<IpNet>,
+    /// `forward-auth-headers`: the one header family `/oauth/auth` believes from a trusted
+    /// proxy (default `x-forwarded`); the other family is ignored.
+    pub forward_auth_headers: ForwardAuthHeaders,
     /// `max-request-header-size`: request line + headers in bytes; larger -> 431 (default 32KiB).
     pub max_request_header_size: u64,
     /// `max-request-headers`: header count; more -> 431 (default 100).
@@ -70,6 +73,18 @@ impl Config {
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
     }
+}
+
+/// Which header family a forward-auth check (`/oauth/auth`) reads the original request from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardAuthHeaders {
+    /// `x-forwarded`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host` (nginx
+    /// `auth_request` as documented, Traefik).
+    #[default]
+    XForwarded,
+    /// `x-original`: `X-Original-Method`, `X-Original-URL` and the request's `Host`
+    /// (ingress-nginx).
+    XOriginal,
 }
 
 /// Which kind of session store `session-store.url` names.
@@ -256,6 +271,10 @@ pub struct Tenant {
     pub identity_headers: Vec<(String, String)>,
     /// `forward-access-token`: keep `Authorization: Bearer` for the upstream (default false).
     pub forward_access_token: bool,
+    /// `pass-rewrite-headers`: pass a trusted proxy's `X-Original-URL`, `X-Rewrite-URL`,
+    /// `X-Forwarded-Prefix` and `Forwarded` to the upstream (default false: removed from every
+    /// peer, because upstream frameworks route on them).
+    pub pass_rewrite_headers: bool,
     /// `token-cookie`: also accept the bearer token from this cookie (default: none, only the
     /// `Authorization` header).
     pub token_cookie: Option<String>,

@@ -72,6 +72,7 @@ fn contract_parses_with_expected_values() {
     assert_eq!(c.admin_listen.as_deref(), Some("127.0.0.1:9100"));
     assert_eq!(c.threads, Some(2));
     assert_eq!(c.trusted_proxies, vec!["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(c.forward_auth_headers, ForwardAuthHeaders::XForwarded);
     assert_eq!(c.max_request_header_size, 32 * 1024);
     assert_eq!(c.max_request_headers, 100);
     // Added keys, defaulted.
@@ -1137,5 +1138,24 @@ tenants:
         29,
         "tenants[1].routes[1].introspect",
         "route \"/*\" has introspect: true but tenant \"bare\" has no identity-provider",
+    );
+}
+
+#[test]
+fn forward_auth_headers_and_pass_rewrite_headers() {
+    const BASE: &str = "tenants:\n  - name: t\n    hosts: [t.localhost]\n    upstreams: [{name: app, targets: [\"127.0.0.1:1\"]}]\n    routes: [{uri: /*, white-listed: true}]\n";
+    let c = ok(BASE);
+    assert_eq!(c.forward_auth_headers, ForwardAuthHeaders::XForwarded);
+    assert!(!c.tenants[0].pass_rewrite_headers);
+    let c = ok(&format!("forward-auth-headers: x-original\n{BASE}"));
+    assert_eq!(c.forward_auth_headers, ForwardAuthHeaders::XOriginal);
+    let c = ok(&BASE.replace("    routes:", "    pass-rewrite-headers: true\n    routes:"));
+    assert!(c.tenants[0].pass_rewrite_headers);
+    let e = errs(&format!("forward-auth-headers: x-real\n{BASE}"));
+    assert_error(
+        &e,
+        1,
+        "forward-auth-headers",
+        "invalid value \"x-real\" (expected x-forwarded or x-original)",
     );
 }

@@ -8,6 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_policy::authz::Forbidden;
 use gatehouse_policy::cors::is_preflight;
+use gatehouse_policy::forward_auth::{
+    is_forward_auth_path, original_host_header, original_request,
+};
 use gatehouse_policy::headers::{forward_request, Forwarding};
 use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::request_id::is_valid_request_id;
@@ -86,13 +89,12 @@ impl ProxyHttp for Gateway {
             .map(|a| a.as_str())
             .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
-        // A forward-auth check from a trusted proxy (Traefik, Istio) names the original host.
-        if ctx.trusted_peer && req.uri.path() == FORWARD_AUTH_PATH {
-            if let Some(original) = req
-                .headers
-                .get("x-forwarded-host")
-                .and_then(|h| h.to_str().ok())
-            {
+        // A forward-auth check from a trusted proxy names the original host, in the one header
+        // family the config believes (`x-original` uses the check's own Host).
+        if let Some(name) = original_host_header(runtime.policy.forward_auth_headers)
+            .filter(|_| ctx.trusted_peer && is_forward_auth_path(req.uri.path()))
+        {
+            if let Some(original) = req.headers.get(name).and_then(|h| h.to_str().ok()) {
                 host = original;
             }
         }
@@ -152,7 +154,21 @@ impl ProxyHttp for Gateway {
                 .await?;
                 return Ok(true);
             }
-            Admission::Deny(denial) => denial,
+            Admission::Deny(denial) => {
+                // A refused forward-auth check, or a request with two credentials, is an
+                // authentication decision too.
+                if ctx.forward_auth || denial == Denial::DuplicateAuthorization {
+                    let result = match denial.status() {
+                        400 => "bad_request",
+                        401 => "unauthenticated",
+                        _ => "forbidden",
+                    };
+                    let tenant = ctx.tenant_name().unwrap_or("-");
+                    self.metrics
+                        .record_auth_refusal(tenant, result, denial.reason());
+                }
+                denial
+            }
             Admission::Authenticate => match self.authenticate(session, ctx, &runtime).await {
                 Ok(()) if ctx.forward_auth => {
                     responses::forward_auth_allowed(session, ctx).await?;
@@ -243,6 +259,7 @@ impl ProxyHttp for Gateway {
             authority: session.req_header().uri.authority().map(|a| a.as_str()),
             identity_headers,
             forward_access_token: tenant.is_some_and(|t| t.forward_access_token),
+            pass_rewrite_headers: tenant.is_some_and(|t| t.pass_rewrite_headers),
             request_id: (id_header, ctx.request_id.clone()),
         };
         let login = ctx.tenant.and_then(|t| runtime.logins[t].as_ref());
@@ -415,6 +432,16 @@ impl Gateway {
                 }
             }
         }
+        // Two credentials: the gateway would check one and a later hop might read the other.
+        if req
+            .headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            return Admission::Deny(Denial::DuplicateAuthorization);
+        }
         let Some(tenant_index) = ctx.tenant else {
             return Admission::Deny(Denial::UnknownHost);
         };
@@ -461,18 +488,18 @@ impl Gateway {
         if let Some(builtin) = Builtin::from_path(&path) {
             return Admission::Builtin(builtin);
         }
-        // A forward-auth check is decided for the original request it describes.
-        let forward_auth = path == FORWARD_AUTH_PATH
-            || path
-                .strip_prefix(FORWARD_AUTH_PATH)
-                .is_some_and(|rest| rest.starts_with('/'));
-        let (method, path) = if forward_auth {
+        // A forward-auth check is decided for exactly the original request it describes.
+        let (method, path) = if is_forward_auth_path(&path) {
             ctx.forward_auth = true;
-            let (method, target) = forward_auth_target(req, &path, ctx.trusted_peer);
-            let target_path = target.split(|&b| b == b'?').next().unwrap_or_default();
-            match normalize_path(target_path) {
-                Ok(p) => (method, std::borrow::Cow::Owned(p.into_owned())),
-                Err(e) => return Admission::Deny(Denial::BadPath(e)),
+            match original_request(
+                &req.headers,
+                &req.method,
+                raw_path,
+                ctx.trusted_peer,
+                policy.forward_auth_headers,
+            ) {
+                Ok(original) => (original.method, std::borrow::Cow::Owned(original.path)),
+                Err(e) => return Admission::Deny(Denial::ForwardAuthTarget(e)),
             }
         } else {
             (req.method.clone(), path)
@@ -700,10 +727,6 @@ async fn verify(
     Ok(claims)
 }
 
-/// The forward-auth endpoint served on every tenant host (nginx `auth_request`, Traefik
-/// ForwardAuth, Istio ext_authz): 200 with identity headers, 401 or 403.
-pub const FORWARD_AUTH_PATH: &str = "/oauth/auth";
-
 /// Calls `set` with each identity header `tenant` sets from the caller's claims (rendered once
 /// per cached claims). A claim that cannot be a header value (control characters) is left out.
 pub fn each_identity_header(
@@ -718,46 +741,6 @@ pub fn each_identity_header(
             set(name, value);
         }
     }
-}
-
-/// The method and path a forward-auth check is about: from a trusted proxy's
-/// `X-Forwarded-Method`/`X-Forwarded-Uri` (or `X-Original-Method`/`X-Original-URL`, which may be
-/// an absolute URL), else the path after `/oauth/auth` (Envoy's HTTP ext_authz appends the
-/// original path to its path prefix); from anyone else, the check request itself.
-fn forward_auth_target(
-    req: &RequestHeader,
-    check_path: &str,
-    trusted: bool,
-) -> (http::Method, Vec<u8>) {
-    let header = |a: &str, b: &str| {
-        req.headers
-            .get(a)
-            .or_else(|| req.headers.get(b))
-            .map(|v| v.as_bytes())
-    };
-    if !trusted {
-        return (req.method.clone(), check_path.as_bytes().to_vec());
-    }
-    let method = header("x-forwarded-method", "x-original-method")
-        .and_then(|m| http::Method::from_bytes(m).ok())
-        .unwrap_or_else(|| req.method.clone());
-    let appended = check_path
-        .strip_prefix(FORWARD_AUTH_PATH)
-        .filter(|rest| !rest.is_empty())
-        .unwrap_or("/");
-    let uri = header("x-forwarded-uri", "x-original-url").unwrap_or(appended.as_bytes());
-    // An absolute URL (nginx: $scheme://$http_host$request_uri) keeps only its path and query.
-    let path = match uri.windows(3).position(|w| w == b"://") {
-        Some(i) => {
-            let rest = &uri[i + 3..];
-            rest.iter()
-                .position(|&b| b == b'/')
-                .map(|j| &rest[j..])
-                .unwrap_or(b"/")
-        }
-        None => uri,
-    };
-    (method, path.to_vec())
 }
 
 /// Edits a request header's map in place. Pingora's `RequestHeader` keeps a second,

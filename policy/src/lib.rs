@@ -4,6 +4,7 @@
 //! - [`authz`]: route authorization requirements (roles, groups, claims) over an [`authz::Identity`].
 //! - [`path`]: request path normalization (percent-decoding, dot segments, refusals).
 //! - [`cors`]: per-tenant CORS: preflight answers and actual-response headers.
+//! - [`forward_auth`]: which original request a forward-auth check (`/oauth/auth`) is about.
 //! - [`headers`]: what the upstream sees of a request, and what every response carries.
 //! - [`host`]: host table (exact names, IPv6 literals, `*.suffix` wildcards).
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
@@ -20,6 +21,7 @@
 
 pub mod authz;
 pub mod cors;
+pub mod forward_auth;
 pub mod headers;
 pub mod host;
 pub mod path;
