@@ -42,34 +42,8 @@ const PURPOSE_SESSION: &str = "session";
 const PURPOSE_STATE: &str = "login-state";
 const PURPOSE_REFRESH: &str = "refresh-token";
 
-/// The built-in browser paths on every tenant host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtin {
-    /// `/oauth/login?rd=`: start a login.
-    Login,
-    /// `/oauth/callback`: the IdP's redirect back.
-    Callback,
-    /// `/oauth/logout`: end the session here and at the IdP.
-    Logout,
-    /// `/oauth/userinfo`: the caller's identity as JSON.
-    Userinfo,
-    /// `/oauth/backchannel-logout`: the IdP ends sessions (OIDC Back-Channel Logout).
-    BackchannelLogout,
-}
-
-impl Builtin {
-    /// The built-in a normalized path names, if any.
-    pub fn from_path(path: &str) -> Option<Builtin> {
-        Some(match path {
-            "/oauth/login" => Builtin::Login,
-            "/oauth/callback" => Builtin::Callback,
-            "/oauth/logout" => Builtin::Logout,
-            "/oauth/userinfo" => Builtin::Userinfo,
-            "/oauth/backchannel-logout" => Builtin::BackchannelLogout,
-            _ => return None,
-        })
-    }
-}
+/// The built-in browser paths on every tenant host (recognized during admission).
+pub use gatehouse_policy::admit::Builtin;
 
 /// A tenant's compiled browser-login settings (tenants with `login`).
 pub struct TenantLogin {

@@ -6,21 +6,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gatehouse_policy::admit::{admit, Admission, Connection, RequestHead, REWRITE_REFUSED};
 use gatehouse_policy::authz::Forbidden;
-use gatehouse_policy::cors::is_preflight;
-use gatehouse_policy::forward_auth::{
-    is_forward_auth_path, original_host_header, original_request,
-};
+use gatehouse_policy::forward_auth::{is_forward_auth_path, original_host_header};
 use gatehouse_policy::headers::{forward_request, Forwarding};
-use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::request_id::is_valid_request_id;
 use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
 use gatehouse_session::claims::Claims;
 use gatehouse_session::{looks_like_jwt, TokenError};
-use http::header::{
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_LENGTH, HOST, ORIGIN,
-    TRANSFER_ENCODING,
-};
+use http::header::{HOST, TRANSFER_ENCODING};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -396,18 +390,17 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Everything decided before proxying that needs no I/O: limits, framing, tenant, path,
-    /// route, body size, and whether the route needs an identity.
+    /// Gathers the request's facts, has `policy::admit` decide, and records what the later
+    /// phases need; a normalized path becomes the upstream's target here.
     fn admit(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         runtime: &crate::runtime::Runtime,
     ) -> Admission {
-        let policy = &runtime.policy;
         let req = session.req_header();
-        // Limits: header bytes and count.
-        let header_bytes = match session.as_downstream().as_http1() {
+        let h1 = session.as_downstream().as_http1();
+        let header_bytes = match h1 {
             Some(h1) => h1.get_headers_raw_bytes().len(),
             None => {
                 req.headers
@@ -417,130 +410,36 @@ impl Gateway {
                     + req.uri.to_string().len()
             }
         };
-        if header_bytes as u64 > policy.max_request_header_bytes {
-            return Admission::Deny(Denial::HeadersTooLarge);
-        }
-        if req.headers.len() > policy.max_request_headers {
-            return Admission::Deny(Denial::HeadersTooLarge);
-        }
-        // Framing: Pingora drops Content-Length when Transfer-Encoding is present; we refuse
-        // the pair outright (RFC 9112 6.1: a request with both is a smuggling attempt).
-        if req.headers.contains_key(TRANSFER_ENCODING) {
-            if let Some(h1) = session.as_downstream().as_http1() {
-                if has_header_line(&h1.get_headers_raw_bytes(), b"content-length") {
-                    return Admission::Deny(Denial::AmbiguousFraming);
-                }
-            }
-        }
-        // Two credentials: the gateway would check one and a later hop might read the other.
-        if req
-            .headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .nth(1)
-            .is_some()
-        {
-            return Admission::Deny(Denial::DuplicateAuthorization);
-        }
-        let Some(tenant_index) = ctx.tenant else {
-            return Admission::Deny(Denial::UnknownHost);
-        };
-        let tenant = policy.tenant(tenant_index);
-        // Path: normalized before any decision; the upstream gets the normalized form.
+        // Pingora drops Content-Length when Transfer-Encoding is present: the raw head tells.
+        let both_lengths = req.headers.contains_key(TRANSFER_ENCODING)
+            && h1.is_some_and(|h1| has_header_line(&h1.get_headers_raw_bytes(), b"content-length"));
         let (raw_path, query) = split_target(req);
-        let path = match normalize_path(raw_path) {
-            Ok(p) => p,
-            Err(e) => return Admission::Deny(Denial::BadPath(e)),
+        let head = RequestHead {
+            method: &req.method,
+            raw_path,
+            query,
+            headers: &req.headers,
+            authority: req.uri.authority().map(|a| a.as_str()),
+            header_bytes,
+            both_lengths,
         };
-        if tenant.https_redirect && !ctx.secure {
-            let host = req
-                .headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))
-                .unwrap_or("");
-            let host = strip_port(host);
-            let query = query
-                .map(|q| format!("?{}", String::from_utf8_lossy(q)))
-                .unwrap_or_default();
-            return Admission::Deny(Denial::HttpsRequired {
-                location: format!("https://{host}{}{path}{query}", self.https_port_suffix),
-            });
-        }
-        if let (Some(cors), Some(origin)) = (&tenant.cors, req.headers.get(ORIGIN)) {
-            ctx.cors_origin = Some(origin.clone());
-            if is_preflight(&req.method, &req.headers) {
-                let method = req
-                    .headers
-                    .get(ACCESS_CONTROL_REQUEST_METHOD)
-                    .map(|v| v.as_bytes())
-                    .unwrap_or_default();
-                let headers = req
-                    .headers
-                    .get(ACCESS_CONTROL_REQUEST_HEADERS)
-                    .map(|v| v.as_bytes());
-                return match cors.preflight(origin, method, headers) {
-                    Some(allow) => Admission::Preflight(allow),
-                    None => Admission::Deny(Denial::CorsRefused),
-                };
-            }
-        }
-        if let Some(builtin) = Builtin::from_path(&path) {
-            return Admission::Builtin(builtin);
-        }
-        // A forward-auth check is decided for exactly the original request it describes.
-        let (method, path) = if is_forward_auth_path(&path) {
-            ctx.forward_auth = true;
-            match original_request(
-                &req.headers,
-                &req.method,
-                raw_path,
-                ctx.trusted_peer,
-                policy.forward_auth_headers,
-            ) {
-                Ok(original) => (original.method, std::borrow::Cow::Owned(original.path)),
-                Err(e) => return Admission::Deny(Denial::ForwardAuthTarget(e)),
-            }
-        } else {
-            (req.method.clone(), path)
+        let conn = Connection {
+            tenant: ctx.tenant,
+            secure: ctx.secure,
+            trusted_peer: ctx.trusted_peer,
+            https_port_suffix: &self.https_port_suffix,
         };
-        let route_ref = tenant.lookup(&path, &method);
-        let route = tenant.route(route_ref);
-        ctx.route = Some(route_ref);
-        // Body size: refuse an over-long declared body before the upstream sees anything.
-        ctx.body_limit = route.max_body_size;
-        if let Some(len) = req
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            if len > route.max_body_size {
-                return Admission::Deny(Denial::BodyTooLarge);
-            }
-        }
-        let admission = match route.access {
-            Access::Public => Admission::Proxy,
-            Access::Authenticated | Access::DefaultDeny | Access::Optional => {
-                Admission::Authenticate
-            }
-        };
-        if ctx.forward_auth {
-            return admission;
-        }
-        if let std::borrow::Cow::Owned(normalized) = path {
-            let mut target = normalized.into_bytes();
-            if let Some(q) = query {
-                target.push(b'?');
-                target.extend_from_slice(q);
-            }
+        let decision = admit(&runtime.policy, &head, &conn);
+        ctx.route = decision.route;
+        ctx.body_limit = decision.body_limit;
+        ctx.forward_auth = decision.forward_auth;
+        ctx.cors_origin = decision.cors_origin;
+        if let Some(target) = decision.rewritten_target {
             if session.req_header_mut().set_raw_path(&target).is_err() {
-                return Admission::Deny(Denial::BadPath(
-                    gatehouse_policy::path::PathError::NotAbsolute,
-                ));
+                return Admission::Deny(REWRITE_REFUSED);
             }
         }
-        admission
+        decision.admission
     }
 
     /// Authenticates the bearer token and authorizes the route: the only async step before
@@ -764,20 +663,6 @@ fn edit_request_headers(req: &mut RequestHeader, edit: impl FnOnce(&mut http::He
     }
 }
 
-/// What [`Gateway::admit`] decided.
-enum Admission {
-    /// Proxy without authentication (a white-listed route).
-    Proxy,
-    /// A CORS preflight the gateway answers itself with these headers.
-    Preflight(gatehouse_policy::cors::CorsHeaders),
-    /// A built-in browser path (`/oauth/login`, `/oauth/callback`, ...).
-    Builtin(Builtin),
-    /// Answer with this denial.
-    Deny(Denial),
-    /// The route needs an identity: authenticate, then authorize.
-    Authenticate,
-}
-
 /// The path and query of the request target (origin-form, or the path of an absolute-form).
 fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
     let raw = if req.uri.authority().is_some() {
@@ -792,13 +677,6 @@ fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
         Some(i) => (&raw[..i], Some(&raw[i + 1..])),
         None => (raw, None),
     }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
 /// Whether the raw HTTP/1 header block has a field line named `name` (lowercase).
@@ -913,12 +791,5 @@ mod tests {
             poll_once(refused.as_mut()),
             std::task::Poll::Ready(Err(Denial::InvalidToken { .. }))
         ));
-    }
-
-    #[test]
-    fn strips_ports_from_hosts() {
-        assert_eq!(strip_port("demo.localhost:8080"), "demo.localhost");
-        assert_eq!(strip_port("demo.localhost"), "demo.localhost");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
     }
 }

@@ -258,10 +258,14 @@ fn forward_auth_answers_for_the_original_request_only_from_trusted_proxies() {
         "forward-auth checks are never proxied"
     );
     // Refusals name their reason in the access log and the auth decision metrics.
-    let log = gw.log();
-    assert!(
-        log.contains(r#""reason":"forward_auth_path_not_normal""#),
-        "{log}"
+    // The access log is written by its own thread.
+    assert_eventually!(
+        Duration::from_secs(5),
+        || gw
+            .log()
+            .contains(r#""reason":"forward_auth_path_not_normal""#),
+        "the access log names the reason: {}",
+        gw.log()
     );
     let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
     for reason in [

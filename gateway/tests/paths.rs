@@ -342,5 +342,11 @@ fn headers_that_steer_an_upstream_never_reach_it() {
     let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
     let series = r#"gatehouse_auth_decisions_total{reason="duplicate_authorization",result="bad_request",tenant="demo"} 1"#;
     assert!(m.contains(series), "{m}");
-    assert!(gw.log().contains(r#""reason":"duplicate_authorization""#));
+    // The access log is written by its own thread.
+    assert_eventually!(
+        std::time::Duration::from_secs(5),
+        || gw.log().contains(r#""reason":"duplicate_authorization""#),
+        "the access log names the reason: {}",
+        gw.log()
+    );
 }

@@ -1,6 +1,7 @@
 //! gatehouse policy: the pure, allocation-averse building blocks the gateway runs on every
 //! request.
 //!
+//! - [`admit`]: everything decided about a request before any I/O, as one function.
 //! - [`authz`]: route authorization requirements (roles, groups, claims) over an [`authz::Identity`].
 //! - [`path`]: request path normalization (percent-decoding, dot segments, refusals).
 //! - [`cors`]: per-tenant CORS: preflight answers and actual-response headers.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admit;
 pub mod authz;
 pub mod cors;
 pub mod forward_auth;
