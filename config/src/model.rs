@@ -58,6 +58,9 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
     pub tenants: Vec<Tenant>,
+    /// Things `gatehouse check` points out without refusing the config (each with file, line
+    /// and key), ordered by line; empty when built other than by [`crate::parse`].
+    pub warnings: Vec<crate::ConfigError>,
 }
 
 impl Config {

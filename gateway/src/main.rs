@@ -98,6 +98,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(1);
     }
+    for w in &config.warnings {
+        eprintln!("{}", warning_line(w));
+    }
     let upstreams: usize = config.tenants.iter().map(|t| t.upstreams.len()).sum();
     let routes: usize = config.tenants.iter().map(|t| t.routes.len()).sum();
     println!(
@@ -122,4 +125,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `file:line: warning: key: message`, the shape compilers use, so editors jump to the line.
+fn warning_line(w: &gatehouse_config::ConfigError) -> String {
+    let at = match w.line {
+        Some(line) => format!("{}:{line}", w.file),
+        None => w.file.clone(),
+    };
+    format!("{at}: warning: {}: {}", w.key, w.message)
 }
