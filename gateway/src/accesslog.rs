@@ -3,11 +3,14 @@
 //! the buffers out every [`FLUSH_INTERVAL`] and writes them, so a request costs the formatting
 //! and an uncontended lock, never a channel message, an allocation or a wake-up, and a slow
 //! stdout never blocks a request. Lines that do not fit ([`MAX_BUFFERED`]) are dropped and
-//! counted. Never tokens, cookies or query strings.
+//! counted. On shutdown, [`AccessLogWriter::finish`] collects and writes what is left, so the
+//! last requests before SIGTERM or SIGINT are in the log. Never tokens, cookies or query
+//! strings.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gatehouse_config::{AccessLogConfig, AccessLogFormat};
@@ -61,9 +64,29 @@ pub struct AccessLog {
     metrics: Arc<Metrics>,
 }
 
+/// The writer thread's handle, kept by whoever stops the server.
+pub struct AccessLogWriter {
+    stop: Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AccessLogWriter {
+    /// Writes every line recorded so far and stops the writer. Call it once no request can log
+    /// any more (after the server's runtimes have stopped).
+    pub fn finish(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::error!("the access log writer panicked; its last lines are lost");
+        }
+    }
+}
+
 impl AccessLog {
     /// Starts the writer thread (stdout). `None` when the log is disabled.
-    pub fn start(config: &AccessLogConfig, metrics: Arc<Metrics>) -> Option<AccessLog> {
+    pub fn start(
+        config: &AccessLogConfig,
+        metrics: Arc<Metrics>,
+    ) -> Option<(AccessLog, AccessLogWriter)> {
         Self::start_with(config, metrics, std::io::stdout())
     }
 
@@ -72,7 +95,7 @@ impl AccessLog {
         config: &AccessLogConfig,
         metrics: Arc<Metrics>,
         sink: impl std::io::Write + Send + 'static,
-    ) -> Option<AccessLog> {
+    ) -> Option<(AccessLog, AccessLogWriter)> {
         if !config.enabled {
             return None;
         }
@@ -81,16 +104,20 @@ impl AccessLog {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             buffers: Mutex::new(Vec::new()),
         });
-        let weak = Arc::downgrade(&registry);
-        std::thread::Builder::new()
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let writer_registry = Arc::clone(&registry);
+        let thread = std::thread::Builder::new()
             .name("gatehouse-access-log".into())
-            .spawn(move || write_lines(weak, sink))
+            .spawn(move || write_lines(&writer_registry, &stopped, sink))
             .expect("spawn the access log writer");
-        Some(AccessLog {
-            registry,
-            config: config.clone(),
-            metrics,
-        })
+        Some((
+            AccessLog {
+                registry,
+                config: config.clone(),
+                metrics,
+            },
+            AccessLogWriter { stop, thread },
+        ))
     }
 
     /// Whether this request is logged: every error, and `sample-rate` of the rest.
@@ -128,20 +155,20 @@ impl AccessLog {
     }
 }
 
-/// Collects and writes every thread's lines each [`FLUSH_INTERVAL`] until the log is dropped.
-fn write_lines(registry: Weak<Registry>, mut out: impl std::io::Write) {
+/// Collects and writes every thread's lines each [`FLUSH_INTERVAL`]; once told to stop (or
+/// when its [`AccessLogWriter`] is gone), collects a last time and returns.
+fn write_lines(registry: &Registry, stop: &Receiver<()>, mut out: impl std::io::Write) {
     let mut spare: Vec<u8> = Vec::new();
     loop {
-        std::thread::sleep(FLUSH_INTERVAL);
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
+        let last = !matches!(
+            stop.recv_timeout(FLUSH_INTERVAL),
+            Err(RecvTimeoutError::Timeout)
+        );
         let buffers: Vec<Buffer> = registry
             .buffers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        drop(registry);
         for buffer in &buffers {
             // Swap, not copy: the request thread gets the cleared spare and keeps its capacity.
             std::mem::swap(
@@ -154,6 +181,9 @@ fn write_lines(registry: Weak<Registry>, mut out: impl std::io::Write) {
             }
         }
         let _ = out.flush();
+        if last {
+            return;
+        }
     }
 }
 
@@ -404,9 +434,9 @@ mod tests {
             enabled: true,
             ..AccessLogConfig::default()
         };
-        let log = Arc::new(
-            AccessLog::start_with(&config, Arc::new(Metrics::new()), sink.clone()).unwrap(),
-        );
+        let (log, _writer) =
+            AccessLog::start_with(&config, Arc::new(Metrics::new()), sink.clone()).unwrap();
+        let log = Arc::new(log);
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let log = Arc::clone(&log);
@@ -438,6 +468,43 @@ mod tests {
             }
         }
         assert_eq!(ids.len(), 2000, "every line once, none torn");
+    }
+
+    #[test]
+    fn finish_writes_the_lines_recorded_just_before() {
+        let sink = Sink::default();
+        let config = AccessLogConfig {
+            enabled: true,
+            ..AccessLogConfig::default()
+        };
+        let (log, writer) =
+            AccessLog::start_with(&config, Arc::new(Metrics::new()), sink.clone()).unwrap();
+        // Lines from two threads, recorded right before the stop, with no wait for a round.
+        let log = Arc::new(log);
+        let other = Arc::clone(&log);
+        std::thread::spawn(move || {
+            other.record(&Entry {
+                request_id: "other-thread",
+                ..entry()
+            })
+        })
+        .join()
+        .unwrap();
+        for id in ["last-1", "last-2"] {
+            log.record(&Entry {
+                request_id: id,
+                ..entry()
+            });
+        }
+        drop(log);
+        writer.finish();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| v["request_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["other-thread", "last-1", "last-2"]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use gatehouse_config::Config;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
@@ -71,12 +71,17 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     server.bootstrap();
 
     let sessions = Arc::new(Sessions::new(&config.session_store, Arc::clone(&metrics)));
+    let (access_log, access_log_writer) =
+        match AccessLog::start(&config.access_log, Arc::clone(&metrics)) {
+            Some((log, writer)) => (Some(log), Some(writer)),
+            None => (None, None),
+        };
     let gateway = Gateway {
         runtime: Arc::clone(&runtime),
         metrics: Arc::clone(&metrics),
         https_port_suffix: https_port_suffix(&config),
         keepalive_secs: config.keepalive_timeout.as_secs().max(1),
-        access_log: AccessLog::start(&config.access_log, Arc::clone(&metrics)),
+        access_log,
         sessions: Arc::clone(&sessions),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -139,7 +144,13 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         eprintln!("  try: curl -i -H 'Host: demo.localhost' http://{listen}/public/hello");
     }
     tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "gatehouse starting");
-    server.run_forever()
+    // `run` returns once the runtimes have stopped (after the grace period on SIGTERM, at once
+    // on SIGINT): no request can log any more, so the writer's last round loses nothing.
+    server.run(RunArgs::default());
+    if let Some(writer) = access_log_writer {
+        writer.finish();
+    }
+    ExitCode::SUCCESS
 }
 
 /// Timeouts longer than this many whole seconds (so: of one second or more) run on Tokio's
