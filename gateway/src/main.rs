@@ -15,6 +15,7 @@ mod maintenance;
 mod metrics;
 mod pools;
 mod proxy;
+mod readiness;
 mod reload;
 mod responses;
 mod runtime;

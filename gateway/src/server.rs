@@ -110,6 +110,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         let admin = Admin {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
+            readiness: Default::default(),
         };
         let mut admin = Service::new("gatehouse admin".to_string(), HttpServer::new_app(admin));
         admin.add_tcp(admin_listen);

@@ -140,6 +140,96 @@ fn sigterm_drains_in_flight_requests() {
     assert!(statuses.get(&200).copied().unwrap_or(0) > 10);
 }
 
+/// Two tenants: `good` (its own pool, no identity provider) and `bad` (its own pool and an
+/// identity provider whose issuer nobody answers).
+fn two_tenants(p: &Ports, dir: &Path, good: &str, bad: &str, dead_issuer: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+threads: 2
+upgrade-sock: {dir}/upgrade.sock
+pid-file: {dir}/gatehouse.pid
+watch-config: false
+identity-providers:
+  - name: unreachable
+    issuer: {dead_issuer}
+    client-id: gatehouse
+tenants:
+  - name: good
+    hosts: [good.localhost]
+    upstreams:
+      - name: app
+        targets: ["{good}"]
+        health-check: {{ path: /health, interval: 300ms }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+  - name: bad
+    hosts: [bad.localhost]
+    identity-provider: unreachable
+    upstreams:
+      - name: app
+        targets: ["{bad}"]
+        health-check: {{ path: /health, interval: 300ms }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+      - uri: /*
+"#,
+        listen = p.listen,
+        admin = p.admin,
+        dir = dir.display(),
+    )
+}
+
+#[test]
+fn one_tenants_dead_pool_and_unreachable_idp_leave_the_process_ready() {
+    let good = Upstream::start("good");
+    let mut bad = Upstream::start("bad");
+    let dead_issuer = format!("http://127.0.0.1:{}/realms/gone", free_port());
+    let gw = Gateway::start("one-tenant-down", |p, dir| {
+        two_tenants(p, dir, &good.target(), &bad.target(), &dead_issuer)
+    });
+    gw.wait_readiness("both pools up, the provider down", |status, text| {
+        status == 200
+            && text.contains("pool good/app: up, 1/1 targets healthy")
+            && text.contains("pool bad/app: up, 1/1 targets healthy")
+            && text.contains("identity-provider unreachable: down, no signing keys (last error:")
+    });
+    assert_eq!(gw.get("bad.localhost", "/public/x").status, 200);
+
+    bad.kill();
+    let text = gw.wait_readiness("bad/app down", |_, text| {
+        text.contains("pool bad/app: down, 0/1 targets healthy")
+    });
+    // The status says the process serves; the verbose lines name the dead pool and provider.
+    let plain = get(gw.admin, "admin", "/readyz", &[]).unwrap();
+    assert_eq!((plain.status, plain.text().as_str()), (200, "ready\n"));
+    let (status, verbose) = gw.readiness();
+    assert_eq!(status, 200, "{verbose}");
+    assert!(verbose.starts_with("ready\n"), "{verbose}");
+    for line in [
+        "pool good/app: up, 1/1 targets healthy",
+        "pool bad/app: down, 0/1 targets healthy",
+        "identity-provider unreachable: down, no signing keys (last error:",
+    ] {
+        assert!(
+            verbose.contains(line),
+            "missing {line:?} in:\n{verbose}\n(earlier: {text})"
+        );
+    }
+    assert_eq!(verbose.lines().count(), 4, "{verbose}");
+    // The other tenant keeps serving; the dead one answers 503 itself.
+    assert_eq!(gw.get("good.localhost", "/public/x").status, 200);
+    assert_eq!(gw.get("bad.localhost", "/public/x").status, 503);
+    let metrics = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    assert!(
+        metrics.contains("gatehouse_upstream_healthy_targets{tenant=\"bad\",upstream=\"app\"} 0"),
+        "{metrics}"
+    );
+}
+
 /// Starts a gateway whose grace period is zero (it stops right after the signal), sends
 /// `requests` requests with known IDs, signals `signal`, and returns the IDs the access log
 /// (stdout, in the log file) holds once the process has exited.
