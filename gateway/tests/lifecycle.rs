@@ -230,6 +230,68 @@ fn one_tenants_dead_pool_and_unreachable_idp_leave_the_process_ready() {
     );
 }
 
+#[test]
+fn readyz_waits_only_for_the_first_health_check_round() {
+    // Never accepts: the kernel completes the handshake, the HTTP check waits its whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = Upstream::start("app");
+    let gw = Gateway::start("first-round", |p, dir| {
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+upgrade-sock: {dir}/upgrade.sock
+pid-file: {dir}/gatehouse.pid
+watch-config: false
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+        health-check: {{ path: /health, interval: 300ms }}
+      - name: slow
+        targets: ["{slow}"]
+        health-check: {{ path: /health, interval: 300ms, timeout: 6s }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+"#,
+            listen = p.listen,
+            admin = p.admin,
+            dir = dir.display(),
+            app = app.target(),
+            slow = silent.local_addr().unwrap(),
+        )
+    });
+    // Until every pool has finished one round, the pod is not ready and says why.
+    let (status, text) = gw.readiness();
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.starts_with("starting: first health checks not finished\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pool demo/slow: pending, first health check not finished, 1 targets"),
+        "{text}"
+    );
+    let plain = get(gw.admin, "admin", "/readyz", &[]).unwrap();
+    assert_eq!(plain.status, 503);
+    assert!(
+        plain.text().contains("pool demo/slow: pending"),
+        "{}",
+        plain.text()
+    );
+    // The round ends with the check's timeout: ready, the pool down.
+    gw.wait_readiness("ready with demo/slow down", |status, text| {
+        status == 200
+            && text.contains("pool demo/slow: down, 0/1 targets healthy")
+            && text.contains("pool demo/app: up, 1/1 targets healthy")
+    });
+    assert_eq!(gw.get("demo.localhost", "/public/x").status, 200);
+    drop(silent);
+}
+
 /// Starts a gateway whose grace period is zero (it stops right after the signal), sends
 /// `requests` requests with known IDs, signals `signal`, and returns the IDs the access log
 /// (stdout, in the log file) holds once the process has exited.
