@@ -116,6 +116,12 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         admin.add_tcp(admin_listen);
         server.add_service(admin);
     }
+    if let Some(writer) = &access_log_writer {
+        server.add_service(GenBackgroundService::new(
+            "gatehouse access log".to_string(),
+            Arc::clone(writer),
+        ));
+    }
     server.add_service(GenBackgroundService::new(
         "gatehouse maintenance".to_string(),
         Arc::new(MaintenanceService {
@@ -149,7 +155,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     // on SIGINT): no request can log any more, so the writer's last round loses nothing.
     server.run(RunArgs::default());
     if let Some(writer) = access_log_writer {
-        writer.finish();
+        writer.collect();
     }
     ExitCode::SUCCESS
 }

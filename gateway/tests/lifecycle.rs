@@ -337,6 +337,96 @@ fn the_access_log_keeps_the_last_lines_on_sigterm_and_sigint() {
 }
 
 #[test]
+fn a_daemonized_gateway_writes_its_access_log() {
+    let app = Upstream::start("app");
+    let dir = TempDir::new("daemon");
+    let ports = Ports {
+        listen: free_port(),
+        admin: free_port(),
+        tls: 0,
+    };
+    let config_path = dir.path().join("gatehouse.yaml");
+    let config_text = config(&ports, dir.path(), &app.target(), "")
+        .replace("grace-period: 1s", "grace-period: 0s");
+    std::fs::write(&config_path, config_text).unwrap();
+    let log_path = dir.path().join("gatehouse.log");
+    let mut parent = Command::new(binary())
+        .args(["run", "--daemon", "--config"])
+        .arg(&config_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .open(&log_path)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The parent returns once it has forked; the daemon writes its pid file.
+    let pid_file = dir.path().join("gatehouse.pid");
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    assert_eventually!(
+        Duration::from_secs(20),
+        || pid().is_some()
+            && get(
+                format!("127.0.0.1:{}", ports.admin).parse().unwrap(),
+                "admin",
+                "/healthz",
+                &[]
+            )
+            .is_ok(),
+        "the daemon did not start; log:\n{}",
+        log()
+    );
+    let _ = parent.wait();
+    let pid = pid().unwrap();
+    let listen = format!("127.0.0.1:{}", ports.listen).parse().unwrap();
+    for i in 0..5 {
+        let id = format!("daemon-{i}");
+        let r = get(
+            listen,
+            "demo.localhost",
+            "/public/d",
+            &[("X-Request-ID", &id)],
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    signal_pid(pid, "TERM");
+    let alive = || {
+        Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert_eventually!(
+        Duration::from_secs(15),
+        || !alive(),
+        "the daemon did not stop"
+    );
+    let mut logged: Vec<String> = log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+        .collect();
+    logged.sort();
+    assert_eq!(
+        logged,
+        ["daemon-0", "daemon-1", "daemon-2", "daemon-3", "daemon-4"],
+        "log:\n{}",
+        log()
+    );
+}
+
+#[test]
 fn binary_upgrade_hands_over_listeners_without_failing_requests() {
     let app = Upstream::start("app");
     let gw = Gateway::start("upgrade", |p, dir| config(p, dir, &app.target(), ""));
