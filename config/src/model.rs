@@ -479,7 +479,7 @@ pub enum AccessLogFormat {
     Text,
 }
 
-/// `access-log`: one line per request on stdout, written by a background thread (the request
+/// `access-log`: one line per request on stdout, written by a background service (the request
 /// path never blocks on it; lines are dropped and counted if it falls behind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLogConfig {
