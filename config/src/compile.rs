@@ -300,6 +300,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         access_log,
         identity_providers,
         tenants,
+        warnings: Vec::new(),
     }
 }
 

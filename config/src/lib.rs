@@ -16,6 +16,7 @@
 mod checks;
 mod compile;
 mod error;
+mod fallthrough;
 mod model;
 mod schema;
 mod source;
@@ -67,7 +68,11 @@ pub fn parse(
     let config = parse_into(source, env, &mut diag);
     let mut errors = diag.errors;
     match config {
-        Some(c) if errors.is_empty() => Ok(c),
+        Some(mut c) if errors.is_empty() => {
+            c.warnings = fallthrough::warnings(&c, file_name, &positions);
+            c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
+            Ok(c)
+        }
         _ => {
             errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
             Err(ConfigErrors { errors })

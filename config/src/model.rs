@@ -61,6 +61,9 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
     pub tenants: Vec<Tenant>,
+    /// Things `gatehouse check` points out without refusing the config (each with file, line
+    /// and key), ordered by line; empty when built other than by [`crate::parse`].
+    pub warnings: Vec<crate::ConfigError>,
 }
 
 impl Config {
@@ -495,7 +498,7 @@ pub enum AccessLogFormat {
     Text,
 }
 
-/// `access-log`: one line per request on stdout, written by a background thread (the request
+/// `access-log`: one line per request on stdout, written by a background service (the request
 /// path never blocks on it; lines are dropped and counted if it falls behind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLogConfig {

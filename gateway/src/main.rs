@@ -15,6 +15,7 @@ mod maintenance;
 mod metrics;
 mod pools;
 mod proxy;
+mod readiness;
 mod reload;
 mod responses;
 mod runtime;
@@ -98,6 +99,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(1);
     }
+    for w in &config.warnings {
+        eprintln!("{}", warning_line(w));
+    }
     let upstreams: usize = config.tenants.iter().map(|t| t.upstreams.len()).sum();
     let routes: usize = config.tenants.iter().map(|t| t.routes.len()).sum();
     println!(
@@ -122,4 +126,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `file:line: warning: key: message`, the shape compilers use, so editors jump to the line.
+fn warning_line(w: &gatehouse_config::ConfigError) -> String {
+    let at = match w.line {
+        Some(line) => format!("{}:{line}", w.file),
+        None => w.file.clone(),
+    };
+    format!("{at}: warning: {}: {}", w.key, w.message)
 }
