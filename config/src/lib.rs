@@ -24,8 +24,8 @@ mod units;
 use std::path::Path;
 
 pub use compile::{
-    default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_ID_HEADER,
-    DEFAULT_SECURITY_HEADERS,
+    anchored_pattern, default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_REQUEST_ID_HEADER, DEFAULT_SECURITY_HEADERS, DEFAULT_TOKEN_CACHE_SIZE,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
@@ -67,7 +67,11 @@ pub fn parse(
     let config = parse_into(source, env, &mut diag);
     let mut errors = diag.errors;
     match config {
-        Some(c) if errors.is_empty() => Ok(c),
+        Some(mut c) if errors.is_empty() => {
+            c.warnings = diag.warnings;
+            c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
+            Ok(c)
+        }
         _ => {
             errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
             Err(ConfigErrors { errors })

@@ -992,22 +992,22 @@ fn introspection_keys_parse_with_defaults() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
   - name: kc-opaque
-    issuer: http://kc.localhost/realms/other
+    issuer: https://kc.localhost/realms/other
     client-id: gatehouse
     client-secret: ${OIDC_CLIENT_SECRET}
     introspection: true
-    introspection-url: http://kc.localhost/realms/other/protocol/openid-connect/token/introspect
+    introspection-url: https://kc.localhost/realms/other/protocol/openid-connect/token/introspect
     introspection-cache-ttl: 5s
   - name: kc-file
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
     introspection: \"true\"
-    introspection-url: http://kc.localhost/introspect
+    introspection-url: https://kc.localhost/introspect
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -1029,7 +1029,7 @@ tenants:
     assert!(opaque.introspection);
     assert_eq!(
         opaque.introspection_url.as_deref(),
-        Some("http://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
+        Some("https://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
     );
     assert_eq!(opaque.introspection_cache_ttl, Duration::from_secs(5));
     assert!(c.identity_providers[2].introspection);
@@ -1044,18 +1044,18 @@ fn introspection_needs_a_client_secret() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
     introspection: true
   - name: kc-file
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
     introspection: true
     introspection-url: kc.localhost/introspect
   - name: kc-file-no-url
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
@@ -1090,7 +1090,7 @@ fn introspect_route_needs_an_introspecting_provider() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
 tenants:
   - name: demo

@@ -98,6 +98,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(1);
     }
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     let upstreams: usize = config.tenants.iter().map(|t| t.upstreams.len()).sum();
     let routes: usize = config.tenants.iter().map(|t| t.routes.len()).sum();
     println!(

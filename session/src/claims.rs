@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -48,6 +49,11 @@ pub struct Claims {
     /// Identity header values rendered from these claims (see [`Claims::identity_header_values`]).
     pub rendered: RenderedHeaders,
 }
+
+/// Bytes a `serde_json` tree takes per byte of the JSON text it was parsed from, rounded up
+/// for token-shaped payloads (short keys and strings: each value is a 32-byte enum, each object
+/// member a map node with its key).
+pub const TREE_BYTES_PER_TEXT_BYTE: usize = 4;
 
 /// Identity header values rendered once for one identity-header set (its id and the values),
 /// kept with the claims so a token served from the verified-token cache (or a cached session)
@@ -113,6 +119,14 @@ struct Members<'a> {
     iss: Option<Lenient<Option<String>>>,
     #[serde(default)]
     aud: Option<Lenient<Audiences>>,
+    #[serde(default)]
+    azp: Option<Lenient<Option<String>>>,
+    #[serde(default)]
+    typ: Option<Lenient<Option<String>>>,
+    #[serde(default)]
+    nonce: Option<IgnoredAny>,
+    #[serde(default)]
+    events: Option<IgnoredAny>,
 }
 
 /// The value of a leniently read member, or its shape's default when absent.
@@ -137,6 +151,14 @@ pub struct Registered {
     pub iss: Option<String>,
     /// `aud`: the string, or the string elements of the array.
     pub aud: Vec<String>,
+    /// `azp` (the client the token was issued to), when it is a string.
+    pub azp: Option<String>,
+    /// The payload's `typ` (Keycloak: `Bearer`, `ID`, `Refresh`, `Logout`), when a string.
+    pub typ: Option<String>,
+    /// A non-null `nonce` is present (ID tokens carry one).
+    pub nonce: bool,
+    /// A non-null `events` is present (logout and other security event tokens carry one).
+    pub events: bool,
 }
 
 /// A payload that is not a JSON object, repeats a member, or has a malformed date.
@@ -190,6 +212,10 @@ impl Claims {
                 auth_time_malformed: auth_time.is_err(),
                 iss: read(m.iss),
                 aud: read(m.aud).0,
+                azp: read(m.azp),
+                typ: read(m.typ),
+                nonce: m.nonce.is_some(),
+                events: m.events.is_some(),
             };
             let claims = Claims {
                 sub: read(m.sub),
@@ -209,6 +235,34 @@ impl Claims {
         // Only now: the members above borrowed from the text.
         claims.payload.text = text.into_boxed_str();
         Ok((claims, registered))
+    }
+
+    /// Roughly how many bytes these claims keep alive, for the verified-token cache's byte
+    /// bound: the struct, the lifted strings, the payload text, and room for the JSON tree a
+    /// `match-claims` lookup may build later ([`TREE_BYTES_PER_TEXT_BYTE`] per byte of
+    /// payload). Claims built from a tree (introspection) count the tree the same way.
+    pub fn retained_bytes(&self) -> usize {
+        let string = |s: &String| size_of::<String>() + s.len();
+        let strings = |v: &[String]| v.iter().map(string).sum::<usize>();
+        let optional = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
+        let text = if self.payload.text.is_empty() {
+            serde_json::to_string(self.payload.tree()).map_or(0, |t| t.len())
+        } else {
+            self.payload.text.len()
+        };
+        size_of::<Claims>()
+            + optional(&self.sub)
+            + optional(&self.preferred_username)
+            + optional(&self.email)
+            + strings(&self.realm_roles)
+            + strings(&self.groups)
+            + self
+                .client_roles
+                .iter()
+                .map(|(client, roles)| string(client) + size_of::<Vec<String>>() + strings(roles))
+                .sum::<usize>()
+            + self.payload.text.len()
+            + text * TREE_BYTES_PER_TEXT_BYTE
     }
 
     /// The whole payload as a JSON tree (built on the first call for a verified token).
@@ -745,7 +799,24 @@ mod tests {
                 auth_time_malformed: false,
                 iss: Some("https://idp".into()),
                 aud: vec!["a".into(), "b".into()],
+                azp: None,
+                typ: None,
+                nonce: false,
+                events: false,
             }
+        );
+        let (_, r) = Claims::from_json(
+            r#"{"azp": "web", "typ": "ID", "nonce": "n", "events": {"e": {}}}"#.into(),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.azp.as_deref(), r.typ.as_deref(), r.nonce, r.events),
+            (Some("web"), Some("ID"), true, true)
+        );
+        let (_, r) = Claims::from_json(r#"{"azp": 1, "typ": [], "nonce": null}"#.into()).unwrap();
+        assert_eq!(
+            (r.azp, r.typ, r.nonce, r.events),
+            (None, None, false, false)
         );
         let (_, r) =
             Claims::from_json(r#"{"aud": "a", "iss": 7, "auth_time": "x"}"#.into()).unwrap();

@@ -88,6 +88,7 @@ impl Introspection {
         provider: &IdentityProvider,
         source: &JwksSource,
         cache_capacity: usize,
+        cache_bytes: usize,
     ) -> Result<Introspection, String> {
         if provider.introspection {
             if provider.client_secret.is_none() {
@@ -111,8 +112,8 @@ impl Introspection {
             client_secret: provider.client_secret.clone(),
             method: provider.token_endpoint_auth_method,
             ttl: provider.introspection_cache_ttl.as_secs(),
-            active: TokenCache::new(cache_capacity),
-            refused: TokenCache::new(cache_capacity.min(REFUSED_CACHE_CAPACITY)),
+            active: TokenCache::new(cache_capacity, cache_bytes),
+            refused: TokenCache::new(cache_capacity.min(REFUSED_CACHE_CAPACITY), cache_bytes),
             in_flight: DashMap::new(),
             flight_seq: AtomicU64::new(0),
             permits: Semaphore::new(MAX_CONCURRENT_INTROSPECTIONS),
@@ -291,10 +292,11 @@ impl TokenVerifier {
         let now = now_secs();
         match self.check_introspection(doc, now) {
             Ok((claims, valid_until)) => {
+                let weight = claims.retained_bytes();
                 let claims = Arc::new(claims);
                 intro
                     .active
-                    .insert(key, Arc::clone(&claims), valid_until, now);
+                    .insert(key, Arc::clone(&claims), weight, 0, valid_until, now);
                 Ok(claims)
             }
             Err(error) => {
@@ -303,7 +305,7 @@ impl TokenVerifier {
                     TokenError::IntrospectionUnavailable | TokenError::NotYetValid
                 ) {
                     let until = now.saturating_add(REFUSED_CACHE_SECS.min(intro.ttl));
-                    intro.refused.insert(key, error, until, now);
+                    intro.refused.insert(key, error, 0, 0, until, now);
                 }
                 Err(error)
             }
