@@ -22,11 +22,11 @@ fn test_env(name: &str) -> Option<String> {
     }
 }
 
-fn ok(src: &str) -> Config {
+pub(crate) fn ok(src: &str) -> Config {
     parse(src, "gatehouse.yaml", &test_env).unwrap_or_else(|e| panic!("expected OK, got:\n{e}"))
 }
 
-fn errs(src: &str) -> Vec<ConfigError> {
+pub(crate) fn errs(src: &str) -> Vec<ConfigError> {
     match parse(src, "gatehouse.yaml", &test_env) {
         Ok(_) => panic!("expected errors, config was accepted:\n{src}"),
         Err(e) => e.errors,
@@ -35,7 +35,7 @@ fn errs(src: &str) -> Vec<ConfigError> {
 
 /// Asserts that exactly one error concerns `key`, on `line`, with a message containing `text`.
 #[track_caller]
-fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
+pub(crate) fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
     let found: Vec<&ConfigError> = all.iter().filter(|e| e.key == key).collect();
     let list = all.iter().map(|e| format!("  {e}\n")).collect::<String>();
     assert_eq!(found.len(), 1, "one error for {key} expected in:\n{list}");
@@ -49,7 +49,7 @@ fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
 }
 
 /// A valid base the snippets below change in one place.
-const BASE: &str = "\
+pub(crate) const BASE: &str = "\
 tenants:
   - name: demo
     hosts: [demo.localhost]
