@@ -269,3 +269,58 @@ async fn the_cache_is_bounded_in_bytes() {
         "{held} entries of ~10 KiB in 64 KiB"
     );
 }
+
+#[tokio::test]
+async fn introspected_refresh_tokens_and_other_clients_are_refused() {
+    let idp = FakeIdp::start(jwks(&[keys().rsa.jwk()])).await;
+    let mut p = common::introspecting_provider(
+        &idp.issuer,
+        gatehouse_config::TokenEndpointAuthMethod::ClientSecretBasic,
+    );
+    p.authorized_parties = Some(vec!["svc".into()]);
+    let v = TokenVerifier::new(&p, 1000).expect("verifier");
+    let active = |changes: Value| {
+        let mut answer = with(claims(&idp.issuer), json!({"active": true}));
+        answer["client_id"] = json!("svc");
+        answer["token_type"] = json!("Bearer");
+        with(answer, changes)
+    };
+    idp.set_introspection("access-1", active(json!({})));
+    idp.set_introspection("access-2", active(json!({"azp": "svc", "client_id": "x"})));
+    assert!(v.introspect("access-1").await.is_ok());
+    assert!(
+        v.introspect("access-2").await.is_ok(),
+        "azp wins over client_id"
+    );
+    for (token, answer, error) in [
+        (
+            "keycloak-refresh",
+            active(json!({"typ": "Refresh"})),
+            TokenError::NotAccessToken,
+        ),
+        (
+            "keycloak-offline",
+            active(json!({"typ": "Offline"})),
+            TokenError::NotAccessToken,
+        ),
+        (
+            "typed-refresh",
+            active(json!({"token_type": "refresh_token"})),
+            TokenError::NotAccessToken,
+        ),
+        (
+            "ory-refresh",
+            active(json!({"token_use": "refresh_token"})),
+            TokenError::NotAccessToken,
+        ),
+        (
+            "other-client",
+            active(json!({"client_id": "someone-else"})),
+            TokenError::UnauthorizedParty,
+        ),
+    ] {
+        idp.set_introspection(token, answer);
+        assert_eq!(v.introspect(token).await.err(), Some(error), "{token}");
+        assert!(v.introspect_cached(token).is_none(), "{token}");
+    }
+}

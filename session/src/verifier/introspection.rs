@@ -181,7 +181,10 @@ impl TokenVerifier {
     /// provider's issuer ([`TokenError::WrongIssuer`]), its `aud` (when present) must name one
     /// of the audiences ([`TokenError::WrongAudience`]), an `exp` in the past (with leeway) is
     /// [`TokenError::Expired`], an `nbf` in the future [`TokenError::NotYetValid`], and
-    /// max-token-age applies to `auth_time` as for JWTs.
+    /// max-token-age applies to `auth_time` as for JWTs. An answer describing another kind of
+    /// token (a refresh token: Keycloak `typ: Refresh`, a `token_type` that is not `Bearer`, ...)
+    /// is [`TokenError::NotAccessToken`]; with `authorized-parties`, its `azp` (else
+    /// `client_id`) must be listed ([`TokenError::UnauthorizedParty`]).
     ///
     /// Active results are cached by keyed token hash for `min(introspection-cache-ttl,
     /// exp - now)`; refusals other than `NotYetValid` are cached for at most
@@ -399,6 +402,7 @@ impl TokenVerifier {
                 return Err(TokenError::IntrospectionUnavailable);
             }
         }
+        super::kind::check_introspected(&doc)?;
         let date = |name: &str| -> Result<Option<u64>, TokenError> {
             match doc.get(name) {
                 None | Some(Value::Null) => Ok(None),
@@ -437,6 +441,12 @@ impl TokenVerifier {
         if !audience_ok {
             return Err(TokenError::WrongAudience);
         }
+        // The client the token was issued to: `azp` (Keycloak), else RFC 7662's `client_id`.
+        let party = doc
+            .get("azp")
+            .or_else(|| doc.get("client_id"))
+            .and_then(Value::as_str);
+        super::kind::check_azp(self.authorized_parties.as_deref(), party)?;
         if let Some(max_age) = self.max_token_age {
             let auth_time = date("auth_time")?.ok_or(TokenError::TooOld)?;
             let deadline = auth_time.saturating_add(max_age);

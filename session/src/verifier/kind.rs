@@ -77,6 +77,30 @@ pub(crate) fn check_use(
     }
 }
 
+/// Checks that an active RFC 7662 introspection answer describes an access token: no Keycloak
+/// `typ` of another kind, a `token_type` (when given) of an access token (`Bearer`, `DPoP`,
+/// `N_A`), an ORY-style `token_use` (when given) of `access_token`, no `nonce`, no `events`.
+/// Introspection endpoints answer for refresh tokens too, and a refresh token must not work
+/// as a bearer credential.
+pub(crate) fn check_introspected(doc: &serde_json::Value) -> Result<(), TokenError> {
+    let text = |name: &str| doc.get(name).and_then(serde_json::Value::as_str);
+    let other_kind = text("typ")
+        .is_some_and(|t| NOT_ACCESS.iter().any(|n| t.eq_ignore_ascii_case(n)))
+        || text("token_type").is_some_and(|t| {
+            !["Bearer", "DPoP", "N_A"]
+                .iter()
+                .any(|a| t.eq_ignore_ascii_case(a))
+        })
+        || text("token_use").is_some_and(|t| t != "access_token")
+        || doc.get("nonce").is_some_and(|v| !v.is_null())
+        || doc.get("events").is_some_and(|v| !v.is_null());
+    if other_kind {
+        Err(TokenError::NotAccessToken)
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks `azp` against the provider's `authorized-parties` (`None`: not configured, any or
 /// no `azp` passes).
 pub(crate) fn check_azp(allowed: Option<&[String]>, azp: Option<&str>) -> Result<(), TokenError> {
@@ -173,6 +197,35 @@ mod tests {
             &registered(r#"{"events": {}, "nonce": "n"}"#)
         )
         .is_err());
+    }
+
+    #[test]
+    fn introspection_answers_for_other_kinds_are_refused() {
+        use serde_json::json;
+        for ok in [
+            json!({"active": true}),
+            json!({"active": true, "typ": "Bearer", "token_type": "Bearer"}),
+            json!({"active": true, "token_type": "bearer", "token_use": "access_token"}),
+            json!({"active": true, "token_type": "DPoP", "nonce": null}),
+        ] {
+            assert_eq!(check_introspected(&ok), Ok(()), "{ok}");
+        }
+        for refused in [
+            json!({"active": true, "typ": "Refresh"}),
+            json!({"active": true, "typ": "Offline"}),
+            json!({"active": true, "typ": "ID"}),
+            json!({"active": true, "token_type": "refresh_token"}),
+            json!({"active": true, "token_type": "access_token+refresh"}),
+            json!({"active": true, "token_use": "refresh_token"}),
+            json!({"active": true, "nonce": "n"}),
+            json!({"active": true, "events": {}}),
+        ] {
+            assert_eq!(
+                check_introspected(&refused),
+                Err(TokenError::NotAccessToken),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
