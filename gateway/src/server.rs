@@ -42,6 +42,9 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config");
+    }
     let metrics = Arc::new(Metrics::new());
     let runtime = match Runtime::compile(Arc::clone(&config), None, &metrics) {
         Ok(r) => r,

@@ -5,8 +5,11 @@
 //! (three non-empty base64url parts) → header (`alg` allowlist; `none` and `HS*` always
 //! refused) → key by `kid` (an unknown `kid` triggers one single-flight, rate-limited JWKS
 //! refetch and one retry) → signature → payload JSON → `exp`, `nbf`, `iat` (with leeway) →
-//! `iss` → `aud` → `auth_time` (max token age). Only then are the claims parsed into
-//! [`Claims`] and cached until `exp`.
+//! `iss` → `aud` → the token's kind for its use ([`TokenUse`]: a bearer credential must be an
+//! access token) → `azp` against `authorized-parties` → `auth_time` (max token age). Only then
+//! are the claims cached, until `exp`, and only for the bearer use: ID and logout tokens are
+//! verified by [`TokenVerifier::verify_for`] and never cached. A cached token is dropped when
+//! its signing key leaves the JWKS; a JWKS without a usable key never replaces the keys in use.
 //!
 //! Opaque tokens (and, on `introspect` routes, JWTs too) are checked at the provider's RFC 7662
 //! introspection endpoint instead: see [`TokenVerifier::introspect`].
