@@ -25,8 +25,8 @@ mod units;
 use std::path::Path;
 
 pub use compile::{
-    default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_ID_HEADER,
-    DEFAULT_SECURITY_HEADERS,
+    anchored_pattern, default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_REQUEST_ID_HEADER, DEFAULT_SECURITY_HEADERS, DEFAULT_TOKEN_CACHE_SIZE,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
@@ -69,7 +69,9 @@ pub fn parse(
     let mut errors = diag.errors;
     match config {
         Some(mut c) if errors.is_empty() => {
-            c.warnings = fallthrough::warnings(&c, file_name, &positions);
+            c.warnings = diag.warnings;
+            c.warnings
+                .extend(fallthrough::warnings(&c, file_name, &positions));
             c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
             Ok(c)
         }
@@ -123,3 +125,5 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_providers;

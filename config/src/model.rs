@@ -61,8 +61,9 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
     pub tenants: Vec<Tenant>,
-    /// Things `gatehouse check` points out without refusing the config (each with file, line
-    /// and key), ordered by line; empty when built other than by [`crate::parse`].
+    /// What loads but probably does not mean what its author thinks (file, line, key and an
+    /// explanation each, ordered by line); `gatehouse check` prints them and exits 0, `run`
+    /// logs them. Empty when built other than by [`crate::parse`].
     pub warnings: Vec<crate::ConfigError>,
 }
 
@@ -247,6 +248,17 @@ pub struct IdentityProvider {
     /// `introspection-cache-ttl`: how long an active introspection result is trusted, never
     /// beyond the token's `exp` (default 30s; 0 = not cached).
     pub introspection_cache_ttl: Duration,
+    /// `authorized-parties`: when set (never empty), a bearer token's `azp` must be one of
+    /// these client ids (default: not checked).
+    pub authorized_parties: Option<Vec<String>>,
+    /// `allow-insecure-http`: discovery, JWKS, token and introspection requests may use plain
+    /// `http` (default false: `https` only, checked here for the configured URLs and at run
+    /// time for the endpoints a discovery document names).
+    pub allow_insecure_http: bool,
+    /// `token-cache-size`: bytes the verified-token cache (and, with `introspection`, the cache
+    /// of active introspection results) may hold, estimated per entry (default 64MiB; 0 = no
+    /// caching).
+    pub token_cache_size: u64,
 }
 
 /// One entry of `tenants`.

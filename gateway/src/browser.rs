@@ -797,7 +797,11 @@ async fn logout_token_subject(
     login: &TenantLogin,
     token: &str,
 ) -> Option<(Option<String>, Option<String>)> {
-    let claims = match login.verifier.verify(token).await {
+    let claims = match login
+        .verifier
+        .verify_for(token, gatehouse_session::TokenUse::Logout)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(reason = e.reason(), "back-channel logout token refused");
