@@ -7,7 +7,6 @@
 //! cost from every cache miss to every JWKS fetch (the `tokens` bench shows both side by side).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
@@ -15,11 +14,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-/// Largest discovery document, JWKS or introspection response accepted over HTTP (1 MiB).
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-
-/// Timeout of every discovery / JWKS / introspection request (connect + response).
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::http::{fetchable_url, get_limited};
 
 /// The algorithms a token may be signed with when the config allows them. `none` and the HMAC
 /// algorithms are never here: a public JWKS must not double as a shared secret.
@@ -273,7 +268,7 @@ fn fingerprint(jwk: &Jwk) -> u64 {
 }
 
 fn b64url(s: &str) -> Option<Vec<u8>> {
-    crate::verifier::B64URL.decode(s).ok()
+    crate::encoding::B64URL.decode(s).ok()
 }
 
 fn parse_public_key(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPublicKey> {
@@ -452,68 +447,6 @@ pub struct Discovery {
 
 fn is_http_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
-}
-
-/// Whether gatehouse may fetch `url`: `https`, or plain `http` only with
-/// `allow-insecure-http` (an error naming the URL otherwise). Keys, tokens and introspection
-/// answers decide who gets in; over plain http anyone on the path could replace them.
-pub fn fetchable_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
-    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-    if scheme.eq_ignore_ascii_case("https")
-        || (allow_insecure_http && scheme.eq_ignore_ascii_case("http"))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "refusing to fetch {url:?}: only https is allowed (allow-insecure-http is off)"
-        ))
-    }
-}
-
-/// GETs `url` and returns its body, refusing non-2xx statuses and bodies over
-/// [`MAX_DOCUMENT_BYTES`].
-pub async fn get_limited(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let response = client
-        .get(url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    read_limited(response, "GET", url).await
-}
-
-/// The body of a response, refusing non-2xx statuses and bodies over [`MAX_DOCUMENT_BYTES`];
-/// errors name `method` and `url`.
-pub(crate) async fn read_limited(
-    mut response: reqwest::Response,
-    method: &str,
-    url: &str,
-) -> Result<Vec<u8>, String> {
-    if !response.status().is_success() {
-        return Err(format!("{method} {url}: status {}", response.status()));
-    }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(format!(
-            "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
-        ));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("{method} {url}: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!(
-                "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 mod cache;
 pub mod claims;
 pub mod cookie;
+mod encoding;
+pub mod http;
 pub mod jwks;
 pub mod memo;
 pub mod oidc;

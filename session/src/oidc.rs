@@ -39,7 +39,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::{numeric_date, Claims};
 use crate::cookie::random_token;
-use crate::jwks::{fetchable_url, get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
+use crate::http::{fetchable_url, get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
 use crate::verifier::{looks_like_jwt, TokenUse, TokenVerifier};
 
 /// How long a started login may take, from [`OidcClient::begin`] to the callback (10 minutes);

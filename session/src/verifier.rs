@@ -19,14 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwapOption, Guard};
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use crate::cache::TokenCache;
 use crate::claims::Claims;
+use crate::encoding::B64URL;
 use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
 
 mod error;
@@ -40,14 +39,6 @@ pub use kind::TokenUse;
 
 /// Tokens longer than this (bytes) are refused as malformed without being parsed.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// base64url without padding on output; padding tolerated on input.
-pub(crate) const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 #[derive(Deserialize)]
 struct RawHeader {
@@ -217,13 +208,7 @@ impl TokenVerifier {
         } else {
             provider.audiences.clone()
         };
-        // No redirects: a 3xx is an error, so a discovery, JWKS or introspection URL cannot
-        // be sent somewhere else (a plain-http or internal address) by whoever answers it.
-        let http = reqwest::Client::builder()
-            .timeout(jwks::FETCH_TIMEOUT)
-            .connect_timeout(jwks::FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let http = crate::http::client()
             .map_err(|e| format!("identity provider {}: HTTP client: {e}", provider.name))?;
         let source = JwksSource::for_provider(provider);
         let cache_bytes = usize::try_from(provider.token_cache_size).unwrap_or(usize::MAX);
@@ -480,7 +465,7 @@ impl TokenVerifier {
                     Some(uri) => uri,
                     None => self.discover().await?,
                 };
-                jwks::get_limited(&self.http, &uri).await?
+                crate::http::get_limited(&self.http, &uri).await?
             }
         };
         KeySet::from_jwks_json(&bytes, &self.algorithms).and_then(usable)

@@ -42,7 +42,7 @@ use tokio::sync::{watch, Semaphore};
 use super::{now_secs, TokenError, TokenVerifier, MAX_TOKEN_BYTES};
 use crate::cache::TokenCache;
 use crate::claims::{numeric_date, Claims};
-use crate::jwks::{self, JwksSource};
+use crate::jwks::JwksSource;
 
 /// How long (seconds, at most) a refused token (`active: false`, wrong issuer or audience,
 /// expired, too old) is remembered before the IdP is asked again.
@@ -279,7 +279,7 @@ impl TokenVerifier {
             tracing::warn!(provider = %self.name, %error, "no introspection endpoint");
             TokenError::IntrospectionUnavailable
         })?;
-        let permit = tokio::time::timeout(jwks::FETCH_TIMEOUT, intro.permits.acquire())
+        let permit = tokio::time::timeout(crate::http::FETCH_TIMEOUT, intro.permits.acquire())
             .await
             .map_err(|_| {
                 tracing::warn!(provider = %self.name, "too many introspections in flight");
@@ -382,7 +382,7 @@ impl TokenVerifier {
             .send()
             .await
             .map_err(|e| format!("POST {url}: {}", e.without_url()))?;
-        let body = jwks::read_limited(response, "POST", url).await?;
+        let body = crate::http::read_limited(response, "POST", url).await?;
         serde_json::from_slice(&body)
             .map_err(|e| format!("POST {url}: the introspection response is not JSON: {e}"))
     }
