@@ -1139,3 +1139,33 @@ tenants:
         "route \"/*\" has introspect: true but tenant \"bare\" has no identity-provider",
     );
 }
+
+#[test]
+fn session_store_debug_never_shows_the_redis_password() {
+    let c = ok("
+session-store:
+  url: redis-cluster://gate:s3cr%40t-pw@r1:6379,r2:6379
+tenants:
+  - name: t
+    hosts: [t.example.com]
+    upstreams: [{name: a, targets: [\"a:1\"]}]
+");
+    let shown = format!("{:?} {:?}", c.session_store, c);
+    assert!(!shown.contains("s3cr"), "{shown}");
+    assert!(
+        shown.contains("redis-cluster://gate:<redacted>@r1:6379,r2:6379"),
+        "{shown}"
+    );
+    for (url, expected) in [
+        ("redis://:pw@h:1/2", "redis://:<redacted>@h:1/2"),
+        ("rediss://pw@h", "rediss://<redacted>@h"),
+        ("redis://h:1", "redis://h:1"),
+        ("memory://", "memory://"),
+    ] {
+        let store = SessionStoreConfig {
+            url: url.to_string(),
+            ..Default::default()
+        };
+        assert_eq!(store.redacted_url(), expected);
+    }
+}

@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod ctx;
 mod demo;
+mod gateway_cookies;
 mod maintenance;
 mod metrics;
 mod pools;
@@ -19,6 +20,7 @@ mod reload;
 mod responses;
 mod runtime;
 mod server;
+mod sessions;
 mod tls;
 
 use std::path::PathBuf;

@@ -245,7 +245,6 @@ impl ProxyHttp for Gateway {
             forward_access_token: tenant.is_some_and(|t| t.forward_access_token),
             request_id: (id_header, ctx.request_id.clone()),
         };
-        let login = ctx.tenant.and_then(|t| runtime.logins[t].as_ref());
         edit_request_headers(upstream_request, |headers| {
             forward_request(headers, &forwarding);
             if let (Some(claims), Some(tenant)) = (&ctx.claims, tenant) {
@@ -253,11 +252,9 @@ impl ProxyHttp for Gateway {
                     headers.insert(name.clone(), value.clone());
                 });
             }
-            // The session cookie is the gateway's: the upstream gets the identity headers
-            // instead.
-            if let Some(login) = login {
-                browser::remove_own_cookies(headers, login);
-            }
+            // Session and login-state cookies are the gateway's, every tenant's: the upstream
+            // gets the identity headers instead.
+            runtime.gateway_cookies.remove_from(headers);
         });
         Ok(())
     }

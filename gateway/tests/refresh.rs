@@ -1,0 +1,221 @@
+//! Token refresh of browser sessions through the real binary against the real IdP, whose
+//! token endpoint fails the refresh grant on demand (`/__test/refresh-fault`): a blip never
+//! loses a session, `invalid_grant` ends it, and a refresh never revives a session that was
+//! logged out while it ran.
+
+mod support;
+
+use std::time::Duration;
+
+use support::idp::Idp;
+use support::login::Browser;
+use support::*;
+
+const COOKIE_KEY: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+/// How long a session whose refresh failed for a passing reason waits before the next try
+/// (the gateway's retry delay, plus a margin).
+const RETRY_AFTER: Duration = Duration::from_millis(2_500);
+
+fn config(p: &Ports, app: &Upstream, idp_port: u16, refresh_before: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+session-store:
+  url: memory://
+identity-providers:
+  - name: keycloak
+    issuer: http://127.0.0.1:{idp_port}/realms/demo
+    client-id: gatehouse
+    client-secret: gatehouse-secret
+    audiences: [gatehouse]
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    identity-provider: keycloak
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    identity-headers:
+      X-Auth-Userid: preferred_username
+    login:
+      redirect-url: http://demo.localhost:{listen}/oauth/callback
+      post-logout-redirect-url: http://demo.localhost:{listen}/
+      allowed-redirect-hosts: [demo.localhost]
+      refresh-before-expiry: {refresh_before}
+    cookie:
+      secure: false
+      encryption-key: "{COOKIE_KEY}"
+      session-ttl: 1h
+    routes:
+      - uri: /
+        white-listed: true
+      - uri: /app/*
+        roles: [user]
+"#,
+        listen = p.listen,
+        admin = p.admin,
+        app = app.target(),
+    )
+}
+
+/// A gateway, the IdP (access tokens living `token_ttl` seconds) and alice logged in.
+struct Stack {
+    gw: Gateway,
+    idp: Idp,
+    cookie: String,
+    _app: Upstream,
+}
+
+impl Stack {
+    fn start(tag: &str, token_ttl: &str, refresh_before: &str) -> Stack {
+        let app = Upstream::start("app");
+        let idp_port = free_port();
+        let gw = Gateway::start(tag, |p, _| config(p, &app, idp_port, refresh_before));
+        let redirect = format!("http://demo.localhost:{}/oauth/callback", gw.listen.port());
+        let logout = format!("http://demo.localhost:{}/", gw.listen.port());
+        let idp = Idp::start_on(
+            idp_port,
+            None,
+            &[
+                ("IDP_REDIRECT_URIS", redirect.as_str()),
+                ("IDP_POST_LOGOUT_REDIRECT_URIS", logout.as_str()),
+                ("IDP_ACCESS_TOKEN_TTL", token_ttl),
+            ],
+            TempDir::new("refresh-idp"),
+        );
+        gw.wait_ready();
+        let browser = Browser::new(gw.listen);
+        let page = browser.login_from("/app/page", "alice", "alice-password", false);
+        assert_eq!(page.status, 200, "{page:?}");
+        Stack {
+            cookie: browser.cookies(),
+            gw,
+            idp,
+            _app: app,
+        }
+    }
+
+    /// Refresh-grant requests and errors at the IdP since `since` (a slow login may already
+    /// have refreshed once).
+    fn refreshes_since(&self, since: (u64, u64)) -> (u64, u64) {
+        let now = self.idp.refreshes();
+        (now.0 - since.0, now.1 - since.1)
+    }
+
+    /// An API call with the session cookie.
+    fn status(&self) -> u16 {
+        self.get("/app/page").status
+    }
+
+    fn get(&self, path: &str) -> Response {
+        get(
+            self.gw.listen,
+            "demo.localhost",
+            path,
+            &[("Cookie", &self.cookie), ("Accept", "application/json")],
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn a_refresh_the_idp_answers_with_503_keeps_the_session_and_is_retried_later() {
+    // Tokens live 60 s and are refreshed within 59 s of expiry: due after one second.
+    let s = Stack::start("refresh-503", "60", "59s");
+    let start = s.idp.refreshes();
+    s.idp.refresh_fault("503", 0);
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(s.status(), 200, "the session outlives a failed refresh");
+    assert_eq!(
+        s.refreshes_since(start),
+        (1, 1),
+        "the refresh was tried and failed"
+    );
+    assert_eq!(s.status(), 200);
+    assert_eq!(
+        s.refreshes_since(start),
+        (1, 1),
+        "a failed refresh is not retried on every request"
+    );
+    s.idp.refresh_fault("off", 0);
+    std::thread::sleep(RETRY_AFTER);
+    assert_eq!(s.status(), 200);
+    assert_eq!(
+        s.refreshes_since(start),
+        (2, 1),
+        "retried once the retry delay passed, and succeeded"
+    );
+    assert!(s.gw.log().contains("token refresh failed"), "logged");
+}
+
+#[test]
+fn an_expired_access_token_while_the_idp_is_down_is_a_503_not_a_logout() {
+    // Tokens live 3 s, refreshed within 2 s of expiry.
+    let s = Stack::start("refresh-down", "3", "2s");
+    s.idp.refresh_fault("503", 0);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let down = s.get("/app/page");
+    assert_eq!(down.status, 503, "IdP unavailable, session kept: {down:?}");
+    assert_eq!(s.status(), 503);
+    s.idp.refresh_fault("off", 0);
+    std::thread::sleep(RETRY_AFTER);
+    assert_eq!(
+        s.status(),
+        200,
+        "the same session works once the IdP is back"
+    );
+}
+
+#[test]
+fn a_refresh_the_idp_answers_with_invalid_grant_ends_the_session() {
+    let s = Stack::start("refresh-invalid", "60", "59s");
+    let start = s.idp.refreshes();
+    s.idp.refresh_fault("invalid_grant", 0);
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(
+        s.status(),
+        401,
+        "the refresh token is dead: so is the session"
+    );
+    s.idp.refresh_fault("off", 0);
+    assert_eq!(s.status(), 401, "and it stays ended");
+    assert_eq!(s.refreshes_since(start), (1, 1), "one refresh, refused");
+}
+
+#[test]
+fn a_logout_while_a_refresh_runs_stays_logged_out() {
+    let s = Stack::start("refresh-logout", "60", "59s");
+    let start = s.idp.refreshes();
+    // The IdP holds each refresh for 1.5 s: the logout lands while it runs.
+    s.idp.refresh_fault("off", 1_500);
+    std::thread::sleep(Duration::from_millis(1_200));
+    let (addr, cookie) = (s.gw.listen, s.cookie.clone());
+    let during = std::thread::spawn(move || {
+        get(addr, "demo.localhost", "/app/page", &[("Cookie", &cookie)])
+            .unwrap()
+            .status
+    });
+    // The request is at the IdP well within this (the IdP counts it only when it answers).
+    std::thread::sleep(Duration::from_millis(500));
+    let out = s.get("/oauth/logout");
+    assert_eq!(out.status, 302, "{out:?}");
+    let during = during.join().unwrap();
+    assert!(
+        during == 401,
+        "the request whose refresh lost the race has no session: {during}"
+    );
+    assert_eq!(
+        s.refreshes_since(start),
+        (1, 0),
+        "the refresh itself succeeded"
+    );
+    assert_eq!(
+        s.status(),
+        401,
+        "the refreshed record did not bring the session back"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.status(), 401);
+}
