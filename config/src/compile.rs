@@ -265,6 +265,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         }
         tenants.push(t);
     }
+    crate::warnings::tenant_isolation(&tenants, d);
 
     Config {
         listen: listen.trim().to_string(),
@@ -287,6 +288,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         access_log,
         identity_providers,
         tenants,
+        warnings: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ mod model;
 mod schema;
 mod source;
 mod units;
+mod warnings;
 
 use std::path::Path;
 
@@ -67,7 +68,11 @@ pub fn parse(
     let config = parse_into(source, env, &mut diag);
     let mut errors = diag.errors;
     match config {
-        Some(c) if errors.is_empty() => Ok(c),
+        Some(mut c) if errors.is_empty() => {
+            c.warnings = diag.warnings;
+            c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
+            Ok(c)
+        }
         _ => {
             errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
             Err(ConfigErrors { errors })

@@ -58,6 +58,9 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
     pub tenants: Vec<Tenant>,
+    /// What `gatehouse check` warns about (file, line and key like errors): valid, but
+    /// probably not what was meant. Ordered by line.
+    pub warnings: Vec<crate::ConfigError>,
 }
 
 impl Config {

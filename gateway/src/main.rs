@@ -100,6 +100,10 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(1);
     }
+    // Valid, but probably not what was meant: said, and still exit 0.
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     let upstreams: usize = config.tenants.iter().map(|t| t.upstreams.len()).sum();
     let routes: usize = config.tenants.iter().map(|t| t.routes.len()).sum();
     println!(

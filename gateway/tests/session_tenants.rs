@@ -167,3 +167,44 @@ fn a_session_cookie_of_one_tenant_is_no_session_on_another_that_shares_its_key_a
         Some("theme=dark; lang=en")
     );
 }
+
+#[test]
+fn check_warns_when_tenants_share_a_key_or_a_cookie_domain_covers_another_tenant() {
+    let dir = TempDir::new("tenants-check");
+    let app = Upstream::start("unused");
+    let ports = Ports {
+        listen: free_port(),
+        admin: free_port(),
+        tls: free_port(),
+    };
+    // Both tenants use COOKIE_KEY; add a domain on the first that covers the second's host.
+    let config = config(&ports, &app, &app, free_port()).replacen(
+        "      name: gatehouse_session\n",
+        "      name: gatehouse_session\n      domain: localhost\n",
+        1,
+    );
+    let path = dir.path().join("gatehouse.yaml");
+    std::fs::write(&path, &config).unwrap();
+    let line_of = |needle: &str, nth: usize| {
+        config
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    let (code, _out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "warnings do not fail the check: {err}");
+    let file = path.display();
+    let shared = format!(
+        "warning: {file}:{}: tenants[1].cookie.encryption-key: tenant \"other\" uses an encryption key of tenant \"demo\"",
+        line_of("encryption-key", 1)
+    );
+    let domain = format!(
+        "warning: {file}:{}: tenants[0].cookie.domain: cookie domain \"localhost\" of tenant \"demo\" covers host \"other.localhost\" of tenant \"other\"",
+        line_of("domain: localhost", 0)
+    );
+    assert!(err.contains(&shared), "{shared}\nin:\n{err}");
+    assert!(err.contains(&domain), "{domain}\nin:\n{err}");
+}
