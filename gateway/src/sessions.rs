@@ -11,7 +11,8 @@
 //!   (`invalid_grant`) or the answer names another subject; an IdP that times out, answers
 //!   5xx or cannot be reached only delays the refresh: the session keeps being served while
 //!   its access token is valid, retried after [`REFRESH_RETRY_AFTER`], and once the access
-//!   token has expired the answer is 503 (IdP unavailable), never a logout;
+//!   token has expired the answer is 503 (IdP unavailable), never a logout; the same for
+//!   requests that waited [`REFRESH_WAIT`] for someone else's refresh in vain;
 //! - the refreshed record is written back only if the session still exists
 //!   ([`SessionStore::replace`](gatehouse_session::store::SessionStore::replace)), so a logout
 //!   or a back-channel logout during the refresh stays a logout.
@@ -39,8 +40,11 @@ const REFRESH_LOCK_TTL: Duration = Duration::from_secs(10);
 /// How often a running refresh renews its lock (well within [`REFRESH_LOCK_TTL`], so the lock
 /// outlives the refresh, which [`REFRESH_DEADLINE`] bounds).
 const REFRESH_LOCK_RENEW: Duration = Duration::from_secs(3);
-/// How long a request waits for another replica's refresh before giving up on it.
-const REFRESH_WAIT: Duration = Duration::from_secs(5);
+/// How long a request waits for a refresh that another request (here or on another replica)
+/// runs before giving up on it.
+/// Shorter than the IdP client's timeout: an IdP slower than this costs the waiters a 503 (when
+/// their access token has expired), not a request held for the whole refresh.
+const REFRESH_WAIT: Duration = Duration::from_secs(3);
 /// After a refresh failed for a passing reason, how long this process serves the session as
 /// it is before trying again (one IdP request per session and interval, not one per request).
 pub const REFRESH_RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -309,7 +313,11 @@ async fn refresh(
         return keep_or_unavailable(seen);
     }
     let flight = Flight::join(&sessions.refreshing, id);
-    let _turn = flight.turn().await;
+    // A refresh here that takes longer than a request should wait (an IdP that hangs): serve
+    // the session while its access token is valid, else 503; never a logout.
+    let Ok(_turn) = tokio::time::timeout(REFRESH_WAIT, flight.turn()).await else {
+        return keep_or_unavailable(seen);
+    };
     let before = login.login.refresh_before_expiry.as_secs();
     // Someone in this process may have refreshed (or failed to) while we waited for our turn.
     store.invalidate(id);

@@ -219,3 +219,33 @@ fn a_logout_while_a_refresh_runs_stays_logged_out() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.status(), 401);
 }
+
+#[test]
+fn requests_waiting_on_a_refresh_that_hangs_get_503_once_the_access_token_expired() {
+    // Tokens live 3 s, refreshed within 2 s of expiry; the IdP holds the refresh for 4.5 s:
+    // within the gateway's IdP timeout (5 s), longer than a request waits for another
+    // request's refresh (3 s).
+    let s = Stack::start("refresh-hang", "3", "2s");
+    s.idp.refresh_fault("off", 4_500);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let (addr, cookie) = (s.gw.listen, s.cookie.clone());
+    let leader = std::thread::spawn(move || {
+        get(addr, "demo.localhost", "/app/page", &[("Cookie", &cookie)])
+            .unwrap()
+            .status
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let waiter = s.get("/app/page");
+    assert_eq!(
+        waiter.status, 503,
+        "a waiter whose wait ran out: unavailable, not logged out: {waiter:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(4_000),
+        "it did not wait for the whole refresh: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(leader.join().unwrap(), 200, "the refresh itself completed");
+    assert_eq!(s.status(), 200, "and the session goes on");
+}
