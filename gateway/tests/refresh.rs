@@ -18,12 +18,22 @@ const COOKIE_KEY: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 const RETRY_AFTER: Duration = Duration::from_millis(2_500);
 
 fn config(p: &Ports, app: &Upstream, idp_port: u16, refresh_before: &str) -> String {
+    config_on(p, app, idp_port, refresh_before, "  url: memory://")
+}
+
+fn config_on(
+    p: &Ports,
+    app: &Upstream,
+    idp_port: u16,
+    refresh_before: &str,
+    session_store: &str,
+) -> String {
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 session-store:
-  url: memory://
+{session_store}
 identity-providers:
   - name: keycloak
     issuer: http://127.0.0.1:{idp_port}/realms/demo
@@ -248,4 +258,88 @@ fn requests_waiting_on_a_refresh_that_hangs_get_503_once_the_access_token_expire
     );
     assert_eq!(leader.join().unwrap(), 200, "the refresh itself completed");
     assert_eq!(s.status(), 200, "and the session goes on");
+}
+
+#[path = "../../session/tests/common/redis.rs"]
+mod redis;
+
+#[test]
+fn on_redis_one_replica_refreshes_for_all_and_a_logout_elsewhere_during_it_stays_a_logout() {
+    let cluster = redis::Cluster::start();
+    let store = format!(
+        "  url: {}\n  local-cache-ttl: 1s\n  timeout: 500ms",
+        cluster.url()
+    );
+    let app = Upstream::start("app");
+    let idp_port = free_port();
+    let start = |tag: &str| Gateway::start(tag, |p, _| config_on(p, &app, idp_port, "59s", &store));
+    let (gw1, gw2) = (start("redis-refresh-1"), start("redis-refresh-2"));
+    // Cookies ignore ports: both gateways are one site for the browser.
+    let redirect = format!("http://demo.localhost:{}/oauth/callback", gw1.listen.port());
+    let idp = Idp::start_on(
+        idp_port,
+        None,
+        &[
+            ("IDP_REDIRECT_URIS", redirect.as_str()),
+            ("IDP_ACCESS_TOKEN_TTL", "60"),
+        ],
+        TempDir::new("redis-refresh-idp"),
+    );
+    gw1.wait_ready();
+    gw2.wait_ready();
+    let browser = Browser::new(gw1.listen);
+    let page = browser.login_from("/app/page", "alice", "alice-password", false);
+    assert_eq!(page.status, 200, "{page:?}");
+    let cookie = browser.cookies();
+    let on = |gw: &Gateway, path: &str| {
+        get(gw.listen, "demo.localhost", path, &[("Cookie", &cookie)])
+            .unwrap()
+            .status
+    };
+    let in_background = |gw: &Gateway| {
+        let (addr, cookie) = (gw.listen, cookie.clone());
+        std::thread::spawn(move || {
+            get(addr, "demo.localhost", "/app/page", &[("Cookie", &cookie)])
+                .unwrap()
+                .status
+        })
+    };
+
+    // gw1 refreshes (the IdP holds it 2 s); gw2, due too, waits for gw1's record.
+    idp.refresh_fault("off", 2_000);
+    std::thread::sleep(Duration::from_millis(1_200));
+    let before = idp.refreshes();
+    let leader = in_background(&gw1);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        on(&gw2, "/app/page"),
+        200,
+        "gw2 got gw1's refreshed session"
+    );
+    assert_eq!(leader.join().unwrap(), 200);
+    let after = idp.refreshes();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 0),
+        "one refresh for both replicas"
+    );
+
+    // Due again: gw1 refreshes while the user logs out through gw2.
+    std::thread::sleep(Duration::from_millis(1_200));
+    let refreshing = in_background(&gw1);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(on(&gw2, "/oauth/logout"), 302);
+    assert_eq!(refreshing.join().unwrap(), 401, "the refresh lost the race");
+    let after_logout = idp.refreshes();
+    assert_eq!(
+        after_logout.0 - after.0,
+        1,
+        "the refresh itself went through"
+    );
+    for gw in [&gw1, &gw2, &gw1] {
+        assert_eq!(on(gw, "/app/page"), 401, "logged out everywhere");
+    }
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(on(&gw1, "/app/page"), 401, "also after local-cache-ttl");
+    assert_eq!(on(&gw2, "/app/page"), 401);
 }
