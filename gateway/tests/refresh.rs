@@ -324,6 +324,40 @@ fn on_redis_one_replica_refreshes_for_all_and_a_logout_elsewhere_during_it_stays
         "one refresh for both replicas"
     );
 
+    // The stored record names its tenant and holds no token in clear (no JWT, no opaque
+    // refresh token: both are sealed, the access token is not kept).
+    let records: Vec<String> = cluster
+        .masters()
+        .into_iter()
+        .flat_map(|port| {
+            let keys = redis::cli(port, &["keys", "gatehouse:s:*"]).unwrap();
+            keys.lines()
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| redis::cli(port, &["get", k.trim()]).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mut record: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
+    assert_eq!(record["tenant"], "demo");
+    assert!(record["issuer"].as_str().unwrap().ends_with("/realms/demo"));
+    assert!(record.get("access_token").is_none(), "{record}");
+    for sealed in ["refresh_token_enc", "id_token_enc"] {
+        let value = record[sealed].take();
+        let value = value
+            .as_str()
+            .unwrap_or_else(|| panic!("{sealed} in {record}"));
+        // Sealed values are one base64url string; a JWT has dots.
+        assert!(
+            !value.contains('.') && value.len() > 40,
+            "{sealed}: {value}"
+        );
+    }
+    assert!(
+        !record.to_string().contains("eyJ"),
+        "no JWT in the store: {record}"
+    );
+
     // Due again: gw1 refreshes while the user logs out through gw2.
     std::thread::sleep(Duration::from_millis(1_200));
     let refreshing = in_background(&gw1);
