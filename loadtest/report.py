@@ -515,13 +515,14 @@ def main():
           "scheduler batches more or fewer requests per wake-up, against up to 20 % for req/s "
           "here), so they show A/B differences between commits that req/s hides. "
           "**bare-proxy-timeouts** is bare-proxy with gatehouse's default timeouts armed "
-          "(`BARE_PROXY_TIMEOUTS=1`): the framework's timer cost alone.\n")
+          "(`BARE_PROXY_TIMEOUTS=1`): the framework's timer cost alone. **baseline-*** rows "
+          "(with `LT_BASELINE`) are the same routes on a gatehouse built from an earlier commit.\n")
         w("| server | path | requests | instructions per request | vs bare-proxy | non-2xx |")
         w("|---|---|---|---|---|---|")
         base = next((d for d in instr if d["server"] == "bare-proxy"), None)
         base_per = base["instructions"] / base["requests"] if base else None
         order = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt",
-                 "gatehouse-session"]
+                 "baseline-white-listed", "baseline-jwt", "gatehouse-session"]
         for d in sorted(instr, key=lambda d: (order + [d["server"]]).index(d["server"])):
             per = d["instructions"] / d["requests"]
             vs = f"{per / base_per:.2f}x" if base_per else "-"

@@ -12,7 +12,9 @@
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
 # subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions),
-# LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind),
+# LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind), LT_BASELINE (a
+# gatehouse binary built from an earlier commit: the instructions step also counts its
+# white-listed and JWT routes, as baseline-*, for a before/after in one run),
 # LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5, and one
 # standalone Redis on BASE+10 for Apache mod_auth_openidc, which cannot use a cluster),
 # CARGO_TARGET_DIR (where the release binaries are built; default ./target).
@@ -369,6 +371,7 @@ session-store:
 identity-providers:
   - name: idp
     issuer: $IDP_ISSUER
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
 tenants:
@@ -789,6 +792,13 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
     gatehouse_conf "$P_IDLE" gatehouse-cg 1 > "$WORK/gatehouse-cg.yaml"
     instr_run gatehouse-white-listed lt.localhost "$bearer" /public/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
     instr_run gatehouse-jwt lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+    if [[ -n ${LT_BASELINE:-} ]]; then
+      # The same routes on a gatehouse built from an earlier commit: before/after in one run.
+      # Keys the baseline does not know yet are left out of its copy of the config.
+      grep -v -E '^\s*(allow-insecure-http):' "$WORK/gatehouse-cg.yaml" > "$WORK/gatehouse-cg-baseline.yaml"
+      instr_run baseline-white-listed lt.localhost "$bearer" /public/x "$LT_BASELINE" run --config "$WORK/gatehouse-cg-baseline.yaml"
+      instr_run baseline-jwt lt.localhost "$bearer" /api/x "$LT_BASELINE" run --config "$WORK/gatehouse-cg-baseline.yaml"
+    fi
     if ((SESSION)); then
       # A fresh instance of the Redis Cluster configuration (local cache 5 s) knows alice's
       # session from the cluster: the session route with its cache warm, as (d).

@@ -17,7 +17,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse_config::CookieKey;
-use gatehouse_policy::headers::{forward_request, respond, Forwarding, PROXY_ONLY_HEADERS};
+use gatehouse_policy::headers::{
+    forward_request, respond, Forwarding, ALWAYS_REMOVED_HEADERS, PROXY_ONLY_HEADERS,
+    REWRITE_HEADERS,
+};
 use gatehouse_policy::snapshot::ResponseHeaders;
 use gatehouse_session::cookie::{find_cookie, CookieCodec};
 use http::{HeaderName, HeaderValue};
@@ -70,8 +73,12 @@ fn naive_upstream(req: &mut RequestHeader, identity: &[(HeaderName, String)]) {
             .unwrap();
     }
     req.remove_header(&http::header::AUTHORIZATION);
-    for name in PROXY_ONLY_HEADERS {
-        req.remove_header(name);
+    for name in PROXY_ONLY_HEADERS
+        .iter()
+        .chain(&REWRITE_HEADERS)
+        .chain(&ALWAYS_REMOVED_HEADERS)
+    {
+        req.remove_header(*name);
     }
     req.insert_header("x-forwarded-for", "10.1.2.3".to_string())
         .unwrap();
@@ -101,6 +108,7 @@ fn chosen_upstream(req: &mut RequestHeader, identity: &[(HeaderName, String)], i
             authority: None,
             identity_headers: identity,
             forward_access_token: false,
+            pass_rewrite_headers: false,
             request_id: (id, HeaderValue::from_static(REQUEST_ID)),
         },
     );

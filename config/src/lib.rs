@@ -16,6 +16,7 @@
 mod checks;
 mod compile;
 mod error;
+mod fallthrough;
 mod model;
 mod schema;
 mod source;
@@ -25,14 +26,14 @@ mod warnings;
 use std::path::Path;
 
 pub use compile::{
-    default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_ID_HEADER,
-    DEFAULT_SECURITY_HEADERS,
+    anchored_pattern, default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_REQUEST_ID_HEADER, DEFAULT_SECURITY_HEADERS, DEFAULT_TOKEN_CACHE_SIZE,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, HealthCheck,
-    IdentityProvider, Login, OnUnavailable, Route, SameSite, Secret, SessionStoreConfig,
-    SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, ForwardAuthHeaders,
+    HealthCheck, IdentityProvider, Login, OnUnavailable, Route, SameSite, Secret,
+    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -70,6 +71,8 @@ pub fn parse(
     match config {
         Some(mut c) if errors.is_empty() => {
             c.warnings = diag.warnings;
+            c.warnings
+                .extend(fallthrough::warnings(&c, file_name, &positions));
             c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
             Ok(c)
         }
@@ -123,3 +126,5 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_providers;

@@ -28,6 +28,9 @@ pub struct Config {
     /// `trusted-proxies`: peers whose `X-Forwarded-*` / `X-Original-*` headers are believed; a
     /// plain IP in the file is a /32 or /128 (default empty).
     pub trusted_proxies: Vec<IpNet>,
+    /// `forward-auth-headers`: the one header family `/oauth/auth` believes from a trusted
+    /// proxy (default `x-forwarded`); the other family is ignored.
+    pub forward_auth_headers: ForwardAuthHeaders,
     /// `max-request-header-size`: request line + headers in bytes; larger -> 431 (default 32KiB).
     pub max_request_header_size: u64,
     /// `max-request-headers`: header count; more -> 431 (default 100).
@@ -58,8 +61,9 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
     pub tenants: Vec<Tenant>,
-    /// What `gatehouse check` warns about (file, line and key like errors): valid, but
-    /// probably not what was meant. Ordered by line.
+    /// What loads but probably does not mean what its author thinks (file, line, key and an
+    /// explanation each, ordered by line); `gatehouse check` prints them and exits 0, `run`
+    /// logs them. Empty when built other than by [`crate::parse`].
     pub warnings: Vec<crate::ConfigError>,
 }
 
@@ -73,6 +77,18 @@ impl Config {
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
     }
+}
+
+/// Which header family a forward-auth check (`/oauth/auth`) reads the original request from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardAuthHeaders {
+    /// `x-forwarded`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host` (nginx
+    /// `auth_request` as documented, Traefik).
+    #[default]
+    XForwarded,
+    /// `x-original`: `X-Original-Method`, `X-Original-URL` and the request's `Host`
+    /// (ingress-nginx).
+    XOriginal,
 }
 
 /// Which kind of session store `session-store.url` names.
@@ -277,6 +293,17 @@ pub struct IdentityProvider {
     /// `introspection-cache-ttl`: how long an active introspection result is trusted, never
     /// beyond the token's `exp` (default 30s; 0 = not cached).
     pub introspection_cache_ttl: Duration,
+    /// `authorized-parties`: when set (never empty), a bearer token's `azp` must be one of
+    /// these client ids (default: not checked).
+    pub authorized_parties: Option<Vec<String>>,
+    /// `allow-insecure-http`: discovery, JWKS, token and introspection requests may use plain
+    /// `http` (default false: `https` only, checked here for the configured URLs and at run
+    /// time for the endpoints a discovery document names).
+    pub allow_insecure_http: bool,
+    /// `token-cache-size`: bytes the verified-token cache (and, with `introspection`, the cache
+    /// of active introspection results) may hold, estimated per entry (default 64MiB; 0 = no
+    /// caching).
+    pub token_cache_size: u64,
 }
 
 /// One entry of `tenants`.
@@ -304,6 +331,10 @@ pub struct Tenant {
     pub identity_headers: Vec<(String, String)>,
     /// `forward-access-token`: keep `Authorization: Bearer` for the upstream (default false).
     pub forward_access_token: bool,
+    /// `pass-rewrite-headers`: pass a trusted proxy's `X-Original-URL`, `X-Rewrite-URL`,
+    /// `X-Forwarded-Prefix` and `Forwarded` to the upstream (default false: removed from every
+    /// peer, because upstream frameworks route on them).
+    pub pass_rewrite_headers: bool,
     /// `token-cookie`: also accept the bearer token from this cookie (default: none, only the
     /// `Authorization` header).
     pub token_cookie: Option<String>,
@@ -524,7 +555,7 @@ pub enum AccessLogFormat {
     Text,
 }
 
-/// `access-log`: one line per request on stdout, written by a background thread (the request
+/// `access-log`: one line per request on stdout, written by a background service (the request
 /// path never blocks on it; lines are dropped and counted if it falls behind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLogConfig {

@@ -207,6 +207,7 @@ pub(crate) struct FileConfig {
     pub admin_listen: Option<String>,
     pub threads: Option<Int<usize>>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub forward_auth_headers: Option<String>,
     pub max_request_header_size: Option<Size>,
     pub max_request_headers: Option<Int<usize>>,
     pub grace_period: Option<Dur>,
@@ -261,6 +262,9 @@ pub(crate) struct FileIdentityProvider {
     pub introspection: Option<Flag>,
     pub introspection_url: Option<String>,
     pub introspection_cache_ttl: Option<Dur>,
+    pub authorized_parties: Option<Vec<Text>>,
+    pub allow_insecure_http: Option<Flag>,
+    pub token_cache_size: Option<Size>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +280,7 @@ pub(crate) struct FileTenant {
     pub routes: Option<Vec<FileRoute>>,
     pub identity_headers: Option<OrderedMap<Text>>,
     pub forward_access_token: Option<Flag>,
+    pub pass_rewrite_headers: Option<Flag>,
     pub token_cookie: Option<String>,
     pub cors: Option<FileCors>,
     pub security_headers: Option<OrderedMap<Text>>,

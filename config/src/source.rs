@@ -186,7 +186,7 @@ pub(crate) struct Diag<'a> {
     file: &'a str,
     positions: &'a Positions,
     pub(crate) errors: Vec<ConfigError>,
-    /// Findings that do not stop the config (`gatehouse check` prints them).
+    /// Things that load but probably do not mean what the author thinks.
     pub(crate) warnings: Vec<ConfigError>,
     suppressed: HashSet<String>,
 }
@@ -220,7 +220,7 @@ impl<'a> Diag<'a> {
         });
     }
 
-    /// Records a warning about `key`: the config is valid but probably not what was meant.
+    /// Records a warning about `key`: the config loads, `gatehouse check` prints it.
     pub(crate) fn warn(&mut self, key: &str, message: impl Into<String>) {
         self.warnings.push(ConfigError {
             file: self.file.to_string(),

@@ -22,11 +22,11 @@ fn test_env(name: &str) -> Option<String> {
     }
 }
 
-fn ok(src: &str) -> Config {
+pub(crate) fn ok(src: &str) -> Config {
     parse(src, "gatehouse.yaml", &test_env).unwrap_or_else(|e| panic!("expected OK, got:\n{e}"))
 }
 
-fn errs(src: &str) -> Vec<ConfigError> {
+pub(crate) fn errs(src: &str) -> Vec<ConfigError> {
     match parse(src, "gatehouse.yaml", &test_env) {
         Ok(_) => panic!("expected errors, config was accepted:\n{src}"),
         Err(e) => e.errors,
@@ -35,7 +35,7 @@ fn errs(src: &str) -> Vec<ConfigError> {
 
 /// Asserts that exactly one error concerns `key`, on `line`, with a message containing `text`.
 #[track_caller]
-fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
+pub(crate) fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
     let found: Vec<&ConfigError> = all.iter().filter(|e| e.key == key).collect();
     let list = all.iter().map(|e| format!("  {e}\n")).collect::<String>();
     assert_eq!(found.len(), 1, "one error for {key} expected in:\n{list}");
@@ -49,7 +49,7 @@ fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
 }
 
 /// A valid base the snippets below change in one place.
-const BASE: &str = "\
+pub(crate) const BASE: &str = "\
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -72,6 +72,7 @@ fn contract_parses_with_expected_values() {
     assert_eq!(c.admin_listen.as_deref(), Some("127.0.0.1:9100"));
     assert_eq!(c.threads, Some(2));
     assert_eq!(c.trusted_proxies, vec!["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(c.forward_auth_headers, ForwardAuthHeaders::XForwarded);
     assert_eq!(c.max_request_header_size, 32 * 1024);
     assert_eq!(c.max_request_headers, 100);
     // Added keys, defaulted.
@@ -992,22 +993,22 @@ fn introspection_keys_parse_with_defaults() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
   - name: kc-opaque
-    issuer: http://kc.localhost/realms/other
+    issuer: https://kc.localhost/realms/other
     client-id: gatehouse
     client-secret: ${OIDC_CLIENT_SECRET}
     introspection: true
-    introspection-url: http://kc.localhost/realms/other/protocol/openid-connect/token/introspect
+    introspection-url: https://kc.localhost/realms/other/protocol/openid-connect/token/introspect
     introspection-cache-ttl: 5s
   - name: kc-file
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
     introspection: \"true\"
-    introspection-url: http://kc.localhost/introspect
+    introspection-url: https://kc.localhost/introspect
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -1029,7 +1030,7 @@ tenants:
     assert!(opaque.introspection);
     assert_eq!(
         opaque.introspection_url.as_deref(),
-        Some("http://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
+        Some("https://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
     );
     assert_eq!(opaque.introspection_cache_ttl, Duration::from_secs(5));
     assert!(c.identity_providers[2].introspection);
@@ -1044,18 +1045,18 @@ fn introspection_needs_a_client_secret() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
     introspection: true
   - name: kc-file
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
     introspection: true
     introspection-url: kc.localhost/introspect
   - name: kc-file-no-url
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
@@ -1090,7 +1091,7 @@ fn introspect_route_needs_an_introspecting_provider() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
 tenants:
   - name: demo
@@ -1243,4 +1244,23 @@ fn two_tenants_sharing_an_encryption_key_is_a_warning() {
         "{list:?}"
     );
     assert!(!w.message.contains(KEY_A), "never the key itself");
+}
+
+#[test]
+fn forward_auth_headers_and_pass_rewrite_headers() {
+    const BASE: &str = "tenants:\n  - name: t\n    hosts: [t.localhost]\n    upstreams: [{name: app, targets: [\"127.0.0.1:1\"]}]\n    routes: [{uri: /*, white-listed: true}]\n";
+    let c = ok(BASE);
+    assert_eq!(c.forward_auth_headers, ForwardAuthHeaders::XForwarded);
+    assert!(!c.tenants[0].pass_rewrite_headers);
+    let c = ok(&format!("forward-auth-headers: x-original\n{BASE}"));
+    assert_eq!(c.forward_auth_headers, ForwardAuthHeaders::XOriginal);
+    let c = ok(&BASE.replace("    routes:", "    pass-rewrite-headers: true\n    routes:"));
+    assert!(c.tenants[0].pass_rewrite_headers);
+    let e = errs(&format!("forward-auth-headers: x-real\n{BASE}"));
+    assert_error(
+        &e,
+        1,
+        "forward-auth-headers",
+        "invalid value \"x-real\" (expected x-forwarded or x-original)",
+    );
 }

@@ -1,17 +1,22 @@
 //! The access log: one line per request on stdout (JSON by default, or human-readable text).
-//! Each request thread formats its lines straight into its own buffer; a writer thread swaps
-//! the buffers out every [`FLUSH_INTERVAL`] and writes them, so a request costs the formatting
-//! and an uncontended lock, never a channel message, an allocation or a wake-up, and a slow
-//! stdout never blocks a request. Lines that do not fit ([`MAX_BUFFERED`]) are dropped and
-//! counted. Never tokens, cookies or query strings.
+//! Each request thread formats its lines straight into its own buffer; the writer (a Pingora
+//! background service of its own) swaps the buffers out every [`FLUSH_INTERVAL`] and writes
+//! them, so a request costs the formatting and an uncontended lock, never a channel message, an
+//! allocation or a wake-up, and a slow stdout never blocks a request. Lines that do not fit
+//! ([`MAX_BUFFERED`]) are dropped and counted. On shutdown, once the server's runtimes have
+//! stopped, [`AccessLogWriter::collect`] runs a last time, so the last requests before SIGTERM
+//! or SIGINT are in the log. Never tokens, cookies or query strings.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use gatehouse_config::{AccessLogConfig, AccessLogFormat};
 use gatehouse_policy::proxies::IpText;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
 
 use crate::metrics::Metrics;
 
@@ -61,9 +66,67 @@ pub struct AccessLog {
     metrics: Arc<Metrics>,
 }
 
+/// Where the lines go: the sink and the spare buffer swapped with each thread's.
+struct Output {
+    sink: Box<dyn std::io::Write + Send>,
+    spare: Vec<u8>,
+}
+
+/// Collects every request thread's lines and writes them. Runs as a Pingora background service
+/// (so with `--daemon` it runs in the forked process, as a thread started before the fork would
+/// not) and once more by whoever stops the server.
+pub struct AccessLogWriter {
+    registry: Arc<Registry>,
+    output: Mutex<Output>,
+}
+
+impl AccessLogWriter {
+    /// Writes every line recorded so far. The server calls it once after its runtimes have
+    /// stopped, when no request can log any more.
+    pub fn collect(&self) {
+        let buffers: Vec<Buffer> = self
+            .registry
+            .buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        let Output { sink, spare } = &mut *output;
+        for buffer in &buffers {
+            // Swap, not copy: the request thread gets the cleared spare and keeps its capacity.
+            std::mem::swap(
+                &mut *buffer.lock().unwrap_or_else(|e| e.into_inner()),
+                spare,
+            );
+            if !spare.is_empty() {
+                let _ = sink.write_all(spare);
+                spare.clear();
+            }
+        }
+        let _ = sink.flush();
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AccessLogWriter {
+    /// Collects every [`FLUSH_INTERVAL`] until the runtime stops (through the grace period:
+    /// requests still finishing then log too); the last round is the server's.
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        loop {
+            tokio::time::sleep(FLUSH_INTERVAL).await;
+            // Blocking writes are fine here: this service's runtime runs nothing else.
+            self.collect();
+        }
+    }
+}
+
 impl AccessLog {
-    /// Starts the writer thread (stdout). `None` when the log is disabled.
-    pub fn start(config: &AccessLogConfig, metrics: Arc<Metrics>) -> Option<AccessLog> {
+    /// The log and its writer (stdout); `None` when the log is disabled. Nothing is written
+    /// until the writer runs (as a background service, and once at shutdown).
+    pub fn start(
+        config: &AccessLogConfig,
+        metrics: Arc<Metrics>,
+    ) -> Option<(AccessLog, Arc<AccessLogWriter>)> {
         Self::start_with(config, metrics, std::io::stdout())
     }
 
@@ -72,7 +135,7 @@ impl AccessLog {
         config: &AccessLogConfig,
         metrics: Arc<Metrics>,
         sink: impl std::io::Write + Send + 'static,
-    ) -> Option<AccessLog> {
+    ) -> Option<(AccessLog, Arc<AccessLogWriter>)> {
         if !config.enabled {
             return None;
         }
@@ -81,16 +144,21 @@ impl AccessLog {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             buffers: Mutex::new(Vec::new()),
         });
-        let weak = Arc::downgrade(&registry);
-        std::thread::Builder::new()
-            .name("gatehouse-access-log".into())
-            .spawn(move || write_lines(weak, sink))
-            .expect("spawn the access log writer");
-        Some(AccessLog {
-            registry,
-            config: config.clone(),
-            metrics,
-        })
+        let writer = Arc::new(AccessLogWriter {
+            registry: Arc::clone(&registry),
+            output: Mutex::new(Output {
+                sink: Box::new(sink),
+                spare: Vec::new(),
+            }),
+        });
+        Some((
+            AccessLog {
+                registry,
+                config: config.clone(),
+                metrics,
+            },
+            writer,
+        ))
     }
 
     /// Whether this request is logged: every error, and `sample-rate` of the rest.
@@ -125,35 +193,6 @@ impl AccessLog {
                 AccessLogFormat::Text => text_line(&mut out, entry),
             }
         });
-    }
-}
-
-/// Collects and writes every thread's lines each [`FLUSH_INTERVAL`] until the log is dropped.
-fn write_lines(registry: Weak<Registry>, mut out: impl std::io::Write) {
-    let mut spare: Vec<u8> = Vec::new();
-    loop {
-        std::thread::sleep(FLUSH_INTERVAL);
-        let Some(registry) = registry.upgrade() else {
-            return;
-        };
-        let buffers: Vec<Buffer> = registry
-            .buffers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        drop(registry);
-        for buffer in &buffers {
-            // Swap, not copy: the request thread gets the cleared spare and keeps its capacity.
-            std::mem::swap(
-                &mut *buffer.lock().unwrap_or_else(|e| e.into_inner()),
-                &mut spare,
-            );
-            if !spare.is_empty() {
-                let _ = out.write_all(&spare);
-                spare.clear();
-            }
-        }
-        let _ = out.flush();
     }
 }
 
@@ -404,9 +443,20 @@ mod tests {
             enabled: true,
             ..AccessLogConfig::default()
         };
-        let log = Arc::new(
-            AccessLog::start_with(&config, Arc::new(Metrics::new()), sink.clone()).unwrap(),
-        );
+        let (log, writer) =
+            AccessLog::start_with(&config, Arc::new(Metrics::new()), sink.clone()).unwrap();
+        let log = Arc::new(log);
+        // The writer collects while the threads record, as the background service does.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collector = {
+            let (writer, done) = (Arc::clone(&writer), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    writer.collect();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let log = Arc::clone(&log);
@@ -424,20 +474,58 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let mut ids = std::collections::HashSet::new();
-        for _ in 0..100 {
-            std::thread::sleep(FLUSH_INTERVAL);
-            let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-            ids = text
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-                .map(|v| v["request_id"].as_str().unwrap().to_string())
-                .collect();
-            if ids.len() == 2000 {
-                break;
-            }
+        done.store(true, Ordering::Release);
+        collector.join().unwrap();
+        writer.collect();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| v["request_id"].as_str().unwrap().to_string())
+            .collect();
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(ids.len(), 2000, "every line, none torn");
+        assert_eq!(distinct.len(), 2000, "every line once");
+    }
+
+    #[test]
+    fn the_last_collection_writes_the_lines_recorded_just_before() {
+        let sink = Sink::default();
+        let config = AccessLogConfig {
+            enabled: true,
+            ..AccessLogConfig::default()
+        };
+        let (log, writer) =
+            AccessLog::start_with(&config, Arc::new(Metrics::new()), sink.clone()).unwrap();
+        let log = Arc::new(log);
+        let other = Arc::clone(&log);
+        std::thread::spawn(move || {
+            other.record(&Entry {
+                request_id: "other-thread",
+                ..entry()
+            })
+        })
+        .join()
+        .unwrap();
+        for id in ["last-1", "last-2"] {
+            log.record(&Entry {
+                request_id: id,
+                ..entry()
+            });
         }
-        assert_eq!(ids.len(), 2000, "every line once, none torn");
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "nothing before a collection"
+        );
+        drop(log);
+        writer.collect();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| v["request_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["other-thread", "last-1", "last-2"]);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Provider {
     next_refresh_ms: AtomicU64,
     retry_delay_ms: AtomicU64,
     running: AtomicBool,
+    /// The last key fetch's error; `None` once one succeeds (for `/readyz?verbose`).
+    last_error: arc_swap::ArcSwapOption<String>,
 }
 
 impl Provider {
@@ -60,7 +62,13 @@ impl Provider {
             next_refresh_ms: AtomicU64::new(0),
             retry_delay_ms: AtomicU64::new(RETRY_MIN.as_millis() as u64),
             running: AtomicBool::new(false),
+            last_error: arc_swap::ArcSwapOption::empty(),
         })
+    }
+
+    /// The last key fetch's error, `None` when it succeeded or none has finished yet.
+    pub fn last_refresh_error(&self) -> Option<Arc<String>> {
+        self.last_error.load_full()
     }
 
     /// Whether a key refresh is due (and none is running).
@@ -70,7 +78,7 @@ impl Provider {
     }
 
     /// Refreshes the keys when due: every `jwks-refresh-interval` once loaded, with backoff
-    /// while failing. Start never fails because an IdP is down; `/readyz` says so instead.
+    /// while failing. Start never fails because an IdP is down; `/readyz?verbose` says so instead.
     pub(crate) async fn tick(self: Arc<Self>, now_ms: u64, metrics: Arc<Metrics>) {
         if now_ms < self.next_refresh_ms.load(Ordering::Relaxed)
             || self.running.swap(true, Ordering::AcqRel)
@@ -82,6 +90,7 @@ impl Provider {
             Ok(keys) => {
                 tracing::debug!(provider = name, keys, "JWKS refreshed");
                 metrics.record_jwks_refresh(name, true);
+                self.last_error.store(None);
                 self.retry_delay_ms
                     .store(RETRY_MIN.as_millis() as u64, Ordering::Relaxed);
                 let interval = self.definition.jwks_refresh_interval.as_millis() as u64;
@@ -90,6 +99,7 @@ impl Provider {
             }
             Err(e) => {
                 metrics.record_jwks_refresh(name, false);
+                self.last_error.store(Some(Arc::new(e.clone())));
                 let delay = self.retry_delay_ms.load(Ordering::Relaxed);
                 tracing::warn!(provider = name, error = %e, retry_in_ms = delay, "JWKS refresh failed; cached keys stay in use");
                 self.next_refresh_ms

@@ -41,34 +41,8 @@ const PURPOSE_STATE: &str = "login-state";
 pub(crate) const PURPOSE_REFRESH: &str = "refresh-token";
 pub(crate) const PURPOSE_ID_TOKEN: &str = "id-token";
 
-/// The built-in browser paths on every tenant host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtin {
-    /// `/oauth/login?rd=`: start a login.
-    Login,
-    /// `/oauth/callback`: the IdP's redirect back.
-    Callback,
-    /// `/oauth/logout`: end the session here and at the IdP.
-    Logout,
-    /// `/oauth/userinfo`: the caller's identity as JSON.
-    Userinfo,
-    /// `/oauth/backchannel-logout`: the IdP ends sessions (OIDC Back-Channel Logout).
-    BackchannelLogout,
-}
-
-impl Builtin {
-    /// The built-in a normalized path names, if any.
-    pub fn from_path(path: &str) -> Option<Builtin> {
-        Some(match path {
-            "/oauth/login" => Builtin::Login,
-            "/oauth/callback" => Builtin::Callback,
-            "/oauth/logout" => Builtin::Logout,
-            "/oauth/userinfo" => Builtin::Userinfo,
-            "/oauth/backchannel-logout" => Builtin::BackchannelLogout,
-            _ => return None,
-        })
-    }
-}
+/// The built-in browser paths on every tenant host (recognized during admission).
+pub use gatehouse_policy::admit::Builtin;
 
 /// A tenant's compiled browser-login settings (tenants with `login`).
 ///
@@ -631,7 +605,11 @@ async fn logout_token_subject(
     login: &TenantLogin,
     token: &str,
 ) -> Option<(Option<String>, Option<String>)> {
-    let claims = match login.verifier.verify(token).await {
+    let claims = match login
+        .verifier
+        .verify_for(token, gatehouse_session::TokenUse::Logout)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(reason = e.reason(), "back-channel logout token refused");

@@ -16,6 +16,7 @@ mod maintenance;
 mod metrics;
 mod pools;
 mod proxy;
+mod readiness;
 mod reload;
 mod responses;
 mod runtime;
@@ -100,9 +101,8 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{}: {e}", path.display());
         return ExitCode::from(1);
     }
-    // Valid, but probably not what was meant: said, and still exit 0.
-    for warning in &config.warnings {
-        eprintln!("warning: {warning}");
+    for w in &config.warnings {
+        eprintln!("{}", warning_line(w));
     }
     let upstreams: usize = config.tenants.iter().map(|t| t.upstreams.len()).sum();
     let routes: usize = config.tenants.iter().map(|t| t.routes.len()).sum();
@@ -128,4 +128,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `file:line: warning: key: message`, the shape compilers use, so editors jump to the line.
+fn warning_line(w: &gatehouse_config::ConfigError) -> String {
+    let at = match w.line {
+        Some(line) => format!("{}:{line}", w.file),
+        None => w.file.clone(),
+    };
+    format!("{at}: warning: {}: {}", w.key, w.message)
 }

@@ -153,6 +153,11 @@ impl Pool {
         self.ready.load().len()
     }
 
+    /// Targets known to the pool (resolved), healthy or not.
+    pub fn target_count(&self) -> usize {
+        self.balancer.backends().get_backend().len()
+    }
+
     /// Whether the first health check round has completed.
     pub fn checked(&self) -> bool {
         self.checked.load(Ordering::Acquire)

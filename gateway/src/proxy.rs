@@ -6,18 +6,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gatehouse_policy::admit::{admit, Admission, Connection, RequestHead, REWRITE_REFUSED};
 use gatehouse_policy::authz::Forbidden;
-use gatehouse_policy::cors::is_preflight;
+use gatehouse_policy::forward_auth::{is_forward_auth_path, original_host_header};
 use gatehouse_policy::headers::{forward_request, Forwarding};
-use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::request_id::is_valid_request_id;
 use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
 use gatehouse_session::claims::Claims;
 use gatehouse_session::{looks_like_jwt, TokenError};
-use http::header::{
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_LENGTH, HOST, ORIGIN,
-    TRANSFER_ENCODING,
-};
+use http::header::{HOST, TRANSFER_ENCODING};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -86,13 +83,12 @@ impl ProxyHttp for Gateway {
             .map(|a| a.as_str())
             .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
-        // A forward-auth check from a trusted proxy (Traefik, Istio) names the original host.
-        if ctx.trusted_peer && req.uri.path() == FORWARD_AUTH_PATH {
-            if let Some(original) = req
-                .headers
-                .get("x-forwarded-host")
-                .and_then(|h| h.to_str().ok())
-            {
+        // A forward-auth check from a trusted proxy names the original host, in the one header
+        // family the config believes (`x-original` uses the check's own Host).
+        if let Some(name) = original_host_header(runtime.policy.forward_auth_headers)
+            .filter(|_| ctx.trusted_peer && is_forward_auth_path(req.uri.path()))
+        {
+            if let Some(original) = req.headers.get(name).and_then(|h| h.to_str().ok()) {
                 host = original;
             }
         }
@@ -152,7 +148,21 @@ impl ProxyHttp for Gateway {
                 .await?;
                 return Ok(true);
             }
-            Admission::Deny(denial) => denial,
+            Admission::Deny(denial) => {
+                // A refused forward-auth check, or a request with two credentials, is an
+                // authentication decision too.
+                if ctx.forward_auth || denial == Denial::DuplicateAuthorization {
+                    let result = match denial.status() {
+                        400 => "bad_request",
+                        401 => "unauthenticated",
+                        _ => "forbidden",
+                    };
+                    let tenant = ctx.tenant_name().unwrap_or("-");
+                    self.metrics
+                        .record_auth_refusal(tenant, result, denial.reason());
+                }
+                denial
+            }
             Admission::Authenticate => match self.authenticate(session, ctx, &runtime).await {
                 Ok(()) if ctx.forward_auth => {
                     responses::forward_auth_allowed(session, ctx).await?;
@@ -243,6 +253,7 @@ impl ProxyHttp for Gateway {
             authority: session.req_header().uri.authority().map(|a| a.as_str()),
             identity_headers,
             forward_access_token: tenant.is_some_and(|t| t.forward_access_token),
+            pass_rewrite_headers: tenant.is_some_and(|t| t.pass_rewrite_headers),
             request_id: (id_header, ctx.request_id.clone()),
         };
         edit_request_headers(upstream_request, |headers| {
@@ -376,18 +387,17 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Everything decided before proxying that needs no I/O: limits, framing, tenant, path,
-    /// route, body size, and whether the route needs an identity.
+    /// Gathers the request's facts, has `policy::admit` decide, and records what the later
+    /// phases need; a normalized path becomes the upstream's target here.
     fn admit(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         runtime: &crate::runtime::Runtime,
     ) -> Admission {
-        let policy = &runtime.policy;
         let req = session.req_header();
-        // Limits: header bytes and count.
-        let header_bytes = match session.as_downstream().as_http1() {
+        let h1 = session.as_downstream().as_http1();
+        let header_bytes = match h1 {
             Some(h1) => h1.get_headers_raw_bytes().len(),
             None => {
                 req.headers
@@ -397,120 +407,36 @@ impl Gateway {
                     + req.uri.to_string().len()
             }
         };
-        if header_bytes as u64 > policy.max_request_header_bytes {
-            return Admission::Deny(Denial::HeadersTooLarge);
-        }
-        if req.headers.len() > policy.max_request_headers {
-            return Admission::Deny(Denial::HeadersTooLarge);
-        }
-        // Framing: Pingora drops Content-Length when Transfer-Encoding is present; we refuse
-        // the pair outright (RFC 9112 6.1: a request with both is a smuggling attempt).
-        if req.headers.contains_key(TRANSFER_ENCODING) {
-            if let Some(h1) = session.as_downstream().as_http1() {
-                if has_header_line(&h1.get_headers_raw_bytes(), b"content-length") {
-                    return Admission::Deny(Denial::AmbiguousFraming);
-                }
-            }
-        }
-        let Some(tenant_index) = ctx.tenant else {
-            return Admission::Deny(Denial::UnknownHost);
-        };
-        let tenant = policy.tenant(tenant_index);
-        // Path: normalized before any decision; the upstream gets the normalized form.
+        // Pingora drops Content-Length when Transfer-Encoding is present: the raw head tells.
+        let both_lengths = req.headers.contains_key(TRANSFER_ENCODING)
+            && h1.is_some_and(|h1| has_header_line(&h1.get_headers_raw_bytes(), b"content-length"));
         let (raw_path, query) = split_target(req);
-        let path = match normalize_path(raw_path) {
-            Ok(p) => p,
-            Err(e) => return Admission::Deny(Denial::BadPath(e)),
+        let head = RequestHead {
+            method: &req.method,
+            raw_path,
+            query,
+            headers: &req.headers,
+            authority: req.uri.authority().map(|a| a.as_str()),
+            header_bytes,
+            both_lengths,
         };
-        if tenant.https_redirect && !ctx.secure {
-            let host = req
-                .headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))
-                .unwrap_or("");
-            let host = strip_port(host);
-            let query = query
-                .map(|q| format!("?{}", String::from_utf8_lossy(q)))
-                .unwrap_or_default();
-            return Admission::Deny(Denial::HttpsRequired {
-                location: format!("https://{host}{}{path}{query}", self.https_port_suffix),
-            });
-        }
-        if let (Some(cors), Some(origin)) = (&tenant.cors, req.headers.get(ORIGIN)) {
-            ctx.cors_origin = Some(origin.clone());
-            if is_preflight(&req.method, &req.headers) {
-                let method = req
-                    .headers
-                    .get(ACCESS_CONTROL_REQUEST_METHOD)
-                    .map(|v| v.as_bytes())
-                    .unwrap_or_default();
-                let headers = req
-                    .headers
-                    .get(ACCESS_CONTROL_REQUEST_HEADERS)
-                    .map(|v| v.as_bytes());
-                return match cors.preflight(origin, method, headers) {
-                    Some(allow) => Admission::Preflight(allow),
-                    None => Admission::Deny(Denial::CorsRefused),
-                };
-            }
-        }
-        if let Some(builtin) = Builtin::from_path(&path) {
-            return Admission::Builtin(builtin);
-        }
-        // A forward-auth check is decided for the original request it describes.
-        let forward_auth = path == FORWARD_AUTH_PATH
-            || path
-                .strip_prefix(FORWARD_AUTH_PATH)
-                .is_some_and(|rest| rest.starts_with('/'));
-        let (method, path) = if forward_auth {
-            ctx.forward_auth = true;
-            let (method, target) = forward_auth_target(req, &path, ctx.trusted_peer);
-            let target_path = target.split(|&b| b == b'?').next().unwrap_or_default();
-            match normalize_path(target_path) {
-                Ok(p) => (method, std::borrow::Cow::Owned(p.into_owned())),
-                Err(e) => return Admission::Deny(Denial::BadPath(e)),
-            }
-        } else {
-            (req.method.clone(), path)
+        let conn = Connection {
+            tenant: ctx.tenant,
+            secure: ctx.secure,
+            trusted_peer: ctx.trusted_peer,
+            https_port_suffix: &self.https_port_suffix,
         };
-        let route_ref = tenant.lookup(&path, &method);
-        let route = tenant.route(route_ref);
-        ctx.route = Some(route_ref);
-        // Body size: refuse an over-long declared body before the upstream sees anything.
-        ctx.body_limit = route.max_body_size;
-        if let Some(len) = req
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            if len > route.max_body_size {
-                return Admission::Deny(Denial::BodyTooLarge);
-            }
-        }
-        let admission = match route.access {
-            Access::Public => Admission::Proxy,
-            Access::Authenticated | Access::DefaultDeny | Access::Optional => {
-                Admission::Authenticate
-            }
-        };
-        if ctx.forward_auth {
-            return admission;
-        }
-        if let std::borrow::Cow::Owned(normalized) = path {
-            let mut target = normalized.into_bytes();
-            if let Some(q) = query {
-                target.push(b'?');
-                target.extend_from_slice(q);
-            }
+        let decision = admit(&runtime.policy, &head, &conn);
+        ctx.route = decision.route;
+        ctx.body_limit = decision.body_limit;
+        ctx.forward_auth = decision.forward_auth;
+        ctx.cors_origin = decision.cors_origin;
+        if let Some(target) = decision.rewritten_target {
             if session.req_header_mut().set_raw_path(&target).is_err() {
-                return Admission::Deny(Denial::BadPath(
-                    gatehouse_policy::path::PathError::NotAbsolute,
-                ));
+                return Admission::Deny(REWRITE_REFUSED);
             }
         }
-        admission
+        decision.admission
     }
 
     /// Authenticates the bearer token and authorizes the route: the only async step before
@@ -697,10 +623,6 @@ async fn verify(
     Ok(claims)
 }
 
-/// The forward-auth endpoint served on every tenant host (nginx `auth_request`, Traefik
-/// ForwardAuth, Istio ext_authz): 200 with identity headers, 401 or 403.
-pub const FORWARD_AUTH_PATH: &str = "/oauth/auth";
-
 /// Calls `set` with each identity header `tenant` sets from the caller's claims (rendered once
 /// per cached claims). A claim that cannot be a header value (control characters) is left out.
 pub fn each_identity_header(
@@ -715,46 +637,6 @@ pub fn each_identity_header(
             set(name, value);
         }
     }
-}
-
-/// The method and path a forward-auth check is about: from a trusted proxy's
-/// `X-Forwarded-Method`/`X-Forwarded-Uri` (or `X-Original-Method`/`X-Original-URL`, which may be
-/// an absolute URL), else the path after `/oauth/auth` (Envoy's HTTP ext_authz appends the
-/// original path to its path prefix); from anyone else, the check request itself.
-fn forward_auth_target(
-    req: &RequestHeader,
-    check_path: &str,
-    trusted: bool,
-) -> (http::Method, Vec<u8>) {
-    let header = |a: &str, b: &str| {
-        req.headers
-            .get(a)
-            .or_else(|| req.headers.get(b))
-            .map(|v| v.as_bytes())
-    };
-    if !trusted {
-        return (req.method.clone(), check_path.as_bytes().to_vec());
-    }
-    let method = header("x-forwarded-method", "x-original-method")
-        .and_then(|m| http::Method::from_bytes(m).ok())
-        .unwrap_or_else(|| req.method.clone());
-    let appended = check_path
-        .strip_prefix(FORWARD_AUTH_PATH)
-        .filter(|rest| !rest.is_empty())
-        .unwrap_or("/");
-    let uri = header("x-forwarded-uri", "x-original-url").unwrap_or(appended.as_bytes());
-    // An absolute URL (nginx: $scheme://$http_host$request_uri) keeps only its path and query.
-    let path = match uri.windows(3).position(|w| w == b"://") {
-        Some(i) => {
-            let rest = &uri[i + 3..];
-            rest.iter()
-                .position(|&b| b == b'/')
-                .map(|j| &rest[j..])
-                .unwrap_or(b"/")
-        }
-        None => uri,
-    };
-    (method, path.to_vec())
 }
 
 /// Edits a request header's map in place. Pingora's `RequestHeader` keeps a second,
@@ -778,20 +660,6 @@ fn edit_request_headers(req: &mut RequestHeader, edit: impl FnOnce(&mut http::He
     }
 }
 
-/// What [`Gateway::admit`] decided.
-enum Admission {
-    /// Proxy without authentication (a white-listed route).
-    Proxy,
-    /// A CORS preflight the gateway answers itself with these headers.
-    Preflight(gatehouse_policy::cors::CorsHeaders),
-    /// A built-in browser path (`/oauth/login`, `/oauth/callback`, ...).
-    Builtin(Builtin),
-    /// Answer with this denial.
-    Deny(Denial),
-    /// The route needs an identity: authenticate, then authorize.
-    Authenticate,
-}
-
 /// The path and query of the request target (origin-form, or the path of an absolute-form).
 fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
     let raw = if req.uri.authority().is_some() {
@@ -806,13 +674,6 @@ fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
         Some(i) => (&raw[..i], Some(&raw[i + 1..])),
         None => (raw, None),
     }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
 /// Whether the raw HTTP/1 header block has a field line named `name` (lowercase).
@@ -927,12 +788,5 @@ mod tests {
             poll_once(refused.as_mut()),
             std::task::Poll::Ready(Err(Denial::InvalidToken { .. }))
         ));
-    }
-
-    #[test]
-    fn strips_ports_from_hosts() {
-        assert_eq!(strip_port("demo.localhost:8080"), "demo.localhost");
-        assert_eq!(strip_port("demo.localhost"), "demo.localhost");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
     }
 }

@@ -101,10 +101,11 @@ pub async fn deny(
     denial: Denial,
 ) -> pingora::Result<()> {
     // nginx auth_request turns anything but 2xx/401/403 into a 500: a refused forward-auth
-    // check is a 401 or a 403, whatever the reason.
+    // check is a 401 or a 403, except a 400 for a request that cannot be decided as sent
+    // (which nginx then answers with a 500: refused either way).
     let status = match denial.status() {
-        401 => 401,
-        s if ctx.forward_auth && s != 403 => 403,
+        s @ (400 | 401 | 403) => s,
+        _ if ctx.forward_auth => 403,
         s => s,
     };
     let mut resp = ResponseHeader::build(status, Some(6))?;

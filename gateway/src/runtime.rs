@@ -160,14 +160,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// Identity providers whose keys have not been fetched yet (not ready).
-    pub fn providers_without_keys(&self) -> impl Iterator<Item = &str> {
-        self.providers
-            .iter()
-            .filter(|(_, p)| !p.verifier.keys_loaded())
-            .map(|(name, _)| name.as_str())
-    }
-
     /// The metric handles of a request's tenant and route.
     pub fn route_metrics(&self, tenant: Option<usize>, route: Option<RouteRef>) -> &RouteMetrics {
         match (tenant, route) {
@@ -180,12 +172,5 @@ impl Runtime {
     /// Every pool, once.
     pub fn all_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.pools.iter().flatten()
-    }
-
-    /// Pools that keep the gateway from being ready: not yet health-checked, or with no
-    /// healthy target. Ready = none.
-    pub fn unready_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
-        self.all_pools()
-            .filter(|p| !p.checked() || p.healthy_targets() == 0)
     }
 }

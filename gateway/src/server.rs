@@ -10,7 +10,7 @@ use gatehouse_config::Config;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
@@ -42,6 +42,9 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "config warning (see gatehouse check)");
+    }
     let metrics = Arc::new(Metrics::new());
     let runtime = match Runtime::compile(Arc::clone(&config), None, &metrics) {
         Ok(r) => r,
@@ -68,12 +71,17 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     server.bootstrap();
 
     let sessions = Arc::new(Sessions::new(&config.session_store, Arc::clone(&metrics)));
+    let (access_log, access_log_writer) =
+        match AccessLog::start(&config.access_log, Arc::clone(&metrics)) {
+            Some((log, writer)) => (Some(log), Some(writer)),
+            None => (None, None),
+        };
     let gateway = Gateway {
         runtime: Arc::clone(&runtime),
         metrics: Arc::clone(&metrics),
         https_port_suffix: https_port_suffix(&config),
         keepalive_secs: config.keepalive_timeout.as_secs().max(1),
-        access_log: AccessLog::start(&config.access_log, Arc::clone(&metrics)),
+        access_log,
         sessions: Arc::clone(&sessions),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -102,10 +110,17 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         let admin = Admin {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
+            readiness: Default::default(),
         };
         let mut admin = Service::new("gatehouse admin".to_string(), HttpServer::new_app(admin));
         admin.add_tcp(admin_listen);
         server.add_service(admin);
+    }
+    if let Some(writer) = &access_log_writer {
+        server.add_service(GenBackgroundService::new(
+            "gatehouse access log".to_string(),
+            Arc::clone(writer),
+        ));
     }
     server.add_service(GenBackgroundService::new(
         "gatehouse maintenance".to_string(),
@@ -136,7 +151,13 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         eprintln!("  try: curl -i -H 'Host: demo.localhost' http://{listen}/public/hello");
     }
     tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "gatehouse starting");
-    server.run_forever()
+    // `run` returns once the runtimes have stopped (after the grace period on SIGTERM, at once
+    // on SIGINT): no request can log any more, so the writer's last round loses nothing.
+    server.run(RunArgs::default());
+    if let Some(writer) = access_log_writer {
+        writer.collect();
+    }
+    ExitCode::SUCCESS
 }
 
 /// Timeouts longer than this many whole seconds (so: of one second or more) run on Tokio's

@@ -23,6 +23,7 @@ fn check_accepts_every_shipped_example() {
             );
             assert_eq!(code, 0, "{}: {out}{err}", path.display());
             assert!(out.contains("OK:") && out.contains("tenant"), "{out}");
+            assert!(!err.contains("fall through"), "{}: {err}", path.display());
             n += 1;
         }
     }
@@ -51,6 +52,33 @@ fn check_reports_every_error_with_file_line_and_key() {
     assert!(
         err.contains(&format!("{file}:14:")),
         "line of the unknown key:\n{err}"
+    );
+}
+
+#[test]
+fn check_warns_when_an_unlisted_method_falls_through_to_a_weaker_route() {
+    let dir = TempDir::new("fallthrough");
+    let path = dir.path().join("fallthrough.yaml");
+    std::fs::write(
+        &path,
+        "tenants:\n  - name: a\n    hosts: [a.localhost]\n    upstreams:\n      - name: app\n        \
+         targets: [\"127.0.0.1:1\"]\n    routes:\n      - uri: /api/v1/admin/*\n        \
+         methods: [GET, POST, PUT, DELETE]\n        roles: [admin]\n      - uri: /*\n        \
+         roles: []\n",
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "a warning does not fail the check: {out}{err}");
+    assert!(out.contains("OK:"), "{out}");
+    let file = path.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:9: warning: tenants[0].routes[0].methods: route \"/api/v1/admin/*\" lists \
+             methods [GET, POST, PUT, DELETE]: HEAD, CONNECT, OPTIONS, TRACE, PATCH and any other \
+             method fall through to route \"/*\" (line 11), which asks less: roles [] instead of \
+             [admin]"
+        )),
+        "{err}"
     );
 }
 

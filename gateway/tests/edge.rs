@@ -11,14 +11,22 @@ use support::idp::Idp;
 use support::*;
 
 fn config(p: &Ports, app: &Upstream, issuer: &str) -> String {
+    config_with(p, app, issuer, "")
+}
+
+/// The test config with `extra` top-level keys; a second tenant (`other.localhost`) white-lists
+/// everything, so a check decided on the wrong tenant shows as a 200.
+fn config_with(p: &Ports, app: &Upstream, issuer: &str, extra: &str) -> String {
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 trusted-proxies: [127.0.0.1/32]
+{extra}
 identity-providers:
   - name: keycloak
     issuer: {issuer}
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
 tenants:
@@ -44,6 +52,14 @@ tenants:
       - uri: /api/admin/*
         roles: [admin]
       - uri: /api/*
+  - name: other
+    hosts: [other.localhost]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    routes:
+      - uri: /*
+        white-listed: true
 "#,
         listen = p.listen,
         admin = p.admin,
@@ -165,31 +181,56 @@ fn forward_auth_answers_for_the_original_request_only_from_trusted_proxies() {
         401
     );
     assert_eq!(check("127.0.0.1", "GET", "/public/page", None).status, 200);
-    // The original URI is normalized like any request path; bypass shapes do not work.
-    assert_eq!(
-        check(
-            "127.0.0.1",
-            "GET",
-            "/public/../api/admin/users",
-            Some(&user)
-        )
-        .status,
-        403
+    // The path ends at the first '?': a URL in the query is not the original request (this was
+    // decided as /public/ and allowed).
+    let r = check(
+        "127.0.0.1",
+        "GET",
+        "/api/admin/users?x=http://h/public/",
+        None,
     );
-    assert_eq!(
-        check("127.0.0.1", "GET", "/public/%2e%2e/api/admin/users", None).status,
-        401
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = check(
+        "127.0.0.1",
+        "GET",
+        "/api/admin/users?rd=https://h/public/x",
+        Some(&user),
     );
-    assert_eq!(
-        check("127.0.0.1", "GET", "/public/..%2fapi/admin", None).status,
-        403,
-        "refused shapes are a 403 here"
+    assert_eq!(r.status, 403, "{r:?}");
+    // An absolute URI only when it starts with a scheme; anything else must start with '/'.
+    let r = check(
+        "127.0.0.1",
+        "GET",
+        "https://demo.localhost/api/admin/x?a=b",
+        Some(&admin),
     );
-    // X-Original-URL as an absolute URL (nginx style).
-    let raw = format!("GET /oauth/auth HTTP/1.1\r\nHost: demo.localhost\r\nX-Original-Method: GET\r\nX-Original-URL: http://demo.localhost/api/admin/x\r\nAuthorization: Bearer {user}\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(check("127.0.0.1", "GET", "public/page", None).status, 400);
     assert_eq!(
-        request_on(socket_from("127.0.0.1", gw.listen), &raw).status,
-        403
+        check("127.0.0.1", "GET", "x/http://h/public/", None).status,
+        400
+    );
+    // The original path must already be in normal form: the upstream gets it as sent, and one
+    // that does not merge slashes serves /admin//../public/x as /admin/public/x (this was
+    // decided as /public/x and allowed).
+    for shape in [
+        "/admin//../public/x",
+        "/public/../api/admin/users",
+        "/public/%2e%2e/api/admin/users",
+        "/public/..%2fapi/admin",
+        "/%70ublic/x",
+        "/public//x",
+        "/public/./x",
+    ] {
+        let r = check("127.0.0.1", "GET", shape, Some(&admin));
+        assert_eq!(r.status, 400, "{shape}: {r:?}");
+        assert!(r.header("x-auth-userid").is_none(), "{shape}");
+    }
+    let raw = "GET /oauth/auth HTTP/1.1\r\nHost: demo.localhost\r\nX-Original-Method: GET\r\nX-Original-URL: /public/x\r\nX-Forwarded-Uri: /api/admin/x\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        request_on(socket_from("127.0.0.1", gw.listen), raw).status,
+        401,
+        "with forward-auth-headers: x-forwarded (the default) X-Original-URL is not read"
     );
     // Envoy ext_authz style: the original path appended to the check path.
     let raw = format!("GET /oauth/auth/api/admin/users HTTP/1.1\r\nHost: demo.localhost\r\nX-Forwarded-Method: GET\r\nAuthorization: Bearer {user}\r\nConnection: close\r\n\r\n");
@@ -217,6 +258,60 @@ fn forward_auth_answers_for_the_original_request_only_from_trusted_proxies() {
         before,
         "forward-auth checks are never proxied"
     );
+    // Refusals name their reason in the access log and the auth decision metrics.
+    // The access log is written by its own thread.
+    assert_eventually!(
+        Duration::from_secs(5),
+        || gw
+            .log()
+            .contains(r#""reason":"forward_auth_path_not_normal""#),
+        "the access log names the reason: {}",
+        gw.log()
+    );
+    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    for reason in [
+        "forward_auth_path_not_normal",
+        "forward_auth_uri_not_a_path",
+        "forward_auth_bad_path",
+    ] {
+        let series = format!(
+            r#"gatehouse_auth_decisions_total{{reason="{reason}",result="bad_request",tenant="demo"}}"#
+        );
+        assert!(m.contains(&series), "{series}\n{m}");
+    }
+}
+
+#[test]
+fn forward_auth_believes_only_the_configured_header_family() {
+    let idp = Idp::start(None, &[]);
+    let app = Upstream::start("app");
+    let check = |gw: &Gateway, headers: &str| {
+        let raw = format!(
+            "GET /oauth/auth HTTP/1.1\r\nHost: demo.localhost\r\n{headers}Connection: close\r\n\r\n"
+        );
+        request_on(socket_from("127.0.0.1", gw.listen), &raw).status
+    };
+    // x-forwarded (default): X-Forwarded-Host picks the tenant, X-Original-* are ignored.
+    let gw = Gateway::start("fwdfamily", |p, _| config(p, &app, &idp.issuer));
+    gw.wait_ready();
+    let to_other = "X-Forwarded-Host: other.localhost\r\nX-Forwarded-Uri: /api/admin/x\r\n";
+    assert_eq!(check(&gw, to_other), 200, "decided on the other tenant");
+    drop(gw);
+    // x-original (ingress-nginx): X-Original-URL with the request's Host; a client's own
+    // X-Forwarded-Uri and X-Forwarded-Host, passed through by the ingress, pick nothing (the
+    // X-Forwarded-Uri here used to win).
+    let gw = Gateway::start("origfamily", |p, _| {
+        config_with(p, &app, &idp.issuer, "forward-auth-headers: x-original")
+    });
+    gw.wait_ready();
+    let spoofed = "X-Forwarded-Uri: /public/x\r\nX-Original-Method: GET\r\nX-Original-URL: http://demo.localhost/api/admin/x\r\n";
+    assert_eq!(check(&gw, spoofed), 401);
+    assert_eq!(check(&gw, to_other), 401, "X-Forwarded-Host is not read");
+    let allowed = "X-Original-URL: /public/x?next=/api/admin\r\n";
+    assert_eq!(check(&gw, allowed), 200);
+    let admin = idp.token("svc-admin");
+    let as_admin = format!("X-Original-URL: /api/admin/x\r\nAuthorization: Bearer {admin}\r\n");
+    assert_eq!(check(&gw, &as_admin), 200);
 }
 
 struct Nginx(Child);
@@ -228,8 +323,33 @@ impl Drop for Nginx {
     }
 }
 
+/// The nginx `auth_request` locations of docs/forward-auth.md, with the gateway's and the
+/// app's addresses put in: the test runs the documented configuration.
+fn documented_locations(gateway: std::net::SocketAddr, app: &Upstream) -> String {
+    let doc = include_str!("../../docs/forward-auth.md");
+    let start = doc
+        .find("```nginx\n")
+        .expect("docs/forward-auth.md has an nginx block")
+        + 9;
+    let block = &doc[start..];
+    let block = &block[..block.find("```").expect("the nginx block ends")];
+    for documented in ["http://gatehouse.gatehouse.svc:8080/", "http://app;"] {
+        assert!(
+            block.contains(documented),
+            "the documented block names {documented}"
+        );
+    }
+    block
+        .replace(
+            "http://gatehouse.gatehouse.svc:8080/",
+            &format!("http://{gateway}/"),
+        )
+        .replace("http://app;", &format!("http://{};", app.target()))
+}
+
 fn start_nginx(dir: &Path, port: u16, gateway: std::net::SocketAddr, app: &Upstream) -> Nginx {
     let d = dir.display();
+    let locations = documented_locations(gateway, app);
     let conf = format!(
         r#"
 worker_processes 1;
@@ -244,27 +364,10 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port};
-    location / {{
-      auth_request /_gatehouse_auth;
-      auth_request_set $auth_userid $upstream_http_x_auth_userid;
-      auth_request_set $auth_roles $upstream_http_x_auth_roles;
-      proxy_set_header X-Auth-Userid $auth_userid;
-      proxy_set_header X-Auth-Roles $auth_roles;
-      proxy_pass http://{app};
-    }}
-    location = /_gatehouse_auth {{
-      internal;
-      proxy_pass http://{gateway}/oauth/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-Method $request_method;
-      proxy_set_header X-Forwarded-Uri $request_uri;
-    }}
+{locations}
   }}
 }}
-"#,
-        app = app.target()
+"#
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
@@ -351,6 +454,36 @@ fn forward_auth_behind_a_real_nginx_auth_request() {
         app.requests().len(),
         before,
         "denied requests never reach the app"
+    );
+    // The query is not the original path: this was decided as /public/ and served.
+    let r = get(
+        nginx,
+        "demo.localhost",
+        "/api/admin/users?x=http://h/public/",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    // A path not in normal form is refused (gatehouse 400, which nginx answers with 500): the
+    // app would have been given /api/admin//../../public/x as sent.
+    let r = get(nginx, "demo.localhost", "/api/admin//../../public/x", &[]).unwrap();
+    assert_eq!(r.status, 500, "{r:?}");
+    // A client's own forwarded headers are overwritten by nginx.
+    let r = get(
+        nginx,
+        "demo.localhost",
+        "/api/admin/report",
+        &[
+            ("X-Forwarded-Uri", "/public/x"),
+            ("X-Forwarded-Host", "other.localhost"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(
+        app.requests().len(),
+        before,
+        "refused requests never reach the app"
     );
     // White-listed paths pass without a token; a user token passes on a role-free route.
     assert_eq!(

@@ -140,6 +140,293 @@ fn sigterm_drains_in_flight_requests() {
     assert!(statuses.get(&200).copied().unwrap_or(0) > 10);
 }
 
+/// Two tenants: `good` (its own pool, no identity provider) and `bad` (its own pool and an
+/// identity provider whose issuer nobody answers).
+fn two_tenants(p: &Ports, dir: &Path, good: &str, bad: &str, dead_issuer: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+threads: 2
+upgrade-sock: {dir}/upgrade.sock
+pid-file: {dir}/gatehouse.pid
+watch-config: false
+identity-providers:
+  - name: unreachable
+    issuer: {dead_issuer}
+    client-id: gatehouse
+    allow-insecure-http: true
+tenants:
+  - name: good
+    hosts: [good.localhost]
+    upstreams:
+      - name: app
+        targets: ["{good}"]
+        health-check: {{ path: /health, interval: 300ms }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+  - name: bad
+    hosts: [bad.localhost]
+    identity-provider: unreachable
+    upstreams:
+      - name: app
+        targets: ["{bad}"]
+        health-check: {{ path: /health, interval: 300ms }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+      - uri: /*
+"#,
+        listen = p.listen,
+        admin = p.admin,
+        dir = dir.display(),
+    )
+}
+
+#[test]
+fn one_tenants_dead_pool_and_unreachable_idp_leave_the_process_ready() {
+    let good = Upstream::start("good");
+    let mut bad = Upstream::start("bad");
+    let dead_issuer = format!("http://127.0.0.1:{}/realms/gone", free_port());
+    let gw = Gateway::start("one-tenant-down", |p, dir| {
+        two_tenants(p, dir, &good.target(), &bad.target(), &dead_issuer)
+    });
+    gw.wait_readiness("both pools up, the provider down", |status, text| {
+        status == 200
+            && text.contains("pool good/app: up, 1/1 targets healthy")
+            && text.contains("pool bad/app: up, 1/1 targets healthy")
+            && text.contains("identity-provider unreachable: down, no signing keys (last error:")
+    });
+    assert_eq!(gw.get("bad.localhost", "/public/x").status, 200);
+
+    bad.kill();
+    let text = gw.wait_readiness("bad/app down", |_, text| {
+        text.contains("pool bad/app: down, 0/1 targets healthy")
+    });
+    // The status says the process serves; the verbose lines name the dead pool and provider.
+    let plain = get(gw.admin, "admin", "/readyz", &[]).unwrap();
+    assert_eq!((plain.status, plain.text().as_str()), (200, "ready\n"));
+    let (status, verbose) = gw.readiness();
+    assert_eq!(status, 200, "{verbose}");
+    assert!(verbose.starts_with("ready\n"), "{verbose}");
+    for line in [
+        "pool good/app: up, 1/1 targets healthy",
+        "pool bad/app: down, 0/1 targets healthy",
+        "identity-provider unreachable: down, no signing keys (last error:",
+    ] {
+        assert!(
+            verbose.contains(line),
+            "missing {line:?} in:\n{verbose}\n(earlier: {text})"
+        );
+    }
+    assert_eq!(verbose.lines().count(), 4, "{verbose}");
+    // The other tenant keeps serving; the dead one answers 503 itself.
+    assert_eq!(gw.get("good.localhost", "/public/x").status, 200);
+    assert_eq!(gw.get("bad.localhost", "/public/x").status, 503);
+    let metrics = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    assert!(
+        metrics.contains("gatehouse_upstream_healthy_targets{tenant=\"bad\",upstream=\"app\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn readyz_waits_only_for_the_first_health_check_round() {
+    // Never accepts: the kernel completes the handshake, the HTTP check waits its whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = Upstream::start("app");
+    let gw = Gateway::start("first-round", |p, dir| {
+        format!(
+            r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+upgrade-sock: {dir}/upgrade.sock
+pid-file: {dir}/gatehouse.pid
+watch-config: false
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+        health-check: {{ path: /health, interval: 300ms }}
+      - name: slow
+        targets: ["{slow}"]
+        health-check: {{ path: /health, interval: 300ms, timeout: 6s }}
+    routes:
+      - uri: /public/*
+        white-listed: true
+"#,
+            listen = p.listen,
+            admin = p.admin,
+            dir = dir.display(),
+            app = app.target(),
+            slow = silent.local_addr().unwrap(),
+        )
+    });
+    // Until every pool has finished one round, the pod is not ready and says why.
+    let (status, text) = gw.readiness();
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.starts_with("starting: first health checks not finished\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pool demo/slow: pending, first health check not finished, 1 targets"),
+        "{text}"
+    );
+    let plain = get(gw.admin, "admin", "/readyz", &[]).unwrap();
+    assert_eq!(plain.status, 503);
+    assert!(
+        plain.text().contains("pool demo/slow: pending"),
+        "{}",
+        plain.text()
+    );
+    // The round ends with the check's timeout: ready, the pool down.
+    gw.wait_readiness("ready with demo/slow down", |status, text| {
+        status == 200
+            && text.contains("pool demo/slow: down, 0/1 targets healthy")
+            && text.contains("pool demo/app: up, 1/1 targets healthy")
+    });
+    assert_eq!(gw.get("demo.localhost", "/public/x").status, 200);
+    drop(silent);
+}
+
+/// Starts a gateway whose grace period is zero (it stops right after the signal), sends
+/// `requests` requests with known IDs, signals `signal`, and returns the IDs the access log
+/// (stdout, in the log file) holds once the process has exited.
+fn logged_after_signal(tag: &str, signal: &str, requests: usize) -> (Vec<String>, Vec<String>) {
+    let app = Upstream::start("app");
+    let mut gw = Gateway::start(tag, |p, dir| {
+        config(p, dir, &app.target(), "").replace("grace-period: 1s", "grace-period: 0s")
+    });
+    gw.wait_ready();
+    let sent: Vec<String> = (0..requests).map(|i| format!("{tag}-{i}")).collect();
+    for id in &sent {
+        let r = gw.get_with("demo.localhost", "/public/logged", &[("X-Request-ID", id)]);
+        assert_eq!(r.status, 200);
+    }
+    gw.signal(signal);
+    let exited = wait_until(Duration::from_secs(15), || {
+        matches!(gw.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "gatehouse did not stop on SIG{signal}");
+    let logged = gw
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+        .collect();
+    (sent, logged)
+}
+
+#[test]
+fn the_access_log_keeps_the_last_lines_on_sigterm_and_sigint() {
+    // Several rounds: without the final flush, each round loses its last lines whenever the
+    // process exits before the writer's next collection.
+    for round in 0..3 {
+        for signal in ["TERM", "INT"] {
+            let tag = format!("log-{signal}-{round}").to_lowercase();
+            let (mut sent, mut logged) = logged_after_signal(&tag, signal, 20);
+            // Each proxy thread buffers its own lines: compare as sets.
+            sent.sort();
+            logged.sort();
+            assert_eq!(logged, sent, "SIG{signal}, round {round}");
+        }
+    }
+}
+
+#[test]
+fn a_daemonized_gateway_writes_its_access_log() {
+    let app = Upstream::start("app");
+    let dir = TempDir::new("daemon");
+    let ports = Ports {
+        listen: free_port(),
+        admin: free_port(),
+        tls: 0,
+    };
+    let config_path = dir.path().join("gatehouse.yaml");
+    let config_text = config(&ports, dir.path(), &app.target(), "")
+        .replace("grace-period: 1s", "grace-period: 0s");
+    std::fs::write(&config_path, config_text).unwrap();
+    let log_path = dir.path().join("gatehouse.log");
+    let mut parent = Command::new(binary())
+        .args(["run", "--daemon", "--config"])
+        .arg(&config_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(
+            std::fs::File::options()
+                .append(true)
+                .open(&log_path)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The parent returns once it has forked; the daemon writes its pid file.
+    let pid_file = dir.path().join("gatehouse.pid");
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
+    assert_eventually!(
+        Duration::from_secs(20),
+        || pid().is_some()
+            && get(
+                format!("127.0.0.1:{}", ports.admin).parse().unwrap(),
+                "admin",
+                "/healthz",
+                &[]
+            )
+            .is_ok(),
+        "the daemon did not start; log:\n{}",
+        log()
+    );
+    let _ = parent.wait();
+    let pid = pid().unwrap();
+    let listen = format!("127.0.0.1:{}", ports.listen).parse().unwrap();
+    for i in 0..5 {
+        let id = format!("daemon-{i}");
+        let r = get(
+            listen,
+            "demo.localhost",
+            "/public/d",
+            &[("X-Request-ID", &id)],
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    signal_pid(pid, "TERM");
+    let alive = || {
+        Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert_eventually!(
+        Duration::from_secs(15),
+        || !alive(),
+        "the daemon did not stop"
+    );
+    let mut logged: Vec<String> = log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+        .collect();
+    logged.sort();
+    assert_eq!(
+        logged,
+        ["daemon-0", "daemon-1", "daemon-2", "daemon-3", "daemon-4"],
+        "log:\n{}",
+        log()
+    );
+}
+
 #[test]
 fn binary_upgrade_hands_over_listeners_without_failing_requests() {
     let app = Upstream::start("app");

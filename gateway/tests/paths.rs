@@ -218,3 +218,135 @@ fn bodies_over_the_route_limit_get_413() {
     }
     assert!(app.requests().iter().all(|s| s.target != "/upload/c"));
 }
+
+/// Two tenants behind a trusted proxy (127.0.0.1): `demo` with the defaults, `pass` with
+/// `pass-rewrite-headers: true`.
+fn steering_config(p: &Ports, app: &Upstream) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+trusted-proxies: [127.0.0.1/32]
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    forward-access-token: true
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+        health-check: {{ interval: 1s }}
+    routes:
+      - uri: /*
+        white-listed: true
+  - name: pass
+    hosts: [pass.localhost]
+    pass-rewrite-headers: true
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+        health-check: {{ interval: 1s }}
+    routes:
+      - uri: /*
+        white-listed: true
+"#,
+        listen = p.listen,
+        admin = p.admin,
+        app = app.target()
+    )
+}
+
+#[test]
+fn headers_that_steer_an_upstream_never_reach_it() {
+    let app = Upstream::start("app");
+    let gw = Gateway::start("steering", |p, _| steering_config(p, &app));
+    gw.wait_ready();
+    let send = |from: &str, host: &str, headers: &str| {
+        let raw =
+            format!("GET /page HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n");
+        request_on(socket_from(from, gw.listen), &raw)
+    };
+    let never = [
+        "X-HTTP-Method-Override: DELETE",
+        "X_Method_Override: DELETE",
+        "X-HTTP-Method: PUT",
+        "X-Forwarded-User: admin",
+        "X-Forwarded-Email: admin@example.com",
+        "X-Forwarded-Groups: admins",
+        "X-Forwarded-Preferred-Username: admin",
+        "X-Auth-Request-User: admin",
+        "X-Auth-Request-Email: admin@example.com",
+        "Remote-User: admin",
+        "remote_user: admin",
+    ];
+    let rewrite = [
+        "X-Original-URL: /admin",
+        "X-Rewrite-URL: /admin",
+        "X-Forwarded-Prefix: /admin",
+        "Forwarded: for=1.2.3.4;host=evil",
+    ];
+    let all: String = never
+        .iter()
+        .chain(&rewrite)
+        .map(|h| format!("{h}\r\n"))
+        .collect();
+    let names = |list: &[&str]| -> Vec<String> {
+        list.iter()
+            .map(|h| h.split(':').next().unwrap().to_string())
+            .collect()
+    };
+    // From an untrusted peer, and from the trusted proxy: none of them reaches the upstream.
+    for from in ["127.0.0.9", "127.0.0.1"] {
+        let r = send(from, "demo.localhost", &all);
+        assert_eq!(r.status, 200, "{r:?}");
+        let seen = app.last().unwrap();
+        for name in names(&never).iter().chain(&names(&rewrite)) {
+            assert_eq!(seen.header(name), None, "{name} from {from}: {seen:?}");
+        }
+    }
+    // A tenant that opts in gets the trusted proxy's rewrite headers, never the others.
+    let r = send("127.0.0.1", "pass.localhost", &all);
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = app.last().unwrap();
+    assert_eq!(seen.header("x-original-url"), Some("/admin"));
+    assert_eq!(seen.header("x-forwarded-prefix"), Some("/admin"));
+    for name in names(&never) {
+        assert_eq!(seen.header(&name), None, "{name}: {seen:?}");
+    }
+    let r = send("127.0.0.9", "pass.localhost", &all);
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = app.last().unwrap();
+    assert_eq!(
+        seen.header("x-original-url"),
+        None,
+        "only from a trusted proxy"
+    );
+
+    // Two Authorization headers: refused before anything else, never proxied.
+    let before = app.requests().len();
+    let r = send(
+        "127.0.0.9",
+        "demo.localhost",
+        "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = send(
+        "127.0.0.9",
+        "demo.localhost",
+        "Authorization: Bearer a, Bearer b\r\n",
+    );
+    assert_eq!(
+        r.status, 200,
+        "one header is one credential (the upstream gets it as sent)"
+    );
+    assert_eq!(app.requests().len(), before + 1);
+    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    let series = r#"gatehouse_auth_decisions_total{reason="duplicate_authorization",result="bad_request",tenant="demo"} 1"#;
+    assert!(m.contains(series), "{m}");
+    // The access log is written by its own thread.
+    assert_eventually!(
+        std::time::Duration::from_secs(5),
+        || gw.log().contains(r#""reason":"duplicate_authorization""#),
+        "the access log names the reason: {}",
+        gw.log()
+    );
+}

@@ -51,6 +51,7 @@ session-store:
 identity-providers:
   - name: keycloak
     issuer: http://127.0.0.1:{idp_port}/realms/demo
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
     audiences: [gatehouse]
@@ -198,11 +199,11 @@ fn check_warns_when_tenants_share_a_key_or_a_cookie_domain_covers_another_tenant
     assert_eq!(code, 0, "warnings do not fail the check: {err}");
     let file = path.display();
     let shared = format!(
-        "warning: {file}:{}: tenants[1].cookie.encryption-key: tenant \"other\" uses an encryption key of tenant \"demo\"",
+        "{file}:{}: warning: tenants[1].cookie.encryption-key: tenant \"other\" uses an encryption key of tenant \"demo\"",
         line_of("encryption-key", 1)
     );
     let domain = format!(
-        "warning: {file}:{}: tenants[0].cookie.domain: cookie domain \"localhost\" of tenant \"demo\" covers host \"other.localhost\" of tenant \"other\"",
+        "{file}:{}: warning: tenants[0].cookie.domain: cookie domain \"localhost\" of tenant \"demo\" covers host \"other.localhost\" of tenant \"other\"",
         line_of("domain: localhost", 0)
     );
     assert!(err.contains(&shared), "{shared}\nin:\n{err}");

@@ -32,15 +32,49 @@ const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// Headers only a trusted proxy may set; from anyone else they are removed before the upstream
 /// sees the request (routing never reads them: it uses the request line only).
-pub const PROXY_ONLY_HEADERS: [&str; 7] = [
-    "forwarded",
-    "x-forwarded-method",
-    "x-forwarded-uri",
-    "x-forwarded-prefix",
+pub const PROXY_ONLY_HEADERS: [&str; 3] =
+    ["x-forwarded-method", "x-forwarded-uri", "x-original-method"];
+
+/// Headers that make upstream frameworks route or build URLs from something other than the
+/// request line (IIS/Symfony `X-Original-URL`/`X-Rewrite-URL`, Spring `X-Forwarded-Prefix`,
+/// RFC 7239 `Forwarded`): removed from every peer, a trusted proxy's too, unless the tenant
+/// sets `pass-rewrite-headers`.
+pub const REWRITE_HEADERS: [&str; 4] = [
     "x-original-url",
-    "x-original-method",
     "x-rewrite-url",
+    "x-forwarded-prefix",
+    "forwarded",
 ];
+
+/// Headers never passed to an upstream from any peer: method overrides (a `GET` the gateway
+/// authorized must not become a `DELETE` behind it) and the identity headers of the proxies
+/// gatehouse replaces, which their upstreams trust (oauth2-proxy, Gatekeeper, Authelia).
+/// `X-Auth-Request-*` is covered by the `X-Auth-*` identity rule.
+pub const ALWAYS_REMOVED_HEADERS: [&str; 8] = [
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "remote-user",
+];
+
+/// Whether header name `name` is `lower` (a lowercase name) in any case, with `_` and `-`
+/// interchangeable (some servers fold `_` into `-`).
+fn same_name(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&a, &b)| same_byte(a, b))
+}
+
+fn same_byte(a: u8, b: u8) -> bool {
+    a.to_ascii_lowercase() == b || (a == b'_' && b == b'-')
+}
+
+/// Whether a client header name is one of `list`, in any case and `_` spelling.
+fn in_list(name: &[u8], list: &[&str]) -> bool {
+    list.iter().any(|l| same_name(name, l.as_bytes()))
+}
 
 /// What the gateway knows about a request when it forwards it.
 pub struct Forwarding<'a> {
@@ -56,6 +90,8 @@ pub struct Forwarding<'a> {
     pub identity_headers: &'a [(HeaderName, String)],
     /// `forward-access-token`: keep the client's `Authorization`.
     pub forward_access_token: bool,
+    /// `pass-rewrite-headers`: a trusted proxy's [`REWRITE_HEADERS`] are kept.
+    pub pass_rewrite_headers: bool,
     /// The request ID header name and value.
     pub request_id: (&'a HeaderName, HeaderValue),
 }
@@ -65,18 +101,32 @@ pub struct Forwarding<'a> {
 /// `_` into `-`, so `X_Auth_Roles` would reach them as `X-Auth-Roles`).
 #[must_use]
 pub fn is_identity_header(name: &[u8], configured: &[(HeaderName, String)]) -> bool {
-    let same =
-        |a: u8, b: u8| a.eq_ignore_ascii_case(&b) || matches!((a, b), (b'_', b'-') | (b'-', b'_'));
-    (name.len() > 7 && name[..7].iter().zip(b"x-auth-").all(|(&a, &b)| same(a, b)))
-        || configured.iter().any(|(h, _)| {
-            let h = h.as_str().as_bytes();
-            h.len() == name.len() && h.iter().zip(name).all(|(&a, &b)| same(a, b))
-        })
+    (name.len() > 7 && same_name(&name[..7], b"x-auth-"))
+        || configured
+            .iter()
+            .any(|(h, _)| same_name(name, h.as_str().as_bytes()))
+}
+
+/// Whether a client header must not reach the upstream: identity headers, the headers no peer
+/// may pass, proxy-only headers unless the peer is trusted, rewrite headers unless the peer is
+/// trusted and the tenant passes them.
+fn is_removed(name: &[u8], f: &Forwarding<'_>) -> bool {
+    if is_identity_header(name, f.identity_headers) {
+        return true;
+    }
+    // Every name below starts with one of these; most request headers are decided here.
+    if !matches!(name.first(), Some(b'x' | b'X' | b'r' | b'R' | b'f' | b'F')) {
+        return false;
+    }
+    in_list(name, &ALWAYS_REMOVED_HEADERS)
+        || (!f.trusted_peer && in_list(name, &PROXY_ONLY_HEADERS))
+        || (!(f.trusted_peer && f.pass_rewrite_headers) && in_list(name, &REWRITE_HEADERS))
 }
 
 /// Rewrites a client's request headers for the upstream: removes client copies of identity
-/// headers, proxy-only headers (unless the peer is trusted) and `Authorization` (unless
-/// forwarded); sets `X-Forwarded-For/Proto/Host` (a trusted proxy's values are kept), the
+/// headers, method overrides and other proxies' identity headers, proxy-only headers (unless
+/// the peer is trusted), rewrite headers (unless the peer is trusted and the tenant passes
+/// them) and `Authorization` (unless forwarded); sets `X-Forwarded-For/Proto/Host` (a trusted proxy's values are kept), the
 /// request ID, and a `traceparent` when the client sent no valid one. The caller then adds the
 /// identity headers it vouches for.
 pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
@@ -86,10 +136,7 @@ pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     // nothing here.
     let mut remove: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        let bytes = name.as_str().as_bytes();
-        if is_identity_header(bytes, f.identity_headers)
-            || (!f.trusted_peer && PROXY_ONLY_HEADERS.iter().any(|p| p.as_bytes() == bytes))
-        {
+        if is_removed(name.as_str().as_bytes(), f) {
             remove.push(name.clone());
         }
     }
@@ -210,6 +257,7 @@ mod tests {
             authority: None,
             identity_headers: configured,
             forward_access_token: false,
+            pass_rewrite_headers: false,
             request_id: (
                 id_name,
                 HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736"),
@@ -260,6 +308,57 @@ mod tests {
     }
 
     #[test]
+    fn method_overrides_and_other_proxies_identity_headers_never_pass() {
+        let id = HeaderName::from_static("x-request-id");
+        let sent = [
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("x_method_override", "DELETE"),
+            ("X-Http-Method", "PUT"),
+            ("X-Forwarded-User", "admin"),
+            ("X_Forwarded_Email", "a@example.com"),
+            ("x-forwarded-groups", "admins"),
+            ("X-Forwarded-Preferred-Username", "admin"),
+            ("X-Auth-Request-User", "admin"),
+            ("x_auth_request_email", "a@example.com"),
+            ("Remote-User", "admin"),
+            ("remote_user", "admin"),
+            ("X-Original-URL", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("X-Forwarded-Prefix", "/admin"),
+            ("Forwarded", "for=1.1.1.1"),
+            ("x_forwarded_uri", "/admin"),
+            ("Accept", "*/*"),
+            ("X-Forwarded-Usernames", "kept: not a known name"),
+            ("Remote-Users", "kept"),
+        ];
+        for trusted in [false, true] {
+            let mut h = client_headers(&sent);
+            let f = Forwarding {
+                pass_rewrite_headers: false,
+                ..forwarding(&[], &id, trusted)
+            };
+            forward_request(&mut h, &f);
+            let mut names: Vec<_> = h
+                .keys()
+                .map(|k| k.as_str())
+                .filter(|k| {
+                    !matches!(
+                        *k,
+                        "x-forwarded-for" | "x-forwarded-proto" | "traceparent" | "x-request-id"
+                    )
+                })
+                .collect();
+            names.sort_unstable();
+            let mut expected = vec!["accept", "remote-users", "x-forwarded-usernames"];
+            if trusted {
+                expected.push("x_forwarded_uri");
+                expected.sort_unstable();
+            }
+            assert_eq!(names, expected, "trusted: {trusted}");
+        }
+    }
+
+    #[test]
     fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
         let id = HeaderName::from_static("x-request-id");
         let mut h = client_headers(&[
@@ -295,11 +394,21 @@ mod tests {
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             ),
         ]);
+        let mut passing = h.clone();
         forward_request(&mut h, &forwarding(&[], &id, true));
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
-        assert_eq!(h["x-original-url"], "/x");
+        assert!(
+            h.get("x-original-url").is_none(),
+            "rewrite headers are removed even from a trusted proxy"
+        );
+        let f = Forwarding {
+            pass_rewrite_headers: true,
+            ..forwarding(&[], &id, true)
+        };
+        forward_request(&mut passing, &f);
+        assert_eq!(passing["x-original-url"], "/x", "unless the tenant opts in");
         assert_eq!(
             h["traceparent"],
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

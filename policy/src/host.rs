@@ -235,6 +235,16 @@ fn canonical_name<'b>(name: &str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b
     std::str::from_utf8(&buf[..name.len()]).ok()
 }
 
+/// A host as a client sent it (`name:port`, `[v6]:port`) without its port; used to build URLs
+/// on the same host, never to decide which tenant it is.
+#[must_use]
+pub fn without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+}
+
 /// A `Host` header without its port.
 enum SplitHost<'a> {
     /// A name or IPv4 address, not yet validated.
@@ -281,6 +291,14 @@ mod tests {
             ("localhost", "localhost"),
         ])
         .expect("valid table")
+    }
+
+    #[test]
+    fn without_port_keeps_names_and_brackets() {
+        assert_eq!(without_port("demo.localhost:8080"), "demo.localhost");
+        assert_eq!(without_port("demo.localhost"), "demo.localhost");
+        assert_eq!(without_port("[::1]:8080"), "[::1]");
+        assert_eq!(without_port("[::1]"), "[::1]");
     }
 
     #[test]

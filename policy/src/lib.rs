@@ -1,9 +1,11 @@
 //! gatehouse policy: the pure, allocation-averse building blocks the gateway runs on every
 //! request.
 //!
+//! - [`admit`]: everything decided about a request before any I/O, as one function.
 //! - [`authz`]: route authorization requirements (roles, groups, claims) over an [`authz::Identity`].
 //! - [`path`]: request path normalization (percent-decoding, dot segments, refusals).
 //! - [`cors`]: per-tenant CORS: preflight answers and actual-response headers.
+//! - [`forward_auth`]: which original request a forward-auth check (`/oauth/auth`) is about.
 //! - [`headers`]: what the upstream sees of a request, and what every response carries.
 //! - [`host`]: host table (exact names, IPv6 literals, `*.suffix` wildcards).
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
@@ -18,8 +20,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admit;
 pub mod authz;
 pub mod cors;
+pub mod forward_auth;
 pub mod headers;
 pub mod host;
 pub mod path;

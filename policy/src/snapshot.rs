@@ -5,11 +5,12 @@
 
 use std::fmt;
 
-use gatehouse_config::{Config, Route, Tenant};
+use gatehouse_config::{Config, ForwardAuthHeaders, Route, Tenant};
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::authz::{Forbidden, Requirements};
 use crate::cors::CorsPolicy;
+use crate::forward_auth::TargetError;
 use crate::host::HostTable;
 use crate::path::PathError;
 use crate::proxies::TrustedProxies;
@@ -115,6 +116,9 @@ pub struct TenantPolicy {
     pub identity_headers_id: u64,
     /// `forward-access-token`: keep the client's `Authorization` header for the upstream.
     pub forward_access_token: bool,
+    /// `pass-rewrite-headers`: a trusted proxy's `X-Original-URL`, `X-Rewrite-URL`,
+    /// `X-Forwarded-Prefix` and `Forwarded` reach the upstream.
+    pub pass_rewrite_headers: bool,
     /// `token-cookie`: a cookie that may carry the bearer token.
     pub token_cookie: Option<String>,
     /// `cors`, if the tenant has it.
@@ -218,6 +222,7 @@ impl TenantPolicy {
                 .collect::<Result<_, _>>()?,
             identity_headers_id: next_identity_headers_id(),
             forward_access_token: tenant.forward_access_token,
+            pass_rewrite_headers: tenant.pass_rewrite_headers,
             token_cookie: tenant.token_cookie.clone(),
             cors: tenant
                 .cors
@@ -252,6 +257,8 @@ pub struct Snapshot {
     tenants: Vec<TenantPolicy>,
     /// `trusted-proxies`.
     pub trusted_proxies: TrustedProxies,
+    /// `forward-auth-headers`: the header family forward-auth checks believe.
+    pub forward_auth_headers: ForwardAuthHeaders,
     /// Headers for responses to requests that matched no tenant (the contract's defaults).
     pub default_response_headers: ResponseHeaders,
     /// The request ID header for requests that matched no tenant.
@@ -277,6 +284,7 @@ impl Snapshot {
             hosts: HostTable::new(hosts).map_err(|e| CompileError(e.to_string()))?,
             tenants,
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            forward_auth_headers: config.forward_auth_headers,
             default_response_headers: ResponseHeaders::compile(
                 &gatehouse_config::default_security_headers(),
             )?,
@@ -322,6 +330,11 @@ pub enum Denial {
     HeadersTooLarge,
     /// Both Content-Length and Transfer-Encoding (a request smuggling shape): 400.
     AmbiguousFraming,
+    /// More than one `Authorization` header: which one a later hop reads is not defined: 400.
+    DuplicateAuthorization,
+    /// A forward-auth check whose original request cannot be decided as sent (not a path, a
+    /// refused path, or a path not in normal form): 400.
+    ForwardAuthTarget(TargetError),
     /// The body exceeds the route's `max-body-size`: 413.
     BodyTooLarge,
     /// The route needs an identity and the request has none: 401.
@@ -362,7 +375,10 @@ impl Denial {
     pub fn status(&self) -> u16 {
         match self {
             Denial::UnknownHost => 404,
-            Denial::BadPath(_) | Denial::AmbiguousFraming => 400,
+            Denial::BadPath(_)
+            | Denial::AmbiguousFraming
+            | Denial::DuplicateAuthorization
+            | Denial::ForwardAuthTarget(_) => 400,
             Denial::HeadersTooLarge => 431,
             Denial::BodyTooLarge => 413,
             Denial::Unauthenticated | Denial::InvalidToken { .. } => 401,
@@ -382,6 +398,8 @@ impl Denial {
             Denial::BadPath(e) => e.as_str(),
             Denial::HeadersTooLarge => "headers_too_large",
             Denial::AmbiguousFraming => "ambiguous_framing",
+            Denial::DuplicateAuthorization => "duplicate_authorization",
+            Denial::ForwardAuthTarget(e) => e.as_str(),
             Denial::BodyTooLarge => "body_too_large",
             Denial::Unauthenticated => "unauthenticated",
             Denial::InvalidToken { reason, .. } => reason,
@@ -421,6 +439,11 @@ mod tests {
             (Denial::BadPath(PathError::EncodedSlash), 400),
             (Denial::HeadersTooLarge, 431),
             (Denial::AmbiguousFraming, 400),
+            (Denial::DuplicateAuthorization, 400),
+            (
+                Denial::ForwardAuthTarget(crate::forward_auth::TargetError::NotNormal),
+                400,
+            ),
             (Denial::BodyTooLarge, 413),
             (Denial::Unauthenticated, 401),
             (

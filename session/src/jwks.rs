@@ -67,6 +67,9 @@ pub fn algorithm_name(alg: Algorithm) -> &'static str {
 /// One usable verification key: its `kid` and a parsed public key per algorithm it may verify.
 struct VerifyKey {
     kid: Option<String>,
+    /// Names this key (its `kid` and key material) across key sets, so tokens it verified can
+    /// be found when it leaves the JWKS; never 0.
+    fingerprint: u64,
     by_alg: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
@@ -147,20 +150,34 @@ impl KeySet {
         self.keys.iter().filter_map(|k| k.kid.as_deref())
     }
 
+    /// Whether a key with this fingerprint (see [`select`](Self::select)) is in the set.
+    pub(crate) fn has_fingerprint(&self, fingerprint: u64) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+    }
+
+    /// The fingerprints of this set's keys that `next` does not have.
+    pub(crate) fn gone_in(&self, next: &KeySet) -> Vec<u64> {
+        self.keys
+            .iter()
+            .map(|k| k.fingerprint)
+            .filter(|f| !next.has_fingerprint(*f))
+            .collect()
+    }
+
     /// Picks the key for a token: by `kid`; without a `kid`, the only key that can verify
-    /// `alg` (if exactly one).
+    /// `alg` (if exactly one). Returns it with the key's fingerprint.
     pub(crate) fn select(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<&ParsedPublicKey, KeyMiss> {
+    ) -> Result<(&ParsedPublicKey, u64), KeyMiss> {
         match kid {
             Some(kid) => {
                 let mut seen = false;
                 for key in self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)) {
                     seen = true;
                     if let Some(parsed) = key.for_alg(alg) {
-                        return Ok(parsed);
+                        return Ok((parsed, key.fingerprint));
                     }
                 }
                 Err(if seen {
@@ -170,7 +187,10 @@ impl KeySet {
                 })
             }
             None => {
-                let mut fitting = self.keys.iter().filter_map(|k| k.for_alg(alg));
+                let mut fitting = self
+                    .keys
+                    .iter()
+                    .filter_map(|k| k.for_alg(alg).map(|p| (p, k.fingerprint)));
                 match (fitting.next(), fitting.next()) {
                     (Some(only), None) => Ok(only),
                     _ => Err(KeyMiss::UnknownKid),
@@ -232,8 +252,24 @@ fn build_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
     }
     Some(VerifyKey {
         kid: jwk.common.key_id.clone(),
+        fingerprint: fingerprint(jwk),
         by_alg,
     })
+}
+
+/// A hash of a JWK's `kid` and key material: the same key in two fetches has the same
+/// fingerprint, a key replaced under the same `kid` a different one.
+fn fingerprint(jwk: &Jwk) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new();
+    h.write(jwk.common.key_id.as_deref().unwrap_or("").as_bytes());
+    h.write_u8(0);
+    h.write(
+        serde_json::to_string(&jwk.algorithm)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.finish().max(1)
 }
 
 fn b64url(s: &str) -> Option<Vec<u8>> {
@@ -308,6 +344,8 @@ pub enum JwksSource {
         discovery_url: String,
         /// The issuer the document must name exactly.
         issuer: String,
+        /// `allow-insecure-http`: the document and the endpoints it names may be plain http.
+        allow_insecure_http: bool,
     },
 }
 
@@ -319,6 +357,7 @@ impl JwksSource {
             None => JwksSource::Discovery {
                 discovery_url: provider.discovery_url.clone(),
                 issuer: provider.issuer.clone(),
+                allow_insecure_http: provider.allow_insecure_http,
             },
         }
     }
@@ -348,15 +387,19 @@ impl JwksSource {
     /// Runs OIDC discovery and returns what gatehouse keeps of the document: the `jwks_uri`
     /// and, when present, the `introspection_endpoint` (an error for a file source, when the
     /// document's `issuer` differs from the configured one, or when it has no usable
-    /// `jwks_uri`).
+    /// `jwks_uri`). Without `allow-insecure-http` the discovery URL and the `jwks_uri` must be
+    /// https (else an error) and a plain-http `introspection_endpoint` is ignored.
     pub async fn discover_document(&self, client: &reqwest::Client) -> Result<Discovery, String> {
         let JwksSource::Discovery {
             discovery_url,
             issuer,
+            allow_insecure_http,
         } = self
         else {
             return Err("a jwks-file source has no discovery".to_string());
         };
+        let allow_http = *allow_insecure_http;
+        fetchable_url(discovery_url, allow_http)?;
         let bytes = get_limited(client, discovery_url).await?;
         let doc: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("discovery document {discovery_url} is not JSON: {e}"))?;
@@ -376,8 +419,15 @@ impl JwksSource {
         if !is_http_url(jwks_uri) {
             return Err(format!("jwks_uri {jwks_uri:?} is not an http(s) URL"));
         }
+        fetchable_url(jwks_uri, allow_http)?;
         let introspection_endpoint = match doc.get("introspection_endpoint") {
-            Some(Value::String(url)) if is_http_url(url) => Some(url.clone()),
+            Some(Value::String(url)) if is_http_url(url) => match fetchable_url(url, allow_http) {
+                Ok(()) => Some(url.clone()),
+                Err(error) => {
+                    tracing::warn!(%discovery_url, %error, "ignoring the introspection_endpoint");
+                    None
+                }
+            },
             None | Some(Value::Null) => None,
             Some(other) => {
                 tracing::warn!(%discovery_url, endpoint = %other, "ignoring an introspection_endpoint that is not an http(s) URL");
@@ -402,6 +452,22 @@ pub struct Discovery {
 
 fn is_http_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
+}
+
+/// Whether gatehouse may fetch `url`: `https`, or plain `http` only with
+/// `allow-insecure-http` (an error naming the URL otherwise). Keys, tokens and introspection
+/// answers decide who gets in; over plain http anyone on the path could replace them.
+pub fn fetchable_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    if scheme.eq_ignore_ascii_case("https")
+        || (allow_insecure_http && scheme.eq_ignore_ascii_case("http"))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to fetch {url:?}: only https is allowed (allow-insecure-http is off)"
+        ))
+    }
 }
 
 /// GETs `url` and returns its body, refusing non-2xx statuses and bodies over
@@ -489,6 +555,53 @@ mod tests {
             set.select(None, Algorithm::RS256).err(),
             Some(KeyMiss::UnknownKid)
         );
+    }
+
+    #[test]
+    fn only_https_unless_insecure_http_is_allowed() {
+        assert!(fetchable_url("https://idp/x", false).is_ok());
+        assert!(fetchable_url("HTTPS://idp/x", false).is_ok());
+        assert!(fetchable_url("http://idp/x", false).is_err());
+        assert!(fetchable_url("http://idp/x", true).is_ok());
+        assert!(fetchable_url("ftp://idp/x", true).is_err());
+        assert!(fetchable_url("idp/x", true).is_err());
+    }
+
+    #[test]
+    fn fingerprints_follow_the_key_material_not_just_the_kid() {
+        // Two P-256 points: the curve's generator G and 2G.
+        let g = (
+            "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY",
+            "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+        );
+        let g2 = (
+            "fPJ7GI0DT36KUjgDBLUaw8CJaeJ38hs1pgtI_EdmmXg",
+            "B3dVENuO0EApPZrGn3Qw27p9reY86YIpngS3nSJ4c9E",
+        );
+        let set = |keys: &[(&str, (&str, &str))]| {
+            let body: Vec<String> = keys
+                .iter()
+                .map(|(kid, (x, y))| {
+                    format!(r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"{x}","y":"{y}"}}"#)
+                })
+                .collect();
+            KeySet::from_jwks_json(
+                format!(r#"{{"keys":[{}]}}"#, body.join(",")).as_bytes(),
+                &[Algorithm::ES256],
+            )
+            .expect("JWKS parses")
+        };
+        let a = set(&[("k1", g), ("k2", g2)]);
+        assert_eq!(a.len(), 2);
+        let (_, f1) = a.select(Some("k1"), Algorithm::ES256).expect("k1");
+        let (_, f2) = a.select(Some("k2"), Algorithm::ES256).expect("k2");
+        assert_ne!(f1, f2);
+        assert!(f1 != 0 && f2 != 0);
+        assert_eq!(a.gone_in(&set(&[("k1", g), ("k2", g2)])), Vec::<u64>::new());
+        assert_eq!(a.gone_in(&set(&[("k2", g2)])), vec![f1]);
+        // The same kid with other key material is another key.
+        assert_eq!(a.gone_in(&set(&[("k1", g2), ("k2", g2)])), vec![f1]);
+        assert_eq!(a.gone_in(&set(&[])).len(), 2);
     }
 
     #[test]

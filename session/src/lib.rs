@@ -25,6 +25,6 @@ pub use store::{
     CachedStore, LockGuard, MemoryStore, RedisStore, SessionRecord, SessionStore, StoreError,
 };
 pub use verifier::{
-    looks_like_jwt, TokenError, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS, MAX_TOKEN_BYTES,
-    REFUSED_CACHE_SECS,
+    looks_like_jwt, TokenError, TokenUse, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS,
+    MAX_TOKEN_BYTES, REFUSED_CACHE_SECS,
 };

@@ -513,14 +513,43 @@ impl Gateway {
         assert!(ok, "gatehouse did not become healthy; log:\n{}", self.log());
     }
 
-    /// Waits until `/readyz` says ready. Readiness waits for a first passing health check of
-    /// every pool: on a machine starved by other load, a check that times out is only retried
-    /// an interval later, so this allows more than the start-up itself needs.
+    /// Waits until the gateway is ready and every pool has a passing health check and every
+    /// identity provider its keys (`/readyz` itself no longer waits for those: one tenant's
+    /// fault must not make the process unready; `/readyz?verbose` shows each). On a machine
+    /// starved by other load, a check that times out is only retried an interval later, so this
+    /// allows more than the start-up itself needs.
     pub fn wait_ready(&self) {
+        self.wait_readiness(
+            "every pool up and every identity provider with keys",
+            |status, text| {
+                status == 200 && !text.contains(": down,") && !text.contains(": pending,")
+            },
+        );
+    }
+
+    /// `GET /readyz?verbose`: (status, body); one line per pool and identity provider.
+    pub fn readiness(&self) -> (u16, String) {
+        get(self.admin, "admin", "/readyz?verbose", &[])
+            .map(|r| (r.status, r.text()))
+            .unwrap_or_default()
+    }
+
+    /// Polls `/readyz?verbose` until `ready(status, body)` holds (60 s, see `wait_ready`) and
+    /// returns the body; panics naming `what`, the last body and the log otherwise.
+    pub fn wait_readiness(&self, what: &str, mut ready: impl FnMut(u16, &str) -> bool) -> String {
+        let mut last = (0, String::new());
         let ok = wait_until(Duration::from_secs(60), || {
-            get(self.admin, "admin", "/readyz", &[]).is_ok_and(|r| r.status == 200)
+            last = self.readiness();
+            ready(last.0, &last.1)
         });
-        assert!(ok, "gatehouse did not become ready; log:\n{}", self.log());
+        assert!(
+            ok,
+            "gatehouse did not reach: {what}; /readyz?verbose {}:\n{}\nlog:\n{}",
+            last.0,
+            last.1,
+            self.log()
+        );
+        last.1
     }
 
     /// The process's stderr so far.
