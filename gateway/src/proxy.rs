@@ -565,7 +565,7 @@ async fn identify(
                     });
                 }
                 SessionOutcome::None => return Err(Denial::Unauthenticated),
-                SessionOutcome::Unavailable => return Err(Denial::AuthUnavailable),
+                SessionOutcome::Unavailable => return Err(Denial::SessionUnavailable),
             },
             None if optional => return Ok(None),
             None => return Err(Denial::Unauthenticated),

@@ -170,6 +170,27 @@ fn an_expired_access_token_while_the_idp_is_down_is_a_503_not_a_logout() {
     let down = s.get("/app/page");
     assert_eq!(down.status, 503, "IdP unavailable, session kept: {down:?}");
     assert_eq!(s.status(), 503);
+    // A person navigating gets a page saying so; the log and metrics name the reason.
+    let nav = get(
+        s.gw.listen,
+        "demo.localhost",
+        "/app/page",
+        &[("Cookie", &s.cookie), ("Accept", "text/html")],
+    )
+    .unwrap();
+    assert_eq!(nav.status, 503, "{nav:?}");
+    assert!(
+        nav.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{nav:?}"
+    );
+    assert!(nav.text().contains("still signed in"), "{}", nav.text());
+    assert_eventually!(
+        Duration::from_secs(5),
+        || s.gw.log().contains("\"reason\":\"session_unavailable\""),
+        "the access log names the reason: {}",
+        s.gw.log()
+    );
     s.idp.refresh_fault("off", 0);
     std::thread::sleep(RETRY_AFTER);
     assert_eq!(
