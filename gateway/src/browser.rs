@@ -15,77 +15,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use gatehouse_config::{Cookie, Login};
-use gatehouse_policy::host::HostTable;
-use gatehouse_policy::redirect::{redirect_host_table, safe_redirect};
+use gatehouse_policy::redirect::safe_redirect;
 use gatehouse_session::claims::Claims;
 use gatehouse_session::cookie::{
-    clear_cookie_header, find_cookie, new_session_id, set_cookie_header, CookieCodec,
+    clear_cookie_header, find_cookie, new_session_id, set_cookie_header,
 };
-use gatehouse_session::oidc::{LoginState, OidcClient};
+use gatehouse_session::oidc::LoginState;
 use gatehouse_session::store::SessionRecord;
-use gatehouse_session::verifier::TokenVerifier;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 
+use crate::login::{
+    TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION, PURPOSE_STATE,
+};
+pub use crate::responses::wants_html;
 pub use crate::sessions::{session_claims, SessionOutcome, Sessions};
 
 /// How long a login attempt may take at the IdP.
 const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
-/// Sealing purposes: a value of one purpose never opens as another.
-pub(crate) const PURPOSE_SESSION: &str = "session";
-const PURPOSE_STATE: &str = "login-state";
-pub(crate) const PURPOSE_REFRESH: &str = "refresh-token";
-pub(crate) const PURPOSE_ID_TOKEN: &str = "id-token";
 
 /// The built-in browser paths on every tenant host (recognized during admission).
 pub use gatehouse_policy::admit::Builtin;
-
-/// A tenant's compiled browser-login settings (tenants with `login`).
-///
-/// Everything it seals (cookies, and the tokens kept in session records) is scoped to the
-/// tenant and its cookie name, and the records it writes name the tenant and the provider's
-/// issuer: two tenants sharing a key and a store never accept each other's sessions.
-pub struct TenantLogin {
-    pub(crate) tenant: String,
-    /// The identity provider's issuer, recorded in and required of every session record.
-    pub(crate) issuer: String,
-    pub(crate) codec: CookieCodec,
-    pub(crate) cookie: Cookie,
-    pub(crate) login: Login,
-    redirect_hosts: HostTable<()>,
-    pub(crate) oidc: Arc<OidcClient>,
-    verifier: Arc<TokenVerifier>,
-}
-
-impl TenantLogin {
-    /// Compiles a tenant's `login` and `cookie` with its provider's issuer and OIDC client.
-    pub fn new(
-        tenant: &str,
-        issuer: &str,
-        cookie: &Cookie,
-        login: &Login,
-        oidc: Arc<OidcClient>,
-        verifier: Arc<TokenVerifier>,
-    ) -> Result<TenantLogin, String> {
-        Ok(TenantLogin {
-            tenant: tenant.to_string(),
-            issuer: issuer.to_string(),
-            codec: CookieCodec::new(&cookie.encryption_keys)
-                .map_err(|e| format!("cookie.encryption-key: {e}"))?
-                .scoped(tenant, &cookie.name),
-            cookie: cookie.clone(),
-            login: login.clone(),
-            redirect_hosts: redirect_host_table(&login.allowed_redirect_hosts)
-                .map_err(|e| format!("login.allowed-redirect-hosts: {e}"))?,
-            oidc,
-            verifier,
-        })
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -226,17 +179,6 @@ async fn store_unavailable(session: &mut Session, ctx: &RequestCtx) -> pingora::
         "Sessions cannot be stored right now. Try again shortly.",
     )
     .await
-}
-
-/// Whether a request that lacks a session should be sent to the IdP (a browser navigation)
-/// rather than answered 401 (an API call).
-pub fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
 }
 
 /// `/oauth/login?rd=<path>` for the current request's path and query, for a 302.

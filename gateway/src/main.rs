@@ -12,6 +12,7 @@ mod browser;
 mod ctx;
 mod demo;
 mod gateway_cookies;
+mod login;
 mod maintenance;
 mod metrics;
 mod pools;

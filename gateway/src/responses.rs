@@ -145,15 +145,24 @@ pub async fn deny(
         "request denied"
     );
     // A person whose session cannot be used right now is told so, and that it is not a logout.
-    let page = denial == Denial::SessionUnavailable
-        && !ctx.forward_auth
-        && crate::browser::wants_html(session);
+    let page = denial == Denial::SessionUnavailable && !ctx.forward_auth && wants_html(session);
     ctx.denial = Some(denial);
     if page {
         let body = session_unavailable_page(ctx.request_id());
         return write_body(session, ctx, resp, "text/html; charset=utf-8", body).await;
     }
     write(session, ctx, resp, status).await
+}
+
+/// Whether the request is a browser navigation (it accepts HTML): one that lacks a session is
+/// sent to log in rather than answered 401, and refusals get a page rather than JSON.
+pub fn wants_html(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
 }
 
 /// Writes a bare error status (proxy failures: 502, 503, 504, ...) with the common headers.

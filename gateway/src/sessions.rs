@@ -29,7 +29,7 @@ use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionSto
 use http::header::COOKIE;
 use pingora::proxy::Session;
 
-use crate::browser::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
+use crate::login::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
 
 /// The worst case of one refresh: discovery (one request), the token request, and the JWKS
 /// fetch that verifying a new ID or access token may need, each bounded by the IdP client's
