@@ -1,7 +1,7 @@
 //! gatehouse configuration: the YAML file schema, `${VAR}` expansion, duration and size
 //! parsing, and validation into a [`Config`] the rest of gatehouse can trust.
 //!
-//! Two layers (see `DESIGN.md`): a serde file schema (`schema.rs`, kebab-case keys, unknown keys
+//! Two layers: a serde file schema (`schema.rs`, kebab-case keys, unknown keys
 //! rejected) and the runtime types (`model.rs`) that the gateway, policy and session crates use.
 //! Every problem is collected, not just the first, and each error names the file, line and key
 //! path, e.g. `gatehouse.yaml:42: tenants[0].routes[3].max-body-size: invalid size "10XB"

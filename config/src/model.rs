@@ -125,8 +125,7 @@ pub struct SessionStoreConfig {
     pub kind: SessionStoreKind,
     /// `pool-size`: pooled Redis clients per instance (default 1, >= 1). One client multiplexes
     /// and pipelines every request's commands over one connection per node; more clients spread
-    /// the same commands thinner and batch less (load harness, local cache off, one worker:
-    /// 0.50x -> 0.63x bare Pingora going from 8 to 1).
+    /// the same commands thinner and batch less (measured in loadtest/README.md).
     pub pool_size: usize,
     /// `key-prefix`: every Redis key starts with this (default `gatehouse:`).
     pub key_prefix: String,

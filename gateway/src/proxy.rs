@@ -21,7 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
-use crate::auth::{bearer_token, ClaimsIdentity};
+use crate::auth::{bearer_token, each_identity_header, ClaimsIdentity};
 use crate::browser::{self, Builtin, SessionOutcome, Sessions};
 use crate::ctx::RequestCtx;
 use crate::metrics::Metrics;
@@ -614,29 +614,12 @@ async fn verify(
     };
     histogram.observe(started.elapsed().as_secs_f64());
     if !hit && !opaque {
-        // A signature check is the longest stretch of CPU a request spends here (~13 µs for
-        // RS256). Yielding once after it sends this request's upstream write out with those of
+        // A signature check is the longest stretch of CPU a request spends here. Yielding once after it sends this request's upstream write out with those of
         // the other requests checked in the same scheduler pass, so an idle upstream and client
         // are woken once per batch rather than once per request (`loadtest/README.md`).
         tokio::task::yield_now().await;
     }
     Ok(claims)
-}
-
-/// Calls `set` with each identity header `tenant` sets from the caller's claims (rendered once
-/// per cached claims). A claim that cannot be a header value (control characters) is left out.
-pub fn each_identity_header(
-    claims: &Claims,
-    tenant: &gatehouse_policy::snapshot::TenantPolicy,
-    mut set: impl FnMut(&http::HeaderName, &http::HeaderValue),
-) {
-    let values =
-        claims.identity_header_values(tenant.identity_headers_id, &tenant.identity_headers);
-    for ((name, _), value) in tenant.identity_headers.iter().zip(values.iter()) {
-        if let Some(value) = value {
-            set(name, value);
-        }
-    }
 }
 
 /// Edits a request header's map in place. Pingora's `RequestHeader` keeps a second,

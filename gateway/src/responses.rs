@@ -84,7 +84,7 @@ pub async fn forward_auth_allowed(
         (&ctx.claims, ctx.tenant, ctx.runtime.as_deref())
     {
         edit_response_headers(&mut resp, |headers| {
-            crate::proxy::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
+            crate::auth::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
                 headers.insert(name.clone(), value.clone());
             });
         });

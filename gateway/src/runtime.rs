@@ -15,7 +15,7 @@ use crate::gateway_cookies::GatewayCookies;
 use crate::login::TenantLogin;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
-use crate::tls::CertStore;
+use crate::tls::{CertStore, CurrentCertificates};
 
 /// Everything a request needs, compiled from one config.
 pub struct Runtime {
@@ -172,5 +172,15 @@ impl Runtime {
     /// Every pool, once.
     pub fn all_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.pools.iter().flatten()
+    }
+}
+
+impl CurrentCertificates for SharedRuntime {
+    fn install(
+        &self,
+        server_name: Option<&str>,
+        ssl: &mut pingora::protocols::tls::TlsRef,
+    ) -> Result<bool, pingora::tls::error::ErrorStack> {
+        self.load().certs.install(server_name, ssl)
     }
 }
