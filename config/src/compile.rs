@@ -280,6 +280,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         }
         tenants.push(t);
     }
+    crate::warnings::tenant_isolation(&tenants, d);
 
     Config {
         listen: listen.trim().to_string(),

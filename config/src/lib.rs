@@ -21,6 +21,7 @@ mod model;
 mod schema;
 mod source;
 mod units;
+mod warnings;
 
 use std::path::Path;
 

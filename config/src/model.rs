@@ -115,8 +115,8 @@ pub enum OnUnavailable {
     ServeCached,
 }
 
-/// `session-store`.
-#[derive(Debug, Clone, PartialEq)]
+/// `session-store`. `Debug` shows the URL with its password replaced by `<redacted>`.
+#[derive(Clone, PartialEq)]
 pub struct SessionStoreConfig {
     /// `url`: `memory://` (default) | `redis://` | `rediss://` | `redis-cluster://` |
     /// `rediss-cluster://` URL, as written.
@@ -135,6 +135,51 @@ pub struct SessionStoreConfig {
     pub local_cache_ttl: Duration,
     /// `on-unavailable` (default fail-closed).
     pub on_unavailable: OnUnavailable,
+}
+
+impl SessionStoreConfig {
+    /// `url` with the password of its userinfo (`scheme://user:PASSWORD@host`) replaced by
+    /// `<redacted>`, for logs and `Debug`.
+    pub fn redacted_url(&self) -> String {
+        redact_url_password(&self.url)
+    }
+}
+
+/// `scheme://user:password@hosts/...` → `scheme://user:<redacted>@hosts/...`; a URL without
+/// a password is returned as it is.
+pub(crate) fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:<redacted>")
+            } else {
+                // `redis://secret@host`: a lone userinfo is the password for Redis.
+                "<redacted>".to_string()
+            };
+            format!("{scheme}://{hidden}@{hosts}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for SessionStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStoreConfig")
+            .field("url", &self.redacted_url())
+            .field("kind", &self.kind)
+            .field("pool_size", &self.pool_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("local_cache_ttl", &self.local_cache_ttl)
+            .field("on_unavailable", &self.on_unavailable)
+            .finish()
+    }
 }
 
 impl Default for SessionStoreConfig {

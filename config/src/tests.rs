@@ -1142,6 +1142,111 @@ tenants:
 }
 
 #[test]
+fn session_store_debug_never_shows_the_redis_password() {
+    let c = ok("
+session-store:
+  url: redis-cluster://gate:s3cr%40t-pw@r1:6379,r2:6379
+tenants:
+  - name: t
+    hosts: [t.example.com]
+    upstreams: [{name: a, targets: [\"a:1\"]}]
+");
+    let shown = format!("{:?} {:?}", c.session_store, c);
+    assert!(!shown.contains("s3cr"), "{shown}");
+    assert!(
+        shown.contains("redis-cluster://gate:<redacted>@r1:6379,r2:6379"),
+        "{shown}"
+    );
+    for (url, expected) in [
+        ("redis://:pw@h:1/2", "redis://:<redacted>@h:1/2"),
+        ("rediss://pw@h", "rediss://<redacted>@h"),
+        ("redis://h:1", "redis://h:1"),
+        ("memory://", "memory://"),
+    ] {
+        let store = SessionStoreConfig {
+            url: url.to_string(),
+            ..Default::default()
+        };
+        assert_eq!(store.redacted_url(), expected);
+    }
+}
+
+// ---- warnings: valid configs that `gatehouse check` questions ----
+
+/// 32 bytes of 0x01, base64.
+const KEY_C: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+/// Two login tenants on one provider; `{domain}` and `{key2}` vary.
+fn two_tenants(domain: &str, key2: &str) -> String {
+    format!(
+        "\
+identity-providers:
+  - name: idp
+    issuer: https://idp.example.com/realms/a
+    client-id: gatehouse
+tenants:
+  - name: a
+    hosts: [a.example.com]
+    identity-provider: idp
+    upstreams: [{{name: app, targets: [\"127.0.0.1:1\"]}}]
+    login:
+      redirect-url: https://a.example.com/oauth/callback
+    cookie:
+      {domain}
+      encryption-key: \"{KEY_A}\"
+  - name: b
+    hosts: [b.example.com, \"*.b.example.com\"]
+    identity-provider: idp
+    upstreams: [{{name: app, targets: [\"127.0.0.1:2\"]}}]
+    login:
+      redirect-url: https://b.example.com/oauth/callback
+    cookie:
+      encryption-key: [\"{KEY_B}\", \"{key2}\"]
+"
+    )
+}
+
+#[test]
+fn isolated_tenants_give_no_warning() {
+    let c = ok(&two_tenants("domain: a.example.com", KEY_C));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn a_cookie_domain_covering_another_tenants_host_is_a_warning() {
+    let c = ok(&two_tenants("domain: example.com", KEY_C));
+    let list: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let w = &c.warnings[0];
+    assert_eq!(
+        (w.file.as_str(), w.line, w.key.as_str()),
+        ("gatehouse.yaml", Some(13), "tenants[0].cookie.domain")
+    );
+    assert!(
+        w.message.contains("\"example.com\"") && w.message.contains("tenant \"b\""),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn two_tenants_sharing_an_encryption_key_is_a_warning() {
+    // The shared key is tenant b's second (older) key: rotation lists count too.
+    let c = ok(&two_tenants("secure: true", KEY_A));
+    let list: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let w = &c.warnings[0];
+    assert_eq!(
+        (w.line, w.key.as_str()),
+        (Some(22), "tenants[1].cookie.encryption-key")
+    );
+    assert!(
+        w.message.contains("tenant \"b\"") && w.message.contains("tenant \"a\""),
+        "{list:?}"
+    );
+    assert!(!w.message.contains(KEY_A), "never the key itself");
+}
+
+#[test]
 fn forward_auth_headers_and_pass_rewrite_headers() {
     const BASE: &str = "tenants:\n  - name: t\n    hosts: [t.localhost]\n    upstreams: [{name: app, targets: [\"127.0.0.1:1\"]}]\n    routes: [{uri: /*, white-listed: true}]\n";
     let c = ok(BASE);

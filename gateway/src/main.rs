@@ -11,6 +11,8 @@ mod auth;
 mod browser;
 mod ctx;
 mod demo;
+mod gateway_cookies;
+mod login;
 mod maintenance;
 mod metrics;
 mod pools;
@@ -20,6 +22,7 @@ mod reload;
 mod responses;
 mod runtime;
 mod server;
+mod sessions;
 mod tls;
 
 use std::path::PathBuf;

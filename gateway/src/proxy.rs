@@ -256,7 +256,6 @@ impl ProxyHttp for Gateway {
             pass_rewrite_headers: tenant.is_some_and(|t| t.pass_rewrite_headers),
             request_id: (id_header, ctx.request_id.clone()),
         };
-        let login = ctx.tenant.and_then(|t| runtime.logins[t].as_ref());
         edit_request_headers(upstream_request, |headers| {
             forward_request(headers, &forwarding);
             if let (Some(claims), Some(tenant)) = (&ctx.claims, tenant) {
@@ -264,11 +263,9 @@ impl ProxyHttp for Gateway {
                     headers.insert(name.clone(), value.clone());
                 });
             }
-            // The session cookie is the gateway's: the upstream gets the identity headers
-            // instead.
-            if let Some(login) = login {
-                browser::remove_own_cookies(headers, login);
-            }
+            // Session and login-state cookies are the gateway's, every tenant's: the upstream
+            // gets the identity headers instead.
+            runtime.gateway_cookies.remove_from(headers);
         });
         Ok(())
     }
@@ -568,7 +565,7 @@ async fn identify(
                     });
                 }
                 SessionOutcome::None => return Err(Denial::Unauthenticated),
-                SessionOutcome::Unavailable => return Err(Denial::AuthUnavailable),
+                SessionOutcome::Unavailable => return Err(Denial::SessionUnavailable),
             },
             None if optional => return Ok(None),
             None => return Err(Denial::Unauthenticated),

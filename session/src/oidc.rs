@@ -133,8 +133,9 @@ pub struct Endpoints {
 }
 
 /// What a started login must remember until its callback; sealed into the pre-login cookie
-/// (purpose `"login-state"`) by the gateway.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// (purpose `"login-state"`) by the gateway. `Debug` shows neither the state, the nonce nor
+/// the PKCE verifier.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct LoginState {
     /// The OAuth `state` sent to the IdP (32 random bytes, base64url); the callback's `state`
     /// must equal it ([`LoginState::state_matches`]).
@@ -148,6 +149,18 @@ pub struct LoginState {
     pub return_to: String,
     /// Seconds since the Unix epoch after which the login is refused.
     pub expires_at: u64,
+}
+
+impl std::fmt::Debug for LoginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginState")
+            .field("state", &"<redacted>")
+            .field("nonce", &"<redacted>")
+            .field("code_verifier", &"<redacted>")
+            .field("return_to", &self.return_to)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl LoginState {
@@ -751,6 +764,22 @@ mod tests {
         assert!(!state.state_matches(""));
         assert!(!state.is_expired(99));
         assert!(state.is_expired(100));
+    }
+
+    #[test]
+    fn login_state_debug_hides_its_secrets() {
+        let state = LoginState {
+            state: "the-state-value".into(),
+            nonce: "the-nonce-value".into(),
+            code_verifier: "the-pkce-verifier".into(),
+            return_to: "/app".into(),
+            expires_at: 100,
+        };
+        let text = format!("{state:?}");
+        for secret in ["the-state-value", "the-nonce-value", "the-pkce-verifier"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("/app") && text.contains("100"), "{text}");
     }
 
     #[test]
