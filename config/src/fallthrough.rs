@@ -509,6 +509,7 @@ tenants:
         files.push(root.join("deploy/k8s/base/gatehouse.yaml"));
         let env = |name: &str| match name {
             "COOKIE_KEY" => Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string()),
+            "DEMO_COOKIE_KEY" => Some("//////////////////////////////////////////8=".to_string()),
             "GATEHOUSE_SESSION_STORE_URL" => Some("memory://".to_string()),
             _ => Some("s3cret".to_string()),
         };

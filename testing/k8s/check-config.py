@@ -20,6 +20,7 @@ Upstream DNS names are not resolved by `check`, so cluster-only names are fine.
 
 import argparse
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -125,7 +126,10 @@ def main():
         elif "secretKeyRef" in e.get("valueFrom", {}):
             ref = e["valueFrom"]["secretKeyRef"]
             value = secret_value(ref["name"], ref["key"])
-            env[e["name"]] = value.decode() if value is not None else PLACEHOLDER
+            # A placeholder per key: distinct secrets stay distinct (two tenants sharing one
+            # cookie key is a warning the shipped config must not draw).
+            placeholder = base64.b64encode(hashlib.sha256(ref["key"].encode()).digest()).decode()
+            env[e["name"]] = value.decode() if value is not None else placeholder
         else:
             env[e["name"]] = "placeholder"
     print(f"check-config: {checked} (from {config_path}), env {', '.join(sorted(k for k in env if k != 'PATH'))}")
