@@ -31,8 +31,7 @@ use crate::ctx::RequestCtx;
 use crate::login::{
     TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION, PURPOSE_STATE,
 };
-pub use crate::responses::wants_html;
-pub use crate::sessions::{session_claims, SessionOutcome, Sessions};
+use crate::sessions::Sessions;
 
 /// How long a login attempt may take at the IdP.
 const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);

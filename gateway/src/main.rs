@@ -12,6 +12,7 @@ mod browser;
 mod ctx;
 mod demo;
 mod gateway_cookies;
+mod identify;
 mod login;
 mod maintenance;
 mod metrics;

@@ -7,13 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_policy::admit::{admit, Admission, Connection, RequestHead, REWRITE_REFUSED};
-use gatehouse_policy::authz::Forbidden;
 use gatehouse_policy::forward_auth::{is_forward_auth_path, original_host_header};
 use gatehouse_policy::headers::{forward_request, Forwarding};
 use gatehouse_policy::request_id::is_valid_request_id;
-use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
-use gatehouse_session::claims::Claims;
-use gatehouse_session::{looks_like_jwt, TokenError};
+use gatehouse_policy::snapshot::Denial;
 use http::header::{HOST, TRANSFER_ENCODING};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
@@ -21,12 +18,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
-use crate::auth::{bearer_token, each_identity_header, ClaimsIdentity};
-use crate::browser::{self, Builtin, SessionOutcome, Sessions};
+use crate::auth::each_identity_header;
+use crate::browser::{self, Builtin};
 use crate::ctx::RequestCtx;
+use crate::identify::{identify, verify_and_authorize};
 use crate::metrics::Metrics;
 use crate::responses;
 use crate::runtime::SharedRuntime;
+use crate::sessions::Sessions;
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
@@ -475,153 +474,6 @@ impl Gateway {
     }
 }
 
-/// The caller's identity, then the route's requirements checked against its claims.
-/// `Ok(None)`: an anonymous caller on a `white-listed-anon` route.
-async fn verify_and_authorize(
-    session: &Session,
-    ctx: &RequestCtx,
-    tenant_index: usize,
-    route_ref: RouteRef,
-    runtime: &crate::runtime::Runtime,
-    sessions: &Sessions,
-) -> Result<Option<Arc<Claims>>, Denial> {
-    let tenant = runtime.policy.tenant(tenant_index);
-    let route = tenant.route(route_ref);
-    let optional = route.access == Access::Optional;
-    let Some(claims) = identify(
-        session,
-        ctx,
-        tenant_index,
-        runtime,
-        sessions,
-        route.introspect,
-        optional,
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    if route.access == Access::DefaultDeny {
-        return Err(Denial::Forbidden(Forbidden::NoRoute));
-    }
-    let client_id = tenant
-        .identity_provider
-        .as_deref()
-        .and_then(|name| runtime.providers.get(name))
-        .map(|p| p.verifier.client_id())
-        .unwrap_or_default();
-    let identity = ClaimsIdentity {
-        claims: &claims,
-        client_id,
-    };
-    route
-        .requirements
-        .check(&identity)
-        .map_err(Denial::Forbidden)?;
-    Ok(Some(claims))
-}
-
-/// Who the caller is: a bearer token checked against the tenant's identity provider (also
-/// introspected when `introspect`), else the tenant's browser session. Without either:
-/// `Ok(None)` when `optional`, else 401 — or, for a browser navigation on a tenant with
-/// `login`, a redirect to the login.
-async fn identify(
-    session: &Session,
-    ctx: &RequestCtx,
-    tenant_index: usize,
-    runtime: &crate::runtime::Runtime,
-    sessions: &Sessions,
-    introspect: bool,
-    optional: bool,
-) -> Result<Option<Arc<Claims>>, Denial> {
-    let tenant = runtime.policy.tenant(tenant_index);
-    let provider = tenant
-        .identity_provider
-        .as_deref()
-        .and_then(|name| runtime.providers.get(name));
-    let claims = match bearer_token(session.req_header(), tenant.token_cookie.as_deref()) {
-        Ok(Some(token)) => {
-            let Some(provider) = provider else {
-                tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
-                return Err(Denial::Unauthenticated);
-            };
-            verify(provider, token, introspect).await?
-        }
-        Err(()) => {
-            return Err(Denial::InvalidToken {
-                reason: "malformed",
-                description: "the Authorization header is not a Bearer credential",
-            })
-        }
-        Ok(None) => match runtime.logins[tenant_index].as_ref() {
-            Some(login) => match browser::session_claims(session, login, sessions).await {
-                SessionOutcome::Authenticated(claims) => claims,
-                SessionOutcome::None if optional => return Ok(None),
-                SessionOutcome::None if !ctx.forward_auth && browser::wants_html(session) => {
-                    let target =
-                        String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
-                    return Err(Denial::LoginRequired {
-                        location: browser::login_location(&target),
-                    });
-                }
-                SessionOutcome::None => return Err(Denial::Unauthenticated),
-                SessionOutcome::Unavailable => return Err(Denial::SessionUnavailable),
-            },
-            None if optional => return Ok(None),
-            None => return Err(Denial::Unauthenticated),
-        },
-    };
-    Ok(Some(claims))
-}
-
-/// The token's claims: a JWT is verified against the provider's keys (a cache hit costs no
-/// signature check) and, on `introspect` routes, also checked for revocation at the
-/// introspection endpoint; an opaque token is introspected when the provider allows it.
-/// Timed into `gatehouse_token_verify_duration_seconds` by cache hit or miss.
-async fn verify(
-    provider: &crate::auth::Provider,
-    token: &str,
-    introspect: bool,
-) -> Result<Arc<Claims>, Denial> {
-    let verifier = &provider.verifier;
-    let started = std::time::Instant::now();
-    let refused = |e: TokenError| match e {
-        TokenError::IntrospectionUnavailable => Denial::AuthUnavailable,
-        e => Denial::InvalidToken {
-            reason: e.reason(),
-            description: e.description(),
-        },
-    };
-    let opaque = verifier.introspection_enabled() && !looks_like_jwt(token);
-    let (claims, hit) = if opaque {
-        match verifier.introspect_cached(token) {
-            Some(claims) => (claims, true),
-            None => (verifier.introspect(token).await.map_err(refused)?, false),
-        }
-    } else {
-        verifier.verify_noting_hit(token).await.map_err(refused)?
-    };
-    if introspect && !opaque {
-        // Revocation-sensitive route: the signature is not enough, the IdP must still say active.
-        if verifier.introspect_cached(token).is_none() {
-            verifier.introspect(token).await.map_err(refused)?;
-        }
-    }
-    let histogram = if hit {
-        &provider.verify_hit
-    } else {
-        &provider.verify_miss
-    };
-    histogram.observe(started.elapsed().as_secs_f64());
-    if !hit && !opaque {
-        // A signature check is the longest stretch of CPU a request spends here. Yielding once after it sends this request's upstream write out with those of
-        // the other requests checked in the same scheduler pass, so an idle upstream and client
-        // are woken once per batch rather than once per request (`loadtest/README.md`).
-        tokio::task::yield_now().await;
-    }
-    Ok(claims)
-}
-
 /// Edits a request header's map in place. Pingora's `RequestHeader` keeps a second,
 /// case-keyed map and parses the name again on every `insert_header`; as `http` parts every
 /// edit is one plain map insert (`benches/benches/headers.rs`: about half the cost). The case
@@ -680,96 +532,5 @@ mod tests {
         assert!(!has_header_line(raw, b"content-length"));
         let raw = b"POST /content-length: HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!(!has_header_line(raw, b"content-length"));
-    }
-
-    /// A provider trusting one freshly generated P-256 key (a JWKS file in a temporary
-    /// folder), and a token that key signed.
-    fn provider_and_token() -> (crate::auth::Provider, String) {
-        use aws_lc_rs::rand::SystemRandom;
-        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-        use base64::Engine;
-        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
-        let point = key.public_key().as_ref();
-        let jwks = serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..]),
-        }]});
-        let dir = std::env::temp_dir().join(format!("gatehouse-proxy-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let jwks_file = dir.join("jwks.json");
-        std::fs::write(&jwks_file, jwks.to_string()).expect("write jwks");
-        let issuer = "http://127.0.0.1:1/realms/demo";
-        let yaml = format!(
-            "identity-providers:\n  - name: idp\n    issuer: {issuer}\n    jwks-file: {}\n    client-id: gatehouse\n    algorithms: [ES256]\n\
-             tenants:\n  - name: t\n    hosts: [t.localhost]\n    upstreams: [{{name: app, targets: [\"127.0.0.1:1\"]}}]\n    routes: [{{uri: /*, white-listed: true}}]\n",
-            jwks_file.display()
-        );
-        let config = gatehouse_config::parse(&yaml, "test.yaml", &|_| None).expect("config");
-        let definition = config.identity_provider("idp").expect("provider");
-        let provider = crate::auth::Provider::new(definition, &Metrics::new()).expect("provider");
-        std::fs::remove_dir_all(&dir).ok();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let header = serde_json::json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
-        let claims = serde_json::json!({
-            "iss": issuer, "aud": "gatehouse", "sub": "alice", "iat": now, "exp": now + 300,
-        });
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let signature = key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        let token = format!("{input}.{}", B64.encode(signature.as_ref()));
-        (provider, token)
-    }
-
-    /// Polls `future` once with a waker that does nothing.
-    fn poll_once<F: std::future::Future>(
-        future: std::pin::Pin<&mut F>,
-    ) -> std::task::Poll<F::Output> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        future.poll(&mut cx)
-    }
-
-    /// The subject of a verification that completed on this poll, else a panic naming `what`.
-    fn subject(poll: std::task::Poll<Result<Arc<Claims>, Denial>>, what: &str) -> Option<String> {
-        match poll {
-            std::task::Poll::Ready(Ok(claims)) => claims.sub.clone(),
-            other => panic!("{what}: {:?}", other.map(|r| r.map(|_| ()))),
-        }
-    }
-
-    #[test]
-    fn a_signature_check_yields_once_and_a_cache_hit_does_not_yield() {
-        let (provider, token) = provider_and_token();
-        let mut first = std::pin::pin!(verify(&provider, &token, false));
-        assert!(
-            poll_once(first.as_mut()).is_pending(),
-            "a cache miss yields after its signature check"
-        );
-        let alice = Some("alice".to_string());
-        let what = "the miss completes on its second poll";
-        assert_eq!(subject(poll_once(first.as_mut()), what), alice);
-        assert_eq!(provider.verify_miss.get_sample_count(), 1);
-        let mut second = std::pin::pin!(verify(&provider, &token, false));
-        let what = "a cache hit completes without yielding";
-        assert_eq!(subject(poll_once(second.as_mut()), what), alice);
-        assert_eq!(provider.verify_hit.get_sample_count(), 1);
-        // A refused token answers at once: only a verified miss yields.
-        let mut forged = token.clone().into_bytes();
-        let i = forged.len() - 10; // inside the signature, away from its last (partial) character
-        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
-        let forged = String::from_utf8(forged).expect("base64url");
-        let mut refused = std::pin::pin!(verify(&provider, &forged, false));
-        assert!(matches!(
-            poll_once(refused.as_mut()),
-            std::task::Poll::Ready(Err(Denial::InvalidToken { .. }))
-        ));
     }
 }
