@@ -244,7 +244,7 @@ pub const NOT_CARRIED: &[(&str, &str, &str)] = &[
     ("enable-user-info-claims", "identity headers come from the access token's claims", "nothing to do"),
     ("override-destination-headers", "gatehouse sets identity headers after removing the client's", "nothing to do"),
     ("max-token-size", "the request header limit bounds tokens", "set max-request-header-size"),
-    ("server-read-timeout", "the request head must arrive within request-header-timeout", "set request-header-timeout"),
+    ("server-read-timeout", "no server read timeout setting", "nothing to do"),
     ("server-write-timeout", "no write timeout", "nothing to do"),
     ("use-letsencrypt", "no ACME client", "use cert-manager or another ACME client, then tls-cert/tls-key"),
     ("letsencrypt-cache-dir", "no ACME client", "nothing to do"),
