@@ -59,7 +59,14 @@ pub fn convert(o: &Options, notes: &mut Notes) -> Value {
         }
     }
     let admin = o.text("listen-admin").as_deref().and_then(listen_addr);
-    if let Some(admin) = admin {
+    let main = o.text("listen").as_deref().and_then(listen_addr);
+    if admin.is_some() && admin == main {
+        notes.changed(
+            "listen-admin",
+            "the same address as listen: gatehouse serves /metrics on a separate admin-listen (127.0.0.1:9100)",
+        );
+        top.insert("admin-listen".into(), "127.0.0.1:9100".into());
+    } else if let Some(admin) = admin {
         top.insert("admin-listen".into(), admin.into());
     } else if o.flag("enable-metrics", false) {
         top.insert("admin-listen".into(), "127.0.0.1:9100".into());
@@ -209,7 +216,16 @@ fn tenant(o: &Options, tls: bool, notes: &mut Notes) -> Value {
     let mut hosts: Vec<String> = o
         .list("hostnames")
         .iter()
-        .map(|h| h.to_ascii_lowercase())
+        .map(|h| {
+            // Gatekeeper hostnames may carry a port; tenant hosts never do.
+            let h = h.to_ascii_lowercase();
+            match h.rsplit_once(':') {
+                Some((name, port)) if port.parse::<u16>().is_ok() && !name.contains(':') => {
+                    name.to_string()
+                }
+                _ => h,
+            }
+        })
         .collect();
     if hosts.is_empty() {
         if let Some(host) = redirection.as_deref().and_then(url_host) {

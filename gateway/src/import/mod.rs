@@ -46,11 +46,9 @@ pub fn import(
         match read_config(&path) {
             Some(base_text) => {
                 let (base, _) = options::read(&base_text, &mut notes)?;
-                // The argument list's own flags override the file they name.
+                // The argument list's own flags apply over the file they name.
                 let mut merged = base;
-                for (k, v) in opts.map {
-                    merged.map.insert(k, v);
-                }
+                merged.overlay(opts);
                 opts = merged;
             }
             None => notes.not_carried(

@@ -98,6 +98,24 @@ impl Options {
         out
     }
 
+    /// Applies `other` over these options as Gatekeeper applies its command line over its
+    /// config file: scalars are replaced, lists are extended, mappings get `other`'s entries.
+    pub fn overlay(&mut self, other: Options) {
+        for (k, v) in other.map {
+            match (self.map.get_mut(&k), v) {
+                (Some(Value::Sequence(mine)), Value::Sequence(theirs)) => mine.extend(theirs),
+                (Some(Value::Mapping(mine)), Value::Mapping(theirs)) => {
+                    for (mk, mv) in theirs {
+                        mine.insert(mk, mv);
+                    }
+                }
+                (_, v) => {
+                    self.map.insert(k, v);
+                }
+            }
+        }
+    }
+
     /// Applies command-line arguments (`--key=value`, `--key value`, `--key` `value`, or a
     /// bare `--flag` meaning true) over the file's options. `--config` is returned, not set.
     pub fn apply_args(&mut self, args: &[String], notes: &mut Notes) -> Option<String> {

@@ -360,6 +360,13 @@ pub fn routes(
                 }
                 Some(Rule::Anon) => {
                     r.insert("white-listed-anon".into(), true.into());
+                    if !claims.is_empty() {
+                        notes.not_carried(
+                            &format!("resources {uri}"),
+                            "white-listed-anon: Gatekeeper checked match-claims when a token came; gatehouse's anonymous routes take no claims",
+                            Some("make the route protected, or check the claims in the upstream"),
+                        );
+                    }
                 }
                 Some(Rule::Auth(need)) => {
                     auth_keys(need, claims, &mut r, notes, &format!("resources {uri}"))

@@ -229,6 +229,24 @@ fn command_line_arguments_override_and_add_like_gatekeeper() {
         "{got:?}"
     );
     assert!(got.contains(&"/ops/* [*] roles=ops".to_string()), "{got:?}");
+    // An argument list's --config file is read, its flags applied over it: scalars replace,
+    // resources add.
+    let file = BASE.replace("client-id: app", "client-id: from-file")
+        + "resources: [{uri: /a, roles: [x]}]\n";
+    let list =
+        "- --config=/etc/gk/config.yaml\n- --client-id=from-args\n- --resources=uri=/b|roles=y\n";
+    let read = |p: &str| (p == "/etc/gk/config.yaml").then(|| file.clone());
+    let imported = import(list, "t", &[], &read).unwrap();
+    let v: Value = serde_yaml::from_str(&imported.yaml).unwrap();
+    assert_eq!(
+        v["identity-providers"][0]["client-id"].as_str(),
+        Some("from-args")
+    );
+    let got = route_set(&v);
+    assert!(
+        got.contains(&"/a [*] roles=x".to_string()) && got.contains(&"/b [*] roles=y".to_string()),
+        "{got:?}"
+    );
     // A later argument overrides the file's scalar.
     let (v, _) = run(BASE, &["--client-id=other"]);
     assert_eq!(
@@ -313,6 +331,8 @@ fn each_option_maps_to_its_gatehouse_key() {
         ("tls-cert: /c.pem\ntls-private-key: /k.pem\nlisten: :443\nlisten-http: :80", &["tls-listen"], "0.0.0.0:443"),
         ("tls-cert: /c.pem\ntls-private-key: /k.pem\nlisten: :443\nlisten-http: :80\nenable-https-redirection: true", &["tenants", "0", "enable-https-redirection"], "true"),
         ("server-idle-timeout: 2m", &["keepalive-timeout"], "2m"),
+        ("hostnames: ['app.example.com:443']", &["tenants", "0", "hosts", "0"], "app.example.com"),
+        ("listen: :3000\nlisten-admin: :3000", &["admin-listen"], "127.0.0.1:9100"),
     ];
     for (extra, path, want) in cases {
         let text = format!("{BASE}{extra}\n");
