@@ -15,7 +15,7 @@
 use serde_yaml::{Mapping, Value};
 
 use super::notes::Notes;
-use super::options::{parse_bool, scalar_text, Options};
+use super::options::{parse_bool, parse_resource_flag, scalar_text, Options};
 
 /// Gatekeeper's `utils.AllHTTPMethods`, the methods a resource without `methods` covers.
 pub const METHODS: [&str; 8] = [
@@ -161,7 +161,18 @@ pub fn table(options: &Options, notes: &mut Notes) -> Table {
     };
     for (i, r) in resources.iter().enumerate() {
         let at = format!("resources[{i}]");
-        let Some(m) = r.as_mapping() else {
+        // A resource may also be written in its command-line form, `uri=/x|roles=a`.
+        let parsed = match r {
+            Value::String(flag) => match parse_resource_flag(flag) {
+                Ok(v) => v,
+                Err(e) => {
+                    notes.not_carried(&at, &e, Some("write it as a mapping with uri, roles, ..."));
+                    continue;
+                }
+            },
+            other => other.clone(),
+        };
+        let Some(m) = parsed.as_mapping() else {
             notes.not_carried(&at, "not a mapping", None);
             continue;
         };

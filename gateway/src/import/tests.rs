@@ -152,6 +152,8 @@ fn resources_keep_gatekeeper_semantics() {
             "",
             &["/* [*] auth", "/h [*] roles=y"],
         ),
+        // The command-line form inside a config file.
+        ("['uri=/k/*|methods=GET|roles=x,y']", "", &["/* [*] auth", "/k [*] auth", "/k/* [DELETE,HEAD,OPTIONS,PATCH,POST,PUT,TRACE] auth", "/k/* [GET] roles=x,y all"]),
         // Anonymous access.
         ("[{uri: /i, white-listed-anon: true}]", "", &["/* [*] auth", "/i [*] anon"]),
         // Global match-claims apply to every authenticated route, not to public ones.
