@@ -406,6 +406,12 @@ pub fn auth_keys(
     if !need.roles.is_empty() {
         r.insert("roles".into(), strings(&need.roles));
     }
+    if need.roles.iter().any(|role| !role.contains(':')) {
+        notes.changed(
+            "roles",
+            "a bare role is a realm role in Gatekeeper; gatehouse also accepts the same-named client role of the provider's client-id",
+        );
+    }
     if !need.groups.is_empty() {
         if require_all && need.groups.len() > 1 {
             // gatehouse's require-all would need every group; Gatekeeper needs any one.
