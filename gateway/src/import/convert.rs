@@ -417,9 +417,21 @@ fn match_claims(o: &Options, notes: &mut Notes) -> Vec<(String, String)> {
                 "gatehouse reads a dotted name as a path into nested claims",
             );
         }
-        out.push((claim, pattern));
+        out.push((claim, search_pattern(&pattern)));
     }
     out
+}
+
+/// Gatekeeper's regex as a gatehouse whole-value pattern: Go's `MatchString` finds the pattern
+/// anywhere in the value, so an unanchored one is wrapped in `.*` on both sides (a pattern
+/// already anchored at both ends means the same either way).
+pub fn search_pattern(pattern: &str) -> String {
+    let anchored = pattern.starts_with('^') && pattern.ends_with('$') && !pattern.ends_with("\\$");
+    if anchored {
+        pattern.to_string()
+    } else {
+        format!("^(?s:.*)(?:{pattern})(?s:.*)$")
+    }
 }
 
 fn cookie(o: &Options, notes: &mut Notes) -> Value {

@@ -3,6 +3,7 @@
 
 use serde_yaml::Value;
 
+use super::convert::search_pattern;
 use super::headers::header_case;
 use super::notes::{is_known, nearest, Kind, MAPPED, NOT_CARRIED};
 use super::values::{is_env_reference, issuer_of, listen_addr};
@@ -426,6 +427,18 @@ fn small_helpers() {
     assert_eq!(listen_addr(":3000").as_deref(), Some("0.0.0.0:3000"));
     assert_eq!(listen_addr("unix:///run/gk.sock"), None);
     assert_eq!(listen_addr("nonsense"), None);
+    assert_eq!(search_pattern("^.*@example\\.com$"), "^.*@example\\.com$");
+    assert_eq!(search_pattern("sso.*"), "^(?s:.*)(?:sso.*)(?s:.*)$");
+    assert_eq!(search_pattern("^https://"), "^(?s:.*)(?:^https://)(?s:.*)$");
+    for (pattern, value, hit) in [
+        ("sso", "my-sso-app", true),
+        ("^https://", "http://x", false),
+        ("^a$", "a", true),
+        ("^a$", "ab", false),
+    ] {
+        let re = regex::Regex::new(&format!("^(?:{})$", search_pattern(pattern))).unwrap();
+        assert_eq!(re.is_match(value), hit, "{pattern} on {value}");
+    }
     assert_eq!(header_case("given_name"), "Given-Name");
     assert_eq!(header_case("custom.claim-x"), "Custom-Claim-X");
     assert!(is_env_reference("${A_B1}"));
