@@ -371,6 +371,7 @@ session-store:
 identity-providers:
   - name: idp
     issuer: $IDP_ISSUER
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
 tenants:

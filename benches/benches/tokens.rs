@@ -136,6 +136,9 @@ fn provider(jwks_file: std::path::PathBuf) -> IdentityProvider {
         introspection: false,
         introspection_url: None,
         introspection_cache_ttl: Duration::from_secs(30),
+        authorized_parties: None,
+        allow_insecure_http: true,
+        token_cache_size: gatehouse_config::DEFAULT_TOKEN_CACHE_SIZE,
     }
 }
 

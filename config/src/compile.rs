@@ -18,6 +18,9 @@ use crate::source::{index, join, Diag};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default route `max-body-size` (10MiB); also sensible for requests that match no route.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
+/// Default identity provider `token-cache-size` (64MiB): room for tens of thousands of typical
+/// tokens, well inside the shipped 512MiB pod.
+pub const DEFAULT_TOKEN_CACHE_SIZE: u64 = 64 << 20;
 /// Default tenant `request-id-header`.
 pub const DEFAULT_REQUEST_ID_HEADER: &str = "X-Request-ID";
 /// The security headers a tenant sends unless its `security-headers` says otherwise, in order.
@@ -277,6 +280,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         }
         tenants.push(t);
     }
+    crate::warnings::tenant_isolation(&tenants, d);
 
     Config {
         listen: listen.trim().to_string(),
@@ -449,6 +453,12 @@ fn identity_provider(
             d.error(&join(path, "issuer"), e);
         }
     }
+    let allow_insecure_http = flag(f.allow_insecure_http, false);
+    let discovery_key = if f.discovery_url.is_some() {
+        "discovery-url"
+    } else {
+        "issuer"
+    };
     let discovery_url = match f.discovery_url {
         Some(u) => {
             if let Err(e) = http_url(&u) {
@@ -536,6 +546,31 @@ fn identity_provider(
             d.error(&join(path, "introspection-url"), e);
         }
     }
+    if !allow_insecure_http {
+        // With a jwks-file and no discovery-url nothing is fetched for bearer tokens; a login
+        // that discovers over http is refused when it happens.
+        if discovery_key == "discovery-url" || jwks_file.is_none() {
+            insecure(d, &join(path, discovery_key), "discovery", &discovery_url);
+        }
+        if let Some(u) = &f.introspection_url {
+            insecure(d, &join(path, "introspection-url"), "introspection", u);
+        }
+    }
+    let authorized_parties = f.authorized_parties.map(|list| {
+        let key = join(path, "authorized-parties");
+        if list.is_empty() {
+            d.error(
+                &key,
+                "must list at least one client id (omit it to accept any azp)",
+            );
+        }
+        for (i, party) in list.iter().enumerate() {
+            if party.0.is_empty() {
+                d.error(&index(&key, i), "must not be empty");
+            }
+        }
+        list.into_iter().map(|t| t.0).collect()
+    });
     if introspection {
         if f.client_secret.as_ref().is_none_or(|s| s.0.is_empty()) {
             d.error(
@@ -568,7 +603,26 @@ fn identity_provider(
         introspection,
         introspection_url: f.introspection_url,
         introspection_cache_ttl: dur(f.introspection_cache_ttl, Duration::from_secs(30)),
+        authorized_parties,
+        allow_insecure_http,
+        token_cache_size: f.token_cache_size.map_or(DEFAULT_TOKEN_CACHE_SIZE, |s| s.0),
     })
+}
+
+/// Reports `url` (used for `what`) when it is plain http: only `allow-insecure-http` permits
+/// that.
+fn insecure(d: &mut Diag<'_>, key: &str, what: &str, url: &str) {
+    if url
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    {
+        d.error(
+            key,
+            format!(
+                "{what} over plain http ({url:?}) is refused: use https, or set allow-insecure-http: true on this identity provider (loopback tests and development only)"
+            ),
+        );
+    }
 }
 
 struct TenantCtx<'a> {
@@ -916,6 +970,13 @@ fn health_check(d: &mut Diag<'_>, f: FileHealthCheck, path: &str) -> HealthCheck
     }
 }
 
+/// The regex a `match-claims` pattern compiles to: anchored at both ends, so it matches the
+/// whole claim value (`@example\.com` does not match `x@example.com.evil`; a substring match
+/// is written `.*x.*`). The group keeps an alternation such as `a|b` whole.
+pub fn anchored_pattern(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
 fn route(
     d: &mut Diag<'_>,
     f: FileRoute,
@@ -938,7 +999,16 @@ fn route(
     let mut match_claims = Vec::new();
     let mc_key = join(path, "match-claims");
     for (claim, re) in f.match_claims.map(|m| m.0).unwrap_or_default() {
-        if let Err(e) = regex::Regex::new(&re.0) {
+        if !re.0.starts_with('^') && !re.0.ends_with('$') {
+            d.warn(
+                &join(&mc_key, &claim),
+                format!(
+                    "the pattern {:?} must match the whole claim value (it is anchored at both ends); write \".*x.*\" to match a substring",
+                    re.0
+                ),
+            );
+        }
+        if let Err(e) = regex::Regex::new(&anchored_pattern(&re.0)) {
             let first_line = e.to_string();
             let detail = first_line.lines().last().unwrap_or("").trim().to_string();
             d.error(

@@ -1,7 +1,7 @@
 //! gatehouse configuration: the YAML file schema, `${VAR}` expansion, duration and size
 //! parsing, and validation into a [`Config`] the rest of gatehouse can trust.
 //!
-//! Two layers (see `DESIGN.md`): a serde file schema (`schema.rs`, kebab-case keys, unknown keys
+//! Two layers: a serde file schema (`schema.rs`, kebab-case keys, unknown keys
 //! rejected) and the runtime types (`model.rs`) that the gateway, policy and session crates use.
 //! Every problem is collected, not just the first, and each error names the file, line and key
 //! path, e.g. `gatehouse.yaml:42: tenants[0].routes[3].max-body-size: invalid size "10XB"
@@ -21,12 +21,13 @@ mod model;
 mod schema;
 mod source;
 mod units;
+mod warnings;
 
 use std::path::Path;
 
 pub use compile::{
-    default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE, DEFAULT_REQUEST_ID_HEADER,
-    DEFAULT_SECURITY_HEADERS,
+    anchored_pattern, default_security_headers, DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_REQUEST_ID_HEADER, DEFAULT_SECURITY_HEADERS, DEFAULT_TOKEN_CACHE_SIZE,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
@@ -69,7 +70,9 @@ pub fn parse(
     let mut errors = diag.errors;
     match config {
         Some(mut c) if errors.is_empty() => {
-            c.warnings = fallthrough::warnings(&c, file_name, &positions);
+            c.warnings = diag.warnings;
+            c.warnings
+                .extend(fallthrough::warnings(&c, file_name, &positions));
             c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
             Ok(c)
         }
@@ -123,3 +126,5 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_providers;

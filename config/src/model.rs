@@ -61,8 +61,9 @@ pub struct Config {
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.
     pub tenants: Vec<Tenant>,
-    /// Things `gatehouse check` points out without refusing the config (each with file, line
-    /// and key), ordered by line; empty when built other than by [`crate::parse`].
+    /// What loads but probably does not mean what its author thinks (file, line, key and an
+    /// explanation each, ordered by line); `gatehouse check` prints them and exits 0, `run`
+    /// logs them. Empty when built other than by [`crate::parse`].
     pub warnings: Vec<crate::ConfigError>,
 }
 
@@ -114,8 +115,8 @@ pub enum OnUnavailable {
     ServeCached,
 }
 
-/// `session-store`.
-#[derive(Debug, Clone, PartialEq)]
+/// `session-store`. `Debug` shows the URL with its password replaced by `<redacted>`.
+#[derive(Clone, PartialEq)]
 pub struct SessionStoreConfig {
     /// `url`: `memory://` (default) | `redis://` | `rediss://` | `redis-cluster://` |
     /// `rediss-cluster://` URL, as written.
@@ -124,8 +125,7 @@ pub struct SessionStoreConfig {
     pub kind: SessionStoreKind,
     /// `pool-size`: pooled Redis clients per instance (default 1, >= 1). One client multiplexes
     /// and pipelines every request's commands over one connection per node; more clients spread
-    /// the same commands thinner and batch less (load harness, local cache off, one worker:
-    /// 0.50x -> 0.63x bare Pingora going from 8 to 1).
+    /// the same commands thinner and batch less (measured in loadtest/README.md).
     pub pool_size: usize,
     /// `key-prefix`: every Redis key starts with this (default `gatehouse:`).
     pub key_prefix: String,
@@ -135,6 +135,51 @@ pub struct SessionStoreConfig {
     pub local_cache_ttl: Duration,
     /// `on-unavailable` (default fail-closed).
     pub on_unavailable: OnUnavailable,
+}
+
+impl SessionStoreConfig {
+    /// `url` with the password of its userinfo (`scheme://user:PASSWORD@host`) replaced by
+    /// `<redacted>`, for logs and `Debug`.
+    pub fn redacted_url(&self) -> String {
+        redact_url_password(&self.url)
+    }
+}
+
+/// `scheme://user:password@hosts/...` → `scheme://user:<redacted>@hosts/...`; a URL without
+/// a password is returned as it is.
+pub(crate) fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:<redacted>")
+            } else {
+                // `redis://secret@host`: a lone userinfo is the password for Redis.
+                "<redacted>".to_string()
+            };
+            format!("{scheme}://{hidden}@{hosts}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl fmt::Debug for SessionStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStoreConfig")
+            .field("url", &self.redacted_url())
+            .field("kind", &self.kind)
+            .field("pool_size", &self.pool_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("local_cache_ttl", &self.local_cache_ttl)
+            .field("on_unavailable", &self.on_unavailable)
+            .finish()
+    }
 }
 
 impl Default for SessionStoreConfig {
@@ -247,6 +292,17 @@ pub struct IdentityProvider {
     /// `introspection-cache-ttl`: how long an active introspection result is trusted, never
     /// beyond the token's `exp` (default 30s; 0 = not cached).
     pub introspection_cache_ttl: Duration,
+    /// `authorized-parties`: when set (never empty), a bearer token's `azp` must be one of
+    /// these client ids (default: not checked).
+    pub authorized_parties: Option<Vec<String>>,
+    /// `allow-insecure-http`: discovery, JWKS, token and introspection requests may use plain
+    /// `http` (default false: `https` only, checked here for the configured URLs and at run
+    /// time for the endpoints a discovery document names).
+    pub allow_insecure_http: bool,
+    /// `token-cache-size`: bytes the verified-token cache (and, with `introspection`, the cache
+    /// of active introspection results) may hold, estimated per entry (default 64MiB; 0 = no
+    /// caching).
+    pub token_cache_size: u64,
 }
 
 /// One entry of `tenants`.

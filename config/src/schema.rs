@@ -262,6 +262,9 @@ pub(crate) struct FileIdentityProvider {
     pub introspection: Option<Flag>,
     pub introspection_url: Option<String>,
     pub introspection_cache_ttl: Option<Dur>,
+    pub authorized_parties: Option<Vec<Text>>,
+    pub allow_insecure_http: Option<Flag>,
+    pub token_cache_size: Option<Size>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -186,6 +186,8 @@ pub(crate) struct Diag<'a> {
     file: &'a str,
     positions: &'a Positions,
     pub(crate) errors: Vec<ConfigError>,
+    /// Things that load but probably do not mean what the author thinks.
+    pub(crate) warnings: Vec<ConfigError>,
     suppressed: HashSet<String>,
 }
 
@@ -195,6 +197,7 @@ impl<'a> Diag<'a> {
             file,
             positions,
             errors: Vec::new(),
+            warnings: Vec::new(),
             suppressed: HashSet::new(),
         }
     }
@@ -210,6 +213,16 @@ impl<'a> Diag<'a> {
             return;
         }
         self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line: self.positions.line(key),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Records a warning about `key`: the config loads, `gatehouse check` prints it.
+    pub(crate) fn warn(&mut self, key: &str, message: impl Into<String>) {
+        self.warnings.push(ConfigError {
             file: self.file.to_string(),
             line: self.positions.line(key),
             key: key.to_string(),

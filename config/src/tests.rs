@@ -22,11 +22,11 @@ fn test_env(name: &str) -> Option<String> {
     }
 }
 
-fn ok(src: &str) -> Config {
+pub(crate) fn ok(src: &str) -> Config {
     parse(src, "gatehouse.yaml", &test_env).unwrap_or_else(|e| panic!("expected OK, got:\n{e}"))
 }
 
-fn errs(src: &str) -> Vec<ConfigError> {
+pub(crate) fn errs(src: &str) -> Vec<ConfigError> {
     match parse(src, "gatehouse.yaml", &test_env) {
         Ok(_) => panic!("expected errors, config was accepted:\n{src}"),
         Err(e) => e.errors,
@@ -35,7 +35,7 @@ fn errs(src: &str) -> Vec<ConfigError> {
 
 /// Asserts that exactly one error concerns `key`, on `line`, with a message containing `text`.
 #[track_caller]
-fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
+pub(crate) fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
     let found: Vec<&ConfigError> = all.iter().filter(|e| e.key == key).collect();
     let list = all.iter().map(|e| format!("  {e}\n")).collect::<String>();
     assert_eq!(found.len(), 1, "one error for {key} expected in:\n{list}");
@@ -49,7 +49,7 @@ fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &str) {
 }
 
 /// A valid base the snippets below change in one place.
-const BASE: &str = "\
+pub(crate) const BASE: &str = "\
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -993,22 +993,22 @@ fn introspection_keys_parse_with_defaults() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
   - name: kc-opaque
-    issuer: http://kc.localhost/realms/other
+    issuer: https://kc.localhost/realms/other
     client-id: gatehouse
     client-secret: ${OIDC_CLIENT_SECRET}
     introspection: true
-    introspection-url: http://kc.localhost/realms/other/protocol/openid-connect/token/introspect
+    introspection-url: https://kc.localhost/realms/other/protocol/openid-connect/token/introspect
     introspection-cache-ttl: 5s
   - name: kc-file
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
     introspection: \"true\"
-    introspection-url: http://kc.localhost/introspect
+    introspection-url: https://kc.localhost/introspect
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -1030,7 +1030,7 @@ tenants:
     assert!(opaque.introspection);
     assert_eq!(
         opaque.introspection_url.as_deref(),
-        Some("http://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
+        Some("https://kc.localhost/realms/other/protocol/openid-connect/token/introspect")
     );
     assert_eq!(opaque.introspection_cache_ttl, Duration::from_secs(5));
     assert!(c.identity_providers[2].introspection);
@@ -1045,18 +1045,18 @@ fn introspection_needs_a_client_secret() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
     introspection: true
   - name: kc-file
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
     introspection: true
     introspection-url: kc.localhost/introspect
   - name: kc-file-no-url
-    issuer: http://kc.localhost/realms/file
+    issuer: https://kc.localhost/realms/file
     client-id: gatehouse
     client-secret: s
     jwks-file: /etc/jwks.json
@@ -1091,7 +1091,7 @@ fn introspect_route_needs_an_introspecting_provider() {
     const SRC: &str = "\
 identity-providers:
   - name: kc
-    issuer: http://kc.localhost/realms/demo
+    issuer: https://kc.localhost/realms/demo
     client-id: gatehouse
 tenants:
   - name: demo
@@ -1139,6 +1139,111 @@ tenants:
         "tenants[1].routes[1].introspect",
         "route \"/*\" has introspect: true but tenant \"bare\" has no identity-provider",
     );
+}
+
+#[test]
+fn session_store_debug_never_shows_the_redis_password() {
+    let c = ok("
+session-store:
+  url: redis-cluster://gate:s3cr%40t-pw@r1:6379,r2:6379
+tenants:
+  - name: t
+    hosts: [t.example.com]
+    upstreams: [{name: a, targets: [\"a:1\"]}]
+");
+    let shown = format!("{:?} {:?}", c.session_store, c);
+    assert!(!shown.contains("s3cr"), "{shown}");
+    assert!(
+        shown.contains("redis-cluster://gate:<redacted>@r1:6379,r2:6379"),
+        "{shown}"
+    );
+    for (url, expected) in [
+        ("redis://:pw@h:1/2", "redis://:<redacted>@h:1/2"),
+        ("rediss://pw@h", "rediss://<redacted>@h"),
+        ("redis://h:1", "redis://h:1"),
+        ("memory://", "memory://"),
+    ] {
+        let store = SessionStoreConfig {
+            url: url.to_string(),
+            ..Default::default()
+        };
+        assert_eq!(store.redacted_url(), expected);
+    }
+}
+
+// ---- warnings: valid configs that `gatehouse check` questions ----
+
+/// 32 bytes of 0x01, base64.
+const KEY_C: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+/// Two login tenants on one provider; `{domain}` and `{key2}` vary.
+fn two_tenants(domain: &str, key2: &str) -> String {
+    format!(
+        "\
+identity-providers:
+  - name: idp
+    issuer: https://idp.example.com/realms/a
+    client-id: gatehouse
+tenants:
+  - name: a
+    hosts: [a.example.com]
+    identity-provider: idp
+    upstreams: [{{name: app, targets: [\"127.0.0.1:1\"]}}]
+    login:
+      redirect-url: https://a.example.com/oauth/callback
+    cookie:
+      {domain}
+      encryption-key: \"{KEY_A}\"
+  - name: b
+    hosts: [b.example.com, \"*.b.example.com\"]
+    identity-provider: idp
+    upstreams: [{{name: app, targets: [\"127.0.0.1:2\"]}}]
+    login:
+      redirect-url: https://b.example.com/oauth/callback
+    cookie:
+      encryption-key: [\"{KEY_B}\", \"{key2}\"]
+"
+    )
+}
+
+#[test]
+fn isolated_tenants_give_no_warning() {
+    let c = ok(&two_tenants("domain: a.example.com", KEY_C));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn a_cookie_domain_covering_another_tenants_host_is_a_warning() {
+    let c = ok(&two_tenants("domain: example.com", KEY_C));
+    let list: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let w = &c.warnings[0];
+    assert_eq!(
+        (w.file.as_str(), w.line, w.key.as_str()),
+        ("gatehouse.yaml", Some(13), "tenants[0].cookie.domain")
+    );
+    assert!(
+        w.message.contains("\"example.com\"") && w.message.contains("tenant \"b\""),
+        "{list:?}"
+    );
+}
+
+#[test]
+fn two_tenants_sharing_an_encryption_key_is_a_warning() {
+    // The shared key is tenant b's second (older) key: rotation lists count too.
+    let c = ok(&two_tenants("secure: true", KEY_A));
+    let list: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let w = &c.warnings[0];
+    assert_eq!(
+        (w.line, w.key.as_str()),
+        (Some(22), "tenants[1].cookie.encryption-key")
+    );
+    assert!(
+        w.message.contains("tenant \"b\"") && w.message.contains("tenant \"a\""),
+        "{list:?}"
+    );
+    assert!(!w.message.contains(KEY_A), "never the key itself");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Authentication glue between the phases and `gatehouse_session`: where a request's token is
 //! found, the per-provider verifiers (kept across reloads while their definition is unchanged),
-//! their key-refresh schedule, and the adapter that lets `policy::authz` read Keycloak claims.
+//! their key-refresh schedule, the adapter that lets `policy::authz` read Keycloak claims, and
+//! the identity headers rendered from claims.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -180,6 +181,22 @@ impl Identity for ClaimsIdentity<'_> {
             Some(Value::Array(items)) => items.iter().any(|v| scalar_matches(v, pattern)),
             Some(v) => scalar_matches(v, pattern),
             None => false,
+        }
+    }
+}
+
+/// Calls `set` with each identity header `tenant` sets from the caller's claims (rendered once
+/// per cached claims). A claim that cannot be a header value (control characters) is left out.
+pub fn each_identity_header(
+    claims: &Claims,
+    tenant: &gatehouse_policy::snapshot::TenantPolicy,
+    mut set: impl FnMut(&http::HeaderName, &http::HeaderValue),
+) {
+    let values =
+        claims.identity_header_values(tenant.identity_headers_id, &tenant.identity_headers);
+    for ((name, _), value) in tenant.identity_headers.iter().zip(values.iter()) {
+        if let Some(value) = value {
+            set(name, value);
         }
     }
 }

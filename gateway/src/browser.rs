@@ -2,10 +2,11 @@
 //! (`/oauth/login`, `/oauth/callback`, `/oauth/logout`, `/oauth/userinfo`,
 //! `/oauth/backchannel-logout`), the encrypted session cookie, session records in the configured
 //! store (embedded memory store or Redis Cluster) behind a short local cache, and single-flight
-//! token refresh across requests (in process) and replicas (a store lock).
+//! token refresh across requests (in process) and replicas (a store lock; see `sessions.rs`).
 //!
-//! The cookie holds only a random session ID, sealed with AES-256-GCM; the record — claims,
-//! tokens, the refresh token encrypted again — lives in the store. A new ID is minted at every
+//! The cookie holds only a random session ID, sealed with AES-256-GCM and bound to the tenant
+//! and the cookie name; the record (tenant, issuer, claims, expiry, and the refresh and ID
+//! tokens sealed again; the access token is not kept) lives in the store. A new ID is minted at every
 //! login (no fixation). The pre-login state (state, nonce, PKCE verifier, return URL) travels in
 //! its own short-lived sealed cookie, one per login attempt so several tabs can log in at once;
 //! it is single use (a store lock marks it spent) and expires.
@@ -14,168 +15,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dashmap::DashMap;
-use gatehouse_config::{Cookie, Login, SessionStoreConfig};
-use gatehouse_policy::host::HostTable;
-use gatehouse_policy::redirect::{redirect_host_table, safe_redirect};
+use gatehouse_policy::redirect::safe_redirect;
 use gatehouse_session::claims::Claims;
 use gatehouse_session::cookie::{
-    clear_cookie_header, find_cookie, new_session_id, set_cookie_header, CookieCodec,
+    clear_cookie_header, find_cookie, new_session_id, set_cookie_header,
 };
-use gatehouse_session::oidc::{LoginState, OidcClient};
-use gatehouse_session::store::{CachedStore, SessionRecord, SessionStore, StoreError};
-use gatehouse_session::verifier::TokenVerifier;
+use gatehouse_session::oidc::LoginState;
+use gatehouse_session::store::SessionRecord;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 
+use crate::login::{
+    TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION, PURPOSE_STATE,
+};
+pub use crate::responses::wants_html;
+pub use crate::sessions::{session_claims, SessionOutcome, Sessions};
+
 /// How long a login attempt may take at the IdP.
 const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
-/// How long one replica may hold a session's refresh lock (renewed while refreshing).
-const REFRESH_LOCK_TTL: Duration = Duration::from_secs(10);
-/// How long a request waits for another replica's refresh before giving up on it.
-const REFRESH_WAIT: Duration = Duration::from_secs(5);
-/// Sealing purposes: a cookie of one purpose never opens as another.
-const PURPOSE_SESSION: &str = "session";
-const PURPOSE_STATE: &str = "login-state";
-const PURPOSE_REFRESH: &str = "refresh-token";
 
 /// The built-in browser paths on every tenant host (recognized during admission).
 pub use gatehouse_policy::admit::Builtin;
-
-/// A tenant's compiled browser-login settings (tenants with `login`).
-pub struct TenantLogin {
-    tenant: String,
-    codec: CookieCodec,
-    cookie: Cookie,
-    login: Login,
-    redirect_hosts: HostTable<()>,
-    oidc: Arc<OidcClient>,
-    verifier: Arc<TokenVerifier>,
-}
-
-impl TenantLogin {
-    /// Compiles a tenant's `login` and `cookie` with its provider's OIDC client.
-    pub fn new(
-        tenant: &str,
-        cookie: &Cookie,
-        login: &Login,
-        oidc: Arc<OidcClient>,
-        verifier: Arc<TokenVerifier>,
-    ) -> Result<TenantLogin, String> {
-        Ok(TenantLogin {
-            tenant: tenant.to_string(),
-            codec: CookieCodec::new(&cookie.encryption_keys)
-                .map_err(|e| format!("cookie.encryption-key: {e}"))?,
-            cookie: cookie.clone(),
-            login: login.clone(),
-            redirect_hosts: redirect_host_table(&login.allowed_redirect_hosts)
-                .map_err(|e| format!("login.allowed-redirect-hosts: {e}"))?,
-            oidc,
-            verifier,
-        })
-    }
-}
-
-impl TenantLogin {
-    /// Whether a cookie is one of the gateway's own (the session cookie or a login-state
-    /// cookie), which the upstream never sees.
-    pub fn is_own_cookie(&self, name: &str) -> bool {
-        name == self.cookie.name
-            || name
-                .strip_prefix(self.cookie.name.as_str())
-                .is_some_and(|rest| rest.starts_with("_login_"))
-    }
-}
-
-/// Removes the gateway's own cookies from a request's `Cookie` headers (other cookies stay, in
-/// order; a header left empty is dropped).
-pub fn remove_own_cookies(headers: &mut http::HeaderMap, login: &TenantLogin) {
-    let own = |pair: &str| login.is_own_cookie(pair.trim().split('=').next().unwrap_or(""));
-    // The common cases, no cookie or none of ours, allocate nothing.
-    let carries_own = headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.split(';').any(own)));
-    if !carries_own {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .map(str::trim)
-                .filter(|pair| !pair.is_empty() && !own(pair))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .filter(|v| !v.is_empty())
-        .collect();
-    headers.remove(COOKIE);
-    for value in kept {
-        if let Ok(v) = http::HeaderValue::try_from(value) {
-            headers.append(COOKIE, v);
-        }
-    }
-}
-
-/// The session store shared by every runtime (a reload keeps sessions), opened on first use
-/// inside the proxy's runtime, and the in-process refresh single-flight.
-pub struct Sessions {
-    config: SessionStoreConfig,
-    metrics: Arc<crate::metrics::Metrics>,
-    store: tokio::sync::OnceCell<Arc<CachedStore<Arc<dyn SessionStore>>>>,
-    refreshing: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
-}
-
-impl Sessions {
-    /// The store named by `session-store` (opened lazily).
-    pub fn new(config: &SessionStoreConfig, metrics: Arc<crate::metrics::Metrics>) -> Sessions {
-        Sessions {
-            config: config.clone(),
-            metrics,
-            store: tokio::sync::OnceCell::new(),
-            refreshing: DashMap::new(),
-        }
-    }
-
-    /// Opens the store at start (a Redis store connects in the background), so the first
-    /// requests do not find it still connecting.
-    pub async fn open(&self) {
-        let _ = self.store().await;
-    }
-
-    /// Drops expired entries from the local session cache (called by the maintenance loop).
-    pub fn sweep(&self) {
-        if let Some(store) = self.store.get() {
-            store.sweep();
-        }
-    }
-
-    async fn store(&self) -> Result<&Arc<CachedStore<Arc<dyn SessionStore>>>, StoreError> {
-        self.store
-            .get_or_try_init(|| async {
-                let inner = gatehouse_session::store::from_config(&self.config)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "cannot open the session store");
-                        StoreError::Unavailable
-                    })?;
-                let serve_cached =
-                    self.config.on_unavailable == gatehouse_config::OnUnavailable::ServeCached;
-                Ok(Arc::new(CachedStore::new(
-                    inner,
-                    self.config.local_cache_ttl,
-                    serve_cached,
-                )))
-            })
-            .await
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -230,149 +93,18 @@ fn percent_decode(v: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The session ID in the request's session cookie, if the cookie opens.
-fn session_id(session: &Session, login: &TenantLogin) -> Option<String> {
-    let cookies = session
-        .req_header()
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let sealed = find_cookie(cookies, &login.cookie.name)?;
-    let id = login.codec.open(PURPOSE_SESSION, sealed)?;
-    String::from_utf8(id).ok()
+/// Whether a callback's `state` has the shape of the ones [`OidcClient::begin`] makes: 43
+/// base64url characters (32 random bytes). Anything else never names a cookie.
+pub(crate) fn is_state_shaped(state: &str) -> bool {
+    state.len() == 43
+        && state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn state_cookie_name(login: &TenantLogin, state: &str) -> String {
     let tag: String = state.chars().take(12).collect();
     format!("{}_login_{tag}", login.cookie.name)
-}
-
-/// Why a browser request could not be served with a session.
-pub enum SessionOutcome {
-    /// A valid session: its claims.
-    Authenticated(Arc<Claims>),
-    /// No (usable) session cookie.
-    None,
-    /// The store cannot be reached and the tenant fails closed.
-    Unavailable,
-}
-
-/// The claims of the request's browser session, refreshing its access token (single-flight
-/// in this process, under a store lock across replicas) when it is within
-/// `refresh-before-expiry` of expiring. A session whose refresh fails is ended.
-pub async fn session_claims(
-    session: &Session,
-    login: &TenantLogin,
-    sessions: &Sessions,
-) -> SessionOutcome {
-    let Some(id) = session_id(session, login) else {
-        return SessionOutcome::None;
-    };
-    let store = match sessions.store().await {
-        Ok(s) => s,
-        Err(_) => return SessionOutcome::Unavailable,
-    };
-    let record = match store.get(&id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return SessionOutcome::None,
-        Err(_) => return SessionOutcome::Unavailable,
-    };
-    let due = record.access_token_exp <= unix_now() + login.login.refresh_before_expiry.as_secs();
-    let record = if due && record.refresh_token_enc.is_some() {
-        match refresh(&id, login, sessions, store).await {
-            Some(r) => r,
-            None => return SessionOutcome::None,
-        }
-    } else {
-        record
-    };
-    SessionOutcome::Authenticated(record.identity())
-}
-
-/// Refreshes a session's tokens once for every concurrent request of this process, and once
-/// across replicas: the store lock's holder refreshes; others wait for the new record.
-async fn refresh(
-    id: &str,
-    login: &TenantLogin,
-    sessions: &Sessions,
-    store: &CachedStore<Arc<dyn SessionStore>>,
-) -> Option<Arc<SessionRecord>> {
-    let flight = Arc::clone(&sessions.refreshing.entry(id.to_string()).or_default());
-    let _in_process = flight.lock().await;
-    let fresh = |r: &SessionRecord| {
-        r.access_token_exp > unix_now() + login.login.refresh_before_expiry.as_secs()
-    };
-    // Someone in this process may have refreshed while we waited for the flight.
-    store.invalidate(id);
-    let current = store.get(id).await.ok()??;
-    if fresh(&current) {
-        return Some(current);
-    }
-    let result = match store.try_lock(id, REFRESH_LOCK_TTL).await {
-        Ok(Some(lock)) => {
-            let refreshed = refresh_locked(id, &current, login, store).await;
-            sessions.metrics.record_token_refresh(refreshed.is_some());
-            let _ = lock.release().await;
-            refreshed
-        }
-        Ok(None) => {
-            // Another replica is refreshing: wait for its record.
-            let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
-            loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                store.invalidate(id);
-                match store.get(id).await {
-                    Ok(Some(r)) if fresh(&r) => break Some(r),
-                    Ok(Some(r)) if tokio::time::Instant::now() < deadline => drop(r),
-                    // Still due after the wait, or gone: not usable.
-                    _ => break None,
-                }
-            }
-        }
-        Err(_) => None,
-    };
-    sessions
-        .refreshing
-        .remove_if(id, |_, f| Arc::strong_count(f) <= 2);
-    result
-}
-
-async fn refresh_locked(
-    id: &str,
-    current: &SessionRecord,
-    login: &TenantLogin,
-    store: &CachedStore<Arc<dyn SessionStore>>,
-) -> Option<Arc<SessionRecord>> {
-    let sealed = current.refresh_token_enc.as_deref()?;
-    let refresh_token = login
-        .codec
-        .open(PURPOSE_REFRESH, sealed)
-        .and_then(|t| String::from_utf8(t).ok())?;
-    match login.oidc.refresh(&refresh_token).await {
-        Ok(tokens) => {
-            let mut next = current.clone();
-            next.access_token = tokens.access_token;
-            next.access_token_exp = tokens.access_token_exp;
-            if let Some(rt) = tokens.refresh_token {
-                next.refresh_token_enc = login.codec.seal(PURPOSE_REFRESH, rt.as_bytes()).ok();
-            }
-            if let Some(idt) = tokens.id_token {
-                next.id_token = Some(idt);
-            }
-            if !tokens.claims.is_null() {
-                next.claims = tokens.claims.into();
-            }
-            let ttl = Duration::from_secs(next.expires_at.saturating_sub(unix_now()).max(1));
-            store.put(id, &next, ttl).await.ok()?;
-            Some(Arc::new(next))
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "token refresh failed: the session ends");
-            let _ = store.delete(id).await;
-            None
-        }
-    }
 }
 
 /// Writes a response with the common headers, `Set-Cookie`s and an optional body.
@@ -447,17 +179,6 @@ async fn store_unavailable(session: &mut Session, ctx: &RequestCtx) -> pingora::
         "Sessions cannot be stored right now. Try again shortly.",
     )
     .await
-}
-
-/// Whether a request that lacks a session should be sent to the IdP (a browser navigation)
-/// rather than answered 401 (an API call).
-pub fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
 }
 
 /// `/oauth/login?rd=<path>` for the current request's path and query, for a 302.
@@ -590,6 +311,18 @@ async fn callback(
         )
         .await;
     };
+    if !is_state_shaped(&state_param) {
+        tracing::info!(request_id = %request_id, "login callback refused: malformed state");
+        return refusal(
+            session,
+            ctx,
+            400,
+            &[],
+            "Login failed",
+            "The login response is malformed.",
+        )
+        .await;
+    }
     let cookie_name = state_cookie_name(login, &state_param);
     let clear_state = clear_cookie_header(&login.cookie, &cookie_name);
     let cookies = session
@@ -657,17 +390,20 @@ async fn callback(
     };
     let now = unix_now();
     let ttl = login.cookie.session_ttl;
+    let seal = |purpose: &str, token: &Option<String>| {
+        token
+            .as_deref()
+            .and_then(|t| login.codec.seal(purpose, t.as_bytes()).ok())
+    };
     let record = SessionRecord {
+        tenant: login.tenant.clone(),
+        issuer: login.issuer.clone(),
         sub: tokens.sub.clone(),
         sid: tokens.sid.clone(),
         claims: tokens.claims.clone().into(),
-        access_token: tokens.access_token.clone(),
         access_token_exp: tokens.access_token_exp,
-        refresh_token_enc: tokens
-            .refresh_token
-            .as_deref()
-            .and_then(|rt| login.codec.seal(PURPOSE_REFRESH, rt.as_bytes()).ok()),
-        id_token: tokens.id_token.clone(),
+        refresh_token_enc: seal(PURPOSE_REFRESH, &tokens.refresh_token),
+        id_token_enc: seal(PURPOSE_ID_TOKEN, &tokens.id_token),
         created_at: now,
         expires_at: now + ttl.as_secs(),
         parsed: Default::default(),
@@ -701,11 +437,25 @@ async fn logout(
     sessions: &Sessions,
 ) -> pingora::Result<()> {
     let mut id_token = None;
-    if let (Some(id), Ok(store)) = (session_id(session, login), sessions.store().await) {
-        if let Ok(Some(record)) = store.get(&id).await {
-            id_token = record.id_token.clone();
+    if let (Some(id), Ok(store)) = (
+        crate::sessions::session_id(session, login),
+        sessions.store().await,
+    ) {
+        match store.get(&id).await {
+            Ok(Some(record)) if !record.belongs_to(&login.tenant, &login.issuer) => {}
+            Ok(Some(record)) => {
+                id_token = record
+                    .id_token_enc
+                    .as_deref()
+                    .and_then(|sealed| login.codec.open(PURPOSE_ID_TOKEN, sealed))
+                    .and_then(|t| String::from_utf8(t).ok());
+                let _ = store.delete(&id).await;
+            }
+            // Unreadable or unreachable: delete anyway, logging out must not depend on it.
+            _ => {
+                let _ = store.delete(&id).await;
+            }
         }
-        let _ = store.delete(&id).await;
     }
     let clear = clear_cookie_header(&login.cookie, &login.cookie.name);
     sessions.metrics.record_logout(&login.tenant);
@@ -797,7 +547,11 @@ async fn logout_token_subject(
     login: &TenantLogin,
     token: &str,
 ) -> Option<(Option<String>, Option<String>)> {
-    let claims = match login.verifier.verify(token).await {
+    let claims = match login
+        .verifier
+        .verify_for(token, gatehouse_session::TokenUse::Logout)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(reason = e.reason(), "back-channel logout token refused");

@@ -12,7 +12,9 @@ mod auth;
 mod browser;
 mod ctx;
 mod demo;
+mod gateway_cookies;
 mod import;
+mod login;
 mod maintenance;
 mod metrics;
 mod pools;
@@ -22,6 +24,7 @@ mod reload;
 mod responses;
 mod runtime;
 mod server;
+mod sessions;
 mod tls;
 
 use std::path::PathBuf;

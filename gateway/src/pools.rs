@@ -59,7 +59,7 @@ pub struct Pool {
     /// The targets that were ready after the last discovery or check round, in the balancer's
     /// order: what round robin selects from and what the healthy count reads. Selecting from
     /// this list costs an atomic add; the balancer's own `select` hashes every candidate to
-    /// look its health up (~1 500 instructions a request).
+    /// look its health up.
     ready: ArcSwap<Vec<PingoraAddr>>,
     /// Round robin: the next turn.
     turn: AtomicUsize,

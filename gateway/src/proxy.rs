@@ -21,7 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
-use crate::auth::{bearer_token, ClaimsIdentity};
+use crate::auth::{bearer_token, each_identity_header, ClaimsIdentity};
 use crate::browser::{self, Builtin, SessionOutcome, Sessions};
 use crate::ctx::RequestCtx;
 use crate::metrics::Metrics;
@@ -256,7 +256,6 @@ impl ProxyHttp for Gateway {
             pass_rewrite_headers: tenant.is_some_and(|t| t.pass_rewrite_headers),
             request_id: (id_header, ctx.request_id.clone()),
         };
-        let login = ctx.tenant.and_then(|t| runtime.logins[t].as_ref());
         edit_request_headers(upstream_request, |headers| {
             forward_request(headers, &forwarding);
             if let (Some(claims), Some(tenant)) = (&ctx.claims, tenant) {
@@ -264,11 +263,9 @@ impl ProxyHttp for Gateway {
                     headers.insert(name.clone(), value.clone());
                 });
             }
-            // The session cookie is the gateway's: the upstream gets the identity headers
-            // instead.
-            if let Some(login) = login {
-                browser::remove_own_cookies(headers, login);
-            }
+            // Session and login-state cookies are the gateway's, every tenant's: the upstream
+            // gets the identity headers instead.
+            runtime.gateway_cookies.remove_from(headers);
         });
         Ok(())
     }
@@ -568,7 +565,7 @@ async fn identify(
                     });
                 }
                 SessionOutcome::None => return Err(Denial::Unauthenticated),
-                SessionOutcome::Unavailable => return Err(Denial::AuthUnavailable),
+                SessionOutcome::Unavailable => return Err(Denial::SessionUnavailable),
             },
             None if optional => return Ok(None),
             None => return Err(Denial::Unauthenticated),
@@ -617,29 +614,12 @@ async fn verify(
     };
     histogram.observe(started.elapsed().as_secs_f64());
     if !hit && !opaque {
-        // A signature check is the longest stretch of CPU a request spends here (~13 µs for
-        // RS256). Yielding once after it sends this request's upstream write out with those of
+        // A signature check is the longest stretch of CPU a request spends here. Yielding once after it sends this request's upstream write out with those of
         // the other requests checked in the same scheduler pass, so an idle upstream and client
         // are woken once per batch rather than once per request (`loadtest/README.md`).
         tokio::task::yield_now().await;
     }
     Ok(claims)
-}
-
-/// Calls `set` with each identity header `tenant` sets from the caller's claims (rendered once
-/// per cached claims). A claim that cannot be a header value (control characters) is left out.
-pub fn each_identity_header(
-    claims: &Claims,
-    tenant: &gatehouse_policy::snapshot::TenantPolicy,
-    mut set: impl FnMut(&http::HeaderName, &http::HeaderValue),
-) {
-    let values =
-        claims.identity_header_values(tenant.identity_headers_id, &tenant.identity_headers);
-    for ((name, _), value) in tenant.identity_headers.iter().zip(values.iter()) {
-        if let Some(value) = value {
-            set(name, value);
-        }
-    }
 }
 
 /// Edits a request header's map in place. Pingora's `RequestHeader` keeps a second,

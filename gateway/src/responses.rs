@@ -84,7 +84,7 @@ pub async fn forward_auth_allowed(
         (&ctx.claims, ctx.tenant, ctx.runtime.as_deref())
     {
         edit_response_headers(&mut resp, |headers| {
-            crate::proxy::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
+            crate::auth::each_identity_header(claims, runtime.policy.tenant(t), |name, value| {
                 headers.insert(name.clone(), value.clone());
             });
         });
@@ -144,8 +144,25 @@ pub async fn deny(
         status,
         "request denied"
     );
+    // A person whose session cannot be used right now is told so, and that it is not a logout.
+    let page = denial == Denial::SessionUnavailable && !ctx.forward_auth && wants_html(session);
     ctx.denial = Some(denial);
+    if page {
+        let body = session_unavailable_page(ctx.request_id());
+        return write_body(session, ctx, resp, "text/html; charset=utf-8", body).await;
+    }
     write(session, ctx, resp, status).await
+}
+
+/// Whether the request is a browser navigation (it accepts HTML): one that lacks a session is
+/// sent to log in rather than answered 401, and refusals get a page rather than JSON.
+pub fn wants_html(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
 }
 
 /// Writes a bare error status (proxy failures: 502, 503, 504, ...) with the common headers.
@@ -161,11 +178,21 @@ pub async fn error_status(
 async fn write(
     session: &mut Session,
     ctx: &RequestCtx,
-    mut resp: ResponseHeader,
+    resp: ResponseHeader,
     status: u16,
 ) -> pingora::Result<()> {
     let body = error_body(status, ctx.request_id());
-    resp.insert_header(CONTENT_TYPE, "application/json")?;
+    write_body(session, ctx, resp, "application/json", body).await
+}
+
+async fn write_body(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut resp: ResponseHeader,
+    content_type: &'static str,
+    body: Bytes,
+) -> pingora::Result<()> {
+    resp.insert_header(CONTENT_TYPE, content_type)?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     resp.insert_header(CACHE_CONTROL, "no-store")?;
     apply_common_headers(&mut resp, ctx);
@@ -191,9 +218,24 @@ fn error_body(status: u16, request_id: &str) -> Bytes {
     ))
 }
 
+/// The 503 page for a browser whose session cannot be used right now (store or identity
+/// provider unavailable): the session is kept, trying again later works.
+fn session_unavailable_page(request_id: &str) -> Bytes {
+    Bytes::from(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Temporarily unavailable</title></head><body><h1>Temporarily unavailable</h1><p>Your session cannot be checked right now (the sign-in service is unavailable). You are still signed in: try again in a moment.</p><p><small>Request ID: {request_id}</small></p></body></html>\n"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_unavailable_page_says_it_is_not_a_logout() {
+        let page = String::from_utf8(session_unavailable_page("abc-123").to_vec()).unwrap();
+        assert!(page.contains("Request ID: abc-123"), "{page}");
+        assert!(page.contains("still signed in"), "{page}");
+    }
 
     #[test]
     fn error_body_names_status_and_request_id_only() {

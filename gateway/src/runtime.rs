@@ -11,10 +11,11 @@ use gatehouse_policy::snapshot::{RouteRef, Snapshot};
 use prometheus::IntCounter;
 
 use crate::auth::Provider;
-use crate::browser::TenantLogin;
+use crate::gateway_cookies::GatewayCookies;
+use crate::login::TenantLogin;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
-use crate::tls::CertStore;
+use crate::tls::{CertStore, CurrentCertificates};
 
 /// Everything a request needs, compiled from one config.
 pub struct Runtime {
@@ -30,6 +31,8 @@ pub struct Runtime {
     pub providers: HashMap<String, Arc<Provider>>,
     /// Browser login settings per tenant (tenants with `login`), indexed like the tenants.
     pub logins: Vec<Option<TenantLogin>>,
+    /// Every tenant's gateway cookies, removed from every proxied request.
+    pub gateway_cookies: GatewayCookies,
     /// Pre-resolved metric handles, indexed like the tenants.
     pub tenant_metrics: Vec<TenantMetrics>,
     /// Metrics of requests that matched no tenant.
@@ -118,6 +121,7 @@ impl Runtime {
                 (Some(login), Some(provider)) => Some(
                     TenantLogin::new(
                         &tenant.name,
+                        &provider.definition.issuer,
                         &tenant.cookie,
                         login,
                         Arc::clone(&provider.oidc),
@@ -132,6 +136,7 @@ impl Runtime {
         metrics.init_series(&config);
         Ok(Runtime {
             logins,
+            gateway_cookies: GatewayCookies::from_config(&config),
             unknown_host_metrics: metrics.route("-", "-"),
             tenant_metrics,
             config,
@@ -167,5 +172,15 @@ impl Runtime {
     /// Every pool, once.
     pub fn all_pools(&self) -> impl Iterator<Item = &Arc<Pool>> {
         self.pools.iter().flatten()
+    }
+}
+
+impl CurrentCertificates for SharedRuntime {
+    fn install(
+        &self,
+        server_name: Option<&str>,
+        ssl: &mut pingora::protocols::tls::TlsRef,
+    ) -> Result<bool, pingora::tls::error::ErrorStack> {
+        self.load().certs.install(server_name, ssl)
     }
 }

@@ -91,9 +91,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     );
     proxy.add_tcp(&config.listen);
     if let Some(tls_listen) = &config.tls_listen {
-        let callbacks = Box::new(SniCertificates {
-            runtime: Arc::clone(&runtime),
-        });
+        let callbacks = Box::new(SniCertificates(Arc::clone(&runtime)));
         let mut settings = match TlsSettings::with_callbacks(callbacks) {
             Ok(s) => s,
             Err(e) => {
@@ -164,8 +162,8 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
 /// timer wheel instead of Pingora's fast timer. Every request arms three timeouts that almost
 /// never fire (the downstream keep-alive read, the upstream response read, the pooled upstream
 /// connection's idle watch). A fast timer costs a lookup in a tree of deadlines, a boxed future
-/// and a `Notify` waiter to add and remove; a Tokio one costs a slot in the wheel. Measured on
-/// the JWT route (one worker): ~0.7 µs less CPU per request (loadtest/README.md, session 4).
+/// and a `Notify` waiter to add and remove; a Tokio one costs a slot in the wheel (the
+/// measurement is in loadtest/README.md).
 const FAST_TIMERS_UP_TO_SECONDS: u64 = 0;
 
 fn server_conf(config: &Config) -> ServerConf {

@@ -8,12 +8,11 @@ use gatehouse_config::Config;
 use gatehouse_policy::host::HostTable;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
+use pingora::tls::error::ErrorStack;
 use pingora::tls::ext;
 use pingora::tls::pkey::{PKey, Private};
 use pingora::tls::ssl::NameType;
 use pingora::tls::x509::X509;
-
-use crate::runtime::SharedRuntime;
 
 /// A certificate chain and its key.
 pub struct CertKey {
@@ -93,34 +92,42 @@ impl CertStore {
             .and_then(|name| self.by_host.as_ref().and_then(|t| t.lookup(name)))
             .or(self.default.as_ref())
     }
+
+    /// Installs the certificate for `server_name` (the tenant's, else the default) on a
+    /// handshake. `Ok(false)` when there is none.
+    pub fn install(&self, server_name: Option<&str>, ssl: &mut TlsRef) -> Result<bool, ErrorStack> {
+        let Some(cert) = self.find(server_name) else {
+            return Ok(false);
+        };
+        ext::ssl_use_certificate(ssl, &cert.leaf)?;
+        ext::ssl_use_private_key(ssl, &cert.key)?;
+        for c in &cert.chain {
+            ext::ssl_add_chain_cert(ssl, c)?;
+        }
+        Ok(true)
+    }
+}
+
+/// The certificates in force; a reload replaces them, so each handshake asks again.
+pub trait CurrentCertificates: Send + Sync {
+    /// Installs the certificate for `server_name`; `Ok(false)` when there is none.
+    fn install(&self, server_name: Option<&str>, ssl: &mut TlsRef) -> Result<bool, ErrorStack>;
 }
 
 /// The `TlsAccept` callbacks: picks the certificate for the client's SNI name.
-pub struct SniCertificates {
-    pub runtime: SharedRuntime,
-}
+pub struct SniCertificates<C>(pub C);
 
 #[async_trait]
-impl TlsAccept for SniCertificates {
+impl<C: CurrentCertificates> TlsAccept for SniCertificates<C> {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
-        let runtime = self.runtime.load();
         let name = ssl.servername(NameType::HOST_NAME).map(str::to_owned);
-        let Some(cert) = runtime.certs.find(name.as_deref()) else {
-            tracing::warn!(
+        match self.0.install(name.as_deref(), ssl) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
                 sni = name.as_deref().unwrap_or("-"),
                 "no certificate for this TLS handshake"
-            );
-            return;
-        };
-        let result = ext::ssl_use_certificate(ssl, &cert.leaf)
-            .and_then(|_| ext::ssl_use_private_key(ssl, &cert.key))
-            .and_then(|_| {
-                cert.chain
-                    .iter()
-                    .try_for_each(|c| ext::ssl_add_chain_cert(ssl, c))
-            });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "failed to install the TLS certificate");
+            ),
+            Err(e) => tracing::warn!(error = %e, "failed to install the TLS certificate"),
         }
     }
 }

@@ -20,6 +20,7 @@ admin-listen: 127.0.0.1:{admin}
 identity-providers:
   - name: keycloak
     issuer: {issuer}
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
     audiences: [gatehouse]
@@ -582,6 +583,7 @@ admin-listen: 127.0.0.1:{admin}
 identity-providers:
   - name: keycloak
     issuer: {issuer}
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
     audiences: [gatehouse]

@@ -54,6 +54,7 @@ session-store:
 identity-providers:
   - name: keycloak
     issuer: http://127.0.0.1:{idp_port}/realms/demo
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
 tenants:

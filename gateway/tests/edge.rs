@@ -26,6 +26,7 @@ trusted-proxies: [127.0.0.1/32]
 identity-providers:
   - name: keycloak
     issuer: {issuer}
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
 tenants:

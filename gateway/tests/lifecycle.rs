@@ -155,6 +155,7 @@ identity-providers:
   - name: unreachable
     issuer: {dead_issuer}
     client-id: gatehouse
+    allow-insecure-http: true
 tenants:
   - name: good
     hosts: [good.localhost]

@@ -32,6 +32,7 @@ threads: 2
 identity-providers:
   - name: keycloak
     issuer: {issuer}
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
     audiences: [gatehouse]

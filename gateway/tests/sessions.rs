@@ -28,6 +28,7 @@ session-store:
 identity-providers:
   - name: keycloak
     issuer: http://127.0.0.1:{idp_port}/realms/demo
+    allow-insecure-http: true
     client-id: gatehouse
     client-secret: gatehouse-secret
     audiences: [gatehouse]
@@ -188,9 +189,25 @@ fn login_state_is_bound_to_the_browser_single_use_and_the_session_id_is_new() {
     )
     .unwrap();
     assert_eq!(replay.status, 403, "a used state is spent");
-    // A forged state parameter: 403.
-    let forged = browser.get("/oauth/callback?code=abc&state=forged");
-    assert_eq!(forged.status, 403);
+    // A forged state parameter: 400 unless shaped like a real one (43 base64url characters:
+    // only then may it name a login-state cookie), and a well-shaped one that is not this
+    // browser's is 403.
+    for bad in [
+        "forged",
+        "",
+        &"A".repeat(42),
+        &"A".repeat(44),
+        &format!("{}%2F", "A".repeat(42)),
+        &format!("{}.", "A".repeat(42)),
+    ] {
+        let forged = browser.get(&format!("/oauth/callback?code=abc&state={bad}"));
+        assert_eq!(forged.status, 400, "state {bad:?}: {forged:?}");
+    }
+    let forged = browser.get(&format!(
+        "/oauth/callback?code=abc&state={}",
+        "A-_z".repeat(10) + "xyz"
+    ));
+    assert_eq!(forged.status, 403, "{forged:?}");
 }
 
 #[test]

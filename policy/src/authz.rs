@@ -8,7 +8,8 @@
 //!   identity provider's own client-id (the [`Identity`] implementation resolves both).
 //! - `groups`: likewise, at least one (or, with `require-all`, every one).
 //! - when both lists are given, both conditions must hold (a role AND a group requirement);
-//! - `match-claims`: every listed claim must match its regex; an array claim matches when any
+//! - `match-claims`: every listed claim must match its regex, as a whole (the pattern is
+//!   anchored at both ends; `.*x.*` matches a substring); an array claim matches when any
 //!   element does; a missing claim never matches.
 
 use std::fmt;
@@ -67,7 +68,8 @@ pub struct Requirements {
 
 impl Requirements {
     /// Compiles the route's keys; `match_claims` patterns must be valid regexes (config
-    /// validation has already checked them; an invalid one is reported here too).
+    /// validation has already checked them; an invalid one is reported here too) and each is
+    /// anchored to match the whole claim value ([`gatehouse_config::anchored_pattern`]).
     pub fn new(
         roles: &[String],
         groups: &[String],
@@ -76,7 +78,10 @@ impl Requirements {
     ) -> Result<Requirements, regex::Error> {
         let claims = match_claims
             .iter()
-            .map(|(path, pattern)| Regex::new(pattern).map(|re| (path.clone(), re)))
+            .map(|(path, pattern)| {
+                Regex::new(&gatehouse_config::anchored_pattern(pattern))
+                    .map(|re| (path.clone(), re))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Requirements {
             roles: roles.to_vec(),
@@ -280,5 +285,31 @@ mod tests {
             Err(Forbidden::ClaimMismatch)
         );
         assert!(Requirements::new(&[], &[], false, &[("x".into(), "(".into())]).is_err());
+    }
+
+    #[test]
+    fn claim_patterns_match_the_whole_value() {
+        let a = alice();
+        let check = |pattern: &str| req(&[], &[], false, &[("email", pattern)]).check(&a);
+        for whole in [
+            ".*@example\\.com",
+            "^.*@example\\.com$",
+            "alice@example\\.com",
+            "bob|alice@example\\.com",
+            ".*example.*",
+        ] {
+            assert_eq!(check(whole), Ok(()), "{whole}");
+        }
+        for part in [
+            "@example\\.com",
+            "alice",
+            "example",
+            "^alice",
+            "com$",
+            "alice@example\\.co",
+            "bob|alice",
+        ] {
+            assert_eq!(check(part), Err(Forbidden::ClaimMismatch), "{part}");
+        }
     }
 }

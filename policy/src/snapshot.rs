@@ -356,9 +356,13 @@ pub enum Denial {
     },
     /// No target of the route's upstream passes health checks: 503.
     NoHealthyUpstream,
-    /// The token could not be checked (the introspection endpoint is unreachable), or the
-    /// session store is unavailable and the tenant fails closed: 503.
+    /// The token could not be checked (the introspection endpoint is unreachable): 503.
     AuthUnavailable,
+    /// The request's browser session cannot be used right now: the session store is
+    /// unavailable and the tenant fails closed, or the session's access token expired and the
+    /// identity provider cannot refresh it (timeout, 5xx, unreachable, or a refresh elsewhere
+    /// did not finish in time). Not a logout: 503 (an HTML page for a browser navigation).
+    SessionUnavailable,
     /// A browser navigation without a session on a tenant with `login`: 302 to `location`
     /// (`/oauth/login?rd=...`).
     LoginRequired {
@@ -387,7 +391,7 @@ impl Denial {
             Denial::LoginRequired { .. } => 302,
             Denial::NoHealthyUpstream => 503,
             Denial::CorsRefused => 403,
-            Denial::AuthUnavailable => 503,
+            Denial::AuthUnavailable | Denial::SessionUnavailable => 503,
         }
     }
 
@@ -409,6 +413,7 @@ impl Denial {
             Denial::NoHealthyUpstream => "no_healthy_upstream",
             Denial::CorsRefused => "cors_refused",
             Denial::AuthUnavailable => "introspection_unavailable",
+            Denial::SessionUnavailable => "session_unavailable",
         }
     }
 
@@ -469,6 +474,7 @@ mod tests {
             ),
             (Denial::CorsRefused, 403),
             (Denial::AuthUnavailable, 503),
+            (Denial::SessionUnavailable, 503),
         ];
         for (denial, status) in table {
             assert_eq!(denial.status(), status, "{denial:?}");

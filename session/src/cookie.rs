@@ -2,9 +2,11 @@
 //! `Set-Cookie` / `Cookie` header helpers.
 //!
 //! A sealed value is `base64url(nonce[12] || ciphertext || tag[16])` (no padding), encrypted
-//! with AES-256-GCM under the first configured key. The cookie's *purpose* (`"session"`,
-//! `"login-state"`, ...) is bound as associated data, so a value sealed for one purpose never
-//! opens as another: a pre-login state cookie cannot be replayed as a session cookie.
+//! with AES-256-GCM under the first configured key. The associated data binds the value to
+//! its *scope* (the tenant's name and its session cookie's name, see [`CookieCodec::scoped`])
+//! and its *purpose* (`"session"`, `"login-state"`, ...): a value sealed for one purpose never
+//! opens as another (a pre-login state cookie cannot be replayed as a session cookie), and a
+//! value sealed for one tenant never opens for another, even when two tenants share a key.
 //!
 //! Key rotation: `cookie.encryption-key` lists keys newest first. [`CookieCodec::seal`] always
 //! uses the first; [`CookieCodec::open`] tries each in order. There is no key id in the value
@@ -31,8 +33,9 @@ pub const MAX_SEALED_LEN: usize = 8 * 1024;
 const TAG_LEN: usize = 16;
 
 /// Prefix of the associated data; a future value format changes it, so old and new values
-/// never open as each other.
-const AAD_PREFIX: &[u8] = b"gatehouse-cookie-v1:";
+/// never open as each other (v1 bound only the purpose: its cookies no longer open, and their
+/// users log in again).
+const AAD_PREFIX: &[u8] = b"gatehouse-cookie-v2:";
 
 /// Why a [`CookieCodec`] could not be built or could not seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,8 @@ impl std::error::Error for CookieError {}
 pub struct CookieCodec {
     /// Newest first; the first seals, all open.
     keys: Vec<LessSafeKey>,
+    /// The associated data before the purpose: [`AAD_PREFIX`] and the length-prefixed scope.
+    scope: Vec<u8>,
 }
 
 impl std::fmt::Debug for CookieCodec {
@@ -89,7 +94,19 @@ impl CookieCodec {
                     .map_err(|_| CookieError::Crypto)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CookieCodec { keys })
+        Ok(CookieCodec {
+            keys,
+            scope: scope_aad("", ""),
+        })
+    }
+
+    /// Binds every value this codec seals or opens to one tenant and its session cookie's
+    /// name: a value sealed under another scope (another tenant, or the same tenant with
+    /// another cookie name) never opens, whatever the keys. [`new`](Self::new) gives the empty
+    /// scope.
+    pub fn scoped(mut self, tenant: &str, cookie_name: &str) -> CookieCodec {
+        self.scope = scope_aad(tenant, cookie_name);
+        self
     }
 
     /// Number of keys (the first seals, all open).
@@ -113,7 +130,7 @@ impl CookieCodec {
         let mut body = buf.split_off(NONCE_LEN);
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad(purpose)),
+            Aad::from(self.aad(purpose)),
             &mut body,
         )
         .map_err(|_| CookieError::Crypto)?;
@@ -134,7 +151,7 @@ impl CookieCodec {
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let aad = aad(purpose);
+        let aad = self.aad(purpose);
         for key in &self.keys {
             let mut in_out = sealed.to_vec();
             if let Ok(plain) = key.open_in_place(
@@ -151,10 +168,25 @@ impl CookieCodec {
     }
 }
 
-fn aad(purpose: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + purpose.len());
+impl CookieCodec {
+    fn aad(&self, purpose: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(self.scope.len() + purpose.len());
+        aad.extend_from_slice(&self.scope);
+        aad.extend_from_slice(purpose.as_bytes());
+        aad
+    }
+}
+
+/// `AAD_PREFIX || len(tenant) || tenant || len(cookie) || cookie` (lengths as 4 bytes, big
+/// endian), so no two different scopes give the same bytes whatever their characters.
+fn scope_aad(tenant: &str, cookie_name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 8 + tenant.len() + cookie_name.len());
     aad.extend_from_slice(AAD_PREFIX);
-    aad.extend_from_slice(purpose.as_bytes());
+    for part in [tenant, cookie_name] {
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        aad.extend_from_slice(&len.to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
     aad
 }
 
@@ -330,5 +362,28 @@ mod tests {
         assert_eq!(CookieCodec::new(&[]).err(), Some(CookieError::NoKeys));
         let codec = CookieCodec::new(&[CookieKey::new([1; 32])]).expect("codec");
         assert_eq!(format!("{codec:?}"), "CookieCodec { keys: 1 }");
+    }
+
+    #[test]
+    fn a_value_opens_only_in_its_own_scope() {
+        let keys = [CookieKey::new([5; 32])];
+        let a = CookieCodec::new(&keys)
+            .unwrap()
+            .scoped("a", "gatehouse_session");
+        let sealed = a.seal("session", b"id").unwrap();
+        assert_eq!(a.open("session", &sealed).as_deref(), Some(&b"id"[..]));
+        for (tenant, cookie) in [
+            ("b", "gatehouse_session"),
+            ("a", "other_session"),
+            ("", ""),
+            // Moving bytes between the parts gives another scope.
+            ("ag", "atehouse_session"),
+        ] {
+            let other = CookieCodec::new(&keys).unwrap().scoped(tenant, cookie);
+            assert_eq!(other.open("session", &sealed), None, "{tenant}/{cookie}");
+        }
+        let unscoped = CookieCodec::new(&keys).unwrap();
+        assert_eq!(unscoped.open("session", &sealed), None);
+        assert_ne!(scope_aad("ab", "c"), scope_aad("a", "bc"));
     }
 }

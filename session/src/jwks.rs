@@ -7,7 +7,6 @@
 //! cost from every cache miss to every JWKS fetch (the `tokens` bench shows both side by side).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
@@ -15,11 +14,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-/// Largest discovery document, JWKS or introspection response accepted over HTTP (1 MiB).
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
-
-/// Timeout of every discovery / JWKS / introspection request (connect + response).
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::http::{fetchable_url, get_limited};
 
 /// The algorithms a token may be signed with when the config allows them. `none` and the HMAC
 /// algorithms are never here: a public JWKS must not double as a shared secret.
@@ -67,6 +62,9 @@ pub fn algorithm_name(alg: Algorithm) -> &'static str {
 /// One usable verification key: its `kid` and a parsed public key per algorithm it may verify.
 struct VerifyKey {
     kid: Option<String>,
+    /// Names this key (its `kid` and key material) across key sets, so tokens it verified can
+    /// be found when it leaves the JWKS; never 0.
+    fingerprint: u64,
     by_alg: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
@@ -147,20 +145,34 @@ impl KeySet {
         self.keys.iter().filter_map(|k| k.kid.as_deref())
     }
 
+    /// Whether a key with this fingerprint (see [`select`](Self::select)) is in the set.
+    pub(crate) fn has_fingerprint(&self, fingerprint: u64) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+    }
+
+    /// The fingerprints of this set's keys that `next` does not have.
+    pub(crate) fn gone_in(&self, next: &KeySet) -> Vec<u64> {
+        self.keys
+            .iter()
+            .map(|k| k.fingerprint)
+            .filter(|f| !next.has_fingerprint(*f))
+            .collect()
+    }
+
     /// Picks the key for a token: by `kid`; without a `kid`, the only key that can verify
-    /// `alg` (if exactly one).
+    /// `alg` (if exactly one). Returns it with the key's fingerprint.
     pub(crate) fn select(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<&ParsedPublicKey, KeyMiss> {
+    ) -> Result<(&ParsedPublicKey, u64), KeyMiss> {
         match kid {
             Some(kid) => {
                 let mut seen = false;
                 for key in self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)) {
                     seen = true;
                     if let Some(parsed) = key.for_alg(alg) {
-                        return Ok(parsed);
+                        return Ok((parsed, key.fingerprint));
                     }
                 }
                 Err(if seen {
@@ -170,7 +182,10 @@ impl KeySet {
                 })
             }
             None => {
-                let mut fitting = self.keys.iter().filter_map(|k| k.for_alg(alg));
+                let mut fitting = self
+                    .keys
+                    .iter()
+                    .filter_map(|k| k.for_alg(alg).map(|p| (p, k.fingerprint)));
                 match (fitting.next(), fitting.next()) {
                     (Some(only), None) => Ok(only),
                     _ => Err(KeyMiss::UnknownKid),
@@ -232,12 +247,28 @@ fn build_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {
     }
     Some(VerifyKey {
         kid: jwk.common.key_id.clone(),
+        fingerprint: fingerprint(jwk),
         by_alg,
     })
 }
 
+/// A hash of a JWK's `kid` and key material: the same key in two fetches has the same
+/// fingerprint, a key replaced under the same `kid` a different one.
+fn fingerprint(jwk: &Jwk) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new();
+    h.write(jwk.common.key_id.as_deref().unwrap_or("").as_bytes());
+    h.write_u8(0);
+    h.write(
+        serde_json::to_string(&jwk.algorithm)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.finish().max(1)
+}
+
 fn b64url(s: &str) -> Option<Vec<u8>> {
-    crate::verifier::B64URL.decode(s).ok()
+    crate::encoding::B64URL.decode(s).ok()
 }
 
 fn parse_public_key(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPublicKey> {
@@ -308,6 +339,8 @@ pub enum JwksSource {
         discovery_url: String,
         /// The issuer the document must name exactly.
         issuer: String,
+        /// `allow-insecure-http`: the document and the endpoints it names may be plain http.
+        allow_insecure_http: bool,
     },
 }
 
@@ -319,6 +352,7 @@ impl JwksSource {
             None => JwksSource::Discovery {
                 discovery_url: provider.discovery_url.clone(),
                 issuer: provider.issuer.clone(),
+                allow_insecure_http: provider.allow_insecure_http,
             },
         }
     }
@@ -348,15 +382,19 @@ impl JwksSource {
     /// Runs OIDC discovery and returns what gatehouse keeps of the document: the `jwks_uri`
     /// and, when present, the `introspection_endpoint` (an error for a file source, when the
     /// document's `issuer` differs from the configured one, or when it has no usable
-    /// `jwks_uri`).
+    /// `jwks_uri`). Without `allow-insecure-http` the discovery URL and the `jwks_uri` must be
+    /// https (else an error) and a plain-http `introspection_endpoint` is ignored.
     pub async fn discover_document(&self, client: &reqwest::Client) -> Result<Discovery, String> {
         let JwksSource::Discovery {
             discovery_url,
             issuer,
+            allow_insecure_http,
         } = self
         else {
             return Err("a jwks-file source has no discovery".to_string());
         };
+        let allow_http = *allow_insecure_http;
+        fetchable_url(discovery_url, allow_http)?;
         let bytes = get_limited(client, discovery_url).await?;
         let doc: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("discovery document {discovery_url} is not JSON: {e}"))?;
@@ -376,8 +414,15 @@ impl JwksSource {
         if !is_http_url(jwks_uri) {
             return Err(format!("jwks_uri {jwks_uri:?} is not an http(s) URL"));
         }
+        fetchable_url(jwks_uri, allow_http)?;
         let introspection_endpoint = match doc.get("introspection_endpoint") {
-            Some(Value::String(url)) if is_http_url(url) => Some(url.clone()),
+            Some(Value::String(url)) if is_http_url(url) => match fetchable_url(url, allow_http) {
+                Ok(()) => Some(url.clone()),
+                Err(error) => {
+                    tracing::warn!(%discovery_url, %error, "ignoring the introspection_endpoint");
+                    None
+                }
+            },
             None | Some(Value::Null) => None,
             Some(other) => {
                 tracing::warn!(%discovery_url, endpoint = %other, "ignoring an introspection_endpoint that is not an http(s) URL");
@@ -402,52 +447,6 @@ pub struct Discovery {
 
 fn is_http_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
-}
-
-/// GETs `url` and returns its body, refusing non-2xx statuses and bodies over
-/// [`MAX_DOCUMENT_BYTES`].
-pub async fn get_limited(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let response = client
-        .get(url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    read_limited(response, "GET", url).await
-}
-
-/// The body of a response, refusing non-2xx statuses and bodies over [`MAX_DOCUMENT_BYTES`];
-/// errors name `method` and `url`.
-pub(crate) async fn read_limited(
-    mut response: reqwest::Response,
-    method: &str,
-    url: &str,
-) -> Result<Vec<u8>, String> {
-    if !response.status().is_success() {
-        return Err(format!("{method} {url}: status {}", response.status()));
-    }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(format!(
-            "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
-        ));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("{method} {url}: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!(
-                "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[cfg(test)]
@@ -489,6 +488,53 @@ mod tests {
             set.select(None, Algorithm::RS256).err(),
             Some(KeyMiss::UnknownKid)
         );
+    }
+
+    #[test]
+    fn only_https_unless_insecure_http_is_allowed() {
+        assert!(fetchable_url("https://idp/x", false).is_ok());
+        assert!(fetchable_url("HTTPS://idp/x", false).is_ok());
+        assert!(fetchable_url("http://idp/x", false).is_err());
+        assert!(fetchable_url("http://idp/x", true).is_ok());
+        assert!(fetchable_url("ftp://idp/x", true).is_err());
+        assert!(fetchable_url("idp/x", true).is_err());
+    }
+
+    #[test]
+    fn fingerprints_follow_the_key_material_not_just_the_kid() {
+        // Two P-256 points: the curve's generator G and 2G.
+        let g = (
+            "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY",
+            "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+        );
+        let g2 = (
+            "fPJ7GI0DT36KUjgDBLUaw8CJaeJ38hs1pgtI_EdmmXg",
+            "B3dVENuO0EApPZrGn3Qw27p9reY86YIpngS3nSJ4c9E",
+        );
+        let set = |keys: &[(&str, (&str, &str))]| {
+            let body: Vec<String> = keys
+                .iter()
+                .map(|(kid, (x, y))| {
+                    format!(r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"{x}","y":"{y}"}}"#)
+                })
+                .collect();
+            KeySet::from_jwks_json(
+                format!(r#"{{"keys":[{}]}}"#, body.join(",")).as_bytes(),
+                &[Algorithm::ES256],
+            )
+            .expect("JWKS parses")
+        };
+        let a = set(&[("k1", g), ("k2", g2)]);
+        assert_eq!(a.len(), 2);
+        let (_, f1) = a.select(Some("k1"), Algorithm::ES256).expect("k1");
+        let (_, f2) = a.select(Some("k2"), Algorithm::ES256).expect("k2");
+        assert_ne!(f1, f2);
+        assert!(f1 != 0 && f2 != 0);
+        assert_eq!(a.gone_in(&set(&[("k1", g), ("k2", g2)])), Vec::<u64>::new());
+        assert_eq!(a.gone_in(&set(&[("k2", g2)])), vec![f1]);
+        // The same kid with other key material is another key.
+        assert_eq!(a.gone_in(&set(&[("k1", g2), ("k2", g2)])), vec![f1]);
+        assert_eq!(a.gone_in(&set(&[])).len(), 2);
     }
 
     #[test]

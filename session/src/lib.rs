@@ -11,6 +11,8 @@
 mod cache;
 pub mod claims;
 pub mod cookie;
+mod encoding;
+pub mod http;
 pub mod jwks;
 pub mod memo;
 pub mod oidc;
@@ -25,6 +27,6 @@ pub use store::{
     CachedStore, LockGuard, MemoryStore, RedisStore, SessionRecord, SessionStore, StoreError,
 };
 pub use verifier::{
-    looks_like_jwt, TokenError, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS, MAX_TOKEN_BYTES,
-    REFUSED_CACHE_SECS,
+    looks_like_jwt, TokenError, TokenUse, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS,
+    MAX_TOKEN_BYTES, REFUSED_CACHE_SECS,
 };

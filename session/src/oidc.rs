@@ -8,8 +8,9 @@
 //! with the provider's keys (the same cached JWKS, single-flight unknown-`kid` refetch and
 //! algorithm allowlist as bearer tokens), `iss`, `exp`/`nbf`/`iat` with leeway, `auth_time`
 //! against `max-token-age`, and `aud` against the provider's `audiences`. Its keys are private
-//! to it and `verifier.rs` gains no ID-token mode, so this module calls
-//! [`TokenVerifier::verify`] and then adds the ID-token rules on the verified payload:
+//! to it, so this module calls [`TokenVerifier::verify_for`] with [`TokenUse::Id`] (which
+//! never caches the ID token, so it cannot later pass as a bearer credential) and then adds
+//! the ID-token rules on the verified payload:
 //! `aud` contains the `client-id`, `azp` (when present, or required when there are several
 //! audiences) equals the `client-id`, `sub` is a non-empty string, and `nonce` equals the
 //! login's (constant-time). Consequence: **the provider's `audiences` must include its
@@ -38,8 +39,8 @@ use serde_json::{Map, Value};
 
 use crate::claims::{numeric_date, Claims};
 use crate::cookie::random_token;
-use crate::jwks::{get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
-use crate::verifier::{looks_like_jwt, TokenVerifier};
+use crate::http::{fetchable_url, get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
+use crate::verifier::{looks_like_jwt, TokenUse, TokenVerifier};
 
 /// How long a started login may take, from [`OidcClient::begin`] to the callback (10 minutes);
 /// also a sensible `Max-Age` for the pre-login cookie.
@@ -132,8 +133,9 @@ pub struct Endpoints {
 }
 
 /// What a started login must remember until its callback; sealed into the pre-login cookie
-/// (purpose `"login-state"`) by the gateway.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// (purpose `"login-state"`) by the gateway. `Debug` shows neither the state, the nonce nor
+/// the PKCE verifier.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 pub struct LoginState {
     /// The OAuth `state` sent to the IdP (32 random bytes, base64url); the callback's `state`
     /// must equal it ([`LoginState::state_matches`]).
@@ -147,6 +149,18 @@ pub struct LoginState {
     pub return_to: String,
     /// Seconds since the Unix epoch after which the login is refused.
     pub expires_at: u64,
+}
+
+impl std::fmt::Debug for LoginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginState")
+            .field("state", &"<redacted>")
+            .field("nonce", &"<redacted>")
+            .field("code_verifier", &"<redacted>")
+            .field("return_to", &self.return_to)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl LoginState {
@@ -237,6 +251,8 @@ pub struct OidcClient {
     client_secret: Option<Secret>,
     auth_method: TokenEndpointAuthMethod,
     scope: String,
+    /// `allow-insecure-http`: discovery and the endpoints it names may be plain http.
+    allow_insecure_http: bool,
     verifier: Arc<TokenVerifier>,
     http: reqwest::Client,
     endpoints: ArcSwapOption<Endpoints>,
@@ -307,6 +323,7 @@ impl OidcClient {
             client_secret: provider.client_secret.clone(),
             auth_method: provider.token_endpoint_auth_method,
             scope: scopes.join(" "),
+            allow_insecure_http: provider.allow_insecure_http,
             verifier,
             http,
             endpoints: ArcSwapOption::empty(),
@@ -347,6 +364,7 @@ impl OidcClient {
 
     async fn discover(&self) -> Result<Endpoints, String> {
         let url = &self.discovery_url;
+        fetchable_url(url, self.allow_insecure_http)?;
         let bytes = get_limited(&self.http, url).await?;
         let doc: Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("discovery document {url} is not JSON: {e}"))?;
@@ -360,16 +378,26 @@ impl OidcClient {
             }
             None => return Err(format!("discovery document {url} has no issuer")),
         }
+        // Every endpoint named here is either fetched by the gateway (token: it returns the
+        // tokens a session is built on) or sent to the browser; none may be plain http unless
+        // the provider allows it.
+        let endpoint = |name: &str| -> Result<Option<String>, String> {
+            let found = http_url(&doc, name)?;
+            if let Some(u) = &found {
+                fetchable_url(u, self.allow_insecure_http).map_err(|e| format!("{name}: {e}"))?;
+            }
+            Ok(found)
+        };
         let required = |name: &str| -> Result<String, String> {
-            http_url(&doc, name)?.ok_or_else(|| format!("discovery document {url} has no {name}"))
+            endpoint(name)?.ok_or_else(|| format!("discovery document {url} has no {name}"))
         };
         Ok(Endpoints {
             issuer: self.issuer.clone(),
             authorization_endpoint: required("authorization_endpoint")?,
             token_endpoint: required("token_endpoint")?,
-            end_session_endpoint: http_url(&doc, "end_session_endpoint")?,
-            userinfo_endpoint: http_url(&doc, "userinfo_endpoint")?,
-            jwks_uri: http_url(&doc, "jwks_uri")?,
+            end_session_endpoint: endpoint("end_session_endpoint")?,
+            userinfo_endpoint: endpoint("userinfo_endpoint")?,
+            jwks_uri: endpoint("jwks_uri")?,
         })
     }
 
@@ -572,7 +600,7 @@ impl OidcClient {
     ) -> Result<Arc<Claims>, OidcError> {
         let claims = self
             .verifier
-            .verify(id_token)
+            .verify_for(id_token, TokenUse::Id)
             .await
             .map_err(|e| OidcError::InvalidIdToken(e.reason()))?;
         let payload = claims.raw();
@@ -736,6 +764,22 @@ mod tests {
         assert!(!state.state_matches(""));
         assert!(!state.is_expired(99));
         assert!(state.is_expired(100));
+    }
+
+    #[test]
+    fn login_state_debug_hides_its_secrets() {
+        let state = LoginState {
+            state: "the-state-value".into(),
+            nonce: "the-nonce-value".into(),
+            code_verifier: "the-pkce-verifier".into(),
+            return_to: "/app".into(),
+            expires_at: 100,
+        };
+        let text = format!("{state:?}");
+        for secret in ["the-state-value", "the-nonce-value", "the-pkce-verifier"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("/app") && text.contains("100"), "{text}");
     }
 
     #[test]

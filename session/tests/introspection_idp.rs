@@ -35,6 +35,9 @@ fn provider(issuer: &str, method: TokenEndpointAuthMethod) -> IdentityProvider {
         introspection: true,
         introspection_url: None,
         introspection_cache_ttl: Duration::from_secs(30),
+        authorized_parties: None,
+        allow_insecure_http: true,
+        token_cache_size: gatehouse_config::DEFAULT_TOKEN_CACHE_SIZE,
     }
 }
 

@@ -12,13 +12,14 @@ use serde_json::json;
 
 fn record(sub: &str, expires_at: u64) -> SessionRecord {
     SessionRecord {
+        tenant: "demo".into(),
+        issuer: "https://idp.example/realms/demo".into(),
         sub: sub.to_string(),
         sid: Some(format!("sid-{sub}")),
         claims: json!({"sub": sub}).into(),
-        access_token: "at".into(),
         access_token_exp: expires_at,
         refresh_token_enc: None,
-        id_token: None,
+        id_token_enc: None,
         created_at: 1_700_000_000,
         expires_at,
         parsed: Default::default(),
@@ -65,6 +66,15 @@ impl SessionStore for Shared {
     async fn put(&self, id: &str, r: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
         self.0.check()?;
         self.0.inner.put(id, r, ttl).await
+    }
+    async fn replace(
+        &self,
+        id: &str,
+        r: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.0.check()?;
+        self.0.inner.replace(id, r, ttl).await
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.0.check()?;
@@ -261,4 +271,25 @@ async fn with_the_local_cache_off_every_get_reads_the_store_but_an_unchanged_rec
         "fail-closed"
     );
     assert_eq!(flaky.gets.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn replace_caches_a_written_record_and_evicts_a_session_deleted_meanwhile() {
+    let (flaky, store) = cached(HOUR, false);
+    let mut refreshed = record("alice", FAR);
+    refreshed.access_token_exp = FAR - 1;
+    assert_eq!(store.replace("a", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("a").await, Ok(None));
+
+    store.put("a", &record("alice", FAR), HOUR).await.unwrap();
+    assert_eq!(store.replace("a", &refreshed, HOUR).await, Ok(true));
+    let gets = flaky.gets.load(Ordering::SeqCst);
+    assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&refreshed));
+    assert_eq!(flaky.gets.load(Ordering::SeqCst), gets, "cached as written");
+
+    // Deleted behind this cache (another replica's logout): the write-back finds nothing and
+    // the local copy is dropped too, so it is not served for local-cache-ttl either.
+    flaky.inner.delete("a").await.unwrap();
+    assert_eq!(store.replace("a", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("a").await, Ok(None));
 }

@@ -9,13 +9,14 @@ use serde_json::json;
 
 fn record(sub: &str, sid: Option<&str>) -> SessionRecord {
     SessionRecord {
+        tenant: "demo".into(),
+        issuer: "https://idp.example/realms/demo".into(),
         sub: sub.to_string(),
         sid: sid.map(str::to_string),
         claims: json!({"sub": sub, "realm_access": {"roles": ["user"]}}).into(),
-        access_token: format!("at-{sub}"),
         access_token_exp: 4_000_000_000,
         refresh_token_enc: Some("v1.enc".to_string()),
-        id_token: None,
+        id_token_enc: None,
         created_at: 1_700_000_000,
         expires_at: 4_000_000_000,
         parsed: Default::default(),
@@ -34,7 +35,7 @@ async fn put_get_delete() {
     assert_eq!(store.len_hint(), Some(1));
 
     let mut r2 = r.clone();
-    r2.access_token = "rotated".into();
+    r2.refresh_token_enc = Some("rotated".into());
     store.put("a", &r2, HOUR).await.unwrap();
     assert_eq!(store.get("a").await, Ok(Some(r2)));
 
@@ -241,4 +242,44 @@ fn records_round_trip_as_json() {
     let r = record("alice", Some("s"));
     let text = serde_json::to_string(&r).unwrap();
     assert_eq!(serde_json::from_str::<SessionRecord>(&text).unwrap(), r);
+}
+
+#[tokio::test]
+async fn replace_writes_only_over_a_live_record_so_a_deleted_session_stays_deleted() {
+    let store = MemoryStore::new();
+    let r = record("alice", Some("s1"));
+    let mut refreshed = r.clone();
+    refreshed.access_token_exp += 300;
+    assert_eq!(
+        store.replace("gone", &refreshed, HOUR).await,
+        Ok(false),
+        "nothing to replace"
+    );
+    assert_eq!(store.get("gone").await, Ok(None), "and nothing written");
+
+    store.put("a", &r, HOUR).await.unwrap();
+    assert_eq!(store.replace("a", &refreshed, HOUR).await, Ok(true));
+    assert_eq!(store.get("a").await, Ok(Some(refreshed.clone())));
+
+    // A logout between a refresh's read and its write: the write brings nothing back.
+    store.delete("a").await.unwrap();
+    assert_eq!(store.replace("a", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("a").await, Ok(None));
+
+    // Same for a back-channel logout, and for a record that expired.
+    store.put("b", &r, HOUR).await.unwrap();
+    assert_eq!(store.delete_by_sub_or_sid(Some("alice"), None).await, Ok(1));
+    assert_eq!(store.replace("b", &refreshed, HOUR).await, Ok(false));
+    store.put("c", &r, Duration::from_millis(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(store.replace("c", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("c").await, Ok(None));
+
+    // A replaced record stays reachable by back-channel logout under its sid.
+    store.put("d", &r, HOUR).await.unwrap();
+    let mut moved = refreshed.clone();
+    moved.sid = Some("s2".into());
+    assert_eq!(store.replace("d", &moved, HOUR).await, Ok(true));
+    assert_eq!(store.delete_by_sub_or_sid(None, Some("s2")).await, Ok(1));
+    assert_eq!(store.get("d").await, Ok(None));
 }

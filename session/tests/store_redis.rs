@@ -26,13 +26,14 @@ static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn record(sub: &str, sid: Option<&str>) -> SessionRecord {
     SessionRecord {
+        tenant: "demo".into(),
+        issuer: "https://idp.example/realms/demo".into(),
         sub: sub.to_string(),
         sid: sid.map(str::to_string),
         claims: json!({"sub": sub, "groups": ["/staff"]}).into(),
-        access_token: format!("at-{sub}"),
         access_token_exp: 4_000_000_000,
         refresh_token_enc: Some("v1.nonce.ciphertext".to_string()),
-        id_token: Some("id.token.jwt".to_string()),
+        id_token_enc: Some("v2.sealed.id-token".to_string()),
         created_at: 1_700_000_000,
         expires_at: 4_000_000_000,
         parsed: Default::default(),
@@ -122,6 +123,39 @@ async fn cluster_put_get_delete_spread_over_masters_with_ttls() {
     cli(cluster.master_of(&key), &["set", &key, "{not json"]).unwrap();
     assert_eq!(store.get("bad").await, Err(StoreError::Corrupt));
     assert_eq!(store.len_hint(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_replace_never_revives_a_deleted_session() {
+    let _shared = MACHINE.read().await;
+    let cluster = Cluster::start();
+    let store = cluster_store(&cluster).await;
+    let r = record("alice", Some("idp-1"));
+    let mut refreshed = r.clone();
+    refreshed.access_token_exp += 300;
+    assert_eq!(store.replace("never", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("never").await, Ok(None));
+
+    store.put("live", &r, HOUR).await.unwrap();
+    assert_eq!(store.replace("live", &refreshed, HOUR).await, Ok(true));
+    assert_eq!(store.get("live").await, Ok(Some(refreshed.clone())));
+    let key = store.session_key("live");
+    let pttl: i64 = cli(cluster.master_of(&key), &["pttl", &key])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pttl > 3_000_000, "the new TTL is set: {pttl}");
+
+    // Logout, then the refresh's write-back: still gone.
+    store.delete("live").await.unwrap();
+    assert_eq!(store.replace("live", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("live").await, Ok(None));
+
+    // Back-channel logout, then the write-back: still gone.
+    store.put("bcl", &r, HOUR).await.unwrap();
+    assert_eq!(store.delete_by_sub_or_sid(None, Some("idp-1")).await, Ok(1));
+    assert_eq!(store.replace("bcl", &refreshed, HOUR).await, Ok(false));
+    assert_eq!(store.get("bcl").await, Ok(None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

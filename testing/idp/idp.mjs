@@ -189,6 +189,15 @@ const resetStats = () => {
 };
 const bump = (obj, key) => { obj[key] = (obj[key] || 0) + 1; };
 
+// ---------------------------------------------------------------- refresh faults (tests)
+// The token endpoint's answer to the refresh_token grant, set by POST /__test/refresh-fault
+// (loopback peers only): mode=off (normal), 503 (temporarily_unavailable) or invalid_grant;
+// delay_ms=N waits N ms before answering (either way). Other grants are never affected.
+const refreshFault = { mode: 'off', delay_ms: 0 };
+const REFRESH_FAULT_MODES = new Set(['off', '503', 'invalid_grant']);
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+const isLoopback = (addr) => addr === '127.0.0.1' || addr === '::1' || addr === '::ffff:127.0.0.1';
+
 // ---------------------------------------------------------------- HTML
 const esc = (s) => String(s ?? '').replace(/[&<>"']/g, (c) => ({
   '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
@@ -404,6 +413,32 @@ async function verifyAccessToken(token) {
 
 // Koa middleware run before oidc-provider's router (paths are relative to the mount)
 provider.use(async (ctx, next) => {
+  // --- refresh faults: read the form here (oidc-provider then uses the parsed body) and
+  // answer a refresh_token grant as the fault says
+  if (ctx.path === ROUTES.token && ctx.method === 'POST'
+      && (refreshFault.mode !== 'off' || refreshFault.delay_ms > 0)) {
+    const form = await readForm(ctx.req);
+    ctx.req.body = form;
+    if (form.grant_type === 'refresh_token') {
+      if (refreshFault.delay_ms > 0) await sleep(refreshFault.delay_ms);
+      const fault = refreshFault.mode;
+      if (fault !== 'off') {
+        stats.token_requests += 1;
+        bump(stats.token_requests_by_grant_type, 'refresh_token');
+        bump(stats.token_errors_by_grant_type, 'refresh_token');
+        ctx.set('cache-control', 'no-store');
+        if (fault === '503') {
+          ctx.status = 503;
+          ctx.body = { error: 'temporarily_unavailable', error_description: 'test fault: the token endpoint is down' };
+        } else {
+          ctx.status = 400;
+          ctx.body = { error: 'invalid_grant', error_description: 'test fault: the refresh token is no longer valid' };
+        }
+        return;
+      }
+    }
+  }
+
   // --- interactions: login form + auto-consent
   const im = /^\/interaction\/([^/]+)$/.exec(ctx.path);
   if (im) {
@@ -558,6 +593,20 @@ const server = http.createServer((req, res) => {
     return sendJson(res, 405, { error: 'method not allowed' });
   }
   if (path === '/__test/stats/reset' && req.method === 'POST') { resetStats(); return sendJson(res, 200, stats); }
+  if (path === '/__test/refresh-fault') {
+    if (!isLoopback(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'loopback only' });
+    if (req.method === 'GET') return sendJson(res, 200, refreshFault);
+    if (req.method !== 'POST') return sendJson(res, 405, { error: 'method not allowed' });
+    const q = new URLSearchParams(req.url.split('?')[1] || '');
+    const mode = q.get('mode') ?? refreshFault.mode;
+    const delay = Number.parseInt(q.get('delay_ms') ?? String(refreshFault.delay_ms), 10);
+    if (!REFRESH_FAULT_MODES.has(mode) || !Number.isFinite(delay) || delay < 0) {
+      return sendJson(res, 400, { error: 'mode is off, 503 or invalid_grant; delay_ms a number >= 0' });
+    }
+    refreshFault.mode = mode;
+    refreshFault.delay_ms = delay;
+    return sendJson(res, 200, refreshFault);
+  }
   if (path === '/health' || path === `${MOUNT}/health`) return sendJson(res, 200, { status: 'UP' });
   if (MOUNT && (path === MOUNT || path.startsWith(`${MOUNT}/`))) {
     req.originalUrl = req.url;

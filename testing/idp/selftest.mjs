@@ -2,7 +2,7 @@
 // Self-test for the gatehouse test IdP: starts idp.mjs on a free loopback port
 // with a generated key file and exercises discovery, JWKS, client_credentials
 // (basic + post auth), the browser authorization-code flow with PKCE (plain
-// fetch, cookie jar by hand), refresh, userinfo, introspection, RP-initiated
+// fetch, cookie jar by hand), refresh and refresh faults, userinfo, introspection, RP-initiated
 // logout, key rotation and /__test/stats.  Exit 0 = pass.
 
 import { spawn } from 'node:child_process';
@@ -266,10 +266,30 @@ async function main() {
     eq(ui.email, 'alice@example.com', 'userinfo email');
 
     // refresh (rotates)
-    const ref = await tokenRequest(disco.token_endpoint, { grant_type: 'refresh_token', refresh_token: tok.body.refresh_token }, { auth: basic('gatehouse', 'gatehouse-secret') });
+    let ref = await tokenRequest(disco.token_endpoint, { grant_type: 'refresh_token', refresh_token: tok.body.refresh_token }, { auth: basic('gatehouse', 'gatehouse-secret') });
     eq(ref.status, 200, `refresh (${JSON.stringify(ref.body)})`);
     check(ref.body.refresh_token && ref.body.refresh_token !== tok.body.refresh_token, 'refresh token rotated');
     eq(decode(ref.body.access_token).realm_access, { roles: ['admin', 'user'] }, 'refreshed access token claims');
+
+    // refresh faults on demand (POST /__test/refresh-fault): 503, invalid_grant, a delay
+    const fault = async (q) => fetch(`${origin}/__test/refresh-fault?${q}`, { method: 'POST' });
+    const refreshWith = (rt) => tokenRequest(disco.token_endpoint, { grant_type: 'refresh_token', refresh_token: rt }, { auth: basic('gatehouse', 'gatehouse-secret') });
+    eq((await fault('mode=503')).status, 200, 'fault control accepts mode=503');
+    const down = await refreshWith(ref.body.refresh_token);
+    eq([down.status, down.body.error], [503, 'temporarily_unavailable'], 'refresh answered 503 on demand');
+    eq((await fault('mode=invalid_grant')).status, 200, 'fault control accepts mode=invalid_grant');
+    const revoked = await refreshWith(ref.body.refresh_token);
+    eq([revoked.status, revoked.body.error], [400, 'invalid_grant'], 'refresh answered invalid_grant on demand');
+    eq((await fault('mode=bogus')).status, 400, 'an unknown mode is refused');
+    eq(await (await fetch(`${origin}/__test/refresh-fault`)).json(), { mode: 'invalid_grant', delay_ms: 0 }, 'fault state readable');
+    eq((await fault('mode=off&delay_ms=400')).status, 200, 'fault control accepts a delay');
+    const t0 = Date.now();
+    const slow = await refreshWith(ref.body.refresh_token);
+    check(Date.now() - t0 >= 400, `the delayed refresh took ${Date.now() - t0} ms`);
+    eq(slow.status, 200, `mode=off: the faults left the refresh token alone (${JSON.stringify(slow.body)})`);
+    check(slow.body.refresh_token !== ref.body.refresh_token, 'and it rotates as usual');
+    ref = slow;
+    eq((await fault('mode=off&delay_ms=0')).status, 200, 'faults off');
 
     // a second login in the same browser is silent (SSO session)
     step = await browse(jar, authUrl.replace(`state=${state}`, 'state=again'), {}, origin);
@@ -294,8 +314,8 @@ async function main() {
     const stats = await (await fetch(`${origin}/__test/stats`)).json();
     eq(stats.token_requests_by_grant_type.client_credentials, 4, 'stats: client_credentials count');
     eq(stats.token_requests_by_grant_type.authorization_code, 1, 'stats: authorization_code count');
-    eq(stats.token_requests_by_grant_type.refresh_token, 2, 'stats: refresh_token count');
-    eq(stats.token_errors_by_grant_type, { client_credentials: 1, refresh_token: 1 }, 'stats: errors');
+    eq(stats.token_requests_by_grant_type.refresh_token, 5, 'stats: refresh_token count (faults included)');
+    eq(stats.token_errors_by_grant_type, { client_credentials: 1, refresh_token: 3 }, 'stats: errors (faults included)');
     eq(stats.jwks_fetches, 1, 'stats: jwks fetches');
     eq(stats.logins, 1, 'stats: logins');
     await fetch(`${origin}/__test/stats`, { method: 'DELETE' });

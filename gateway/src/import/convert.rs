@@ -137,7 +137,7 @@ fn provider(o: &Options, notes: &mut Notes) -> Value {
     if discovery.starts_with("http://") {
         notes.changed(
             "discovery-url",
-            "plain http: keys and tokens travel unencrypted; use https outside loopback tests",
+            "plain http: keys and tokens travel unencrypted, so the output sets allow-insecure-http: true; use https outside loopback tests",
         );
     }
     for (k, v) in insecure_http_keys(discovery.starts_with("http://")) {
@@ -202,11 +202,14 @@ fn provider(o: &Options, notes: &mut Notes) -> Value {
     Value::Mapping(p)
 }
 
-/// Provider keys an `http://` identity provider needs.
-// allow-insecure-http: emitted once the provider key exists
+/// Provider keys an `http://` identity provider needs: gatehouse refuses plain-http providers
+/// unless `allow-insecure-http` says so.
 fn insecure_http_keys(http: bool) -> Vec<(&'static str, Value)> {
-    let _ = http; // then: if http { vec![("allow-insecure-http", Value::Bool(true))] }
-    Vec::new()
+    if http {
+        vec![("allow-insecure-http", Value::Bool(true))]
+    } else {
+        Vec::new()
+    }
 }
 
 fn tenant(o: &Options, tls: bool, notes: &mut Notes) -> Value {

@@ -352,6 +352,19 @@ fn each_option_maps_to_its_gatehouse_key() {
         let want: Value = serde_yaml::from_str(want).unwrap();
         assert_eq!(at, &want, "{extra} -> {path:?}\n{}", imported.yaml);
     }
+    // A plain-http provider is allowed explicitly (gatehouse refuses it otherwise), an https
+    // one is not touched.
+    let (v, notes) = run(BASE, &["--discovery-url=http://127.0.0.1:1/realms/r"]);
+    assert_eq!(
+        v["identity-providers"][0]["allow-insecure-http"].as_bool(),
+        Some(true)
+    );
+    assert!(notes
+        .items
+        .iter()
+        .any(|n| n.option == "discovery-url" && n.text.contains("plain http")));
+    let (v, _) = run(BASE, &[]);
+    assert!(v["identity-providers"][0]["allow-insecure-http"].is_null());
     // The mapping output validates (TLS aside, whose files do not exist here).
     let (v, _) = run(&format!("{BASE}listen: :3000\n"), &[]);
     assert_eq!(v["listen"].as_str(), Some("0.0.0.0:3000"));

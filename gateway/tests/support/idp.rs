@@ -178,6 +178,26 @@ impl Idp {
         serde_json::from_slice(&r.body).unwrap()
     }
 
+    /// Sets how the token endpoint answers the refresh_token grant (`/__test/refresh-fault`):
+    /// `mode` is `off`, `503` or `invalid_grant`; each refresh waits `delay_ms` first.
+    pub fn refresh_fault(&self, mode: &str, delay_ms: u64) {
+        let r = self.post_form(
+            &format!("/__test/refresh-fault?mode={mode}&delay_ms={delay_ms}"),
+            "",
+        );
+        assert_eq!(r.status, 200, "refresh-fault {mode}: {}", r.text());
+    }
+
+    /// Refresh-grant requests and refresh-grant errors so far (`/__test/stats`).
+    pub fn refreshes(&self) -> (u64, u64) {
+        let s = self.stats();
+        let count = |k: &str| s[k]["refresh_token"].as_u64().unwrap_or(0);
+        (
+            count("token_requests_by_grant_type"),
+            count("token_errors_by_grant_type"),
+        )
+    }
+
     /// JWKS fetches so far.
     pub fn jwks_fetches(&self) -> u64 {
         let s = self.stats();

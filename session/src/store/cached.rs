@@ -113,6 +113,26 @@ impl<S: SessionStore> CachedStore<S> {
         }
     }
 
+    /// Replaces the record only if the store still has one (see [`SessionStore::replace`]) and
+    /// caches it then; `Ok(false)` (the session was deleted meanwhile) evicts it locally.
+    pub async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self.inner.replace(id, record, ttl).await {
+            Ok(true) => {
+                self.remember(id, &Arc::new(record.clone()));
+                Ok(true)
+            }
+            other => {
+                self.cache.remove(id);
+                other
+            }
+        }
+    }
+
     /// Evicts `id` locally, then deletes it from the store.
     pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.cache.remove(id);

@@ -139,6 +139,31 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        // The shard's write lock makes check and write one step: a delete is either before
+        // (nothing to replace) or after (it deletes the new record).
+        let old = match self.sessions.get_mut(id) {
+            Some(mut e) if e.deadline > now => {
+                let old = std::mem::replace(&mut e.record, record.clone());
+                e.deadline = now + ttl.max(Duration::from_millis(1));
+                old
+            }
+            _ => return Ok(false),
+        };
+        // Index maps only after the `sessions` guard is gone (lock order above).
+        if old.sub != record.sub || old.sid != record.sid {
+            self.unindex(id, &old);
+            self.index(id, record);
+        }
+        Ok(true)
+    }
+
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         if let Some((_, e)) = self.sessions.remove(id) {
             self.unindex(id, &e.record);

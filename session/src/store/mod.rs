@@ -21,22 +21,35 @@ pub use memory::{MemoryStore, DEFAULT_SWEEP_INTERVAL};
 pub use redis::RedisStore;
 
 /// One browser session's record; stored as serde JSON in Redis.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+///
+/// It holds no token in clear: the access token is never read after login (identity comes
+/// from `claims`, expiry from `access_token_exp`) and is not kept; the refresh and ID tokens
+/// are sealed by the gateway (AEAD, scoped to the tenant) before they reach the store. `Debug`
+/// shows neither the sealed tokens nor the claims.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionRecord {
+    /// The tenant the session was created for; a record is only ever served to that tenant
+    /// ([`SessionRecord::belongs_to`]). Empty in records written before it existed (never
+    /// served).
+    #[serde(default)]
+    pub tenant: String,
+    /// The identity provider's issuer that authenticated the session (see `tenant`).
+    #[serde(default)]
+    pub issuer: String,
     /// The subject (`sub` claim) the session belongs to; indexed for back-channel logout.
     pub sub: String,
     /// The IdP's session id (`sid` claim), when it sent one; indexed for back-channel logout.
     pub sid: Option<String>,
     /// The ID-token / access-token claims used for identity.
     pub claims: ClaimsJson,
-    /// The current access token.
-    pub access_token: String,
-    /// When the access token expires (unix seconds).
+    /// When the access token expires (unix seconds): the session is refreshed before then.
     pub access_token_exp: u64,
     /// The refresh token, already encrypted by the caller (AEAD); the store never sees plaintext.
     pub refresh_token_enc: Option<String>,
-    /// The ID token (for RP-initiated logout's `id_token_hint`).
-    pub id_token: Option<String>,
+    /// The ID token (for RP-initiated logout's `id_token_hint`), already encrypted by the
+    /// caller like the refresh token.
+    #[serde(default)]
+    pub id_token_enc: Option<String>,
     /// When the session was created (unix seconds).
     pub created_at: u64,
     /// When the session ends (unix seconds); [`CachedStore`] never serves a record past it.
@@ -44,6 +57,24 @@ pub struct SessionRecord {
     /// `claims` parsed once per record (not stored).
     #[serde(skip)]
     pub parsed: ParsedClaims,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("SessionRecord")
+            .field("tenant", &self.tenant)
+            .field("issuer", &self.issuer)
+            .field("sub", &self.sub)
+            .field("sid", &hidden(&self.sid))
+            .field("claims", &"<redacted>")
+            .field("access_token_exp", &self.access_token_exp)
+            .field("refresh_token_enc", &hidden(&self.refresh_token_enc))
+            .field("id_token_enc", &hidden(&self.id_token_enc))
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A record's claims as JSON text: stored and loaded as they are (a JSON object inside the
@@ -96,6 +127,12 @@ impl SessionRecord {
     pub fn is_expired(&self) -> bool {
         self.expires_at <= unix_now()
     }
+
+    /// Whether the session was created for `tenant` by `issuer`: a record that fails this is
+    /// no session at all for the asking tenant (two tenants may share one store).
+    pub fn belongs_to(&self, tenant: &str, issuer: &str) -> bool {
+        !self.tenant.is_empty() && self.tenant == tenant && self.issuer == issuer
+    }
 }
 
 /// Why a store operation failed.
@@ -127,6 +164,17 @@ pub trait SessionStore: Send + Sync {
     /// Stores `record` under `id` for `ttl` (at least 1 ms), replacing any previous record, and
     /// adds `id` to the record's `sub` and `sid` indexes.
     async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Replaces the record under `id` only if one is still stored there, atomically (a token
+    /// refresh writing back must not bring back a session that a logout or a back-channel
+    /// logout deleted meanwhile). `Ok(false)` when there was none. The new record's `sub` and
+    /// `sid` are indexed like [`put`](Self::put)'s.
+    async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes the record under `id` (no error when there is none).
     async fn delete(&self, id: &str) -> Result<(), StoreError>;
@@ -264,6 +312,15 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
         (**self).put(id, record, ttl).await
     }
 
+    async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).replace(id, record, ttl).await
+    }
+
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         (**self).delete(id).await
     }
@@ -292,13 +349,14 @@ mod tests {
     #[test]
     fn identity_is_parsed_once_and_a_clone_parses_its_own() {
         let mut record = SessionRecord {
+            tenant: "demo".into(),
+            issuer: "https://idp".into(),
             sub: "alice".into(),
             sid: None,
             claims: serde_json::json!({"sub": "alice", "realm_access": {"roles": ["user"]}}).into(),
-            access_token: "at".into(),
             access_token_exp: 0,
             refresh_token_enc: None,
-            id_token: None,
+            id_token_enc: None,
             created_at: 0,
             expires_at: 0,
             parsed: ParsedClaims::default(),
@@ -315,6 +373,68 @@ mod tests {
             record.identity().realm_roles,
             vec!["user".to_string()],
             "kept with the record"
+        );
+    }
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            tenant: "a".into(),
+            issuer: "https://idp/realms/a".into(),
+            sub: "alice".into(),
+            sid: Some("idp-session-1".into()),
+            claims: serde_json::json!({"sub": "alice", "email": "alice@example.com"}).into(),
+            access_token_exp: 10,
+            refresh_token_enc: Some("sealed-refresh-token".into()),
+            id_token_enc: Some("sealed-id-token".into()),
+            created_at: 1,
+            expires_at: 20,
+            parsed: ParsedClaims::default(),
+        }
+    }
+
+    #[test]
+    fn a_record_belongs_to_its_tenant_and_issuer_only() {
+        let r = record();
+        assert!(r.belongs_to("a", "https://idp/realms/a"));
+        assert!(!r.belongs_to("b", "https://idp/realms/a"));
+        assert!(!r.belongs_to("a", "https://idp/realms/b"));
+        let mut old = record();
+        old.tenant.clear();
+        old.issuer.clear();
+        assert!(
+            !old.belongs_to("", ""),
+            "a record without a tenant is nobody's"
+        );
+    }
+
+    #[test]
+    fn records_from_before_the_tenant_field_load_and_belong_to_nobody() {
+        let json = r#"{"sub":"alice","sid":null,"claims":{"sub":"alice"},"access_token":"at",
+            "access_token_exp":5,"refresh_token_enc":null,"id_token":"x.y.z","created_at":1,"expires_at":9}"#;
+        let r: SessionRecord = serde_json::from_str(json).expect("old records still decode");
+        assert!(!r.belongs_to("demo", ""));
+        assert_eq!(r.id_token_enc, None, "a clear ID token is not carried over");
+    }
+
+    #[test]
+    fn debug_shows_no_token_claim_or_idp_session() {
+        let text = format!("{:?}", record());
+        for secret in [
+            "sealed-refresh-token",
+            "sealed-id-token",
+            "alice@example.com",
+            "idp-session-1",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("tenant: \"a\"") && text.contains("expires_at: 20"),
+            "{text}"
+        );
+        let stored = serde_json::to_string(&record()).unwrap();
+        assert!(
+            !stored.contains("access_token\""),
+            "no access token is stored: {stored}"
         );
     }
 }

@@ -46,6 +46,16 @@ end
 return 0
 "#;
 
+/// Writes ARGV[1] to KEYS[1] with a TTL of ARGV[2] ms only if KEYS[1] still exists (a refresh
+/// writing back never revives a session deleted meanwhile). Returns 1 when written.
+const REPLACE_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 /// How many sessions [`SessionStore::delete_by_sub_or_sid`] deletes concurrently.
 const DELETE_BATCH: usize = 64;
 /// How often a session that changed between read and delete is re-read before giving up.
@@ -84,12 +94,24 @@ impl std::fmt::Debug for RedisStore {
 }
 
 /// The parts of a `redis(s)[-cluster]://[user[:password]@]host:port[,host:port...][/db]` URL.
-#[derive(Debug, PartialEq)]
+/// `Debug` hides the password.
+#[derive(PartialEq)]
 struct Target {
     hosts: Vec<(String, u16)>,
     username: Option<String>,
     password: Option<String>,
     database: Option<u8>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("hosts", &self.hosts)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .finish()
+    }
 }
 
 fn parse_url(url: &str, cluster: bool) -> Result<Target, String> {
@@ -312,6 +334,25 @@ impl RedisStore {
             .map_err(fail)
     }
 
+    /// Adds `id` to the record's `sub` and `sid` index sets. Called before the record is
+    /// written: a stored session must always be reachable by back-channel logout; a stale index
+    /// entry (record never written, or expired) is harmless.
+    async fn index_record(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ms: i64,
+    ) -> Result<(), StoreError> {
+        let sub = self.index(self.sub_key(&record.sub), id, ms);
+        match &record.sid {
+            Some(sid) => {
+                let (a, b) = futures_util::join!(sub, self.index(self.sid_key(sid), id, ms));
+                a.and(b)
+            }
+            None => sub.await,
+        }
+    }
+
     /// Deletes session `id` if its record still belongs to `sub`/`sid` (compare-and-delete, so a
     /// record rewritten meanwhile is re-checked). `Ok(true)` when it was deleted.
     async fn delete_if_matches(
@@ -374,16 +415,7 @@ impl SessionStore for RedisStore {
     async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
         let json = serde_json::to_vec(record).map_err(|_| StoreError::Corrupt)?;
         let ms = ttl_millis(ttl);
-        // Indexes first: a stored session must always be reachable by back-channel logout; a
-        // stale index entry (record never written, or expired) is harmless.
-        let sub = self.index(self.sub_key(&record.sub), id, ms);
-        match &record.sid {
-            Some(sid) => {
-                let (a, b) = futures_util::join!(sub, self.index(self.sid_key(sid), id, ms));
-                a.and(b)?;
-            }
-            None => sub.await?,
-        }
+        self.index_record(id, record, ms).await?;
         self.pool
             .set::<(), _, _>(
                 self.session_key(id),
@@ -394,6 +426,27 @@ impl SessionStore for RedisStore {
             )
             .await
             .map_err(fail)
+    }
+
+    async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_vec(record).map_err(|_| StoreError::Corrupt)?;
+        let ms = ttl_millis(ttl);
+        self.index_record(id, record, ms).await?;
+        let written: i64 = self
+            .pool
+            .eval(
+                REPLACE_SCRIPT,
+                self.session_key(id),
+                vec![json, ms.to_string().into_bytes()],
+            )
+            .await
+            .map_err(fail)?;
+        Ok(written == 1)
     }
 
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
@@ -538,6 +591,7 @@ mod tests {
         let t = parse_url("rediss://:p%40ss@redis.internal", false).unwrap();
         assert_eq!(t.hosts, vec![("redis.internal".to_string(), 6379)]);
         assert_eq!(t.password.as_deref(), Some("p@ss"));
+        assert!(!format!("{t:?}").contains("p@ss"), "{t:?}");
         let t = parse_url("redis://gate:pw@[::1]:7000", false).unwrap();
         assert_eq!(t.hosts, vec![("::1".to_string(), 7000)]);
         assert_eq!(t.username.as_deref(), Some("gate"));

@@ -42,7 +42,7 @@ use tokio::sync::{watch, Semaphore};
 use super::{now_secs, TokenError, TokenVerifier, MAX_TOKEN_BYTES};
 use crate::cache::TokenCache;
 use crate::claims::{numeric_date, Claims};
-use crate::jwks::{self, JwksSource};
+use crate::jwks::JwksSource;
 
 /// How long (seconds, at most) a refused token (`active: false`, wrong issuer or audience,
 /// expired, too old) is remembered before the IdP is asked again.
@@ -88,6 +88,7 @@ impl Introspection {
         provider: &IdentityProvider,
         source: &JwksSource,
         cache_capacity: usize,
+        cache_bytes: usize,
     ) -> Result<Introspection, String> {
         if provider.introspection {
             if provider.client_secret.is_none() {
@@ -111,8 +112,8 @@ impl Introspection {
             client_secret: provider.client_secret.clone(),
             method: provider.token_endpoint_auth_method,
             ttl: provider.introspection_cache_ttl.as_secs(),
-            active: TokenCache::new(cache_capacity),
-            refused: TokenCache::new(cache_capacity.min(REFUSED_CACHE_CAPACITY)),
+            active: TokenCache::new(cache_capacity, cache_bytes),
+            refused: TokenCache::new(cache_capacity.min(REFUSED_CACHE_CAPACITY), cache_bytes),
             in_flight: DashMap::new(),
             flight_seq: AtomicU64::new(0),
             permits: Semaphore::new(MAX_CONCURRENT_INTROSPECTIONS),
@@ -180,7 +181,10 @@ impl TokenVerifier {
     /// provider's issuer ([`TokenError::WrongIssuer`]), its `aud` (when present) must name one
     /// of the audiences ([`TokenError::WrongAudience`]), an `exp` in the past (with leeway) is
     /// [`TokenError::Expired`], an `nbf` in the future [`TokenError::NotYetValid`], and
-    /// max-token-age applies to `auth_time` as for JWTs.
+    /// max-token-age applies to `auth_time` as for JWTs. An answer describing another kind of
+    /// token (a refresh token: Keycloak `typ: Refresh`, a `token_type` that is not `Bearer`, ...)
+    /// is [`TokenError::NotAccessToken`]; with `authorized-parties`, its `azp` (else
+    /// `client_id`) must be listed ([`TokenError::UnauthorizedParty`]).
     ///
     /// Active results are cached by keyed token hash for `min(introspection-cache-ttl,
     /// exp - now)`; refusals other than `NotYetValid` are cached for at most
@@ -275,7 +279,7 @@ impl TokenVerifier {
             tracing::warn!(provider = %self.name, %error, "no introspection endpoint");
             TokenError::IntrospectionUnavailable
         })?;
-        let permit = tokio::time::timeout(jwks::FETCH_TIMEOUT, intro.permits.acquire())
+        let permit = tokio::time::timeout(crate::http::FETCH_TIMEOUT, intro.permits.acquire())
             .await
             .map_err(|_| {
                 tracing::warn!(provider = %self.name, "too many introspections in flight");
@@ -291,10 +295,11 @@ impl TokenVerifier {
         let now = now_secs();
         match self.check_introspection(doc, now) {
             Ok((claims, valid_until)) => {
+                let weight = claims.retained_bytes();
                 let claims = Arc::new(claims);
                 intro
                     .active
-                    .insert(key, Arc::clone(&claims), valid_until, now);
+                    .insert(key, Arc::clone(&claims), weight, 0, valid_until, now);
                 Ok(claims)
             }
             Err(error) => {
@@ -303,7 +308,7 @@ impl TokenVerifier {
                     TokenError::IntrospectionUnavailable | TokenError::NotYetValid
                 ) {
                     let until = now.saturating_add(REFUSED_CACHE_SECS.min(intro.ttl));
-                    intro.refused.insert(key, error, until, now);
+                    intro.refused.insert(key, error, 0, 0, until, now);
                 }
                 Err(error)
             }
@@ -377,7 +382,7 @@ impl TokenVerifier {
             .send()
             .await
             .map_err(|e| format!("POST {url}: {}", e.without_url()))?;
-        let body = jwks::read_limited(response, "POST", url).await?;
+        let body = crate::http::read_limited(response, "POST", url).await?;
         serde_json::from_slice(&body)
             .map_err(|e| format!("POST {url}: the introspection response is not JSON: {e}"))
     }
@@ -397,6 +402,7 @@ impl TokenVerifier {
                 return Err(TokenError::IntrospectionUnavailable);
             }
         }
+        super::kind::check_introspected(&doc)?;
         let date = |name: &str| -> Result<Option<u64>, TokenError> {
             match doc.get(name) {
                 None | Some(Value::Null) => Ok(None),
@@ -435,6 +441,12 @@ impl TokenVerifier {
         if !audience_ok {
             return Err(TokenError::WrongAudience);
         }
+        // The client the token was issued to: `azp` (Keycloak), else RFC 7662's `client_id`.
+        let party = doc
+            .get("azp")
+            .or_else(|| doc.get("client_id"))
+            .and_then(Value::as_str);
+        super::kind::check_azp(self.authorized_parties.as_deref(), party)?;
         if let Some(max_age) = self.max_token_age {
             let auth_time = date("auth_time")?.ok_or(TokenError::TooOld)?;
             let deadline = auth_time.saturating_add(max_age);

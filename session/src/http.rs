@@ -1,0 +1,83 @@
+//! The one HTTP client shape gatehouse talks to identity providers with: fixed timeouts, no
+//! redirects, https unless a provider allows plain http, bounded bodies.
+
+use std::time::Duration;
+
+/// Largest discovery document, JWKS or introspection response accepted over HTTP (1 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Timeout of every discovery / JWKS / introspection request (connect + response).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP client for identity-provider calls: [`FETCH_TIMEOUT`] for connect and response, and
+/// no redirects: a 3xx is an error, so a discovery, JWKS or introspection URL cannot be sent
+/// somewhere else (a plain-http or internal address) by whoever answers it.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .connect_timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Whether gatehouse may fetch `url`: `https`, or plain `http` only with
+/// `allow-insecure-http` (an error naming the URL otherwise). Keys, tokens and introspection
+/// answers decide who gets in; over plain http anyone on the path could replace them.
+pub fn fetchable_url(url: &str, allow_insecure_http: bool) -> Result<(), String> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    if scheme.eq_ignore_ascii_case("https")
+        || (allow_insecure_http && scheme.eq_ignore_ascii_case("http"))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to fetch {url:?}: only https is allowed (allow-insecure-http is off)"
+        ))
+    }
+}
+
+/// GETs `url` and returns its body, refusing non-2xx statuses and bodies over
+/// [`MAX_DOCUMENT_BYTES`].
+pub async fn get_limited(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let response = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    read_limited(response, "GET", url).await
+}
+
+/// The body of a response, refusing non-2xx statuses and bodies over [`MAX_DOCUMENT_BYTES`];
+/// errors name `method` and `url`.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    method: &str,
+    url: &str,
+) -> Result<Vec<u8>, String> {
+    if !response.status().is_success() {
+        return Err(format!("{method} {url}: status {}", response.status()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(format!(
+            "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
