@@ -331,11 +331,13 @@ pub fn routes(
                         ),
                     );
                 }
-                add(format!("{base}/*"), format!("{base}/"), &mut probes);
+                // A path below `base` that no exact pattern names (NUL is in no uri).
+                let below = format!("{base}/\0");
+                add(format!("{base}/*"), below.clone(), &mut probes);
                 if !base.is_empty() {
                     // chi's `/x/*` does not match `/x`; gatehouse's does.
-                    let exact_differs = (0..METHODS.len())
-                        .any(|m| t.effective(&base, m) != t.effective(&format!("{base}/"), m));
+                    let exact_differs =
+                        (0..METHODS.len()).any(|m| t.effective(&base, m) != t.effective(&below, m));
                     if exact_differs {
                         add(base.clone(), base.clone(), &mut probes);
                     }

@@ -155,6 +155,12 @@ fn resources_keep_gatekeeper_semantics() {
         ),
         // The command-line form inside a config file.
         ("['uri=/k/*|methods=GET|roles=x,y']", "", &["/* [*] auth", "/k [*] auth", "/k/* [DELETE,HEAD,OPTIONS,PATCH,POST,PUT,TRACE] auth", "/k/* [GET] roles=x,y all"]),
+        // An exact / and an exact /x/ do not decide for the prefixes around them.
+        (
+            "[{uri: /, white-listed: true}, {uri: /api/, white-listed: true}, {uri: '/api/*', roles: [x]}]",
+            "",
+            &["/ [*] public", "/* [*] auth", "/api [*] auth", "/api/ [*] public", "/api/* [*] roles=x"],
+        ),
         // Anonymous access.
         ("[{uri: /i, white-listed-anon: true}]", "", &["/* [*] auth", "/i [*] anon"]),
         // Global match-claims apply to every authenticated route, not to public ones.
