@@ -366,4 +366,12 @@ fn every_fixture_converts_into_a_config_that_passes_check_without_copying_secret
     let (code, _, stderr) = run_cli(&["import-gatekeeper", bad.to_str().unwrap()], &[]);
     assert_eq!(code, 1);
     assert!(stderr.contains("expected a Gatekeeper config"), "{stderr}");
+    // A whole Kubernetes manifest is named as such, not converted into an empty config.
+    std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\ndata: {}\n").unwrap();
+    let (code, _, stderr) = run_cli(&["import-gatekeeper", bad.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Kubernetes manifest"), "{stderr}");
+    let (code, _, stderr) = run_cli(&["import-gatekeeper", "/nonexistent/gk.yaml"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/gk.yaml"), "{stderr}");
 }

@@ -184,6 +184,11 @@ impl Options {
 pub fn read(text: &str, notes: &mut Notes) -> Result<(Options, Option<String>), String> {
     let value: Value = serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     match value {
+        Value::Mapping(map) if map.contains_key("apiVersion") && map.contains_key("kind") => Err(
+            "a Kubernetes manifest, not a Gatekeeper config: import the ConfigMap's config entry, \
+             or the container's args: as a YAML list"
+                .into(),
+        ),
         Value::Mapping(map) => Ok((Options { map }, None)),
         Value::Sequence(items) => {
             let args: Vec<String> = items.iter().filter_map(scalar_text).collect();
