@@ -128,10 +128,15 @@ impl Options {
                 notes.unknown(arg, "a command-line argument that is not a --flag");
                 continue;
             };
-            let (key, value) = if let Some((k, v)) = flag.split_once('=') {
-                (k.to_string(), v.to_string())
-            } else if let Some((k, v)) = flag.split_once(char::is_whitespace) {
-                (k.to_string(), v.trim().to_string())
+            // The key ends at the first `=` or space: `--match-claims aud=x` is key match-claims.
+            let (key, value) = if let Some(at) = flag.find(|c: char| c == '=' || c.is_whitespace())
+            {
+                let value = flag[at + 1..].trim();
+                let value = value
+                    .strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .unwrap_or(value);
+                (flag[..at].to_string(), value.to_string())
             } else if i < args.len() && !args[i].trim_start().starts_with('-') {
                 i += 1;
                 (flag.to_string(), args[i - 1].trim().to_string())

@@ -256,6 +256,16 @@ fn command_line_arguments_override_and_add_like_gatekeeper() {
         got.contains(&"/a [*] roles=x".to_string()) && got.contains(&"/b [*] roles=y".to_string()),
         "{got:?}"
     );
+    // `--flag value` in one argument, as Gatekeeper's docs write some of them.
+    let (v, _) = run(
+        BASE,
+        &["--match-claims 'aud=sso.*'", "--listen 127.0.0.1:3000"],
+    );
+    assert_eq!(v["listen"].as_str(), Some("127.0.0.1:3000"));
+    assert_eq!(
+        v["tenants"][0]["routes"][0]["match-claims"]["aud"].as_str(),
+        Some("^(?s:.*)(?:sso.*)(?s:.*)$")
+    );
     // A later argument overrides the file's scalar.
     let (v, _) = run(BASE, &["--client-id=other"]);
     assert_eq!(
