@@ -75,7 +75,7 @@ pub fn convert(o: &Options, notes: &mut Notes) -> Value {
             "Prometheus metrics are on the admin listener (127.0.0.1:9100/metrics), not /oauth/metrics",
         );
     }
-    if let Some(size) = o.text("max-header-size").and_then(|s| bytes(&s)) {
+    if let Some(size) = bytes(o, "max-header-size", notes) {
         top.insert("max-request-header-size".into(), size.into());
     }
     if let Some(d) = duration(o, "server-idle-timeout", notes) {
@@ -266,9 +266,7 @@ fn tenant(o: &Options, tls: bool, notes: &mut Notes) -> Value {
     );
     let table = routes::table(o, notes);
     let claims = match_claims(o, notes);
-    let max_body = o
-        .text("max-body-size")
-        .and_then(|s| bytes(&s))
+    let max_body = bytes(o, "max-body-size", notes)
         .filter(|n| *n > 0)
         .map(Value::from);
     if max_body.is_none() {

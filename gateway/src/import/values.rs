@@ -38,9 +38,19 @@ pub fn duration(o: &Options, key: &str, notes: &mut Notes) -> Option<String> {
     }
 }
 
-/// A byte count (`50000000`, or `1MB`-style text as Go's flags print it).
-pub fn bytes(s: &str) -> Option<u64> {
-    s.trim().parse().ok()
+/// `key` as a byte count, as Gatekeeper takes it: a plain integer (`50000000`); anything else
+/// is a note and `None`.
+pub fn bytes(o: &Options, key: &str, notes: &mut Notes) -> Option<u64> {
+    let text = o.text(key)?;
+    let n = text.trim().parse().ok();
+    if n.is_none() {
+        notes.not_carried(
+            key,
+            &format!("{text:?} is not a byte count"),
+            Some("write the size by hand (e.g. 10MiB)"),
+        );
+    }
+    n
 }
 
 /// `0.0.0.0:3000`, `:3000` -> `0.0.0.0:3000`; `None` for unix sockets and garbage.
