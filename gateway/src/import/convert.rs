@@ -59,6 +59,13 @@ pub fn convert(o: &Options, notes: &mut Notes) -> Value {
         }
     }
     let admin = o.text("listen-admin").as_deref().and_then(listen_addr);
+    if admin.is_none() && o.text("listen-admin").is_some_and(|l| !l.is_empty()) {
+        notes.not_carried(
+            "listen-admin",
+            "not a host:port (unix sockets are not supported)",
+            Some("set admin-listen to a TCP address"),
+        );
+    }
     let main = o.text("listen").as_deref().and_then(listen_addr);
     if admin.is_some() && admin == main {
         notes.changed(
