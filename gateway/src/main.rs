@@ -1,7 +1,8 @@
 //! `gatehouse`: a Pingora-based, multi-tenant auth gateway.
 //!
 //! `gatehouse run --config FILE` serves; `gatehouse check --config FILE` validates a config and
-//! prints a summary (exit 0) or every error (exit 1); `gatehouse version` prints the version.
+//! prints a summary (exit 0) or every error (exit 1); `gatehouse import-gatekeeper FILE` converts
+//! a Gatekeeper config; `gatehouse version` prints the version.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ mod ctx;
 mod demo;
 mod gateway_cookies;
 mod identify;
+mod import;
 mod login;
 mod maintenance;
 mod metrics;
@@ -69,6 +71,20 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Convert a Keycloak Gatekeeper / gogatekeeper config into a gatehouse config; what cannot
+    /// be carried over is listed on stderr.
+    ImportGatekeeper {
+        /// The Gatekeeper config file (YAML), or a YAML list of its --flag=value arguments (a
+        /// Kubernetes container's `args:`).
+        file: PathBuf,
+        /// Write the gatehouse config here instead of stdout.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Gatekeeper command-line arguments applied over FILE (after `--`), e.g.
+        /// `-- --listen=0.0.0.0:3000 --resources='uri=/admin/*|roles=admin'`.
+        #[arg(last = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -81,6 +97,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::ImportGatekeeper { file, out, args } => import::run(&file, out.as_ref(), &args),
         Command::Run {
             config,
             upgrade,

@@ -123,7 +123,10 @@ fn run_e2e(args: &[String]) -> (Option<i32>, String, String) {
 #[test]
 fn chromium_logs_in_keeps_the_session_and_logs_out() {
     if let Some(why) = missing_prerequisite() {
-        eprintln!("SKIPPED chromium_logs_in_keeps_the_session_and_logs_out: {why}; run ./scripts/install-deps.sh");
+        skip_or_fail(
+            "chromium_logs_in_keeps_the_session_and_logs_out",
+            &format!("{why}; run ./scripts/install-deps.sh"),
+        );
         return;
     }
     let started = Instant::now();

@@ -137,3 +137,16 @@ fn version_prints_the_version() {
         format!("gatehouse {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn a_skipped_real_component_test_fails_when_ci_is_true() {
+    for ci in [Some("true"), Some("TRUE"), Some("1")] {
+        assert!(skip_is_failure(ci), "{ci:?}");
+        let failed = std::panic::catch_unwind(|| skip_or_fail_in(ci, "t", "prometheus missing"));
+        assert!(failed.is_err(), "CI={ci:?}: a skip must fail the test");
+    }
+    for ci in [None, Some("false"), Some("")] {
+        assert!(!skip_is_failure(ci), "{ci:?}");
+        skip_or_fail_in(ci, "t", "prometheus missing"); // returns: a local skip is allowed
+    }
+}

@@ -787,9 +787,9 @@ fn run(program: &Path, args: &[&str]) -> (bool, String) {
 #[test]
 fn prometheus_evaluates_every_dashboard_and_rule_expression() {
     let Some(prometheus) = which("prometheus") else {
-        println!(
-            "SKIPPED prometheus_evaluates_every_dashboard_and_rule_expression: `prometheus` is \
-             not installed (Debian: apt-get install -y prometheus)"
+        skip_or_fail(
+            "prometheus_evaluates_every_dashboard_and_rule_expression",
+            "`prometheus` is not installed (Debian: apt-get install -y prometheus)",
         );
         return;
     };

@@ -1,5 +1,6 @@
 //! Introspection against the real test IdP (`testing/idp`, oidc-provider) issuing opaque
-//! access tokens. Skipped (with a message) only when `node` is not installed.
+//! access tokens. Skipped (with a message; failed when `CI=true`) only when `node` is not
+//! installed.
 
 #[path = "common/idp.rs"]
 mod idp;
@@ -72,7 +73,10 @@ async fn introspection_requests(idp: &Idp) -> u64 {
 #[tokio::test]
 async fn opaque_tokens_from_the_real_idp() {
     if !node_available() {
-        println!("SKIPPED: `node` is not installed; the real-IdP introspection test needs it");
+        idp::skip_or_fail(
+            "opaque_tokens_from_the_real_idp",
+            "`node` is not installed; the real-IdP introspection test needs it",
+        );
         return;
     }
     let idp = tokio::task::spawn_blocking(start_idp)

@@ -1,8 +1,8 @@
 //! The authorization code flow client against the real test IdP (`testing/idp`,
 //! oidc-provider): discovery, begin (PKCE/state/nonce), the browser login driven over plain
 //! HTTP like `testing/idp/selftest.mjs` does, code exchange, nonce and code-replay refusals,
-//! refresh with rotation, and the end-session URL. Skipped (with a message) only when `node`
-//! is not installed.
+//! refresh with rotation, and the end-session URL. Skipped (with a message; failed when
+//! `CI=true`) only when `node` is not installed.
 
 #[path = "common/idp.rs"]
 mod idp;
@@ -230,7 +230,10 @@ fn decode_payload(jwt: &str) -> Value {
 #[tokio::test]
 async fn code_flow_against_the_real_idp() {
     if !node_available() {
-        println!("SKIPPED: `node` is not installed; the real-IdP login-flow test needs it");
+        idp::skip_or_fail(
+            "code_flow_against_the_real_idp",
+            "`node` is not installed; the real-IdP login-flow test needs it",
+        );
         return;
     }
     let idp = tokio::task::spawn_blocking(start_idp)

@@ -25,6 +25,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether a skipped real-component test must fail instead: `CI` is `true` or `1` (as GitHub
+/// Actions, GitLab CI and most runners set it). A skipped test is not a pass in CI.
+pub fn skip_is_failure(ci: Option<&str>) -> bool {
+    ci.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Skips the calling test because a real component (`why`) is missing: prints
+/// `SKIPPED test: why` and returns, or panics with that line when `CI=true`.
+pub fn skip_or_fail(test: &str, why: &str) {
+    skip_or_fail_in(std::env::var("CI").ok().as_deref(), test, why);
+}
+
+/// [`skip_or_fail`] with the value of `CI` given.
+pub fn skip_or_fail_in(ci: Option<&str>, test: &str, why: &str) {
+    let line = format!("SKIPPED {test}: {why}");
+    assert!(
+        !skip_is_failure(ci),
+        "{line} (CI=true: a real-component test may not be skipped; install it)"
+    );
+    eprintln!("{line}");
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
