@@ -1,0 +1,183 @@
+//! `tenants[].routes[]`, `cors` and `security-headers`.
+
+use super::*;
+
+/// The regex a `match-claims` pattern compiles to: anchored at both ends, so it matches the
+/// whole claim value (`@example\.com` does not match `x@example.com.evil`; a substring match
+/// is written `.*x.*`). The group keeps an alternation such as `a|b` whole.
+pub fn anchored_pattern(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+pub(super) fn route(
+    d: &mut Diag<'_>,
+    f: FileRoute,
+    path: &str,
+    upstreams: &[&str],
+    default_upstream: Option<&str>,
+) -> Option<Route> {
+    let uri = required(d, f.uri, path, "uri");
+    if let Some(u) = &uri {
+        if let Err(e) = route_uri(u) {
+            d.error(&join(path, "uri"), e);
+        }
+    }
+    let shown = uri.as_deref().unwrap_or("?");
+    let methods = methods(d, &join(path, "methods"), f.methods);
+    let white_listed = flag(f.white_listed, false);
+    let white_listed_anon = flag(f.white_listed_anon, false);
+    let roles = texts(f.roles);
+    let groups = texts(f.groups);
+    let mut match_claims = Vec::new();
+    let mc_key = join(path, "match-claims");
+    for (claim, re) in f.match_claims.map(|m| m.0).unwrap_or_default() {
+        if !re.0.starts_with('^') && !re.0.ends_with('$') {
+            d.warn(
+                &join(&mc_key, &claim),
+                format!(
+                    "the pattern {:?} must match the whole claim value (it is anchored at both ends); write \".*x.*\" to match a substring",
+                    re.0
+                ),
+            );
+        }
+        if let Err(e) = regex::Regex::new(&anchored_pattern(&re.0)) {
+            let first_line = e.to_string();
+            let detail = first_line.lines().last().unwrap_or("").trim().to_string();
+            d.error(
+                &join(&mc_key, &claim),
+                format!("invalid regex {:?}: {detail}", re.0),
+            );
+        }
+        match_claims.push((claim, re.0));
+    }
+    if white_listed && (!roles.is_empty() || !groups.is_empty() || !match_claims.is_empty()) {
+        d.error(
+            &join(path, "white-listed"),
+            format!(
+                "route {shown:?} is white-listed (no authentication) but also lists roles, groups or match-claims"
+            ),
+        );
+    }
+    if white_listed_anon
+        && (white_listed || !roles.is_empty() || !groups.is_empty() || !match_claims.is_empty())
+    {
+        d.error(
+            &join(path, "white-listed-anon"),
+            format!(
+                "route {shown:?} is white-listed-anon (authentication optional): it cannot also be white-listed or list roles, groups or match-claims"
+            ),
+        );
+    }
+    let upstream = match &f.upstream {
+        Some(u) if upstreams.contains(&u.as_str()) => u.clone(),
+        Some(u) => {
+            d.error(
+                &join(path, "upstream"),
+                format!(
+                    "route {shown:?}: unknown upstream {u:?} (this tenant has: [{}])",
+                    upstreams.join(", ")
+                ),
+            );
+            u.clone()
+        }
+        // No upstream at all is reported once, on the tenant.
+        None => default_upstream.unwrap_or_default().to_string(),
+    };
+    let introspect = flag(f.introspect, false);
+    if white_listed && introspect {
+        d.error(
+            &join(path, "introspect"),
+            format!("route {shown:?} is white-listed (no authentication) but also has introspect"),
+        );
+    }
+    let uri = uri?;
+    Some(Route {
+        name: f.name.unwrap_or_else(|| uri.clone()),
+        uri,
+        methods,
+        white_listed,
+        white_listed_anon,
+        roles,
+        groups,
+        require_all: flag(f.require_all, false),
+        match_claims,
+        max_body_size: f.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |s| s.0),
+        upstream,
+        introspect,
+    })
+}
+
+pub(super) fn cors(d: &mut Diag<'_>, f: FileCors, path: &str) -> Cors {
+    let origins_key = join(path, "origins");
+    let mut origins = Vec::new();
+    match f.origins {
+        None => d.error(&origins_key, "missing required key \"origins\""),
+        Some(o) if o.is_empty() => d.error(&origins_key, "must list at least one origin"),
+        Some(o) => {
+            for (i, x) in o.iter().enumerate() {
+                match origin(x) {
+                    Ok(v) => origins.push(v),
+                    Err(e) => d.error(&index(&origins_key, i), e),
+                }
+            }
+        }
+    }
+    let wildcard = origins.iter().any(|o| o == "*");
+    if wildcard && origins.len() > 1 {
+        d.error(&origins_key, "\"*\" must be the only origin");
+    }
+    let credentials = flag(f.credentials, false);
+    if wildcard && credentials {
+        d.error(
+            &join(path, "credentials"),
+            "credentials: true cannot be combined with origin \"*\" (list exact origins)",
+        );
+    }
+    let methods = match f.methods {
+        Some(_) => methods(d, &join(path, "methods"), f.methods),
+        None => vec!["GET".into(), "HEAD".into(), "POST".into()],
+    };
+    Cors {
+        origins,
+        methods,
+        headers: header_names(d, &join(path, "headers"), f.headers),
+        exposed_headers: header_names(d, &join(path, "exposed-headers"), f.exposed_headers),
+        credentials,
+        max_age: f.max_age.map(|m| m.0),
+    }
+}
+
+pub(super) fn security_headers(
+    d: &mut Diag<'_>,
+    given: Option<Vec<(String, Text)>>,
+    path: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, Option<String>)> = default_security_headers()
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    for (name, value) in given.unwrap_or_default() {
+        let key = join(path, &name);
+        if !is_token(&name) {
+            d.error(&key, format!("invalid header name {name:?}"));
+            continue;
+        }
+        if !seen.insert(name.to_ascii_lowercase()) {
+            d.error(&key, format!("header {name:?} is listed twice"));
+            continue;
+        }
+        if !is_header_value(&value.0) {
+            d.error(&key, format!("invalid header value {:?}", value.0));
+            continue;
+        }
+        let v = (!value.0.is_empty()).then_some(value.0);
+        match out.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+            Some(slot) => *slot = (name, v),
+            None => out.push((name, v)),
+        }
+    }
+    out.into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
