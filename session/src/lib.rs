@@ -11,7 +11,9 @@
 mod cache;
 pub mod claims;
 pub mod cookie;
+pub mod discovery;
 mod encoding;
+pub mod error;
 pub mod http;
 pub mod jwks;
 pub mod memo;
@@ -22,11 +24,13 @@ pub mod verifier;
 
 pub use cache::DEFAULT_CACHE_CAPACITY;
 pub use claims::Claims;
-pub use jwks::{Discovery, JwksSource, KeySet};
+pub use discovery::{DiscoveryError, ProviderDiscovery};
+pub use error::BuildError;
+pub use jwks::{JwksSource, KeySet};
 pub use store::{
     CachedStore, LockGuard, MemoryStore, RedisStore, SessionRecord, SessionStore, StoreError,
 };
 pub use verifier::{
-    looks_like_jwt, TokenError, TokenUse, TokenVerifier, MAX_CONCURRENT_INTROSPECTIONS,
-    MAX_TOKEN_BYTES, REFUSED_CACHE_SECS,
+    looks_like_jwt, Introspector, TokenError, TokenUse, TokenVerifier,
+    MAX_CONCURRENT_INTROSPECTIONS, MAX_TOKEN_BYTES, REFUSED_CACHE_SECS,
 };

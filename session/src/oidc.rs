@@ -26,41 +26,30 @@
 //! or does not verify (e.g. its `aud` is not one of `audiences`) is used as is, unread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::claims::{numeric_date, Claims};
 use crate::cookie::random_token;
-use crate::http::{fetchable_url, get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
-use crate::verifier::{looks_like_jwt, TokenUse, TokenVerifier};
+use crate::discovery::{Document, ProviderDiscovery};
+pub use crate::discovery::{Endpoints, DISCOVERY_RETRY_INTERVAL};
+use crate::error::BuildError;
+use crate::http::MAX_DOCUMENT_BYTES;
+use crate::verifier::{looks_like_jwt, now_secs, TokenUse, TokenVerifier};
 
 /// How long a started login may take, from [`OidcClient::begin`] to the callback (10 minutes);
 /// also a sensible `Max-Age` for the pre-login cookie.
 pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 
-/// After a failed discovery, callers within this interval get the same error without a new
-/// request, so an IdP outage costs one request per interval rather than one per login.
-pub const DISCOVERY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Access-token lifetime assumed when the token response has no `expires_in` and the access
 /// token is not a verifiable JWT (seconds).
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 300;
-
-/// The characters kept as they are when form-urlencoding client credentials for HTTP Basic
-/// (RFC 6749 section 2.3.1): the RFC 3986 unreserved set.
-const FORM_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Why a login step failed. `Display` never includes tokens, codes or secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,23 +103,6 @@ impl std::fmt::Display for OidcError {
 }
 
 impl std::error::Error for OidcError {}
-
-/// The provider endpoints the login flow uses, from its discovery document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoints {
-    /// `issuer` (equal to the configured issuer; checked).
-    pub issuer: String,
-    /// `authorization_endpoint` (required).
-    pub authorization_endpoint: String,
-    /// `token_endpoint` (required).
-    pub token_endpoint: String,
-    /// `end_session_endpoint` (RP-initiated logout), if the provider has one.
-    pub end_session_endpoint: Option<String>,
-    /// `userinfo_endpoint`, if the provider has one.
-    pub userinfo_endpoint: Option<String>,
-    /// `jwks_uri`, if given.
-    pub jwks_uri: Option<String>,
-}
 
 /// What a started login must remember until its callback; sealed into the pre-login cookie
 /// (purpose `"login-state"`) by the gateway. `Debug` shows neither the state, the nonce nor
@@ -240,24 +212,19 @@ struct TokenResponse {
 
 /// The login-flow client of one identity provider.
 ///
-/// Discovery runs lazily on first use and is cached; a failure is not cached beyond
-/// [`DISCOVERY_RETRY_INTERVAL`], and a network failure at the token endpoint drops the cached
-/// endpoints so the next call rediscovers. The HTTP client follows no redirects and gives every
-/// request [`FETCH_TIMEOUT`]; responses are read up to [`MAX_DOCUMENT_BYTES`].
+/// The endpoints come from the provider's discovery document, shared with its verifier
+/// ([`ProviderDiscovery`]: fetched on first use, a failure stands for
+/// [`DISCOVERY_RETRY_INTERVAL`]); a network failure at the token endpoint marks the document
+/// stale so the next call rediscovers. The HTTP client follows no redirects and gives every
+/// request [`FETCH_TIMEOUT`](crate::http::FETCH_TIMEOUT); responses are read up to [`MAX_DOCUMENT_BYTES`].
 pub struct OidcClient {
     issuer: String,
-    discovery_url: String,
     client_id: String,
     client_secret: Option<Secret>,
     auth_method: TokenEndpointAuthMethod,
     scope: String,
-    /// `allow-insecure-http`: discovery and the endpoints it names may be plain http.
-    allow_insecure_http: bool,
     verifier: Arc<TokenVerifier>,
-    http: reqwest::Client,
-    endpoints: ArcSwapOption<Endpoints>,
-    /// Held while discovering (single flight); remembers the last failure and when it happened.
-    discovery: tokio::sync::Mutex<Option<(Instant, String)>>,
+    discovery: Arc<ProviderDiscovery>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -265,26 +232,8 @@ impl std::fmt::Debug for OidcClient {
         f.debug_struct("OidcClient")
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
-            .field("discovered", &self.endpoints.load().is_some())
+            .field("discovery", &self.discovery)
             .finish_non_exhaustive()
-    }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn http_url(doc: &Value, name: &str) -> Result<Option<String>, String> {
-    match doc.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => match Url::parse(s) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(s.clone())),
-            _ => Err(format!("{name} {s:?} is not an http(s) URL")),
-        },
-        Some(_) => Err(format!("{name} is not a string")),
     }
 }
 
@@ -298,36 +247,35 @@ fn sanitize(s: &str) -> String {
 
 impl OidcClient {
     /// Builds the client of `provider`; `verifier` is the provider's bearer-token verifier,
-    /// shared (see the module docs for why the provider's `audiences` must include its
-    /// `client-id`). Requested scopes are the provider's `scopes`, with `openid` added if
-    /// missing. Nothing is fetched here.
+    /// shared with its discovery document and HTTP client (see the module docs for why the
+    /// provider's `audiences` must include its `client-id`). Requested scopes are the
+    /// provider's `scopes`, with `openid` added if missing. Nothing is fetched here.
     ///
     /// # Errors
     ///
-    /// When the HTTP client cannot be built (TLS backend initialisation).
-    pub fn new(provider: &IdentityProvider, verifier: Arc<TokenVerifier>) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("identity provider {}: HTTP client: {e}", provider.name))?;
+    /// When `verifier` is another provider's.
+    pub fn new(
+        provider: &IdentityProvider,
+        verifier: Arc<TokenVerifier>,
+    ) -> Result<Self, BuildError> {
+        if verifier.name() != provider.name {
+            return Err(BuildError::ForeignVerifier {
+                provider: provider.name.clone(),
+                verifier: verifier.name().to_owned(),
+            });
+        }
         let mut scopes: Vec<&str> = provider.scopes.iter().map(String::as_str).collect();
         if !scopes.contains(&"openid") {
             scopes.insert(0, "openid");
         }
         Ok(OidcClient {
             issuer: provider.issuer.clone(),
-            discovery_url: provider.discovery_url.clone(),
             client_id: provider.client_id.clone(),
             client_secret: provider.client_secret.clone(),
             auth_method: provider.token_endpoint_auth_method,
             scope: scopes.join(" "),
-            allow_insecure_http: provider.allow_insecure_http,
+            discovery: Arc::clone(verifier.discovery()),
             verifier,
-            http,
-            endpoints: ArcSwapOption::empty(),
-            discovery: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -335,70 +283,13 @@ impl OidcClient {
     /// document's `issuer` must equal the configured one and it must name http(s)
     /// `authorization_endpoint` and `token_endpoint`.
     pub async fn endpoints(&self) -> Result<Arc<Endpoints>, OidcError> {
-        if let Some(found) = self.endpoints.load_full() {
-            return Ok(found);
-        }
-        let mut last_failure = self.discovery.lock().await;
-        if let Some(found) = self.endpoints.load_full() {
-            return Ok(found); // someone else discovered while we waited
-        }
-        if let Some((at, error)) = last_failure.as_ref() {
-            if at.elapsed() < DISCOVERY_RETRY_INTERVAL {
-                return Err(OidcError::Discovery(error.clone()));
-            }
-        }
-        match self.discover().await {
-            Ok(endpoints) => {
-                let endpoints = Arc::new(endpoints);
-                self.endpoints.store(Some(Arc::clone(&endpoints)));
-                *last_failure = None;
-                Ok(endpoints)
-            }
-            Err(error) => {
+        self.discovery
+            .get_with(Document::login_endpoints)
+            .await
+            .map_err(|error| {
                 tracing::warn!(issuer = %self.issuer, %error, "OIDC discovery failed");
-                *last_failure = Some((Instant::now(), error.clone()));
-                Err(OidcError::Discovery(error))
-            }
-        }
-    }
-
-    async fn discover(&self) -> Result<Endpoints, String> {
-        let url = &self.discovery_url;
-        fetchable_url(url, self.allow_insecure_http)?;
-        let bytes = get_limited(&self.http, url).await?;
-        let doc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("discovery document {url} is not JSON: {e}"))?;
-        match doc.get("issuer").and_then(Value::as_str) {
-            Some(found) if found == self.issuer => {}
-            Some(found) => {
-                return Err(format!(
-                    "discovery document {url} names issuer {found:?}, expected {:?}",
-                    self.issuer
-                ))
-            }
-            None => return Err(format!("discovery document {url} has no issuer")),
-        }
-        // Every endpoint named here is either fetched by the gateway (token: it returns the
-        // tokens a session is built on) or sent to the browser; none may be plain http unless
-        // the provider allows it.
-        let endpoint = |name: &str| -> Result<Option<String>, String> {
-            let found = http_url(&doc, name)?;
-            if let Some(u) = &found {
-                fetchable_url(u, self.allow_insecure_http).map_err(|e| format!("{name}: {e}"))?;
-            }
-            Ok(found)
-        };
-        let required = |name: &str| -> Result<String, String> {
-            endpoint(name)?.ok_or_else(|| format!("discovery document {url} has no {name}"))
-        };
-        Ok(Endpoints {
-            issuer: self.issuer.clone(),
-            authorization_endpoint: required("authorization_endpoint")?,
-            token_endpoint: required("token_endpoint")?,
-            end_session_endpoint: endpoint("end_session_endpoint")?,
-            userinfo_endpoint: endpoint("userinfo_endpoint")?,
-            jwks_uri: endpoint("jwks_uri")?,
-        })
+                OidcError::Discovery(error.to_string())
+            })
     }
 
     /// Starts a login: a fresh `state`, `nonce` and PKCE `code_verifier` (each 32 random bytes,
@@ -520,35 +411,24 @@ impl OidcClient {
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OidcError> {
         let endpoints = self.endpoints().await?;
         let mut params: Vec<(&str, &str)> = form.to_vec();
-        let mut request = self
-            .http
+        let request = self
+            .discovery
+            .http()
             .post(&endpoints.token_endpoint)
             .header(reqwest::header::ACCEPT, "application/json");
-        match (&self.client_secret, self.auth_method) {
-            (Some(secret), TokenEndpointAuthMethod::ClientSecretBasic) => {
-                // RFC 6749 2.3.1: both parts are form-urlencoded before base64.
-                let credentials = format!(
-                    "{}:{}",
-                    utf8_percent_encode(&self.client_id, FORM_UNRESERVED),
-                    utf8_percent_encode(secret.expose(), FORM_UNRESERVED)
-                );
-                request = request.header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("Basic {}", STANDARD.encode(credentials)),
-                );
-            }
-            (Some(secret), TokenEndpointAuthMethod::ClientSecretPost) => {
-                params.push(("client_id", &self.client_id));
-                params.push(("client_secret", secret.expose()));
-            }
-            // A public client identifies itself; PKCE protects the code.
-            (None, _) => params.push(("client_id", &self.client_id)),
-        }
+        // A public client (no secret) only names itself; PKCE protects the code.
+        let request = crate::http::authenticate_client(
+            request,
+            &mut params,
+            &self.client_id,
+            self.client_secret.as_ref(),
+            self.auth_method,
+        );
         let response = match request.form(&params).send().await {
             Ok(response) => response,
             Err(e) => {
                 // The IdP may have moved; rediscover on the next call.
-                self.endpoints.store(None);
+                self.discovery.mark_stale();
                 return Err(OidcError::Network(e.without_url().to_string()));
             }
         };
@@ -795,13 +675,5 @@ mod tests {
         );
         assert_eq!(sanitize("a\"b\\c\nd\u{e9}"), "abcd");
         assert_eq!(sanitize(&"x".repeat(500)).len(), 200);
-    }
-
-    #[test]
-    fn basic_credentials_are_form_encoded() {
-        assert_eq!(
-            utf8_percent_encode("a b:c/d~e", FORM_UNRESERVED).to_string(),
-            "a%20b%3Ac%2Fd~e"
-        );
     }
 }
