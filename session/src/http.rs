@@ -51,31 +51,40 @@ pub async fn get_limited(client: &reqwest::Client, url: &str) -> Result<Vec<u8>,
 /// The body of a response, refusing non-2xx statuses and bodies over [`MAX_DOCUMENT_BYTES`];
 /// errors name `method` and `url`.
 pub(crate) async fn read_limited(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     method: &str,
     url: &str,
 ) -> Result<Vec<u8>, String> {
     if !response.status().is_success() {
         return Err(format!("{method} {url}: status {}", response.status()));
     }
+    read_body(response).await.map_err(|e| match e {
+        BodyError::TooLarge => format!("{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"),
+        BodyError::Read(e) => format!("{method} {url}: {e}"),
+    })
+}
+
+/// Why a response body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over [`MAX_DOCUMENT_BYTES`] (announced or received).
+    TooLarge,
+    /// The connection failed while reading.
+    Read(reqwest::Error),
+}
+
+/// Reads a response body up to [`MAX_DOCUMENT_BYTES`], whatever its status.
+pub(crate) async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
     if response
         .content_length()
         .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
     {
-        return Err(format!(
-            "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
-        ));
+        return Err(BodyError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("{method} {url}: {e}"))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!(
-                "{method} {url}: body over {MAX_DOCUMENT_BYTES} bytes"
-            ));
+            return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

@@ -26,13 +26,9 @@
 //! or does not verify (e.g. its `aud` is not one of `audiences`) is used as is, unread.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::claims::{numeric_date, Claims};
@@ -40,175 +36,18 @@ use crate::cookie::random_token;
 use crate::discovery::{Document, ProviderDiscovery};
 pub use crate::discovery::{Endpoints, DISCOVERY_RETRY_INTERVAL};
 use crate::error::BuildError;
-use crate::http::MAX_DOCUMENT_BYTES;
+use crate::http::{BodyError, MAX_DOCUMENT_BYTES};
 use crate::verifier::{looks_like_jwt, now_secs, TokenUse, TokenVerifier};
 
-/// How long a started login may take, from [`OidcClient::begin`] to the callback (10 minutes);
-/// also a sensible `Max-Age` for the pre-login cookie.
-pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+mod error;
+mod state;
+mod tokens;
 
-/// Access-token lifetime assumed when the token response has no `expires_in` and the access
-/// token is not a verifiable JWT (seconds).
-pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 300;
-
-/// Why a login step failed. `Display` never includes tokens, codes or secrets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OidcError {
-    /// The discovery document could not be fetched or lacks what the flow needs (issuer
-    /// mismatch, no `authorization_endpoint` / `token_endpoint`, a non-http(s) URL).
-    Discovery(String),
-    /// The token endpoint answered with this non-2xx status; the string is the OAuth `error`
-    /// code (and a sanitized, truncated `error_description`), or a description of an unusable
-    /// 2xx body (status then as received).
-    TokenEndpoint(u16, String),
-    /// The ID token is missing or invalid; the reason is a stable snake_case word (the
-    /// [`TokenError::reason`](crate::TokenError::reason) of the verifier, or `missing`,
-    /// `wrong_audience`, `wrong_azp`, `missing_sub`, `sub_mismatch`).
-    InvalidIdToken(&'static str),
-    /// The ID token's `nonce` is missing or differs from the login's.
-    NonceMismatch,
-    /// The login state expired before the callback ([`LOGIN_STATE_TTL`]).
-    LoginExpired,
-    /// The IdP could not be reached (connect error, timeout, body too large or unreadable).
-    Network(String),
-}
-
-impl OidcError {
-    /// A stable snake_case reason, for logs and metric labels (bounded set).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            OidcError::Discovery(_) => "discovery",
-            OidcError::TokenEndpoint(..) => "token_endpoint",
-            OidcError::InvalidIdToken(_) => "invalid_id_token",
-            OidcError::NonceMismatch => "nonce_mismatch",
-            OidcError::LoginExpired => "login_expired",
-            OidcError::Network(_) => "network",
-        }
-    }
-}
-
-impl std::fmt::Display for OidcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OidcError::Discovery(msg) => write!(f, "OIDC discovery failed: {msg}"),
-            OidcError::TokenEndpoint(status, msg) => {
-                write!(f, "token endpoint answered {status}: {msg}")
-            }
-            OidcError::InvalidIdToken(reason) => write!(f, "invalid ID token: {reason}"),
-            OidcError::NonceMismatch => f.write_str("the ID token's nonce does not match"),
-            OidcError::LoginExpired => f.write_str("the login state has expired"),
-            OidcError::Network(msg) => write!(f, "identity provider unreachable: {msg}"),
-        }
-    }
-}
-
-impl std::error::Error for OidcError {}
-
-/// What a started login must remember until its callback; sealed into the pre-login cookie
-/// (purpose `"login-state"`) by the gateway. `Debug` shows neither the state, the nonce nor
-/// the PKCE verifier.
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
-pub struct LoginState {
-    /// The OAuth `state` sent to the IdP (32 random bytes, base64url); the callback's `state`
-    /// must equal it ([`LoginState::state_matches`]).
-    pub state: String,
-    /// The OIDC `nonce` (32 random bytes, base64url); the ID token must carry it.
-    pub nonce: String,
-    /// The PKCE `code_verifier` (43 characters of base64url).
-    pub code_verifier: String,
-    /// Where to send the user after the login (already checked by
-    /// `gatehouse_policy::redirect::safe_redirect`).
-    pub return_to: String,
-    /// Seconds since the Unix epoch after which the login is refused.
-    pub expires_at: u64,
-}
-
-impl std::fmt::Debug for LoginState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginState")
-            .field("state", &"<redacted>")
-            .field("nonce", &"<redacted>")
-            .field("code_verifier", &"<redacted>")
-            .field("return_to", &self.return_to)
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
-
-impl LoginState {
-    /// Whether the callback's `state` parameter is this login's (constant-time comparison).
-    pub fn state_matches(&self, state: &str) -> bool {
-        aws_lc_rs::constant_time::verify_slices_are_equal(self.state.as_bytes(), state.as_bytes())
-            .is_ok()
-    }
-
-    /// Whether the login is past its deadline at `now` (seconds since the Unix epoch).
-    pub fn is_expired(&self, now: u64) -> bool {
-        now >= self.expires_at
-    }
-
-    /// The JSON form to seal into the pre-login cookie.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a struct of strings and an integer cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Parses [`to_json`](Self::to_json)'s output; `None` for anything else.
-    pub fn from_json(bytes: &[u8]) -> Option<LoginState> {
-        serde_json::from_slice(bytes).ok()
-    }
-}
-
-/// The result of a code exchange or a refresh. `Debug` shows no token.
-#[derive(Clone)]
-pub struct TokenSet {
-    /// The access token.
-    pub access_token: String,
-    /// When the access token expires (seconds since the Unix epoch): the earlier of its
-    /// verified JWT `exp` and `now + expires_in`; [`DEFAULT_ACCESS_TOKEN_LIFETIME`] from now
-    /// when neither is known.
-    pub access_token_exp: u64,
-    /// The refresh token. After [`OidcClient::refresh`] this is the rotated one, or the one
-    /// that was presented when the provider did not rotate it (RFC 6749 section 6); after
-    /// [`OidcClient::exchange`] `None` means none was issued.
-    pub refresh_token: Option<String>,
-    /// The ID token (a refresh response may not carry one).
-    pub id_token: Option<String>,
-    /// The validated ID token's payload plus the access token's claims the ID token lacks
-    /// (only when the access token is a JWT the provider's verifier accepts). An empty object
-    /// after a refresh that returned neither.
-    pub claims: Value,
-    /// The ID token's `sub` (else the verified access token's; empty after a refresh that
-    /// returned neither: the caller keeps the session's).
-    pub sub: String,
-    /// The ID token's `sid` (the IdP session, for back-channel logout), if any.
-    pub sid: Option<String>,
-}
-
-impl std::fmt::Debug for TokenSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSet")
-            .field("access_token_exp", &self.access_token_exp)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| ".."))
-            .field("id_token", &self.id_token.as_ref().map(|_| ".."))
-            .field("sub", &self.sub)
-            .field("sid", &self.sid)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<Value>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    id_token: Option<String>,
-}
+use error::sanitize;
+pub use error::OidcError;
+pub use state::{pkce_challenge, LoginState, LOGIN_STATE_TTL};
+use tokens::TokenResponse;
+pub use tokens::{TokenSet, DEFAULT_ACCESS_TOKEN_LIFETIME};
 
 /// The login-flow client of one identity provider.
 ///
@@ -235,14 +74,6 @@ impl std::fmt::Debug for OidcClient {
             .field("discovery", &self.discovery)
             .finish_non_exhaustive()
     }
-}
-
-/// Printable ASCII without quotes or backslashes, at most 200 characters.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
-        .take(200)
-        .collect()
 }
 
 impl OidcClient {
@@ -433,7 +264,14 @@ impl OidcClient {
             }
         };
         let status = response.status();
-        let body = read_body(response).await?;
+        let body = crate::http::read_body(response)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => {
+                    OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes"))
+                }
+                BodyError::Read(e) => OidcError::Network(e.without_url().to_string()),
+            })?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<Value>(&body)
                 .ok()
@@ -582,98 +420,5 @@ impl OidcClient {
             sub,
             sid,
         })
-    }
-}
-
-/// The PKCE S256 challenge of a verifier: base64url(SHA-256(verifier)), no padding.
-pub fn pkce_challenge(code_verifier: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code_verifier.as_bytes());
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
-
-/// Reads a response body up to [`MAX_DOCUMENT_BYTES`], whatever its status.
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, OidcError> {
-    let too_big = || OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes"));
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| OidcError::Network(e.without_url().to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pkce_challenge_is_s256() {
-        // Expected value computed independently (Python hashlib + urlsafe_b64encode).
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mJ0xVqOP5tpFCRmb4bCvaSGGrEtfw1g"),
-            "txPx3tMY7XmC0bzUGbj6Na4bQa_tFuJyMfDmqH4uOoc"
-        );
-    }
-
-    #[test]
-    fn login_state_round_trip_and_checks() {
-        let state = LoginState {
-            state: "abc".into(),
-            nonce: "n".into(),
-            code_verifier: "v".repeat(43),
-            return_to: "/app".into(),
-            expires_at: 100,
-        };
-        assert_eq!(LoginState::from_json(&state.to_json()), Some(state.clone()));
-        assert_eq!(LoginState::from_json(b"{}"), None);
-        assert!(state.state_matches("abc"));
-        assert!(!state.state_matches("abd"));
-        assert!(!state.state_matches("ab"));
-        assert!(!state.state_matches(""));
-        assert!(!state.is_expired(99));
-        assert!(state.is_expired(100));
-    }
-
-    #[test]
-    fn login_state_debug_hides_its_secrets() {
-        let state = LoginState {
-            state: "the-state-value".into(),
-            nonce: "the-nonce-value".into(),
-            code_verifier: "the-pkce-verifier".into(),
-            return_to: "/app".into(),
-            expires_at: 100,
-        };
-        let text = format!("{state:?}");
-        for secret in ["the-state-value", "the-nonce-value", "the-pkce-verifier"] {
-            assert!(!text.contains(secret), "{secret} in {text}");
-        }
-        assert!(text.contains("/app") && text.contains("100"), "{text}");
-    }
-
-    #[test]
-    fn errors_display_without_details_leaking() {
-        assert_eq!(
-            OidcError::TokenEndpoint(400, "invalid_grant".into()).to_string(),
-            "token endpoint answered 400: invalid_grant"
-        );
-        assert_eq!(OidcError::NonceMismatch.reason(), "nonce_mismatch");
-        assert_eq!(
-            OidcError::InvalidIdToken("wrong_audience").to_string(),
-            "invalid ID token: wrong_audience"
-        );
-        assert_eq!(sanitize("a\"b\\c\nd\u{e9}"), "abcd");
-        assert_eq!(sanitize(&"x".repeat(500)).len(), 200);
     }
 }
