@@ -4,6 +4,8 @@
 //! The gateway builds a [`TokenVerifier`] per identity provider, refreshes its keys on its own
 //! schedule (one that spans config reloads) and calls [`TokenVerifier::verify`] per request
 //! (or, for opaque tokens and `introspect` routes, [`TokenVerifier::introspect`], RFC 7662).
+//! The provider's login client ([`oidc::OidcClient`]) shares the verifier's
+//! [`ProviderDiscovery`]: one discovery document and one HTTP client per provider.
 //! This crate never imports pingora or the gateway.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

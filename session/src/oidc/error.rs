@@ -16,7 +16,7 @@ pub enum OidcError {
     InvalidIdToken(&'static str),
     /// The ID token's `nonce` is missing or differs from the login's.
     NonceMismatch,
-    /// The login state expired before the callback ([`LOGIN_STATE_TTL`]).
+    /// The login state expired before the callback ([`LOGIN_STATE_TTL`](super::LOGIN_STATE_TTL)).
     LoginExpired,
     /// The IdP could not be reached (connect error, timeout, body too large or unreadable).
     Network(String),

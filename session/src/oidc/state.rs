@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-/// How long a started login may take, from [`OidcClient::begin`](super::OidcClient::begin) to the callback (10 minutes);
-/// also a sensible `Max-Age` for the pre-login cookie.
+/// How long a started login may take, from [`OidcClient::begin`](super::OidcClient::begin) to
+/// the callback (10 minutes); also a sensible `Max-Age` for the pre-login cookie.
 pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 
 /// What a started login must remember until its callback; sealed into the pre-login cookie

@@ -16,8 +16,9 @@ pub struct TokenSet {
     /// verified JWT `exp` and `now + expires_in`; [`DEFAULT_ACCESS_TOKEN_LIFETIME`] from now
     /// when neither is known.
     pub access_token_exp: u64,
-    /// The refresh token. After [`OidcClient::refresh`](super::OidcClient::refresh) this is the rotated one, or the one
-    /// that was presented when the provider did not rotate it (RFC 6749 section 6); after
+    /// The refresh token. After [`OidcClient::refresh`](super::OidcClient::refresh) this is the
+    /// rotated one, or the one that was presented when the provider did not rotate it
+    /// (RFC 6749 section 6); after
     /// [`OidcClient::exchange`](super::OidcClient::exchange) `None` means none was issued.
     pub refresh_token: Option<String>,
     /// The ID token (a refresh response may not carry one).

@@ -56,7 +56,7 @@ type Outcome = Result<Arc<Claims>, TokenError>;
 
 /// RFC 7662 introspection of one identity provider: endpoint, client credentials, caches and
 /// in-flight requests. Held by the provider's [`TokenVerifier`](super::TokenVerifier), which
-/// passes its claim [`Rules`].
+/// passes its claim rules.
 pub struct Introspector {
     /// The provider's name, for logs.
     name: String,
@@ -152,7 +152,8 @@ impl Introspector {
         self.enabled
     }
 
-    /// Checks `token` with `rules`: see [`TokenVerifier::introspect`](super::TokenVerifier::introspect).
+    /// Checks `token` with `rules`: see
+    /// [`TokenVerifier::introspect`](super::TokenVerifier::introspect).
     pub(crate) async fn introspect(
         &self,
         token: &str,

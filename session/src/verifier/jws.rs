@@ -66,8 +66,8 @@ pub(super) fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
 }
 
 /// Whether `token` has the shape of a compact JWS: three non-empty dot-separated parts. Says
-/// nothing about validity; the gateway uses it to pick [`TokenVerifier::verify`] (JWT) or
-/// [`TokenVerifier::introspect`] (opaque token).
+/// nothing about validity; the gateway uses it to pick [`TokenVerifier::verify`](super::TokenVerifier::verify) (JWT) or
+/// [`TokenVerifier::introspect`](super::TokenVerifier::introspect) (opaque token).
 pub fn looks_like_jwt(token: &str) -> bool {
     let mut parts = token.split('.');
     matches!(
