@@ -11,6 +11,7 @@ use gatehouse_config::IdentityProvider;
 use gatehouse_policy::authz::Identity;
 use gatehouse_session::claims::Claims;
 use gatehouse_session::verifier::TokenVerifier;
+use gatehouse_session::BuildError;
 use pingora::http::RequestHeader;
 use regex::Regex;
 use serde_json::Value;
@@ -42,8 +43,9 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// Builds the verifier (reads a `jwks-file` now, if configured; no network).
-    pub fn new(definition: &IdentityProvider, metrics: &Metrics) -> Result<Provider, String> {
+    /// Builds the verifier and the login client, which share the provider's discovery document
+    /// and HTTP client (reads a `jwks-file` now, if configured; no network).
+    pub fn new(definition: &IdentityProvider, metrics: &Metrics) -> Result<Provider, BuildError> {
         let mut verifier =
             TokenVerifier::new(definition, gatehouse_session::DEFAULT_CACHE_CAPACITY)?;
         if let Some(age) = definition.max_token_age {

@@ -14,7 +14,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
-use crate::http::{fetchable_url, get_limited};
+use crate::error::JwksFileError;
 
 /// The algorithms a token may be signed with when the config allows them. `none` and the HMAC
 /// algorithms are never here: a public JWKS must not double as a shared secret.
@@ -333,15 +333,9 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 pub enum JwksSource {
     /// `jwks-file`: a static JWKS read from disk (no network).
     File(PathBuf),
-    /// OIDC discovery: GET the discovery document, check its `issuer`, GET its `jwks_uri`.
-    Discovery {
-        /// The discovery document's URL.
-        discovery_url: String,
-        /// The issuer the document must name exactly.
-        issuer: String,
-        /// `allow-insecure-http`: the document and the endpoints it names may be plain http.
-        allow_insecure_http: bool,
-    },
+    /// The `jwks_uri` of the provider's discovery document
+    /// ([`ProviderDiscovery`](crate::discovery::ProviderDiscovery)).
+    Discovery,
 }
 
 impl JwksSource {
@@ -349,104 +343,35 @@ impl JwksSource {
     pub fn for_provider(provider: &gatehouse_config::IdentityProvider) -> JwksSource {
         match &provider.jwks_file {
             Some(path) => JwksSource::File(path.clone()),
-            None => JwksSource::Discovery {
-                discovery_url: provider.discovery_url.clone(),
-                issuer: provider.issuer.clone(),
-                allow_insecure_http: provider.allow_insecure_http,
-            },
+            None => JwksSource::Discovery,
         }
     }
 
     /// Reads the JWKS file synchronously (for construction and reload, never on a request
     /// path). `None` for a discovery source.
-    pub fn load_file_blocking(&self, allowed: &[Algorithm]) -> Option<Result<KeySet, String>> {
+    pub fn load_file_blocking(
+        &self,
+        allowed: &[Algorithm],
+    ) -> Option<Result<KeySet, JwksFileError>> {
         match self {
             JwksSource::File(path) => Some(
                 std::fs::read(path)
-                    .map_err(|e| format!("cannot read jwks-file {}: {e}", path.display()))
+                    .map_err(|e| JwksFileError::Read {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })
                     .and_then(|bytes| {
-                        KeySet::from_jwks_json(&bytes, allowed)
-                            .map_err(|e| format!("jwks-file {}: {e}", path.display()))
+                        KeySet::from_jwks_json(&bytes, allowed).map_err(|reason| {
+                            JwksFileError::Parse {
+                                path: path.clone(),
+                                reason,
+                            }
+                        })
                     }),
             ),
-            JwksSource::Discovery { .. } => None,
+            JwksSource::Discovery => None,
         }
     }
-
-    /// Runs OIDC discovery and returns the `jwks_uri` (an error for a file source, or when the
-    /// document's `issuer` differs from the configured one).
-    pub async fn discover(&self, client: &reqwest::Client) -> Result<String, String> {
-        self.discover_document(client).await.map(|doc| doc.jwks_uri)
-    }
-
-    /// Runs OIDC discovery and returns what gatehouse keeps of the document: the `jwks_uri`
-    /// and, when present, the `introspection_endpoint` (an error for a file source, when the
-    /// document's `issuer` differs from the configured one, or when it has no usable
-    /// `jwks_uri`). Without `allow-insecure-http` the discovery URL and the `jwks_uri` must be
-    /// https (else an error) and a plain-http `introspection_endpoint` is ignored.
-    pub async fn discover_document(&self, client: &reqwest::Client) -> Result<Discovery, String> {
-        let JwksSource::Discovery {
-            discovery_url,
-            issuer,
-            allow_insecure_http,
-        } = self
-        else {
-            return Err("a jwks-file source has no discovery".to_string());
-        };
-        let allow_http = *allow_insecure_http;
-        fetchable_url(discovery_url, allow_http)?;
-        let bytes = get_limited(client, discovery_url).await?;
-        let doc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("discovery document {discovery_url} is not JSON: {e}"))?;
-        match doc.get("issuer").and_then(Value::as_str) {
-            Some(found) if found == issuer => {}
-            Some(found) => {
-                return Err(format!(
-                    "discovery document {discovery_url} names issuer {found:?}, expected {issuer:?}"
-                ))
-            }
-            None => return Err(format!("discovery document {discovery_url} has no issuer")),
-        }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("discovery document {discovery_url} has no jwks_uri"))?;
-        if !is_http_url(jwks_uri) {
-            return Err(format!("jwks_uri {jwks_uri:?} is not an http(s) URL"));
-        }
-        fetchable_url(jwks_uri, allow_http)?;
-        let introspection_endpoint = match doc.get("introspection_endpoint") {
-            Some(Value::String(url)) if is_http_url(url) => match fetchable_url(url, allow_http) {
-                Ok(()) => Some(url.clone()),
-                Err(error) => {
-                    tracing::warn!(%discovery_url, %error, "ignoring the introspection_endpoint");
-                    None
-                }
-            },
-            None | Some(Value::Null) => None,
-            Some(other) => {
-                tracing::warn!(%discovery_url, endpoint = %other, "ignoring an introspection_endpoint that is not an http(s) URL");
-                None
-            }
-        };
-        Ok(Discovery {
-            jwks_uri: jwks_uri.to_string(),
-            introspection_endpoint,
-        })
-    }
-}
-
-/// What gatehouse keeps of an OIDC discovery document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Discovery {
-    /// `jwks_uri`: where the signing keys are.
-    pub jwks_uri: String,
-    /// `introspection_endpoint` (RFC 8414 / 7662), when the document names an http(s) URL.
-    pub introspection_endpoint: Option<String>,
-}
-
-fn is_http_url(url: &str) -> bool {
-    url.starts_with("https://") || url.starts_with("http://")
 }
 
 #[cfg(test)]
@@ -488,16 +413,6 @@ mod tests {
             set.select(None, Algorithm::RS256).err(),
             Some(KeyMiss::UnknownKid)
         );
-    }
-
-    #[test]
-    fn only_https_unless_insecure_http_is_allowed() {
-        assert!(fetchable_url("https://idp/x", false).is_ok());
-        assert!(fetchable_url("HTTPS://idp/x", false).is_ok());
-        assert!(fetchable_url("http://idp/x", false).is_err());
-        assert!(fetchable_url("http://idp/x", true).is_ok());
-        assert!(fetchable_url("ftp://idp/x", true).is_err());
-        assert!(fetchable_url("idp/x", true).is_err());
     }
 
     #[test]

@@ -26,238 +26,44 @@
 //! or does not verify (e.g. its `aud` is not one of `audiences`) is used as is, unread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine;
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::claims::{numeric_date, Claims};
 use crate::cookie::random_token;
-use crate::http::{fetchable_url, get_limited, FETCH_TIMEOUT, MAX_DOCUMENT_BYTES};
-use crate::verifier::{looks_like_jwt, TokenUse, TokenVerifier};
+use crate::discovery::{Document, ProviderDiscovery};
+pub use crate::discovery::{Endpoints, DISCOVERY_RETRY_INTERVAL};
+use crate::error::BuildError;
+use crate::http::{BodyError, MAX_DOCUMENT_BYTES};
+use crate::verifier::{looks_like_jwt, now_secs, TokenUse, TokenVerifier};
 
-/// How long a started login may take, from [`OidcClient::begin`] to the callback (10 minutes);
-/// also a sensible `Max-Age` for the pre-login cookie.
-pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+mod error;
+mod state;
+mod tokens;
 
-/// After a failed discovery, callers within this interval get the same error without a new
-/// request, so an IdP outage costs one request per interval rather than one per login.
-pub const DISCOVERY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Access-token lifetime assumed when the token response has no `expires_in` and the access
-/// token is not a verifiable JWT (seconds).
-pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 300;
-
-/// The characters kept as they are when form-urlencoding client credentials for HTTP Basic
-/// (RFC 6749 section 2.3.1): the RFC 3986 unreserved set.
-const FORM_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Why a login step failed. `Display` never includes tokens, codes or secrets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OidcError {
-    /// The discovery document could not be fetched or lacks what the flow needs (issuer
-    /// mismatch, no `authorization_endpoint` / `token_endpoint`, a non-http(s) URL).
-    Discovery(String),
-    /// The token endpoint answered with this non-2xx status; the string is the OAuth `error`
-    /// code (and a sanitized, truncated `error_description`), or a description of an unusable
-    /// 2xx body (status then as received).
-    TokenEndpoint(u16, String),
-    /// The ID token is missing or invalid; the reason is a stable snake_case word (the
-    /// [`TokenError::reason`](crate::TokenError::reason) of the verifier, or `missing`,
-    /// `wrong_audience`, `wrong_azp`, `missing_sub`, `sub_mismatch`).
-    InvalidIdToken(&'static str),
-    /// The ID token's `nonce` is missing or differs from the login's.
-    NonceMismatch,
-    /// The login state expired before the callback ([`LOGIN_STATE_TTL`]).
-    LoginExpired,
-    /// The IdP could not be reached (connect error, timeout, body too large or unreadable).
-    Network(String),
-}
-
-impl OidcError {
-    /// A stable snake_case reason, for logs and metric labels (bounded set).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            OidcError::Discovery(_) => "discovery",
-            OidcError::TokenEndpoint(..) => "token_endpoint",
-            OidcError::InvalidIdToken(_) => "invalid_id_token",
-            OidcError::NonceMismatch => "nonce_mismatch",
-            OidcError::LoginExpired => "login_expired",
-            OidcError::Network(_) => "network",
-        }
-    }
-}
-
-impl std::fmt::Display for OidcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OidcError::Discovery(msg) => write!(f, "OIDC discovery failed: {msg}"),
-            OidcError::TokenEndpoint(status, msg) => {
-                write!(f, "token endpoint answered {status}: {msg}")
-            }
-            OidcError::InvalidIdToken(reason) => write!(f, "invalid ID token: {reason}"),
-            OidcError::NonceMismatch => f.write_str("the ID token's nonce does not match"),
-            OidcError::LoginExpired => f.write_str("the login state has expired"),
-            OidcError::Network(msg) => write!(f, "identity provider unreachable: {msg}"),
-        }
-    }
-}
-
-impl std::error::Error for OidcError {}
-
-/// The provider endpoints the login flow uses, from its discovery document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoints {
-    /// `issuer` (equal to the configured issuer; checked).
-    pub issuer: String,
-    /// `authorization_endpoint` (required).
-    pub authorization_endpoint: String,
-    /// `token_endpoint` (required).
-    pub token_endpoint: String,
-    /// `end_session_endpoint` (RP-initiated logout), if the provider has one.
-    pub end_session_endpoint: Option<String>,
-    /// `userinfo_endpoint`, if the provider has one.
-    pub userinfo_endpoint: Option<String>,
-    /// `jwks_uri`, if given.
-    pub jwks_uri: Option<String>,
-}
-
-/// What a started login must remember until its callback; sealed into the pre-login cookie
-/// (purpose `"login-state"`) by the gateway. `Debug` shows neither the state, the nonce nor
-/// the PKCE verifier.
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
-pub struct LoginState {
-    /// The OAuth `state` sent to the IdP (32 random bytes, base64url); the callback's `state`
-    /// must equal it ([`LoginState::state_matches`]).
-    pub state: String,
-    /// The OIDC `nonce` (32 random bytes, base64url); the ID token must carry it.
-    pub nonce: String,
-    /// The PKCE `code_verifier` (43 characters of base64url).
-    pub code_verifier: String,
-    /// Where to send the user after the login (already checked by
-    /// `gatehouse_policy::redirect::safe_redirect`).
-    pub return_to: String,
-    /// Seconds since the Unix epoch after which the login is refused.
-    pub expires_at: u64,
-}
-
-impl std::fmt::Debug for LoginState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoginState")
-            .field("state", &"<redacted>")
-            .field("nonce", &"<redacted>")
-            .field("code_verifier", &"<redacted>")
-            .field("return_to", &self.return_to)
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
-
-impl LoginState {
-    /// Whether the callback's `state` parameter is this login's (constant-time comparison).
-    pub fn state_matches(&self, state: &str) -> bool {
-        aws_lc_rs::constant_time::verify_slices_are_equal(self.state.as_bytes(), state.as_bytes())
-            .is_ok()
-    }
-
-    /// Whether the login is past its deadline at `now` (seconds since the Unix epoch).
-    pub fn is_expired(&self, now: u64) -> bool {
-        now >= self.expires_at
-    }
-
-    /// The JSON form to seal into the pre-login cookie.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a struct of strings and an integer cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Parses [`to_json`](Self::to_json)'s output; `None` for anything else.
-    pub fn from_json(bytes: &[u8]) -> Option<LoginState> {
-        serde_json::from_slice(bytes).ok()
-    }
-}
-
-/// The result of a code exchange or a refresh. `Debug` shows no token.
-#[derive(Clone)]
-pub struct TokenSet {
-    /// The access token.
-    pub access_token: String,
-    /// When the access token expires (seconds since the Unix epoch): the earlier of its
-    /// verified JWT `exp` and `now + expires_in`; [`DEFAULT_ACCESS_TOKEN_LIFETIME`] from now
-    /// when neither is known.
-    pub access_token_exp: u64,
-    /// The refresh token. After [`OidcClient::refresh`] this is the rotated one, or the one
-    /// that was presented when the provider did not rotate it (RFC 6749 section 6); after
-    /// [`OidcClient::exchange`] `None` means none was issued.
-    pub refresh_token: Option<String>,
-    /// The ID token (a refresh response may not carry one).
-    pub id_token: Option<String>,
-    /// The validated ID token's payload plus the access token's claims the ID token lacks
-    /// (only when the access token is a JWT the provider's verifier accepts). An empty object
-    /// after a refresh that returned neither.
-    pub claims: Value,
-    /// The ID token's `sub` (else the verified access token's; empty after a refresh that
-    /// returned neither: the caller keeps the session's).
-    pub sub: String,
-    /// The ID token's `sid` (the IdP session, for back-channel logout), if any.
-    pub sid: Option<String>,
-}
-
-impl std::fmt::Debug for TokenSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSet")
-            .field("access_token_exp", &self.access_token_exp)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| ".."))
-            .field("id_token", &self.id_token.as_ref().map(|_| ".."))
-            .field("sub", &self.sub)
-            .field("sid", &self.sid)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<Value>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    id_token: Option<String>,
-}
+use error::sanitize;
+pub use error::OidcError;
+pub use state::{pkce_challenge, LoginState, LOGIN_STATE_TTL};
+use tokens::TokenResponse;
+pub use tokens::{TokenSet, DEFAULT_ACCESS_TOKEN_LIFETIME};
 
 /// The login-flow client of one identity provider.
 ///
-/// Discovery runs lazily on first use and is cached; a failure is not cached beyond
-/// [`DISCOVERY_RETRY_INTERVAL`], and a network failure at the token endpoint drops the cached
-/// endpoints so the next call rediscovers. The HTTP client follows no redirects and gives every
-/// request [`FETCH_TIMEOUT`]; responses are read up to [`MAX_DOCUMENT_BYTES`].
+/// The endpoints come from the provider's discovery document, shared with its verifier
+/// ([`ProviderDiscovery`]: fetched on first use, a failure stands for
+/// [`DISCOVERY_RETRY_INTERVAL`]); a network failure at the token endpoint marks the document
+/// stale so the next call rediscovers. The HTTP client follows no redirects and gives every
+/// request [`FETCH_TIMEOUT`](crate::http::FETCH_TIMEOUT); responses are read up to [`MAX_DOCUMENT_BYTES`].
 pub struct OidcClient {
     issuer: String,
-    discovery_url: String,
     client_id: String,
     client_secret: Option<Secret>,
     auth_method: TokenEndpointAuthMethod,
     scope: String,
-    /// `allow-insecure-http`: discovery and the endpoints it names may be plain http.
-    allow_insecure_http: bool,
     verifier: Arc<TokenVerifier>,
-    http: reqwest::Client,
-    endpoints: ArcSwapOption<Endpoints>,
-    /// Held while discovering (single flight); remembers the last failure and when it happened.
-    discovery: tokio::sync::Mutex<Option<(Instant, String)>>,
+    discovery: Arc<ProviderDiscovery>,
 }
 
 impl std::fmt::Debug for OidcClient {
@@ -265,69 +71,42 @@ impl std::fmt::Debug for OidcClient {
         f.debug_struct("OidcClient")
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
-            .field("discovered", &self.endpoints.load().is_some())
+            .field("discovery", &self.discovery)
             .finish_non_exhaustive()
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn http_url(doc: &Value, name: &str) -> Result<Option<String>, String> {
-    match doc.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => match Url::parse(s) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Some(s.clone())),
-            _ => Err(format!("{name} {s:?} is not an http(s) URL")),
-        },
-        Some(_) => Err(format!("{name} is not a string")),
-    }
-}
-
-/// Printable ASCII without quotes or backslashes, at most 200 characters.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
-        .take(200)
-        .collect()
-}
-
 impl OidcClient {
     /// Builds the client of `provider`; `verifier` is the provider's bearer-token verifier,
-    /// shared (see the module docs for why the provider's `audiences` must include its
-    /// `client-id`). Requested scopes are the provider's `scopes`, with `openid` added if
-    /// missing. Nothing is fetched here.
+    /// shared with its discovery document and HTTP client (see the module docs for why the
+    /// provider's `audiences` must include its `client-id`). Requested scopes are the
+    /// provider's `scopes`, with `openid` added if missing. Nothing is fetched here.
     ///
     /// # Errors
     ///
-    /// When the HTTP client cannot be built (TLS backend initialisation).
-    pub fn new(provider: &IdentityProvider, verifier: Arc<TokenVerifier>) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("identity provider {}: HTTP client: {e}", provider.name))?;
+    /// When `verifier` is another provider's.
+    pub fn new(
+        provider: &IdentityProvider,
+        verifier: Arc<TokenVerifier>,
+    ) -> Result<Self, BuildError> {
+        if verifier.name() != provider.name {
+            return Err(BuildError::ForeignVerifier {
+                provider: provider.name.clone(),
+                verifier: verifier.name().to_owned(),
+            });
+        }
         let mut scopes: Vec<&str> = provider.scopes.iter().map(String::as_str).collect();
         if !scopes.contains(&"openid") {
             scopes.insert(0, "openid");
         }
         Ok(OidcClient {
             issuer: provider.issuer.clone(),
-            discovery_url: provider.discovery_url.clone(),
             client_id: provider.client_id.clone(),
             client_secret: provider.client_secret.clone(),
             auth_method: provider.token_endpoint_auth_method,
             scope: scopes.join(" "),
-            allow_insecure_http: provider.allow_insecure_http,
+            discovery: Arc::clone(verifier.discovery()),
             verifier,
-            http,
-            endpoints: ArcSwapOption::empty(),
-            discovery: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -335,70 +114,13 @@ impl OidcClient {
     /// document's `issuer` must equal the configured one and it must name http(s)
     /// `authorization_endpoint` and `token_endpoint`.
     pub async fn endpoints(&self) -> Result<Arc<Endpoints>, OidcError> {
-        if let Some(found) = self.endpoints.load_full() {
-            return Ok(found);
-        }
-        let mut last_failure = self.discovery.lock().await;
-        if let Some(found) = self.endpoints.load_full() {
-            return Ok(found); // someone else discovered while we waited
-        }
-        if let Some((at, error)) = last_failure.as_ref() {
-            if at.elapsed() < DISCOVERY_RETRY_INTERVAL {
-                return Err(OidcError::Discovery(error.clone()));
-            }
-        }
-        match self.discover().await {
-            Ok(endpoints) => {
-                let endpoints = Arc::new(endpoints);
-                self.endpoints.store(Some(Arc::clone(&endpoints)));
-                *last_failure = None;
-                Ok(endpoints)
-            }
-            Err(error) => {
+        self.discovery
+            .get_with(Document::login_endpoints)
+            .await
+            .map_err(|error| {
                 tracing::warn!(issuer = %self.issuer, %error, "OIDC discovery failed");
-                *last_failure = Some((Instant::now(), error.clone()));
-                Err(OidcError::Discovery(error))
-            }
-        }
-    }
-
-    async fn discover(&self) -> Result<Endpoints, String> {
-        let url = &self.discovery_url;
-        fetchable_url(url, self.allow_insecure_http)?;
-        let bytes = get_limited(&self.http, url).await?;
-        let doc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("discovery document {url} is not JSON: {e}"))?;
-        match doc.get("issuer").and_then(Value::as_str) {
-            Some(found) if found == self.issuer => {}
-            Some(found) => {
-                return Err(format!(
-                    "discovery document {url} names issuer {found:?}, expected {:?}",
-                    self.issuer
-                ))
-            }
-            None => return Err(format!("discovery document {url} has no issuer")),
-        }
-        // Every endpoint named here is either fetched by the gateway (token: it returns the
-        // tokens a session is built on) or sent to the browser; none may be plain http unless
-        // the provider allows it.
-        let endpoint = |name: &str| -> Result<Option<String>, String> {
-            let found = http_url(&doc, name)?;
-            if let Some(u) = &found {
-                fetchable_url(u, self.allow_insecure_http).map_err(|e| format!("{name}: {e}"))?;
-            }
-            Ok(found)
-        };
-        let required = |name: &str| -> Result<String, String> {
-            endpoint(name)?.ok_or_else(|| format!("discovery document {url} has no {name}"))
-        };
-        Ok(Endpoints {
-            issuer: self.issuer.clone(),
-            authorization_endpoint: required("authorization_endpoint")?,
-            token_endpoint: required("token_endpoint")?,
-            end_session_endpoint: endpoint("end_session_endpoint")?,
-            userinfo_endpoint: endpoint("userinfo_endpoint")?,
-            jwks_uri: endpoint("jwks_uri")?,
-        })
+                OidcError::Discovery(error.to_string())
+            })
     }
 
     /// Starts a login: a fresh `state`, `nonce` and PKCE `code_verifier` (each 32 random bytes,
@@ -520,40 +242,36 @@ impl OidcClient {
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OidcError> {
         let endpoints = self.endpoints().await?;
         let mut params: Vec<(&str, &str)> = form.to_vec();
-        let mut request = self
-            .http
+        let request = self
+            .discovery
+            .http()
             .post(&endpoints.token_endpoint)
             .header(reqwest::header::ACCEPT, "application/json");
-        match (&self.client_secret, self.auth_method) {
-            (Some(secret), TokenEndpointAuthMethod::ClientSecretBasic) => {
-                // RFC 6749 2.3.1: both parts are form-urlencoded before base64.
-                let credentials = format!(
-                    "{}:{}",
-                    utf8_percent_encode(&self.client_id, FORM_UNRESERVED),
-                    utf8_percent_encode(secret.expose(), FORM_UNRESERVED)
-                );
-                request = request.header(
-                    reqwest::header::AUTHORIZATION,
-                    format!("Basic {}", STANDARD.encode(credentials)),
-                );
-            }
-            (Some(secret), TokenEndpointAuthMethod::ClientSecretPost) => {
-                params.push(("client_id", &self.client_id));
-                params.push(("client_secret", secret.expose()));
-            }
-            // A public client identifies itself; PKCE protects the code.
-            (None, _) => params.push(("client_id", &self.client_id)),
-        }
+        // A public client (no secret) only names itself; PKCE protects the code.
+        let request = crate::http::authenticate_client(
+            request,
+            &mut params,
+            &self.client_id,
+            self.client_secret.as_ref(),
+            self.auth_method,
+        );
         let response = match request.form(&params).send().await {
             Ok(response) => response,
             Err(e) => {
                 // The IdP may have moved; rediscover on the next call.
-                self.endpoints.store(None);
+                self.discovery.mark_stale();
                 return Err(OidcError::Network(e.without_url().to_string()));
             }
         };
         let status = response.status();
-        let body = read_body(response).await?;
+        let body = crate::http::read_body(response)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => {
+                    OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes"))
+                }
+                BodyError::Read(e) => OidcError::Network(e.without_url().to_string()),
+            })?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<Value>(&body)
                 .ok()
@@ -702,106 +420,5 @@ impl OidcClient {
             sub,
             sid,
         })
-    }
-}
-
-/// The PKCE S256 challenge of a verifier: base64url(SHA-256(verifier)), no padding.
-pub fn pkce_challenge(code_verifier: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code_verifier.as_bytes());
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
-
-/// Reads a response body up to [`MAX_DOCUMENT_BYTES`], whatever its status.
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, OidcError> {
-    let too_big = || OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes"));
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-    {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| OidcError::Network(e.without_url().to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pkce_challenge_is_s256() {
-        // Expected value computed independently (Python hashlib + urlsafe_b64encode).
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mJ0xVqOP5tpFCRmb4bCvaSGGrEtfw1g"),
-            "txPx3tMY7XmC0bzUGbj6Na4bQa_tFuJyMfDmqH4uOoc"
-        );
-    }
-
-    #[test]
-    fn login_state_round_trip_and_checks() {
-        let state = LoginState {
-            state: "abc".into(),
-            nonce: "n".into(),
-            code_verifier: "v".repeat(43),
-            return_to: "/app".into(),
-            expires_at: 100,
-        };
-        assert_eq!(LoginState::from_json(&state.to_json()), Some(state.clone()));
-        assert_eq!(LoginState::from_json(b"{}"), None);
-        assert!(state.state_matches("abc"));
-        assert!(!state.state_matches("abd"));
-        assert!(!state.state_matches("ab"));
-        assert!(!state.state_matches(""));
-        assert!(!state.is_expired(99));
-        assert!(state.is_expired(100));
-    }
-
-    #[test]
-    fn login_state_debug_hides_its_secrets() {
-        let state = LoginState {
-            state: "the-state-value".into(),
-            nonce: "the-nonce-value".into(),
-            code_verifier: "the-pkce-verifier".into(),
-            return_to: "/app".into(),
-            expires_at: 100,
-        };
-        let text = format!("{state:?}");
-        for secret in ["the-state-value", "the-nonce-value", "the-pkce-verifier"] {
-            assert!(!text.contains(secret), "{secret} in {text}");
-        }
-        assert!(text.contains("/app") && text.contains("100"), "{text}");
-    }
-
-    #[test]
-    fn errors_display_without_details_leaking() {
-        assert_eq!(
-            OidcError::TokenEndpoint(400, "invalid_grant".into()).to_string(),
-            "token endpoint answered 400: invalid_grant"
-        );
-        assert_eq!(OidcError::NonceMismatch.reason(), "nonce_mismatch");
-        assert_eq!(
-            OidcError::InvalidIdToken("wrong_audience").to_string(),
-            "invalid ID token: wrong_audience"
-        );
-        assert_eq!(sanitize("a\"b\\c\nd\u{e9}"), "abcd");
-        assert_eq!(sanitize(&"x".repeat(500)).len(), 200);
-    }
-
-    #[test]
-    fn basic_credentials_are_form_encoded() {
-        assert_eq!(
-            utf8_percent_encode("a b:c/d~e", FORM_UNRESERVED).to_string(),
-            "a%20b%3Ac%2Fd~e"
-        );
     }
 }

@@ -307,7 +307,7 @@ async fn configured_url_skips_discovery_and_is_required_with_jwks_file() {
     let mut p = introspecting_provider(&idp.issuer, BASIC);
     p.jwks_file = Some(file);
     let err = TokenVerifier::new(&p, 10).expect_err("no url with jwks-file");
-    assert!(err.contains("introspection-url"), "{err}");
+    assert!(err.to_string().contains("introspection-url"), "{err}");
     p.introspection_url = Some(idp.introspection_url());
     let v = TokenVerifier::new(&p, 10).expect("verifier");
     idp.set_introspection("opaque", active(&idp.issuer));
@@ -317,7 +317,7 @@ async fn configured_url_skips_discovery_and_is_required_with_jwks_file() {
     let mut p = introspecting_provider(&idp.issuer, BASIC);
     p.client_secret = None;
     let err = TokenVerifier::new(&p, 10).expect_err("no secret");
-    assert!(err.contains("client-secret"), "{err}");
+    assert!(err.to_string().contains("client-secret"), "{err}");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
     /// Not a compact JWS: wrong number of parts, bad base64url, non-JSON header or payload,
-    /// missing `alg` or `exp`, a `crit` header, or over [`MAX_TOKEN_BYTES`].
+    /// missing `alg` or `exp`, a `crit` header, or over [`MAX_TOKEN_BYTES`](super::MAX_TOKEN_BYTES).
     Malformed,
     /// `alg` is not in the provider's allowlist, or is `none` / `HS*` (always refused), or the
     /// key named by `kid` cannot verify that algorithm.

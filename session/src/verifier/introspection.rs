@@ -28,21 +28,19 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
 use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 
-use super::{now_secs, TokenError, TokenVerifier, MAX_TOKEN_BYTES};
+use super::error::TokenError;
+use super::rules::{now_secs, Rules, MAX_TOKEN_BYTES};
 use crate::cache::TokenCache;
 use crate::claims::{numeric_date, Claims};
-use crate::jwks::JwksSource;
+use crate::discovery::{Document, ProviderDiscovery};
+use crate::error::BuildError;
 
 /// How long (seconds, at most) a refused token (`active: false`, wrong issuer or audience,
 /// expired, too old) is remembered before the IdP is asked again.
@@ -54,20 +52,20 @@ pub const MAX_CONCURRENT_INTROSPECTIONS: usize = 32;
 /// Bound of the refused-token cache (whatever the verifier's cache capacity).
 const REFUSED_CACHE_CAPACITY: usize = 10_000;
 
-/// After a failed discovery, introspections fail fast for this long instead of queueing
-/// behind another discovery attempt.
-const DISCOVERY_RETRY: Duration = Duration::from_secs(1);
-
 type Outcome = Result<Arc<Claims>, TokenError>;
 
-/// The introspection state of one [`TokenVerifier`].
-pub(super) struct Introspection {
+/// RFC 7662 introspection of one identity provider: endpoint, client credentials, caches and
+/// in-flight requests. Held by the provider's [`TokenVerifier`](super::TokenVerifier), which
+/// passes its claim rules.
+pub struct Introspector {
+    /// The provider's name, for logs.
+    name: String,
     /// Config `introspection`.
-    pub(super) enabled: bool,
+    enabled: bool,
     /// `introspection-url`, which wins over discovery.
     configured_url: Option<Arc<String>>,
-    /// `introspection_endpoint` of the last successful discovery.
-    discovered_url: ArcSwapOption<String>,
+    /// The provider's discovery (its `introspection_endpoint`) and HTTP client.
+    discovery: Arc<ProviderDiscovery>,
     client_id: String,
     client_secret: Option<Secret>,
     method: TokenEndpointAuthMethod,
@@ -79,35 +77,49 @@ pub(super) struct Introspection {
     in_flight: DashMap<u128, (u64, watch::Receiver<Option<Outcome>>)>,
     flight_seq: AtomicU64,
     permits: Semaphore,
-    /// Serializes discoveries started by introspection; holds when the last one failed.
-    discovery: tokio::sync::Mutex<Option<Instant>>,
 }
 
-impl Introspection {
-    pub(super) fn new(
+impl std::fmt::Debug for Introspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspector")
+            .field("enabled", &self.enabled)
+            .field("configured_url", &self.configured_url)
+            .field("cache_len", &self.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Introspector {
+    /// The introspection of `provider`, asking the endpoint `introspection-url` or else the one
+    /// `discovery` finds. Caches hold at most `cache_capacity` entries and `cache_bytes` bytes.
+    ///
+    /// # Errors
+    ///
+    /// With `introspection` on: no `client-secret`, or a `jwks-file` without
+    /// `introspection-url`.
+    pub fn new(
         provider: &IdentityProvider,
-        source: &JwksSource,
+        discovery: Arc<ProviderDiscovery>,
         cache_capacity: usize,
         cache_bytes: usize,
-    ) -> Result<Introspection, String> {
+    ) -> Result<Introspector, BuildError> {
         if provider.introspection {
             if provider.client_secret.is_none() {
-                return Err(format!(
-                    "identity provider {}: introspection requires a client-secret",
-                    provider.name
-                ));
+                return Err(BuildError::IntrospectionSecret {
+                    provider: provider.name.clone(),
+                });
             }
-            if matches!(source, JwksSource::File(_)) && provider.introspection_url.is_none() {
-                return Err(format!(
-                    "identity provider {}: introspection with jwks-file requires introspection-url",
-                    provider.name
-                ));
+            if provider.jwks_file.is_some() && provider.introspection_url.is_none() {
+                return Err(BuildError::IntrospectionUrl {
+                    provider: provider.name.clone(),
+                });
             }
         }
-        Ok(Introspection {
+        Ok(Introspector {
+            name: provider.name.clone(),
             enabled: provider.introspection,
             configured_url: provider.introspection_url.clone().map(Arc::new),
-            discovered_url: ArcSwapOption::empty(),
+            discovery,
             client_id: provider.client_id.clone(),
             client_secret: provider.client_secret.clone(),
             method: provider.token_endpoint_auth_method,
@@ -117,22 +129,7 @@ impl Introspection {
             in_flight: DashMap::new(),
             flight_seq: AtomicU64::new(0),
             permits: Semaphore::new(MAX_CONCURRENT_INTROSPECTIONS),
-            discovery: tokio::sync::Mutex::new(None),
         })
-    }
-
-    /// Keeps the discovery document's `introspection_endpoint` (a missing one keeps the last).
-    pub(super) fn set_discovered_endpoint(&self, endpoint: Option<String>) {
-        if let Some(url) = endpoint {
-            let changed = self
-                .discovered_url
-                .load()
-                .as_deref()
-                .is_none_or(|old| *old != url);
-            if changed {
-                self.discovered_url.store(Some(Arc::new(url)));
-            }
-        }
     }
 }
 
@@ -149,69 +146,36 @@ impl Drop for FlightGuard<'_> {
     }
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value (for HTTP Basic client
-/// credentials, RFC 6749 §2.3.1).
-fn form_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
-
-impl TokenVerifier {
+impl Introspector {
     /// Whether this provider introspects (config `introspection`).
-    pub fn introspection_enabled(&self) -> bool {
-        self.introspection.enabled
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
-    /// Checks `token` at the provider's RFC 7662 introspection endpoint:
-    /// `POST token=<token>&token_type_hint=access_token` with the client's credentials.
-    ///
-    /// `active: false` is [`TokenError::Inactive`]; an active answer becomes [`Claims`] built
-    /// from the whole response (Keycloak-style responses carry the token's claims: `sub`,
-    /// `realm_access`, `resource_access`, `groups`, `email`, ...; [`Claims::exp`] is the
-    /// response's `exp`, or 0 without one). The response's `iss` (when present) must be the
-    /// provider's issuer ([`TokenError::WrongIssuer`]), its `aud` (when present) must name one
-    /// of the audiences ([`TokenError::WrongAudience`]), an `exp` in the past (with leeway) is
-    /// [`TokenError::Expired`], an `nbf` in the future [`TokenError::NotYetValid`], and
-    /// max-token-age applies to `auth_time` as for JWTs. An answer describing another kind of
-    /// token (a refresh token: Keycloak `typ: Refresh`, a `token_type` that is not `Bearer`, ...)
-    /// is [`TokenError::NotAccessToken`]; with `authorized-parties`, its `azp` (else
-    /// `client_id`) must be listed ([`TokenError::UnauthorizedParty`]).
-    ///
-    /// Active results are cached by keyed token hash for `min(introspection-cache-ttl,
-    /// exp - now)`; refusals other than `NotYetValid` are cached for at most
-    /// [`REFUSED_CACHE_SECS`]. Network or HTTP failure (including 401 for bad client
-    /// credentials), an unusable response, no known endpoint or introspection being disabled
-    /// is [`TokenError::IntrospectionUnavailable`], never cached. If discovery has not
-    /// succeeded yet (and no `introspection-url` is set), it is run first. Concurrent calls for
-    /// the same token share one request.
-    pub async fn introspect(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+    /// Checks `token` with `rules`: see
+    /// [`TokenVerifier::introspect`](super::TokenVerifier::introspect).
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+        rules: &Rules,
+    ) -> Result<Arc<Claims>, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
-        let intro = &self.introspection;
-        if !intro.enabled {
+        if !self.enabled {
             tracing::debug!(provider = %self.name, "introspect called but introspection is off");
             return Err(TokenError::IntrospectionUnavailable);
         }
-        let key = intro.active.key(token);
+        let key = self.active.key(token);
         loop {
             if let Some(cached) = self.introspection_cached(key) {
                 return cached;
             }
-            let joined = match intro.in_flight.entry(key) {
+            let joined = match self.in_flight.entry(key) {
                 Entry::Occupied(flight) => Err(flight.get().1.clone()),
                 Entry::Vacant(slot) => {
                     let (tx, rx) = watch::channel(None);
-                    let id = intro.flight_seq.fetch_add(1, Ordering::Relaxed);
+                    let id = self.flight_seq.fetch_add(1, Ordering::Relaxed);
                     slot.insert((id, rx));
                     Ok((id, tx))
                 }
@@ -230,7 +194,7 @@ impl TokenVerifier {
                 }
                 Ok((id, tx)) => {
                     let _guard = FlightGuard {
-                        map: &intro.in_flight,
+                        map: &self.in_flight,
                         key,
                         id,
                     };
@@ -240,7 +204,7 @@ impl TokenVerifier {
                         tx.send_replace(Some(cached.clone()));
                         return cached;
                     }
-                    let outcome = self.introspect_uncached(token, key).await;
+                    let outcome = self.introspect_uncached(token, key, rules).await;
                     tx.send_replace(Some(outcome.clone()));
                     return outcome;
                 }
@@ -250,36 +214,34 @@ impl TokenVerifier {
 
     /// The synchronous fast path: the cached claims of `token` if an introspection found it
     /// active within the cache TTL (and before its `exp`). Never asks the IdP; refusals are
-    /// not returned here (call [`introspect`](Self::introspect), which serves them from cache).
-    pub fn introspect_cached(&self, token: &str) -> Option<Arc<Claims>> {
-        if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !self.introspection.enabled {
+    /// not returned here (call [`TokenVerifier::introspect`](super::TokenVerifier::introspect),
+    /// which serves them from cache).
+    pub fn cached(&self, token: &str) -> Option<Arc<Claims>> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES || !self.enabled {
             return None;
         }
-        let intro = &self.introspection;
-        intro.active.get(intro.active.key(token), now_secs())
+        self.active.get(self.active.key(token), now_secs())
     }
 
     /// Number of active introspection results cached.
-    pub fn introspection_cache_len(&self) -> usize {
-        self.introspection.active.len()
+    pub fn cache_len(&self) -> usize {
+        self.active.len()
     }
 
     fn introspection_cached(&self, key: u128) -> Option<Outcome> {
         let now = now_secs();
-        let intro = &self.introspection;
-        if let Some(claims) = intro.active.get(key, now) {
+        if let Some(claims) = self.active.get(key, now) {
             return Some(Ok(claims));
         }
-        intro.refused.get(key, now).map(Err)
+        self.refused.get(key, now).map(Err)
     }
 
-    async fn introspect_uncached(&self, token: &str, key: u128) -> Outcome {
-        let intro = &self.introspection;
+    async fn introspect_uncached(&self, token: &str, key: u128, rules: &Rules) -> Outcome {
         let url = self.introspection_endpoint().await.map_err(|error| {
             tracing::warn!(provider = %self.name, %error, "no introspection endpoint");
             TokenError::IntrospectionUnavailable
         })?;
-        let permit = tokio::time::timeout(crate::http::FETCH_TIMEOUT, intro.permits.acquire())
+        let permit = tokio::time::timeout(crate::http::FETCH_TIMEOUT, self.permits.acquire())
             .await
             .map_err(|_| {
                 tracing::warn!(provider = %self.name, "too many introspections in flight");
@@ -293,12 +255,11 @@ impl TokenVerifier {
             TokenError::IntrospectionUnavailable
         })?;
         let now = now_secs();
-        match self.check_introspection(doc, now) {
+        match self.check_introspection(doc, now, rules) {
             Ok((claims, valid_until)) => {
                 let weight = claims.retained_bytes();
                 let claims = Arc::new(claims);
-                intro
-                    .active
+                self.active
                     .insert(key, Arc::clone(&claims), weight, 0, valid_until, now);
                 Ok(claims)
             }
@@ -307,8 +268,8 @@ impl TokenVerifier {
                     error,
                     TokenError::IntrospectionUnavailable | TokenError::NotYetValid
                 ) {
-                    let until = now.saturating_add(REFUSED_CACHE_SECS.min(intro.ttl));
-                    intro.refused.insert(key, error, 0, 0, until, now);
+                    let until = now.saturating_add(REFUSED_CACHE_SECS.min(self.ttl));
+                    self.refused.insert(key, error, 0, 0, until, now);
                 }
                 Err(error)
             }
@@ -317,66 +278,34 @@ impl TokenVerifier {
 
     /// `introspection-url`, else the discovered endpoint, discovering first if needed.
     async fn introspection_endpoint(&self) -> Result<Arc<String>, String> {
-        let intro = &self.introspection;
-        if let Some(url) = &intro.configured_url {
+        if let Some(url) = &self.configured_url {
             return Ok(Arc::clone(url));
         }
-        if let Some(url) = intro.discovered_url.load_full() {
+        let known = self.discovery.document();
+        if let Some(url) = known.and_then(|doc| doc.introspection_endpoint().ok()) {
             return Ok(url);
         }
-        if matches!(self.source, JwksSource::File(_)) {
-            return Err("a jwks-file provider needs introspection-url".to_string());
-        }
-        let mut last_failure = intro.discovery.lock().await;
-        if let Some(url) = intro.discovered_url.load_full() {
-            return Ok(url); // someone else discovered it while we waited
-        }
-        if last_failure.is_some_and(|at| at.elapsed() < DISCOVERY_RETRY) {
-            return Err("discovery failed moments ago".to_string());
-        }
-        let result = self.discover().await;
-        match (result, intro.discovered_url.load_full()) {
-            (Ok(_), Some(url)) => {
-                *last_failure = None;
-                Ok(url)
-            }
-            (Ok(_), None) => {
-                *last_failure = Some(Instant::now());
-                Err("the discovery document has no introspection_endpoint".to_string())
-            }
-            (Err(e), _) => {
-                *last_failure = Some(Instant::now());
-                Err(e)
-            }
-        }
+        self.discovery
+            .get_with(Document::introspection_endpoint)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn post_introspection(&self, url: &str, token: &str) -> Result<Value, String> {
-        let intro = &self.introspection;
-        let secret = intro.client_secret.as_ref().map_or("", Secret::expose);
         let mut form: Vec<(&str, &str)> =
             vec![("token", token), ("token_type_hint", "access_token")];
-        let mut request = self
-            .http
+        let request = self
+            .discovery
+            .http()
             .post(url)
             .header(reqwest::header::ACCEPT, "application/json");
-        match intro.method {
-            TokenEndpointAuthMethod::ClientSecretBasic => {
-                let credentials =
-                    format!("{}:{}", form_encode(&intro.client_id), form_encode(secret));
-                let mut value = reqwest::header::HeaderValue::from_str(&format!(
-                    "Basic {}",
-                    STANDARD.encode(credentials)
-                ))
-                .map_err(|e| format!("client credentials: {e}"))?;
-                value.set_sensitive(true);
-                request = request.header(reqwest::header::AUTHORIZATION, value);
-            }
-            TokenEndpointAuthMethod::ClientSecretPost => {
-                form.push(("client_id", &intro.client_id));
-                form.push(("client_secret", secret));
-            }
-        }
+        let request = crate::http::authenticate_client(
+            request,
+            &mut form,
+            &self.client_id,
+            self.client_secret.as_ref(),
+            self.method,
+        );
         let response = request
             .form(&form)
             .send()
@@ -389,7 +318,12 @@ impl TokenVerifier {
 
     /// Checks an introspection response; returns the claims and until when they may be
     /// served from the cache.
-    fn check_introspection(&self, doc: Value, now: u64) -> Result<(Claims, u64), TokenError> {
+    fn check_introspection(
+        &self,
+        doc: Value,
+        now: u64,
+        rules: &Rules,
+    ) -> Result<(Claims, u64), TokenError> {
         if !doc.is_object() {
             tracing::warn!(provider = %self.name, "introspection response is not a JSON object");
             return Err(TokenError::IntrospectionUnavailable);
@@ -412,30 +346,30 @@ impl TokenVerifier {
                 }),
             }
         };
-        let mut valid_until = now.saturating_add(self.introspection.ttl);
+        let mut valid_until = now.saturating_add(self.ttl);
         if let Some(exp) = date("exp")? {
-            if exp.saturating_add(self.leeway) <= now {
+            if exp.saturating_add(rules.leeway) <= now {
                 return Err(TokenError::Expired);
             }
             valid_until = valid_until.min(exp);
         }
         if let Some(nbf) = date("nbf")? {
-            if nbf.saturating_sub(self.leeway) > now {
+            if nbf.saturating_sub(rules.leeway) > now {
                 return Err(TokenError::NotYetValid);
             }
         }
         match doc.get("iss") {
             None | Some(Value::Null) => {}
-            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(Value::String(iss)) if *iss == rules.issuer => {}
             Some(_) => return Err(TokenError::WrongIssuer),
         }
         let audience_ok = match doc.get("aud") {
             None | Some(Value::Null) => true,
-            Some(Value::String(aud)) => self.audiences.iter().any(|a| a == aud),
+            Some(Value::String(aud)) => rules.audience_ok(aud),
             Some(Value::Array(auds)) => auds
                 .iter()
                 .filter_map(Value::as_str)
-                .any(|aud| self.audiences.iter().any(|a| a == aud)),
+                .any(|aud| rules.audience_ok(aud)),
             Some(_) => false,
         };
         if !audience_ok {
@@ -446,8 +380,8 @@ impl TokenVerifier {
             .get("azp")
             .or_else(|| doc.get("client_id"))
             .and_then(Value::as_str);
-        super::kind::check_azp(self.authorized_parties.as_deref(), party)?;
-        if let Some(max_age) = self.max_token_age {
+        super::kind::check_azp(rules.authorized_parties.as_deref(), party)?;
+        if let Some(max_age) = rules.max_token_age {
             let auth_time = date("auth_time")?.ok_or(TokenError::TooOld)?;
             let deadline = auth_time.saturating_add(max_age);
             if deadline < now {
@@ -456,17 +390,5 @@ impl TokenVerifier {
             valid_until = valid_until.min(deadline.saturating_add(1));
         }
         Ok((Claims::from_payload(doc), valid_until))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("gatehouse"), "gatehouse");
-        assert_eq!(form_encode("a b+c:d/é"), "a+b%2Bc%3Ad%2F%C3%A9");
-        assert_eq!(form_encode("-._*~"), "-._*%7E");
     }
 }

@@ -7,7 +7,7 @@
 //! access. These rules read only what the token says about itself, so they run once per
 //! verification, before a token is cached: a cache hit never re-checks them.
 
-use super::TokenError;
+use super::error::TokenError;
 use crate::claims::Registered;
 
 /// What a verified token is about to be used for.
