@@ -54,13 +54,17 @@ pub type AuthRecord = (String, Option<String>);
 
 /// A fake IdP on 127.0.0.1:0 serving a discovery document and a JWKS, counting requests.
 pub struct FakeIdp {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// `http://ADDR/realms/test`.
     pub issuer: String,
     /// The JWKS served right now (replace it to rotate keys).
     pub jwks: Arc<Mutex<String>>,
     /// Issuer named by the discovery document (defaults to `issuer`).
     pub discovery_issuer: Arc<Mutex<String>>,
+    /// JWKS requests so far.
     pub jwks_hits: Arc<AtomicUsize>,
+    /// Discovery requests so far.
     pub discovery_hits: Arc<AtomicUsize>,
     /// Delay before each JWKS response, to widen race windows.
     pub jwks_delay: Arc<Mutex<Duration>>,
@@ -78,6 +82,7 @@ pub struct FakeIdp {
 }
 
 impl FakeIdp {
+    /// Starts serving `jwks` on a free loopback port (on the current tokio runtime).
     pub async fn start(jwks: String) -> FakeIdp {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -186,14 +191,17 @@ impl FakeIdp {
         idp
     }
 
+    /// Serves `jwks` from now on.
     pub fn set_jwks(&self, jwks: String) {
         *self.jwks.lock().expect("lock") = jwks;
     }
 
+    /// JWKS requests so far.
     pub fn jwks_hits(&self) -> usize {
         self.jwks_hits.load(Ordering::SeqCst)
     }
 
+    /// Discovery requests so far.
     pub fn discovery_hits(&self) -> usize {
         self.discovery_hits.load(Ordering::SeqCst)
     }
@@ -211,6 +219,7 @@ impl FakeIdp {
             .insert(token.to_string(), response);
     }
 
+    /// Introspection requests so far (authenticated or not).
     pub fn introspection_hits(&self) -> usize {
         self.introspection_hits.load(Ordering::SeqCst)
     }

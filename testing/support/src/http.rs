@@ -8,8 +8,11 @@ use std::time::Duration;
 /// A parsed response.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The header fields in order, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
     pub body: Vec<u8>,
 }
 

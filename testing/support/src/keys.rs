@@ -43,12 +43,15 @@ enum Signer {
 
 /// A private key with a `kid`, able to mint tokens and describe itself as a JWK.
 pub struct TestKey {
+    /// The `kid` its tokens and its JWK carry.
     pub kid: String,
+    /// Its key type.
     pub kind: Kind,
     signer: Signer,
 }
 
 impl TestKey {
+    /// A fresh key of `kind` named `kid`.
     pub fn generate(kind: Kind, kid: &str) -> TestKey {
         let signer = match kind {
             Kind::Rsa => Signer::Rsa(
@@ -166,15 +169,21 @@ pub fn default_alg(kind: Kind) -> &'static str {
 
 /// Keys generated once per test binary (RSA generation is the slow part).
 pub struct Keys {
+    /// RSA 2048, kid `rsa-1`.
     pub rsa: TestKey,
+    /// A second RSA key, kid `rsa-2`.
     pub rsa2: TestKey,
+    /// P-256, kid `ec-256`.
     pub p256: TestKey,
+    /// P-384, kid `ec-384`.
     pub p384: TestKey,
+    /// Ed25519, kid `ed-1`.
     pub ed: TestKey,
     /// Never published.
     pub rogue: TestKey,
 }
 
+/// This test binary's [`Keys`], generated on first use.
 pub fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| Keys {
@@ -187,6 +196,7 @@ pub fn keys() -> &'static Keys {
     })
 }
 
+/// A JWKS document (`{"keys": [...]}`) of these JWKs.
 pub fn jwks(jwks: &[Value]) -> String {
     json!({ "keys": jwks }).to_string()
 }
