@@ -12,7 +12,7 @@ use gatehouse_session::oidc::{pkce_challenge, LoginState, OidcClient, OidcError}
 use gatehouse_session::TokenVerifier;
 use gatehouse_test_support::config::idp_client;
 use gatehouse_test_support::idp::Idp;
-use gatehouse_test_support::keys::now;
+use gatehouse_test_support::keys::{decode, now};
 use gatehouse_test_support::process::{node_available, skip_or_fail};
 use reqwest::Url;
 use serde_json::{json, Value};
@@ -195,12 +195,7 @@ fn form_action(html: &str) -> String {
 }
 
 fn decode_payload(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON")
+    decode(jwt).1
 }
 
 #[tokio::test]

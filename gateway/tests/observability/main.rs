@@ -13,8 +13,7 @@ mod metrics;
 mod prometheus;
 mod scrape;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
+use gatehouse_test_support::keys::{with_bad_signature as bad_signature, with_kid};
 use support::idp::Idp;
 use support::*;
 
@@ -90,20 +89,7 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// `token` with one byte of its signature flipped: a valid shape, a bad signature.
-fn bad_signature(token: &str) -> String {
-    let mut it = token.split('.');
-    let (h, p, s) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-    let mut sig = B64.decode(s).unwrap();
-    sig[0] ^= 0x55;
-    format!("{h}.{p}.{}", B64.encode(sig))
-}
-
 /// `token` with its header's `kid` replaced by one the IdP never published.
 fn unknown_kid(token: &str) -> String {
-    let mut it = token.split('.');
-    let (h, p, s) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-    let mut header: serde_json::Value = serde_json::from_slice(&B64.decode(h).unwrap()).unwrap();
-    header["kid"] = serde_json::json!("observability-unknown-kid");
-    format!("{}.{p}.{s}", B64.encode(header.to_string()))
+    with_kid(token, "observability-unknown-kid")
 }

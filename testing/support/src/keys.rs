@@ -151,10 +151,50 @@ impl TestKey {
     /// A token with the given header, signed with the header's `alg`.
     pub fn mint_with_header(&self, header: &Value, claims: &Value) -> String {
         let alg = header["alg"].as_str().expect("header alg");
-        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        let input = signing_input(header, claims);
         let signature = self.sign(alg, input.as_bytes());
         format!("{input}.{}", b64(signature))
     }
+}
+
+/// `BASE64URL(header).BASE64URL(claims)`: what a JWS signature covers.
+pub fn signing_input(header: &Value, claims: &Value) -> String {
+    format!("{}.{}", b64(header.to_string()), b64(claims.to_string()))
+}
+
+/// A token of these parts whose third segment is `signature` (base64url-encoded here), which
+/// need not be a valid signature: for tampered, unsigned (`b""`) and forged tokens.
+pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!("{}.{}", signing_input(header, claims), b64(signature))
+}
+
+/// The header and the payload of a three-part token, decoded (panics on anything else).
+pub fn decode(token: &str) -> (Value, Value) {
+    let mut it = token.split('.');
+    let mut part = || {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(it.next().expect("a JWT segment"))
+            .expect("base64url");
+        serde_json::from_slice(&bytes).expect("a JSON segment")
+    };
+    (part(), part())
+}
+
+/// `token` with one byte of its signature flipped: a valid shape, a bad signature.
+pub fn with_bad_signature(token: &str) -> String {
+    let (input, signature) = token.rsplit_once('.').expect("a JWT");
+    let mut signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+    signature[0] ^= 0x55;
+    format!("{input}.{}", b64(signature))
+}
+
+/// `token` with its header's `kid` replaced by `kid`, the payload and signature kept.
+pub fn with_kid(token: &str, kid: &str) -> String {
+    let (header, rest) = token.split_once('.').expect("a JWT");
+    let mut header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("JSON");
+    header["kid"] = json!(kid);
+    format!("{}.{rest}", b64(header.to_string()))
 }
 
 /// The default algorithm for a key kind.
