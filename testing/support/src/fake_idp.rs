@@ -296,3 +296,17 @@ impl Introspection {
         ("200 OK", answer.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_decode_plus_and_percent_escapes() {
+        assert_eq!(
+            form_decode("a=b+c&d=%41%2f&&e&bad=%zz"),
+            [("a", "b c"), ("d", "A/"), ("e", ""), ("bad", "%zz")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+}

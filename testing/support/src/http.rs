@@ -138,3 +138,24 @@ impl Conn {
         read_response(&mut self.reader, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_and_sized_bodies_are_read_whole() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let r = read_response(&mut &chunked[..], false).unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str(), r.header("x-a")),
+            (200, "abcde", Some("1"))
+        );
+        let sized = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nhiEXTRA";
+        let r = read_response(&mut &sized[..], false).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (404, &b"hi"[..]));
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert!(read_response(&mut &head[..], true).unwrap().body.is_empty());
+        assert!(read_response(&mut &b""[..], false).is_err());
+    }
+}

@@ -240,3 +240,56 @@ pub fn keys() -> &'static Keys {
 pub fn jwks(jwks: &[Value]) -> String {
     json!({ "keys": jwks }).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_parts_decode_back_and_edits_touch_only_their_part() {
+        let header = json!({"alg": "RS256", "kid": "k1", "typ": "JWT"});
+        let claims = json!({"sub": "alice", "exp": 1});
+        let token = forge(&header, &claims, b"signature");
+        assert_eq!(decode(&token), (header.clone(), claims.clone()));
+        assert_eq!(token.rsplit('.').next(), Some(b64("signature").as_str()));
+        assert_eq!(
+            forge(&header, &claims, b""),
+            format!("{}.", signing_input(&header, &claims))
+        );
+
+        let rekeyed = with_kid(&token, "other");
+        let (new_header, new_claims) = decode(&rekeyed);
+        assert_eq!(new_header["kid"], "other");
+        assert_eq!(new_header["alg"], "RS256");
+        assert_eq!(new_claims, claims);
+        assert_eq!(
+            rekeyed.split_once('.').unwrap().1,
+            token.split_once('.').unwrap().1
+        );
+
+        let broken = with_bad_signature(&token);
+        assert_ne!(broken, token);
+        assert_eq!(
+            broken.rsplit_once('.').unwrap().0,
+            token.rsplit_once('.').unwrap().0
+        );
+    }
+
+    #[test]
+    fn every_kind_mints_with_its_default_alg_and_publishes_its_kid() {
+        for (kind, kty) in [
+            (Kind::P256, "EC"),
+            (Kind::P384, "EC"),
+            (Kind::Ed25519, "OKP"),
+        ] {
+            let key = TestKey::generate(kind, "k");
+            let token = key.mint(default_alg(kind), &json!({"sub": "a"}));
+            let (header, claims) = decode(&token);
+            assert_eq!(header["alg"], default_alg(kind));
+            assert_eq!(header["kid"], "k");
+            assert_eq!(claims["sub"], "a");
+            assert_eq!(key.jwk()["kty"], kty);
+            assert_eq!(key.jwk()["kid"], "k");
+        }
+    }
+}
