@@ -12,18 +12,13 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gatehouse_config::{IdentityProvider, TokenEndpointAuthMethod};
+use gatehouse_config::IdentityProvider;
 use gatehouse_session::claims::Claims;
 use gatehouse_session::TokenVerifier;
+use gatehouse_test_support::keys::{jwks, now, Kind, TestKey};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
@@ -33,74 +28,9 @@ const AUDIENCE: &str = "web";
 /// Distinct tokens minted per algorithm for the miss benchmarks.
 const POOL: usize = 64;
 
-fn b64(bytes: impl AsRef<[u8]>) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-enum Signer {
-    Rsa(RsaKeyPair),
-    Ec(EcdsaKeyPair),
-    Ed(Ed25519KeyPair),
-}
-
-struct BenchKey {
-    kid: &'static str,
-    signer: Signer,
-}
-
-impl BenchKey {
-    fn jwk(&self) -> Value {
-        let mut jwk = match &self.signer {
-            Signer::Rsa(k) => json!({
-                "kty": "RSA",
-                "n": b64(k.public_key().modulus().big_endian_without_leading_zero()),
-                "e": b64(k.public_key().exponent().big_endian_without_leading_zero()),
-            }),
-            Signer::Ec(k) => {
-                let p = k.public_key().as_ref();
-                json!({"kty": "EC", "crv": "P-256", "x": b64(&p[1..33]), "y": b64(&p[33..65])})
-            }
-            Signer::Ed(k) => {
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
-            }
-        };
-        jwk["kid"] = json!(self.kid);
-        jwk["use"] = json!("sig");
-        jwk
-    }
-
-    fn mint(&self, alg: &str, claims: &Value) -> String {
-        let header = json!({"alg": alg, "kid": self.kid, "typ": "JWT"});
-        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
-        let rng = SystemRandom::new();
-        let signature = match &self.signer {
-            Signer::Rsa(k) => {
-                let enc: &'static dyn sig::RsaEncoding = if alg == "PS256" {
-                    &sig::RSA_PSS_SHA256
-                } else {
-                    &sig::RSA_PKCS1_SHA256
-                };
-                let mut out = vec![0; k.public_modulus_len()];
-                k.sign(enc, &rng, input.as_bytes(), &mut out).expect("sign");
-                out
-            }
-            Signer::Ec(k) => k
-                .sign(&rng, input.as_bytes())
-                .expect("sign")
-                .as_ref()
-                .to_vec(),
-            Signer::Ed(k) => k.sign(input.as_bytes()).as_ref().to_vec(),
-        };
-        format!("{input}.{}", b64(signature))
-    }
-}
-
 /// A realistic Keycloak access token payload (~1 KB once signed with RS256).
 fn claims(i: usize) -> Value {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = now();
     json!({
         "exp": now + 3600, "iat": now, "auth_time": now, "jti": format!("jti-{i}"),
         "iss": ISSUER, "aud": [AUDIENCE, "account"], "sub": format!("user-{i}"), "typ": "Bearer",
@@ -115,31 +45,16 @@ fn claims(i: usize) -> Value {
 }
 
 fn provider(jwks_file: std::path::PathBuf) -> IdentityProvider {
-    IdentityProvider {
-        name: "bench".into(),
-        issuer: ISSUER.into(),
-        discovery_url: format!("{ISSUER}/.well-known/openid-configuration"),
-        jwks_file: Some(jwks_file),
-        client_id: AUDIENCE.into(),
-        client_secret: None,
-        audiences: vec![AUDIENCE.into()],
-        algorithms: ["RS256", "PS256", "ES256", "EdDSA"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        leeway: Duration::from_secs(30),
-        scopes: vec!["openid".into()],
-        token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretBasic,
-        jwks_refresh_interval: Duration::from_secs(600),
-        jwks_min_refetch_interval: Duration::from_secs(30),
-        max_token_age: None,
-        introspection: false,
-        introspection_url: None,
-        introspection_cache_ttl: Duration::from_secs(30),
-        authorized_parties: None,
-        allow_insecure_http: true,
-        token_cache_size: gatehouse_config::DEFAULT_TOKEN_CACHE_SIZE,
-    }
+    let mut provider = gatehouse_test_support::config::provider(
+        ISSUER,
+        Some(jwks_file),
+        &["RS256", "PS256", "ES256", "EdDSA"],
+    );
+    provider.name = "bench".into();
+    provider.client_id = AUDIENCE.into();
+    provider.audiences = vec![AUDIENCE.into()];
+    provider.jwks_min_refetch_interval = Duration::from_secs(30);
+    provider
 }
 
 /// Polls a future that must complete without waiting (a verification with known keys never
@@ -153,23 +68,12 @@ fn ready<F: Future>(fut: F) -> F::Output {
 }
 
 fn bench_tokens(c: &mut Criterion) {
-    let rsa = BenchKey {
-        kid: "rsa",
-        signer: Signer::Rsa(RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("rsa")),
-    };
-    let ec = BenchKey {
-        kid: "ec",
-        signer: Signer::Ec(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("ec")),
-    };
-    let ed = BenchKey {
-        kid: "ed",
-        signer: Signer::Ed(Ed25519KeyPair::generate().expect("ed")),
-    };
-    let jwks = json!({"keys": [rsa.jwk(), ec.jwk(), ed.jwk()]});
-    let dir = std::env::temp_dir().join(format!("gatehouse-bench-tokens-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("jwks.json");
-    std::fs::write(&path, jwks.to_string()).expect("write jwks");
+    let rsa = TestKey::generate(Kind::Rsa, "rsa");
+    let ec = TestKey::generate(Kind::P256, "ec");
+    let ed = TestKey::generate(Kind::Ed25519, "ed");
+    let dir = gatehouse_test_support::process::TempDir::new("bench-tokens");
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks(&[rsa.jwk(), ec.jwk(), ed.jwk()])).expect("write jwks");
 
     let uncached = TokenVerifier::new(&provider(path.clone()), 0).expect("verifier");
     let cached = TokenVerifier::new(&provider(path), 1000).expect("verifier");
@@ -226,7 +130,6 @@ fn bench_tokens(c: &mut Criterion) {
         }
     }
     g.finish();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The payload of a verified token (what a cache miss parses after the signature): the chosen

@@ -172,20 +172,11 @@ mod tests {
     /// A provider trusting one freshly generated P-256 key (a JWKS file in a temporary
     /// folder), and a token that key signed.
     fn provider_and_token() -> (crate::auth::Provider, String) {
-        use aws_lc_rs::rand::SystemRandom;
-        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-        use base64::Engine;
-        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("keygen");
-        let point = key.public_key().as_ref();
-        let jwks = serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig",
-            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..]),
-        }]});
-        let dir = std::env::temp_dir().join(format!("gatehouse-proxy-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let jwks_file = dir.join("jwks.json");
-        std::fs::write(&jwks_file, jwks.to_string()).expect("write jwks");
+        use gatehouse_test_support::keys::{jwks, now, Kind, TestKey};
+        let key = TestKey::generate(Kind::P256, "k1");
+        let dir = gatehouse_test_support::process::TempDir::new("identify");
+        let jwks_file = dir.path().join("jwks.json");
+        std::fs::write(&jwks_file, jwks(&[key.jwk()])).expect("write jwks");
         let issuer = "http://127.0.0.1:1/realms/demo";
         let yaml = format!(
             "identity-providers:\n  - name: idp\n    issuer: {issuer}\n    jwks-file: {}\n    client-id: gatehouse\n    algorithms: [ES256]\n\
@@ -195,25 +186,11 @@ mod tests {
         let config = gatehouse_config::parse(&yaml, "test.yaml", &|_| None).expect("config");
         let definition = config.identity_provider("idp").expect("provider");
         let provider = crate::auth::Provider::new(definition, &Metrics::new()).expect("provider");
-        std::fs::remove_dir_all(&dir).ok();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let header = serde_json::json!({"alg": "ES256", "kid": "k1", "typ": "JWT"});
+        let now = now();
         let claims = serde_json::json!({
             "iss": issuer, "aud": "gatehouse", "sub": "alice", "iat": now, "exp": now + 300,
         });
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
-        let signature = key
-            .sign(&SystemRandom::new(), input.as_bytes())
-            .expect("sign");
-        let token = format!("{input}.{}", B64.encode(signature.as_ref()));
-        (provider, token)
+        (provider, key.mint("ES256", &claims))
     }
 
     /// Polls `future` once with a waker that does nothing.

@@ -7,8 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
+use gatehouse_test_support::keys::{decode, forge, signing_input};
 use support::idp::{make_keys, Idp};
 use support::*;
 
@@ -219,26 +218,6 @@ fn identity_headers_come_from_claims_and_client_copies_never_reach_the_upstream(
     );
 }
 
-/// A token with the given header and payload, signed (or not) as `sign` says.
-fn forge(header: serde_json::Value, payload: serde_json::Value, signature: &[u8]) -> String {
-    format!(
-        "{}.{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(payload.to_string()),
-        B64.encode(signature)
-    )
-}
-
-fn parts(token: &str) -> (serde_json::Value, serde_json::Value) {
-    let mut it = token.split('.');
-    let h = B64.decode(it.next().unwrap()).unwrap();
-    let p = B64.decode(it.next().unwrap()).unwrap();
-    (
-        serde_json::from_slice(&h).unwrap(),
-        serde_json::from_slice(&p).unwrap(),
-    )
-}
-
 #[test]
 fn missing_malformed_and_forged_tokens_get_401_with_the_right_challenge() {
     let idp = Idp::start(None, &[]);
@@ -250,7 +229,7 @@ fn missing_malformed_and_forged_tokens_get_401_with_the_right_challenge() {
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"demo\""));
 
     let admin = idp.token("svc-admin");
-    let (header, payload) = parts(&admin);
+    let (header, payload) = decode(&admin);
     let signature = admin.rsplit('.').next().unwrap().to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -261,20 +240,11 @@ fn missing_malformed_and_forged_tokens_get_401_with_the_right_challenge() {
     let mut escalated = payload.clone();
     escalated["realm_access"]["roles"] = serde_json::json!(["admin", "user", "superuser"]);
     escalated["sub"] = serde_json::json!("someone-else");
-    let tampered = format!(
-        "{}.{}.{}",
-        B64.encode(header.to_string()),
-        B64.encode(escalated.to_string()),
-        signature
-    );
+    let tampered = format!("{}.{signature}", signing_input(&header, &escalated));
     // alg none, with and without a signature part.
     let mut none_header = header.clone();
     none_header["alg"] = serde_json::json!("none");
-    let alg_none = format!(
-        "{}.{}.",
-        B64.encode(none_header.to_string()),
-        B64.encode(payload.to_string())
-    );
+    let alg_none = forge(&none_header, &payload, b"");
     // HS256 "signed" with the provider's public JWKS as the HMAC secret (key confusion).
     let jwks = get(
         format!("127.0.0.1:{}", idp.port).parse().unwrap(),
@@ -301,8 +271,8 @@ fn missing_malformed_and_forged_tokens_get_401_with_the_right_challenge() {
     // not possible without its key, so these use the real IdP's claims with a re-signed-by-rogue
     // token whose kid is unknown, plus the checks the session crate's unit tests cover.
     let expired = forge(
-        header.clone(),
-        serde_json::json!({"iss": idp.issuer, "aud": "gatehouse", "sub": "x", "exp": now - 3600}),
+        &header,
+        &serde_json::json!({"iss": idp.issuer, "aud": "gatehouse", "sub": "x", "exp": now - 3600}),
         b"sig",
     );
     let cases: Vec<(&str, String)> = vec![
@@ -322,12 +292,7 @@ fn missing_malformed_and_forged_tokens_get_401_with_the_right_challenge() {
         ("tampered payload", tampered),
         (
             "tampered signature",
-            format!(
-                "{}.{}.{}",
-                B64.encode(header.to_string()),
-                B64.encode(payload.to_string()),
-                B64.encode(b"0123456789")
-            ),
+            forge(&header, &payload, b"0123456789"),
         ),
         ("alg none", alg_none),
         ("HS256 with the public key", hs256),
@@ -421,7 +386,7 @@ fn key_rotation_is_picked_up_and_bogus_kids_do_not_hammer_the_idp() {
     std::fs::write(&both, merged.to_string()).unwrap();
     let idp = Idp::start_on(port, Some(&both), &[], TempDir::new("idp2"));
     let new = idp.token("svc-admin");
-    assert_ne!(parts(&new).0["kid"], parts(&old).0["kid"]);
+    assert_ne!(decode(&new).0["kid"], decode(&old).0["kid"]);
     let fetches_before = idp.jwks_fetches();
     // 20 concurrent requests with the new kid: one refetch serves them all.
     let handles: Vec<_> = (0..20)
@@ -459,13 +424,13 @@ fn key_rotation_is_picked_up_and_bogus_kids_do_not_hammer_the_idp() {
     );
 
     // A flood of tokens with bogus kids: at most one refetch per min-refetch-interval (2s).
-    let (h, p) = parts(&new);
+    let (h, p) = decode(&new);
     let before = idp.jwks_fetches();
     let started = std::time::Instant::now();
     for i in 0..100 {
         let mut bogus_header = h.clone();
         bogus_header["kid"] = serde_json::json!(format!("bogus-{i}"));
-        let token = forge(bogus_header, p.clone(), b"x");
+        let token = forge(&bogus_header, &p, b"x");
         assert_eq!(
             gw.get_with(
                 "demo.localhost",

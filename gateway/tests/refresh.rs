@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use gatehouse_test_support::redis;
 use support::idp::Idp;
 use support::login::Browser;
 use support::*;
@@ -281,9 +282,6 @@ fn requests_waiting_on_a_refresh_that_hangs_get_503_once_the_access_token_expire
     assert_eq!(leader.join().unwrap(), 200, "the refresh itself completed");
     assert_eq!(s.status(), 200, "and the session goes on");
 }
-
-#[path = "../../session/tests/common/redis.rs"]
-mod redis;
 
 #[test]
 fn on_redis_one_replica_refreshes_for_all_and_a_logout_elsewhere_during_it_stays_a_logout() {

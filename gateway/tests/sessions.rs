@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use gatehouse_test_support::redis;
 use support::idp::Idp;
 use support::login::Browser;
 use support::*;
@@ -379,9 +380,6 @@ fn logout_ends_the_session_here_and_at_the_idp() {
     .unwrap();
     assert_eq!(r.status, 401);
 }
-
-#[path = "../../session/tests/common/redis.rs"]
-mod redis;
 
 /// Two gateways on one Redis Cluster, the IdP signing with a key the test holds.
 struct Shared {

@@ -1,15 +1,14 @@
 //! RFC 7662 introspection by `TokenVerifier` against the counting fake IdP.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    claims, introspecting_provider, jwks, keys, now, provider, temp_file, FakeIdp, CLIENT_ID,
-};
 use gatehouse_config::{Secret, TokenEndpointAuthMethod};
 use gatehouse_session::{looks_like_jwt, TokenError, TokenVerifier};
+use gatehouse_test_support::config::{claims, introspecting_provider, provider, CLIENT_ID};
+use gatehouse_test_support::fake_idp::FakeIdp;
+use gatehouse_test_support::keys::{jwks, keys, now};
+use gatehouse_test_support::process::temp_file;
 use serde_json::{json, Value};
 
 const BASIC: TokenEndpointAuthMethod = TokenEndpointAuthMethod::ClientSecretBasic;

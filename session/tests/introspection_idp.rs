@@ -2,43 +2,21 @@
 //! access tokens. Skipped (with a message; failed when `CI=true`) only when `node` is not
 //! installed.
 
-#[path = "common/idp.rs"]
-mod idp;
-
-use std::time::Duration;
-
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
 use gatehouse_session::{looks_like_jwt, TokenError, TokenVerifier};
-use idp::{node_available, Idp};
+use gatehouse_test_support::config::idp_client;
+use gatehouse_test_support::idp::Idp;
+use gatehouse_test_support::process::{node_available, skip_or_fail};
 use serde_json::Value;
 
 fn start_idp() -> Idp {
-    Idp::start(&[("IDP_ACCESS_TOKEN_FORMAT", "opaque")])
+    Idp::start(None, &[("IDP_ACCESS_TOKEN_FORMAT", "opaque")])
 }
 
 fn provider(issuer: &str, method: TokenEndpointAuthMethod) -> IdentityProvider {
-    IdentityProvider {
-        name: "demo".to_string(),
-        issuer: issuer.to_string(),
-        discovery_url: format!("{issuer}/.well-known/openid-configuration"),
-        jwks_file: None,
-        client_id: "gatehouse".to_string(),
-        client_secret: Some(Secret::new("gatehouse-secret")),
-        audiences: vec!["gatehouse".to_string()],
-        algorithms: vec!["RS256".to_string()],
-        leeway: Duration::from_secs(30),
-        scopes: vec!["openid".to_string()],
-        token_endpoint_auth_method: method,
-        jwks_refresh_interval: Duration::from_secs(600),
-        jwks_min_refetch_interval: Duration::from_secs(30),
-        max_token_age: None,
-        introspection: true,
-        introspection_url: None,
-        introspection_cache_ttl: Duration::from_secs(30),
-        authorized_parties: None,
-        allow_insecure_http: true,
-        token_cache_size: gatehouse_config::DEFAULT_TOKEN_CACHE_SIZE,
-    }
+    let mut p = idp_client(issuer, method);
+    p.introspection = true;
+    p
 }
 
 async fn client_credentials_token(issuer: &str, id: &str, secret: &str) -> String {
@@ -73,7 +51,7 @@ async fn introspection_requests(idp: &Idp) -> u64 {
 #[tokio::test]
 async fn opaque_tokens_from_the_real_idp() {
     if !node_available() {
-        idp::skip_or_fail(
+        skip_or_fail(
             "opaque_tokens_from_the_real_idp",
             "`node` is not installed; the real-IdP introspection test needs it",
         );

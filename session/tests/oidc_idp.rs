@@ -4,17 +4,16 @@
 //! refresh with rotation, and the end-session URL. Skipped (with a message; failed when
 //! `CI=true`) only when `node` is not installed.
 
-#[path = "common/idp.rs"]
-mod idp;
-
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gatehouse_config::{IdentityProvider, Secret, TokenEndpointAuthMethod};
 use gatehouse_session::oidc::{pkce_challenge, LoginState, OidcClient, OidcError};
 use gatehouse_session::TokenVerifier;
-use idp::{node_available, Idp};
+use gatehouse_test_support::config::idp_client;
+use gatehouse_test_support::idp::Idp;
+use gatehouse_test_support::keys::{decode, now};
+use gatehouse_test_support::process::{node_available, skip_or_fail};
 use reqwest::Url;
 use serde_json::{json, Value};
 
@@ -24,52 +23,29 @@ const POST_LOGOUT: &str = "http://demo.localhost:8080/";
 const ALICE_SUB: &str = "00000000-0000-4000-8000-0000000a11ce";
 
 fn start_idp() -> Idp {
-    Idp::start(&[
-        ("IDP_REDIRECT_URIS", REDIRECT_URI),
-        ("IDP_POST_LOGOUT_REDIRECT_URIS", POST_LOGOUT),
-        ("IDP_REFRESH_ROTATE", "1"),
-    ])
+    Idp::start(
+        None,
+        &[
+            ("IDP_REDIRECT_URIS", REDIRECT_URI),
+            ("IDP_POST_LOGOUT_REDIRECT_URIS", POST_LOGOUT),
+            ("IDP_REFRESH_ROTATE", "1"),
+        ],
+    )
 }
 
 fn provider(issuer: &str, method: TokenEndpointAuthMethod) -> IdentityProvider {
-    IdentityProvider {
-        name: "demo".to_string(),
-        issuer: issuer.to_string(),
-        discovery_url: format!("{issuer}/.well-known/openid-configuration"),
-        jwks_file: None,
-        client_id: "gatehouse".to_string(),
-        client_secret: Some(Secret::new("gatehouse-secret")),
-        audiences: vec!["gatehouse".to_string()],
-        algorithms: vec!["RS256".to_string()],
-        leeway: Duration::from_secs(30),
-        scopes: vec![
-            "openid".to_string(),
-            "email".to_string(),
-            "profile".to_string(),
-        ],
-        token_endpoint_auth_method: method,
-        jwks_refresh_interval: Duration::from_secs(600),
-        jwks_min_refetch_interval: Duration::from_secs(30),
-        max_token_age: None,
-        introspection: false,
-        introspection_url: None,
-        introspection_cache_ttl: Duration::from_secs(30),
-        authorized_parties: None,
-        allow_insecure_http: true,
-        token_cache_size: gatehouse_config::DEFAULT_TOKEN_CACHE_SIZE,
-    }
+    let mut p = idp_client(issuer, method);
+    p.scopes = vec![
+        "openid".to_string(),
+        "email".to_string(),
+        "profile".to_string(),
+    ];
+    p
 }
 
 fn client(provider: &IdentityProvider) -> OidcClient {
     let verifier = Arc::new(TokenVerifier::new(provider, 1000).expect("verifier"));
     OidcClient::new(provider, verifier).expect("OIDC client")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
 }
 
 /// A minimal browser: a cookie jar (name -> value, paths ignored, as selftest.mjs does) and
@@ -219,18 +195,13 @@ fn form_action(html: &str) -> String {
 }
 
 fn decode_payload(jwt: &str) -> Value {
-    use base64::Engine;
-    let payload = jwt.split('.').nth(1).expect("payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("JSON")
+    decode(jwt).1
 }
 
 #[tokio::test]
 async fn code_flow_against_the_real_idp() {
     if !node_available() {
-        idp::skip_or_fail(
+        skip_or_fail(
             "code_flow_against_the_real_idp",
             "`node` is not installed; the real-IdP login-flow test needs it",
         );

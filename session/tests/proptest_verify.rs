@@ -1,11 +1,11 @@
 //! Arbitrary input never panics the verifier and is never accepted.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::{b64, jwks, keys, provider, temp_file};
 use gatehouse_session::TokenVerifier;
+use gatehouse_test_support::config::provider;
+use gatehouse_test_support::keys::{b64, jwks, keys};
+use gatehouse_test_support::process::temp_file;
 use proptest::prelude::*;
 
 const ISSUER: &str = "https://idp.example/realms/prop";

@@ -1,9 +1,6 @@
 //! `RedisStore` against real Redis: a 6-node cluster (3 masters + 3 replicas) and a single
 //! node, both started per test on free loopback ports by `testing/redis/cluster.sh`.
 
-#[path = "common/redis.rs"]
-mod redis;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +10,7 @@ use gatehouse_config::{OnUnavailable, SessionStoreConfig, SessionStoreKind};
 use gatehouse_session::store::{
     from_config, CachedStore, RedisStore, SessionRecord, SessionStore, StoreError,
 };
+use gatehouse_test_support::redis;
 use redis::{cli, free_base, Cluster, Single};
 use serde_json::json;
 

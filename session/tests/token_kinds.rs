@@ -2,12 +2,12 @@
 //! only what the current keys still vouch for: token kinds, `authorized-parties`, eviction of
 //! a key's tokens when it leaves the JWKS, a JWKS without usable keys, no redirects, https.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{claims, jwks, keys, provider, FakeIdp};
 use gatehouse_session::{TokenError, TokenUse, TokenVerifier};
+use gatehouse_test_support::config::{claims, introspecting_provider, provider};
+use gatehouse_test_support::fake_idp::FakeIdp;
+use gatehouse_test_support::keys::{jwks, keys};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -273,7 +273,7 @@ async fn the_cache_is_bounded_in_bytes() {
 #[tokio::test]
 async fn introspected_refresh_tokens_and_other_clients_are_refused() {
     let idp = FakeIdp::start(jwks(&[keys().rsa.jwk()])).await;
-    let mut p = common::introspecting_provider(
+    let mut p = introspecting_provider(
         &idp.issuer,
         gatehouse_config::TokenEndpointAuthMethod::ClientSecretBasic,
     );

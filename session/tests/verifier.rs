@@ -1,13 +1,14 @@
 //! End-to-end tests of `TokenVerifier` against locally minted tokens and a counting fake IdP.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use common::{b64, claims, jwks, keys, now, provider, temp_file, FakeIdp, TestKey, CLIENT_ID};
 use gatehouse_session::{TokenError, TokenVerifier};
+use gatehouse_test_support::config::{claims, provider, CLIENT_ID};
+use gatehouse_test_support::fake_idp::FakeIdp;
+use gatehouse_test_support::keys::{b64, jwks, keys, now, Kind, TestKey};
+use gatehouse_test_support::process::temp_file;
 use serde_json::{json, Value};
 
 const ALL_ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
@@ -636,7 +637,7 @@ async fn keycloak_claim_helpers_on_a_verified_token() {
 #[tokio::test]
 async fn an_alg_outside_the_allowlist_is_refused_before_key_lookup() {
     let (idp, v) = setup(&["RS256"]).await;
-    let token = TestKey::generate(common::Kind::Ed25519, "rsa-1").mint_with_header(
+    let token = TestKey::generate(Kind::Ed25519, "rsa-1").mint_with_header(
         &json!({"alg": "EdDSA", "kid": "rsa-1"}),
         &claims(&idp.issuer),
     );

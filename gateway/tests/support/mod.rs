@@ -1,9 +1,19 @@
 //! Test support: real upstream servers on loopback, the real `gatehouse` binary started with a
 //! config written to a temporary folder, and a raw HTTP/1.1 client that shows exact bytes.
-#![allow(dead_code)]
+#![allow(dead_code)] // each test binary uses a different part of this module
 
-pub mod idp;
 pub mod login;
+
+// Shared with the session tests and benches (`testing/support`); re-exported so every test
+// reaches them as `support::…`.
+#[allow(unused_imports)]
+pub use gatehouse_test_support::{
+    http::{get, raw_request, read_response, Conn, Response},
+    idp,
+    process::{
+        free_port, signal_pid, skip_is_failure, skip_or_fail, skip_or_fail_in, wait_until, TempDir,
+    },
+};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,51 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
-
-/// A free loopback port (bound then released; collisions are unlikely but retried by callers
-/// that wait for readiness).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether a skipped real-component test must fail instead: `CI` is `true` or `1` (as GitHub
-/// Actions, GitLab CI and most runners set it). A skipped test is not a pass in CI.
-pub fn skip_is_failure(ci: Option<&str>) -> bool {
-    ci.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// Skips the calling test because a real component (`why`) is missing: prints
-/// `SKIPPED test: why` and returns, or panics with that line when `CI=true`.
-pub fn skip_or_fail(test: &str, why: &str) {
-    skip_or_fail_in(std::env::var("CI").ok().as_deref(), test, why);
-}
-
-/// [`skip_or_fail`] with the value of `CI` given.
-pub fn skip_or_fail_in(ci: Option<&str>, test: &str, why: &str) {
-    let line = format!("SKIPPED {test}: {why}");
-    assert!(
-        !skip_is_failure(ci),
-        "{line} (CI=true: a real-component test may not be skipped; install it)"
-    );
-    eprintln!("{line}");
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(25));
-    }
-    false
-}
+use std::time::Duration;
 
 /// Asserts that `f` becomes true within `timeout`.
 #[macro_export]
@@ -288,165 +254,9 @@ fn read_request(reader: &mut BufReader<TcpStream>, heads: &Mutex<Vec<String>>) -
     })
 }
 
-/// A parsed response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Sends raw bytes on a new connection and reads one response (HEAD-aware: pass `head`).
-pub fn raw_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(raw)?;
-    read_response(&mut BufReader::new(stream), false)
-}
-
-/// Reads one response from a buffered stream.
-pub fn read_response(reader: &mut impl BufRead, head: bool) -> std::io::Result<Response> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed before a response",
-        ));
-    }
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(&format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if head || status == 204 || status == 304 {
-    } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim(), 16).map_err(|_| bad("bad chunk size"))?;
-            let mut chunk = vec![0; n + 2];
-            reader.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body = vec![0; n];
-        reader.read_exact(&mut body)?;
-    } else {
-        reader.read_to_end(&mut body)?;
-    }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// `GET path` with the given Host and extra headers, on a new connection.
-pub fn get(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    extra: &[(&str, &str)],
-) -> std::io::Result<Response> {
-    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in extra {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    raw.push_str("\r\n");
-    raw_request(addr, raw.as_bytes())
-}
-
-/// A keep-alive client connection.
-pub struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Conn {
-    /// Connects to `addr`.
-    pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Conn {
-            writer: s.try_clone()?,
-            reader: BufReader::new(s),
-        })
-    }
-
-    /// Sends `GET path` and reads the response, keeping the connection open.
-    pub fn get(&mut self, host: &str, path: &str) -> std::io::Result<Response> {
-        let raw = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
-        self.writer.write_all(raw.as_bytes())?;
-        read_response(&mut self.reader, false)
-    }
-}
-
 /// The `gatehouse` binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
-}
-
-/// A temporary folder removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gatehouse-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A running `gatehouse run` process; stopped (SIGINT, then SIGKILL) on drop.
@@ -629,14 +439,6 @@ pub fn spawn_gateway(config: &Path, log: &Path, upgrade: bool) -> Child {
         .stderr(log_file)
         .spawn()
         .expect("start gatehouse")
-}
-
-/// `kill -SIG pid`.
-pub fn signal_pid(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status();
 }
 
 /// Runs `gatehouse ARGS...` to completion: (exit code, stdout, stderr).

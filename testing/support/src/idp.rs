@@ -7,11 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::{free_port, raw_request, signal_pid, wait_until, TempDir};
+use crate::http::{get, raw_request, Response};
+use crate::process::{free_port, signal_pid, wait_until, TempDir};
 
 /// The IdP's folder in the repository.
 pub fn idp_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testing/idp")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../idp")
 }
 
 fn ensure_installed() {
@@ -138,7 +139,7 @@ impl Idp {
         }
     }
 
-    fn post_form(&self, path: &str, body: &str) -> super::Response {
+    fn post_form(&self, path: &str, body: &str) -> Response {
         let raw = format!(
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}",
             port = self.port,
@@ -168,7 +169,7 @@ impl Idp {
 
     /// `/__test/stats`: token requests by grant type and JWKS fetches.
     pub fn stats(&self) -> serde_json::Value {
-        let r = super::get(
+        let r = get(
             format!("127.0.0.1:{}", self.port).parse().unwrap(),
             "127.0.0.1",
             "/__test/stats",

@@ -1,16 +1,16 @@
 //! Real Redis servers for the session-store tests, driven through `testing/redis/cluster.sh`:
 //! a 6-node cluster (3 masters, 3 replicas) or one plain node, on free loopback ports, stopped
 //! when the handle drops (also on panic). Needs `redis-server` and `redis-cli` on `PATH`.
-#![allow(dead_code)] // each test binary uses a different part of this module
-
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::process::poll_every;
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testing/redis/cluster.sh")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../redis/cluster.sh")
 }
 
 fn run_script(args: &[&str]) -> Result<(), String> {
@@ -81,16 +81,9 @@ pub fn cli(port: u16, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Polls `check` every 50 ms until it holds or `limit` passes; whether it held.
+/// Polls `check` every 50 ms until it holds or `limit` passes, then once more; whether it held.
 pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
+    poll_every(Duration::from_millis(50), limit, &mut check) || check()
 }
 
 /// One line of `CLUSTER NODES`.

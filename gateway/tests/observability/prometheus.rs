@@ -1,0 +1,249 @@
+//! Every shipped dashboard and rule expression (`deploy/grafana`, `deploy/prometheus`)
+//! evaluated by a real Prometheus scraping the real gateway.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use crate::{bad_signature, bearer, start, unknown_kid};
+
+/// `name` on PATH (or in /usr/bin, where Debian installs prometheus and promtool).
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The rule files CI and operators load: every `deploy/prometheus/*.yml`.
+fn rule_files() -> Vec<PathBuf> {
+    let dir = repo_root().join("deploy/prometheus");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no rule files in {}", dir.display());
+    files
+}
+
+/// A real Prometheus on a loopback port with its data in a temp dir; stopped on drop.
+struct Prometheus {
+    child: Child,
+    url: String,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(bin: &Path, scrape: std::net::SocketAddr) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let port = free_port();
+        let rules: Vec<String> = rule_files()
+            .iter()
+            .map(|p| format!("\"{}\"", p.display()))
+            .collect();
+        let config = format!(
+            r#"
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files: [{rules}]
+scrape_configs:
+  - job_name: gatehouse
+    static_configs:
+      - targets: ["{scrape}"]
+"#,
+            rules = rules.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("prometheus.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            _dir: dir,
+        };
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ready = wait_until(Duration::from_secs(30), || {
+            get(addr, "127.0.0.1", "/-/ready", &[]).is_ok_and(|r| r.status == 200)
+        });
+        assert!(ready, "prometheus did not become ready; log:\n{}", p.log());
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        signal_pid(self.child.id(), "TERM");
+        if !wait_until(Duration::from_secs(10), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command from the repository root: (success, stdout + stderr).
+fn run(program: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn prometheus_evaluates_every_dashboard_and_rule_expression() {
+    let Some(prometheus) = which("prometheus") else {
+        skip_or_fail(
+            "prometheus_evaluates_every_dashboard_and_rule_expression",
+            "`prometheus` is not installed (Debian: apt-get install -y prometheus)",
+        );
+        return;
+    };
+    let promtool = which("promtool").expect("promtool (installed with prometheus)");
+    let python = which("python3").expect("python3 runs testing/prometheus/*.py");
+
+    // The rule files are valid Prometheus 2 rule files.
+    let files: Vec<String> = rule_files()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["check", "rules"];
+    args.extend(files.iter().map(String::as_str));
+    let (ok, out) = run(&promtool, &args);
+    assert!(ok, "promtool check rules failed:\n{out}");
+
+    let (idp, _app, gw) = start("prometheus");
+    let prom = Prometheus::start(&prometheus, gw.admin);
+
+    // ~15 s of mixed traffic (bounded): allowed, cached, refused, forged, unknown host, bad
+    // path and 503, so every family and label the panels and rules read has data.
+    let admin = idp.token("svc-admin");
+    let user = idp.token("svc-user");
+    let (bad_sig, bad_kid) = (bad_signature(&admin), unknown_kid(&admin));
+    let h = "demo.localhost";
+    let plan: Vec<(&str, &str, Option<&str>, u16)> = vec![
+        (h, "/public/hello", None, 200),
+        (h, "/api/admin/x", Some(admin.as_str()), 200),
+        (h, "/api/things", Some(user.as_str()), 200),
+        (h, "/api/things", None, 401),
+        (h, "/api/admin/x", Some(user.as_str()), 403),
+        (h, "/api/admin/x", Some(bad_sig.as_str()), 401),
+        (h, "/api/admin/x", Some(bad_kid.as_str()), 401),
+        ("nobody.example", "/", None, 404),
+        (h, "/public/a%2Fb", None, 400),
+        (h, "/down/x", None, 503),
+    ];
+    let started = Instant::now();
+    let mut sent = 0;
+    for round in 0..300 {
+        if started.elapsed() >= Duration::from_secs(15) {
+            break;
+        }
+        for (host, path, token, want) in &plan {
+            let header = token.map(bearer);
+            let extra: Vec<(&str, &str)> = header
+                .iter()
+                .map(|v| ("Authorization", v.as_str()))
+                .collect();
+            let r = gw.get_with(host, path, &extra);
+            assert_eq!(r.status, *want, "round {round}: {host}{path}: {}", r.text());
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("sent {sent} requests in {:?}", started.elapsed());
+
+    // Every panel, variable and rule expression returns data (alerts in their bool form).
+    let script = repo_root().join("testing/prometheus/promql.py");
+    let (ok, out) = run(
+        &python,
+        &[
+            script.to_str().unwrap(),
+            "check",
+            "--prometheus",
+            &prom.url,
+            "--wait",
+            "30",
+            "--verbose",
+        ],
+    );
+    println!("{out}");
+    assert!(
+        ok,
+        "expressions without data (or invalid):\n{out}\nprometheus log:\n{}",
+        prom.log()
+    );
+
+    // The latency panel plots into a PNG.
+    let out_dir = TempDir::new("plot");
+    let png = out_dir.path().join("latency.png");
+    let script = repo_root().join("testing/prometheus/plot_latency.py");
+    let (ok, out) = run(
+        &python,
+        &[
+            script.to_str().unwrap(),
+            "--prometheus",
+            &prom.url,
+            "--since",
+            "2m",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "plot_latency.py failed:\n{out}");
+    let bytes = std::fs::read(&png).expect("the PNG was written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert!(width >= 400 && height >= 200, "{width}x{height}");
+    assert!(
+        bytes.len() > 4000,
+        "a plot, not a blank image: {} bytes",
+        bytes.len()
+    );
+    assert_eq!(&bytes[bytes.len() - 8..bytes.len() - 4], b"IEND");
+}
