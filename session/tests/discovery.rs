@@ -2,15 +2,14 @@
 //! the same fetch; concurrent readers share one request; a failed fetch stands for the retry
 //! interval; a stale mark makes the next reader fetch again.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{claims, jwks, keys, provider};
 use gatehouse_session::oidc::{OidcClient, OidcError, DISCOVERY_RETRY_INTERVAL};
 use gatehouse_session::TokenVerifier;
+use gatehouse_test_support::config::{claims, provider};
+use gatehouse_test_support::keys::{jwks, keys};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
