@@ -12,10 +12,9 @@ use gatehouse_session::{looks_like_jwt, TokenError};
 use pingora::proxy::Session;
 
 use crate::auth::{bearer_token, ClaimsIdentity};
-use crate::browser::login_location;
 use crate::ctx::RequestCtx;
+use crate::login::{login_location, session_claims, SessionOutcome, Sessions};
 use crate::responses::wants_html;
-use crate::sessions::{session_claims, SessionOutcome, Sessions};
 
 /// The caller's identity, then the route's requirements checked against its claims.
 /// `Ok(None)`: an anonymous caller on a `white-listed-anon` route.

@@ -210,6 +210,85 @@ fn login_state_is_bound_to_the_browser_single_use_and_the_session_id_is_new() {
     assert_eq!(forged.status, 403, "{forged:?}");
 }
 
+/// The value of `gatehouse_denials_total` for tenant demo and `reason` (0 when absent).
+fn denials(gw: &Gateway, reason: &str) -> f64 {
+    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    let series = format!(r#"gatehouse_denials_total{{reason="{reason}",tenant="demo"}} "#);
+    m.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn login_refusals_are_denials_counted_under_their_own_reason() {
+    let app = Upstream::start("app");
+    let (gw, _idp) = stack("login-denials", &app, &[], "60s");
+    let cases: [(&str, &str, u16, &str); 5] = [
+        (
+            "GET",
+            "/oauth/callback?code=abc&state=forged",
+            400,
+            "login_state_malformed",
+        ),
+        ("GET", "/oauth/callback?code=abc", 403, "login_incomplete"),
+        (
+            "GET",
+            "/oauth/backchannel-logout",
+            405,
+            "logout_method_not_allowed",
+        ),
+        ("GET", "/oauth/userinfo", 401, "userinfo_unauthenticated"),
+        (
+            "POST",
+            "/oauth/backchannel-logout",
+            400,
+            "logout_token_invalid",
+        ),
+    ];
+    for (method, path, status, reason) in cases {
+        assert_eq!(denials(&gw, reason), 0.0, "{reason} before any request");
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw_request(gw.listen, raw.as_bytes()).unwrap();
+        assert_eq!(r.status, status, "{method} {path}: {r:?}");
+        // Counted when the request is logged, just after the response.
+        assert_eventually!(
+            Duration::from_secs(5),
+            || denials(&gw, reason) == 1.0,
+            "{method} {path} counted under {reason}"
+        );
+    }
+    // A well-shaped state that is not this browser's: 403, its cookie cleared, the page kept.
+    let state = "A-_z".repeat(10) + "xyz";
+    let r = get(
+        gw.listen,
+        "demo.localhost",
+        &format!("/oauth/callback?code=abc&state={state}"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.text().contains("<title>Login expired</title>"), "{r:?}");
+    let cleared = r.header("set-cookie").unwrap_or("");
+    assert!(
+        cleared.starts_with("gatehouse_session_login_A-_zA-_zA-_z=")
+            && cleared.contains("Max-Age=0"),
+        "{r:?}"
+    );
+    assert_eventually!(
+        Duration::from_secs(5),
+        || denials(&gw, "login_state_unknown") == 1.0,
+        "counted under login_state_unknown"
+    );
+    assert_eventually!(
+        Duration::from_secs(5),
+        || gw.log().contains(r#""reason":"login_state_unknown""#),
+        "the access log names the reason: {}",
+        gw.log()
+    );
+}
+
 #[test]
 fn tampered_truncated_and_foreign_cookies_are_no_session_never_an_error() {
     let app = Upstream::start("app");

@@ -18,7 +18,7 @@
 //!   or a back-channel logout during the refresh stays a logout.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use gatehouse_config::SessionStoreConfig;
@@ -26,10 +26,11 @@ use gatehouse_session::claims::Claims;
 use gatehouse_session::cookie::{find_cookie, CookieCodec};
 use gatehouse_session::oidc::{OidcError, TokenSet};
 use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionStore, StoreError};
-use http::header::COOKIE;
 use pingora::proxy::Session;
 
-use crate::login::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
+use super::cookies::request_cookies;
+use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
+use super::unix_now;
 
 /// The worst case of one refresh: discovery (one request), the token request, and the JWKS
 /// fetch that verifying a new ID or access token may need, each bounded by the IdP client's
@@ -149,22 +150,9 @@ impl Drop for Flight<'_> {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The session ID in the request's session cookie, if the cookie opens for this tenant.
-pub(crate) fn session_id(session: &Session, login: &TenantLogin) -> Option<String> {
-    let cookies = session
-        .req_header()
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let sealed = find_cookie(cookies, &login.cookie.name)?;
+pub(crate) fn session_id(downstream: &Session, login: &TenantLogin) -> Option<String> {
+    let sealed = find_cookie(request_cookies(downstream), &login.cookie.name)?;
     let id = login.codec.open(PURPOSE_SESSION, sealed)?;
     String::from_utf8(id).ok()
 }
@@ -184,11 +172,11 @@ pub enum SessionOutcome {
 /// is within `refresh-before-expiry` of expiring (see the module docs for the rules). A record
 /// created for another tenant or issuer is no session.
 pub async fn session_claims(
-    session: &Session,
+    downstream: &Session,
     login: &TenantLogin,
     sessions: &Sessions,
 ) -> SessionOutcome {
-    let Some(id) = session_id(session, login) else {
+    let Some(id) = session_id(downstream, login) else {
         return SessionOutcome::None;
     };
     let store = match sessions.store().await {
