@@ -22,6 +22,7 @@ mod callback;
 pub mod cookies;
 mod form;
 mod logout;
+mod refresh;
 pub mod sessions;
 mod state;
 mod tenant;
