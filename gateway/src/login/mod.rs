@@ -19,11 +19,11 @@
 mod backchannel;
 mod begin;
 mod callback;
-pub mod cookies;
+mod cookies;
 mod form;
 mod logout;
 mod refresh;
-pub mod sessions;
+mod sessions;
 mod state;
 mod tenant;
 mod userinfo;
