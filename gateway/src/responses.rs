@@ -104,12 +104,21 @@ pub async fn deny(
     ctx: &mut RequestCtx,
     denial: Denial,
 ) -> pingora::Result<()> {
-    deny_setting(session, ctx, denial, &[]).await
+    write_denial(session, ctx, denial, &[]).await
 }
 
-/// [`deny`], also setting `cookies` (`Set-Cookie` values: a login refusal clears the spent
-/// login-state cookie).
-pub async fn deny_setting(
+/// Writes a login path's refusal like [`deny`], also setting `cookies` (`Set-Cookie` values: a
+/// refused callback clears its login-state cookie).
+pub async fn refuse_login(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    refusal: LoginRefusal,
+    cookies: &[String],
+) -> pingora::Result<()> {
+    write_denial(session, ctx, Denial::Login(refusal), cookies).await
+}
+
+async fn write_denial(
     session: &mut Session,
     ctx: &mut RequestCtx,
     denial: Denial,

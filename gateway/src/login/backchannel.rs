@@ -5,7 +5,9 @@ use gatehouse_policy::login::LoginRefusal;
 use gatehouse_session::TokenUse;
 use pingora::proxy::Session;
 
-use super::{form, refuse, Sessions, TenantLogin};
+use super::form;
+use super::store::Sessions;
+use super::tenant::TenantLogin;
 use crate::ctx::RequestCtx;
 use crate::responses;
 
@@ -20,14 +22,15 @@ pub(super) async fn serve(
     sessions: &Sessions,
 ) -> pingora::Result<()> {
     if downstream.req_header().method != http::Method::POST {
-        return refuse(downstream, ctx, LoginRefusal::LogoutMethod, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::LogoutMethod, &[]).await;
     }
     // The body is a small form: logout_token=<JWT>.
     let mut body = Vec::new();
     while let Some(chunk) = downstream.read_request_body().await? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_BODY {
-            return refuse(downstream, ctx, LoginRefusal::LogoutTooLarge, &[]).await;
+            return responses::refuse_login(downstream, ctx, LoginRefusal::LogoutTooLarge, &[])
+                .await;
         }
     }
     let form = String::from_utf8_lossy(&body);
@@ -36,10 +39,12 @@ pub(super) async fn serve(
         None => None,
     };
     let Some((sub, sid)) = subject else {
-        return refuse(downstream, ctx, LoginRefusal::InvalidLogoutToken, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::InvalidLogoutToken, &[])
+            .await;
     };
     let Ok(store) = sessions.store().await else {
-        return refuse(downstream, ctx, LoginRefusal::LogoutStoreUnavailable, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::LogoutStoreUnavailable, &[])
+            .await;
     };
     match store
         .delete_by_sub_or_sid(sub.as_deref(), sid.as_deref())
@@ -49,7 +54,10 @@ pub(super) async fn serve(
             tracing::info!(sessions = n, "back-channel logout");
             responses::answer(downstream, ctx, 200, None, &[], None).await
         }
-        Err(_) => refuse(downstream, ctx, LoginRefusal::LogoutStoreUnavailable, &[]).await,
+        Err(_) => {
+            responses::refuse_login(downstream, ctx, LoginRefusal::LogoutStoreUnavailable, &[])
+                .await
+        }
     }
 }
 

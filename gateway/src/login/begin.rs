@@ -8,7 +8,8 @@ use gatehouse_policy::redirect::safe_redirect;
 use gatehouse_session::cookie::set_cookie_header;
 use pingora::proxy::Session;
 
-use super::{form, refuse, state, TenantLogin};
+use super::tenant::TenantLogin;
+use super::{form, state};
 use crate::ctx::RequestCtx;
 use crate::responses;
 
@@ -34,7 +35,13 @@ pub(super) async fn serve(
         Ok(started) => started,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a login: the identity provider is unavailable");
-            return refuse(downstream, ctx, LoginRefusal::ProviderUnavailable, &[]).await;
+            return responses::refuse_login(
+                downstream,
+                ctx,
+                LoginRefusal::ProviderUnavailable,
+                &[],
+            )
+            .await;
         }
     };
     let Some(sealed) = state::seal(login, &login_state) else {

@@ -8,8 +8,10 @@ use gatehouse_session::oidc::TokenSet;
 use gatehouse_session::store::SessionRecord;
 use pingora::proxy::Session;
 
-use super::tenant::{PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
-use super::{form, refuse, state, unix_now, Sessions, TenantLogin};
+use super::clock::unix_now;
+use super::store::Sessions;
+use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
+use super::{form, state};
 use crate::ctx::RequestCtx;
 use crate::responses;
 
@@ -24,27 +26,34 @@ pub(super) async fn serve(
     let code = form::param(query.as_deref(), "code");
     let state_param = form::param(query.as_deref(), "state");
     let (Some(code), Some(state_param)) = (code, state_param) else {
-        return refuse(downstream, ctx, LoginRefusal::Incomplete, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::Incomplete, &[]).await;
     };
     if !state::is_state_shaped(&state_param) {
-        return refuse(downstream, ctx, LoginRefusal::MalformedState, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::MalformedState, &[]).await;
     }
     let cookie_name = state::cookie_name(login, &state_param);
     let clear_state = [clear_cookie_header(&login.cookie, &cookie_name)];
     let valid = state::open(downstream, login, &cookie_name)
         .filter(|s| s.state_matches(&state_param) && !s.is_expired(unix_now()));
     let Some(login_state) = valid else {
-        return refuse(downstream, ctx, LoginRefusal::UnknownState, &clear_state).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::UnknownState, &clear_state)
+            .await;
     };
     let Ok(store) = sessions.store().await else {
-        return refuse(downstream, ctx, LoginRefusal::StoreUnavailable, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::StoreUnavailable, &[]).await;
     };
     // Single use: the first callback for a state takes its marker; a replay finds it taken.
     let marker = format!("login-state:{}", login_state.state);
     match store.try_lock(&marker, state::LOGIN_STATE_TTL).await {
         Ok(Some(marker)) => marker.keep(), // held until it expires with the state
-        Ok(None) => return refuse(downstream, ctx, LoginRefusal::StateUsed, &clear_state).await,
-        Err(_) => return refuse(downstream, ctx, LoginRefusal::StoreUnavailable, &[]).await,
+        Ok(None) => {
+            return responses::refuse_login(downstream, ctx, LoginRefusal::StateUsed, &clear_state)
+                .await
+        }
+        Err(_) => {
+            return responses::refuse_login(downstream, ctx, LoginRefusal::StoreUnavailable, &[])
+                .await
+        }
     }
     let tokens = match login
         .oidc
@@ -56,7 +65,7 @@ pub(super) async fn serve(
             sessions.metrics.record_login(&login.tenant, false);
             tracing::info!(request_id = ctx.request_id(), error = %e, "login callback refused by the token exchange");
             let refusal = LoginRefusal::ExchangeRefused;
-            return refuse(downstream, ctx, refusal, &clear_state).await;
+            return responses::refuse_login(downstream, ctx, refusal, &clear_state).await;
         }
     };
     let record = new_record(login, &tokens);
@@ -64,7 +73,7 @@ pub(super) async fn serve(
     // A fresh ID at every login: a session cookie planted before login is never promoted.
     let id = new_session_id();
     if store.put(&id, &record, ttl).await.is_err() {
-        return refuse(downstream, ctx, LoginRefusal::StoreUnavailable, &[]).await;
+        return responses::refuse_login(downstream, ctx, LoginRefusal::StoreUnavailable, &[]).await;
     }
     let Ok(sealed) = login.codec.seal(PURPOSE_SESSION, id.as_bytes()) else {
         return responses::error_status(downstream, ctx, 500).await;

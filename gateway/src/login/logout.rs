@@ -5,8 +5,8 @@ use gatehouse_session::cookie::clear_cookie_header;
 use pingora::proxy::Session;
 
 use super::sessions::session_id;
-use super::tenant::PURPOSE_ID_TOKEN;
-use super::{Sessions, TenantLogin};
+use super::store::Sessions;
+use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN};
 use crate::ctx::RequestCtx;
 use crate::responses;
 

@@ -2,56 +2,50 @@
 //! (`/oauth/login`, `/oauth/callback`, `/oauth/logout`, `/oauth/userinfo`,
 //! `/oauth/backchannel-logout`), the encrypted session cookie, session records in the configured
 //! store (embedded memory store or Redis Cluster) behind a short local cache, and single-flight
-//! token refresh across requests (in process) and replicas (a store lock; see [`sessions`]).
+//! token refresh across requests (in process) and replicas (a store lock; see `refresh.rs`).
 //!
 //! The cookie holds only a random session ID, sealed with AES-256-GCM and bound to the tenant
 //! and the cookie name; the record (tenant, issuer, claims, expiry, and the refresh and ID
 //! tokens sealed again; the access token is not kept) lives in the store. A new ID is minted at
 //! every login (no fixation). The pre-login state (state, nonce, PKCE verifier, return URL)
 //! travels in its own short-lived sealed cookie, one per login attempt so several tabs can log
-//! in at once; it is single use (a store lock marks it spent) and expires ([`state`]).
+//! in at once; it is single use (a store lock marks it spent) and expires.
 //!
-//! Files: [`tenant`] (a tenant's compiled login settings), [`sessions`] (the store handle, the
-//! session a request's cookie names, refresh), [`cookies`] (the gateway's cookies, removed
-//! before proxying), [`form`] (the query and form decoder), and one file per endpoint. Every
-//! answer is written by `responses.rs`; every refusal is a [`Denial::Login`].
+//! Files: `tenant.rs` (a tenant's compiled login settings), `store.rs` (the session store
+//! handle), `sessions.rs` (the session a request's cookie names), `refresh.rs` (its
+//! single-flight refresh), `cookies.rs` (the gateway's cookies, removed before proxying),
+//! `state.rs` (the login-state cookie), `form.rs` (the query and form decoder), `clock.rs`, and
+//! one file per endpoint. Every answer is written by `responses.rs`; every refusal is a
+//! [`Denial::Login`](gatehouse_policy::snapshot::Denial::Login).
 
 mod backchannel;
 mod begin;
 mod callback;
-mod cookies;
+mod clock;
+pub(crate) mod cookies;
 mod form;
 mod logout;
 mod refresh;
 mod sessions;
 mod state;
-mod tenant;
+mod store;
+pub(crate) mod tenant;
 mod userinfo;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_policy::login::LoginRefusal;
-use gatehouse_policy::snapshot::Denial;
 use gatehouse_session::claims::Claims;
 use pingora::proxy::Session;
 
 use crate::ctx::RequestCtx;
 use crate::responses;
 
-pub use cookies::GatewayCookies;
 /// The built-in browser paths on every tenant host (recognized during admission).
 pub use gatehouse_policy::admit::Builtin;
-pub use sessions::{session_claims, SessionOutcome, Sessions};
+pub use sessions::{session_claims, SessionOutcome};
+pub use store::Sessions;
 pub use tenant::TenantLogin;
-
-/// Seconds since the Unix epoch (0 if the clock is before it).
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// `/oauth/login?rd=<path>` for the current request's path and query, for a 302.
 pub fn login_location(path_and_query: &str) -> String {
@@ -65,17 +59,6 @@ pub fn login_location(path_and_query: &str) -> String {
         }
     }
     format!("/oauth/login?rd={rd}")
-}
-
-/// Writes the response for a login path's refusal (through `responses.rs`, counted with the
-/// other denials), setting `cookies`.
-async fn refuse(
-    downstream: &mut Session,
-    ctx: &mut RequestCtx,
-    refusal: LoginRefusal,
-    cookies: &[String],
-) -> pingora::Result<()> {
-    responses::deny_setting(downstream, ctx, Denial::Login(refusal), cookies).await
 }
 
 /// Serves a built-in browser path: `login` is the tenant's login settings (none without
@@ -92,7 +75,7 @@ pub async fn serve_builtin(
         // A tenant without `login`: only userinfo (for bearer callers) makes sense.
         return match (which, claims) {
             (Builtin::Userinfo, Some(c)) => userinfo::serve(downstream, ctx, &c).await,
-            _ => refuse(downstream, ctx, LoginRefusal::NotConfigured, &[]).await,
+            _ => responses::refuse_login(downstream, ctx, LoginRefusal::NotConfigured, &[]).await,
         };
     };
     match which {
@@ -101,7 +84,7 @@ pub async fn serve_builtin(
         Builtin::Logout => logout::serve(downstream, ctx, login, sessions).await,
         Builtin::Userinfo => match claims {
             Some(c) => userinfo::serve(downstream, ctx, &c).await,
-            None => refuse(downstream, ctx, LoginRefusal::NoIdentity, &[]).await,
+            None => responses::refuse_login(downstream, ctx, LoginRefusal::NoIdentity, &[]).await,
         },
         Builtin::BackchannelLogout => backchannel::serve(downstream, ctx, login, sessions).await,
     }

@@ -24,8 +24,9 @@ use gatehouse_session::cookie::CookieCodec;
 use gatehouse_session::oidc::{OidcError, TokenSet};
 use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionStore};
 
+use super::clock::unix_now;
+use super::store::Sessions;
 use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH};
-use super::{unix_now, Sessions};
 
 /// The worst case of one refresh: discovery (one request), the token request, and the JWKS
 /// fetch that verifying a new ID or access token may need, each bounded by the IdP client's
