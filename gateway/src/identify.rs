@@ -12,15 +12,14 @@ use gatehouse_session::{looks_like_jwt, TokenError};
 use pingora::proxy::Session;
 
 use crate::auth::{bearer_token, ClaimsIdentity};
-use crate::browser::login_location;
 use crate::ctx::RequestCtx;
+use crate::login::{login_location, session_claims, SessionOutcome, Sessions};
 use crate::responses::wants_html;
-use crate::sessions::{session_claims, SessionOutcome, Sessions};
 
 /// The caller's identity, then the route's requirements checked against its claims.
 /// `Ok(None)`: an anonymous caller on a `white-listed-anon` route.
 pub(crate) async fn verify_and_authorize(
-    session: &Session,
+    downstream: &Session,
     ctx: &RequestCtx,
     tenant_index: usize,
     route_ref: RouteRef,
@@ -31,7 +30,7 @@ pub(crate) async fn verify_and_authorize(
     let route = tenant.route(route_ref);
     let optional = route.access == Access::Optional;
     let Some(claims) = identify(
-        session,
+        downstream,
         ctx,
         tenant_index,
         runtime,
@@ -68,7 +67,7 @@ pub(crate) async fn verify_and_authorize(
 /// `Ok(None)` when `optional`, else 401 — or, for a browser navigation on a tenant with
 /// `login`, a redirect to the login.
 pub(crate) async fn identify(
-    session: &Session,
+    downstream: &Session,
     ctx: &RequestCtx,
     tenant_index: usize,
     runtime: &crate::runtime::Runtime,
@@ -81,7 +80,7 @@ pub(crate) async fn identify(
         .identity_provider
         .as_deref()
         .and_then(|name| runtime.providers.get(name));
-    let claims = match bearer_token(session.req_header(), tenant.token_cookie.as_deref()) {
+    let claims = match bearer_token(downstream.req_header(), tenant.token_cookie.as_deref()) {
         Ok(Some(token)) => {
             let Some(provider) = provider else {
                 tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
@@ -96,12 +95,12 @@ pub(crate) async fn identify(
             })
         }
         Ok(None) => match runtime.logins[tenant_index].as_ref() {
-            Some(login) => match session_claims(session, login, sessions).await {
+            Some(login) => match session_claims(downstream, login, sessions).await {
                 SessionOutcome::Authenticated(claims) => claims,
                 SessionOutcome::None if optional => return Ok(None),
-                SessionOutcome::None if !ctx.forward_auth && wants_html(session) => {
+                SessionOutcome::None if !ctx.forward_auth && wants_html(downstream) => {
                     let target =
-                        String::from_utf8_lossy(session.req_header().raw_path()).into_owned();
+                        String::from_utf8_lossy(downstream.req_header().raw_path()).into_owned();
                     return Err(Denial::LoginRequired {
                         location: login_location(&target),
                     });

@@ -9,10 +9,8 @@
 mod accesslog;
 mod admin;
 mod auth;
-mod browser;
 mod ctx;
 mod demo;
-mod gateway_cookies;
 mod identify;
 mod import;
 mod login;
@@ -25,7 +23,6 @@ mod reload;
 mod responses;
 mod runtime;
 mod server;
-mod sessions;
 mod tls;
 
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct MaintenanceService {
     pub runtime: SharedRuntime,
     pub metrics: Arc<Metrics>,
-    pub sessions: Arc<crate::sessions::Sessions>,
+    pub sessions: Arc<crate::login::Sessions>,
 }
 
 /// The local session cache is swept this often (every this many ticks).

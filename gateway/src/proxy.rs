@@ -19,13 +19,12 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
-use crate::browser::{self, Builtin};
 use crate::ctx::RequestCtx;
 use crate::identify::{identify, verify_and_authorize};
+use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
 use crate::responses;
 use crate::runtime::SharedRuntime;
-use crate::sessions::Sessions;
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
@@ -136,7 +135,7 @@ impl ProxyHttp for Gateway {
                 } else {
                     None
                 };
-                browser::serve_builtin(
+                login::serve_builtin(
                     builtin,
                     session,
                     ctx,

@@ -1,10 +1,14 @@
 //! The gateway's own responses: the one place a [`Denial`] or a proxy failure becomes a status,
-//! headers and a body, and the headers every response gets (security headers, request ID).
+//! headers and a body, the one writer of the gateway's answers (refusals, redirects, the login
+//! paths' answers and pages), and the headers every response gets (security headers, request ID).
 
 use bytes::Bytes;
 use gatehouse_policy::headers::respond;
+use gatehouse_policy::login::LoginRefusal;
 use gatehouse_policy::snapshot::{Denial, ResponseHeaders};
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -100,6 +104,26 @@ pub async fn deny(
     ctx: &mut RequestCtx,
     denial: Denial,
 ) -> pingora::Result<()> {
+    write_denial(session, ctx, denial, &[]).await
+}
+
+/// Writes a login path's refusal like [`deny`], also setting `cookies` (`Set-Cookie` values: a
+/// refused callback clears its login-state cookie).
+pub async fn refuse_login(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    refusal: LoginRefusal,
+    cookies: &[String],
+) -> pingora::Result<()> {
+    write_denial(session, ctx, Denial::Login(refusal), cookies).await
+}
+
+async fn write_denial(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    denial: Denial,
+    cookies: &[String],
+) -> pingora::Result<()> {
     // nginx auth_request turns anything but 2xx/401/403 into a 500: a refused forward-auth
     // check is a 401 or a 403, except a 400 for a request that cannot be decided as sent
     // (which nginx then answers with a 500: refused either way).
@@ -144,14 +168,34 @@ pub async fn deny(
         status,
         "request denied"
     );
-    // A person whose session cannot be used right now is told so, and that it is not a logout.
-    let page = denial == Denial::SessionUnavailable && !ctx.forward_auth && wants_html(session);
+    let body = match &denial {
+        // A person whose session cannot be used right now is told so, and that it is not a
+        // logout.
+        Denial::SessionUnavailable if !ctx.forward_auth && wants_html(session) => {
+            Some((HTML, session_unavailable_page(ctx.request_id())))
+        }
+        Denial::Login(refusal) => login_body(*refusal, ctx.request_id()),
+        _ => Some(("application/json", error_body(status, ctx.request_id()))),
+    };
     ctx.denial = Some(denial);
-    if page {
-        let body = session_unavailable_page(ctx.request_id());
-        return write_body(session, ctx, resp, "text/html; charset=utf-8", body).await;
+    finish(session, ctx, resp, cookies, body).await
+}
+
+/// Writes an answer that is not a refusal (a redirect, userinfo's claims, a completed logout):
+/// `status`, `Location`, `Set-Cookie`s, an optional `(content type, body)`, never cached.
+pub async fn answer(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    location: Option<&str>,
+    cookies: &[String],
+    body: Option<(&'static str, Bytes)>,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(8))?;
+    if let Some(l) = location {
+        resp.insert_header(LOCATION, l)?;
     }
-    write(session, ctx, resp, status).await
+    finish(session, ctx, resp, cookies, body).await
 }
 
 /// Whether the request is a browser navigation (it accepts HTML): one that lacks a session is
@@ -172,38 +216,39 @@ pub async fn error_status(
     status: u16,
 ) -> pingora::Result<()> {
     let resp = ResponseHeader::build(status, Some(6))?;
-    write(session, ctx, resp, status).await
-}
-
-async fn write(
-    session: &mut Session,
-    ctx: &RequestCtx,
-    resp: ResponseHeader,
-    status: u16,
-) -> pingora::Result<()> {
     let body = error_body(status, ctx.request_id());
-    write_body(session, ctx, resp, "application/json", body).await
+    finish(session, ctx, resp, &[], Some(("application/json", body))).await
 }
 
-async fn write_body(
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Completes `resp` (`Set-Cookie`s, content type and length, `no-store`, the common headers)
+/// and writes it with `body` (not for a HEAD request).
+async fn finish(
     session: &mut Session,
     ctx: &RequestCtx,
     mut resp: ResponseHeader,
-    content_type: &'static str,
-    body: Bytes,
+    cookies: &[String],
+    body: Option<(&'static str, Bytes)>,
 ) -> pingora::Result<()> {
-    resp.insert_header(CONTENT_TYPE, content_type)?;
-    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    for c in cookies {
+        resp.append_header(SET_COOKIE, c.as_str())?;
+    }
+    let len = body.as_ref().map_or(0, |(_, b)| b.len());
+    if let Some((content_type, _)) = &body {
+        resp.insert_header(CONTENT_TYPE, *content_type)?;
+    }
+    resp.insert_header(CONTENT_LENGTH, len)?;
     resp.insert_header(CACHE_CONTROL, "no-store")?;
     apply_common_headers(&mut resp, ctx);
     let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
+    match body {
+        Some((_, body)) if !head_only => {
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await
+        }
+        _ => session.write_response_header(Box::new(resp), true).await,
     }
-    Ok(())
 }
 
 /// `{"status":404,"error":"Not Found","request_id":"..."}`: names the request ID so a user can
@@ -226,6 +271,57 @@ fn session_unavailable_page(request_id: &str) -> Bytes {
     ))
 }
 
+/// The body of a login path's refusal: a small HTML page for the steps a person sees (no
+/// details an attacker could use), the shapes the other paths' callers expect, or none.
+fn login_body(refusal: LoginRefusal, request_id: &str) -> Option<(&'static str, Bytes)> {
+    let (title, message) = match refusal {
+        LoginRefusal::NotConfigured => {
+            return Some(("text/plain", Bytes::from_static(b"not found\n")));
+        }
+        LoginRefusal::NoIdentity => {
+            let body = b"{\"error\":\"unauthenticated\"}\n";
+            return Some(("application/json", Bytes::from_static(body)));
+        }
+        LoginRefusal::InvalidLogoutToken => {
+            let body = b"{\"error\":\"invalid_request\"}\n";
+            return Some(("application/json", Bytes::from_static(body)));
+        }
+        LoginRefusal::LogoutMethod
+        | LoginRefusal::LogoutTooLarge
+        | LoginRefusal::LogoutStoreUnavailable => return None,
+        LoginRefusal::ProviderUnavailable => (
+            "Login unavailable",
+            "The identity provider cannot be reached. Try again shortly.",
+        ),
+        LoginRefusal::StoreUnavailable => (
+            "Login unavailable",
+            "Sessions cannot be stored right now. Try again shortly.",
+        ),
+        LoginRefusal::Incomplete => (
+            "Login failed",
+            "The identity provider did not complete the login.",
+        ),
+        LoginRefusal::MalformedState => ("Login failed", "The login response is malformed."),
+        LoginRefusal::UnknownState => (
+            "Login expired",
+            "This login link is not valid in this browser any more (expired, already used, or started elsewhere).",
+        ),
+        LoginRefusal::StateUsed => ("Login expired", "This login was already completed."),
+        LoginRefusal::ExchangeRefused => (
+            "Login failed",
+            "The identity provider did not accept this login.",
+        ),
+    };
+    Some((HTML, login_page(title, message, request_id)))
+}
+
+/// A small HTML page for a login that cannot go on, with a way to start again.
+fn login_page(title: &str, message: &str, request_id: &str) -> Bytes {
+    Bytes::from(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{message}</p><p><a href=\"/oauth/login\">Log in again</a></p><p><small>Request ID: {request_id}</small></p></body></html>\n"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +341,35 @@ mod tests {
         assert_eq!(v["error"], "Service Unavailable");
         assert_eq!(v["request_id"], "abc-123");
         assert_eq!(v.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn login_refusals_keep_their_bodies() {
+        let page = |r| {
+            let (content_type, body) = login_body(r, "abc-123").expect("a page");
+            assert_eq!(content_type, HTML);
+            String::from_utf8(body.to_vec()).unwrap()
+        };
+        let expired = page(LoginRefusal::UnknownState);
+        assert!(
+            expired.contains("<title>Login expired</title>"),
+            "{expired}"
+        );
+        assert!(expired.contains("Request ID: abc-123"), "{expired}");
+        assert!(expired.contains("href=\"/oauth/login\""), "{expired}");
+        assert!(page(LoginRefusal::StoreUnavailable).contains("Sessions cannot be stored"));
+        assert!(page(LoginRefusal::ProviderUnavailable).contains("cannot be reached"));
+        assert_eq!(
+            login_body(LoginRefusal::InvalidLogoutToken, "x"),
+            Some((
+                "application/json",
+                Bytes::from_static(b"{\"error\":\"invalid_request\"}\n")
+            ))
+        );
+        assert_eq!(
+            login_body(LoginRefusal::NotConfigured, "x"),
+            Some(("text/plain", Bytes::from_static(b"not found\n")))
+        );
+        assert_eq!(login_body(LoginRefusal::LogoutMethod, "x"), None);
     }
 }

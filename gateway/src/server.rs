@@ -17,12 +17,12 @@ use pingora::services::listening::Service;
 use crate::accesslog::AccessLog;
 use crate::admin::Admin;
 use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
+use crate::login::Sessions;
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::ReloadService;
 use crate::runtime::Runtime;
-use crate::sessions::Sessions;
 use crate::tls::SniCertificates;
 
 /// Loads the config (the file, or the embedded demo), prints every error and fails, or runs

@@ -1,7 +1,8 @@
 //! Browser login end to end: headless Chromium (Debian's `chromium`, driven by
 //! `testing/browser/e2e.mjs` through `playwright-core`) logs in through the real gateway at the
 //! real test OpenID provider, keeps its session, reads `/oauth/userinfo`, logs out at the gateway
-//! and at the IdP, and is asked to log in again.
+//! and at the IdP, and is asked to log in again. And the login paths' refusals, each counted in
+//! `gatehouse_denials_total` under its own reason.
 
 mod support;
 
@@ -237,5 +238,87 @@ fn chromium_logs_in_keeps_the_session_and_logs_out() {
         started.elapsed().as_secs_f64(),
         report["total_ms"],
         shots.display()
+    );
+}
+
+/// The value of `gatehouse_denials_total` for tenant demo and `reason` (0 when absent).
+fn denials(gw: &Gateway, reason: &str) -> f64 {
+    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    let series = format!(r#"gatehouse_denials_total{{reason="{reason}",tenant="demo"}} "#);
+    m.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn login_refusals_are_denials_counted_under_their_own_reason() {
+    // No identity provider answers: none of these refusals needs one.
+    let app = Upstream::start("app");
+    let idp_port = free_port();
+    let gw = Gateway::start("login-denials", |p, _| config(p, idp_port, &app));
+    gw.wait_healthy();
+    let cases: [(&str, &str, u16, &str); 5] = [
+        (
+            "GET",
+            "/oauth/callback?code=abc&state=forged",
+            400,
+            "login_state_malformed",
+        ),
+        ("GET", "/oauth/callback?code=abc", 403, "login_incomplete"),
+        (
+            "GET",
+            "/oauth/backchannel-logout",
+            405,
+            "logout_method_not_allowed",
+        ),
+        ("GET", "/oauth/userinfo", 401, "userinfo_unauthenticated"),
+        (
+            "POST",
+            "/oauth/backchannel-logout",
+            400,
+            "logout_token_invalid",
+        ),
+    ];
+    for (method, path, status, reason) in cases {
+        assert_eq!(denials(&gw, reason), 0.0, "{reason} before any request");
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw_request(gw.listen, raw.as_bytes()).unwrap();
+        assert_eq!(r.status, status, "{method} {path}: {r:?}");
+        // Counted when the request is logged, just after the response.
+        assert_eventually!(
+            Duration::from_secs(5),
+            || denials(&gw, reason) == 1.0,
+            "{method} {path} counted under {reason}"
+        );
+    }
+    // A well-shaped state that is not this browser's: 403, its cookie cleared, the page kept.
+    let state = "A-_z".repeat(10) + "xyz";
+    let r = get(
+        gw.listen,
+        "demo.localhost",
+        &format!("/oauth/callback?code=abc&state={state}"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.text().contains("<title>Login expired</title>"), "{r:?}");
+    let cleared = r.header("set-cookie").unwrap_or("");
+    assert!(
+        cleared.starts_with("gatehouse_session_login_A-_zA-_zA-_z=")
+            && cleared.contains("Max-Age=0"),
+        "{r:?}"
+    );
+    assert_eventually!(
+        Duration::from_secs(5),
+        || denials(&gw, "login_state_unknown") == 1.0,
+        "counted under login_state_unknown"
+    );
+    assert_eventually!(
+        Duration::from_secs(5),
+        || gw.log().contains(r#""reason":"login_state_unknown""#),
+        "the access log names the reason: {}",
+        gw.log()
     );
 }

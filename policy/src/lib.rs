@@ -8,6 +8,7 @@
 //! - [`forward_auth`]: which original request a forward-auth check (`/oauth/auth`) is about.
 //! - [`headers`]: what the upstream sees of a request, and what every response carries.
 //! - [`host`]: host table (exact names, IPv6 literals, `*.suffix` wildcards).
+//! - [`login`]: why the built-in browser paths refuse a request.
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
 //! - [`request_id`]: request ID validation and cheap generation.
 //! - [`proxies`]: trusted proxy CIDRs and `X-Forwarded-For`.
@@ -26,6 +27,7 @@ pub mod cors;
 pub mod forward_auth;
 pub mod headers;
 pub mod host;
+pub mod login;
 pub mod path;
 pub mod proxies;
 pub mod redirect;

@@ -12,6 +12,7 @@ use crate::authz::{Forbidden, Requirements};
 use crate::cors::CorsPolicy;
 use crate::forward_auth::TargetError;
 use crate::host::HostTable;
+use crate::login::LoginRefusal;
 use crate::path::PathError;
 use crate::proxies::TrustedProxies;
 use crate::routes::{MethodSet, RouteTable};
@@ -372,6 +373,9 @@ pub enum Denial {
     /// A CORS preflight from a disallowed origin, or asking for a method or headers that are
     /// not allowed: 403 without any allow header.
     CorsRefused,
+    /// A built-in browser path (login, callback, logout, userinfo, back-channel logout)
+    /// refuses the request; the status and reason are the [`LoginRefusal`]'s.
+    Login(LoginRefusal),
 }
 
 impl Denial {
@@ -392,6 +396,7 @@ impl Denial {
             Denial::NoHealthyUpstream => 503,
             Denial::CorsRefused => 403,
             Denial::AuthUnavailable | Denial::SessionUnavailable => 503,
+            Denial::Login(r) => r.status(),
         }
     }
 
@@ -414,6 +419,7 @@ impl Denial {
             Denial::CorsRefused => "cors_refused",
             Denial::AuthUnavailable => "introspection_unavailable",
             Denial::SessionUnavailable => "session_unavailable",
+            Denial::Login(r) => r.reason(),
         }
     }
 
@@ -475,6 +481,8 @@ mod tests {
             (Denial::CorsRefused, 403),
             (Denial::AuthUnavailable, 503),
             (Denial::SessionUnavailable, 503),
+            (Denial::Login(LoginRefusal::MalformedState), 400),
+            (Denial::Login(LoginRefusal::LogoutMethod), 405),
         ];
         for (denial, status) in table {
             assert_eq!(denial.status(), status, "{denial:?}");

@@ -1,5 +1,5 @@
-//! A tenant's compiled browser-login settings, shared by the built-in login paths
-//! (`browser.rs`) and the session checks on every request (`sessions.rs`).
+//! A tenant's compiled browser-login settings, shared by the built-in login paths and the
+//! session checks on every request (`sessions.rs`).
 
 use std::sync::Arc;
 

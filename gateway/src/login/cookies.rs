@@ -6,6 +6,17 @@
 use gatehouse_config::Config;
 use http::header::COOKIE;
 use http::HeaderMap;
+use pingora::proxy::Session;
+
+/// The request's `Cookie` header values (those that are text), in order.
+pub(super) fn request_cookies(downstream: &Session) -> impl Iterator<Item = &str> {
+    downstream
+        .req_header()
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
 
 /// Every tenant's gateway cookie names, compiled once per runtime.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

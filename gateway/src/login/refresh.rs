@@ -1,6 +1,5 @@
-//! Browser sessions on requests: the session store shared by every runtime, the session a
-//! request's cookie names (only ever for the tenant that created it), and the refresh of its
-//! tokens.
+//! The refresh of a browser session's tokens, when its access token is within
+//! `refresh-before-expiry` of expiring.
 //!
 //! Refresh rules, and why:
 //! - single flight: one refresh per session at a time in this process (a per-session mutex in
@@ -18,18 +17,16 @@
 //!   or a back-channel logout during the refresh stays a logout.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use gatehouse_config::SessionStoreConfig;
-use gatehouse_session::claims::Claims;
-use gatehouse_session::cookie::{find_cookie, CookieCodec};
+use gatehouse_session::cookie::CookieCodec;
 use gatehouse_session::oidc::{OidcError, TokenSet};
-use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionStore, StoreError};
-use http::header::COOKIE;
-use pingora::proxy::Session;
+use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionStore};
 
-use crate::login::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
+use super::clock::unix_now;
+use super::store::Sessions;
+use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH};
 
 /// The worst case of one refresh: discovery (one request), the token request, and the JWKS
 /// fetch that verifying a new ID or access token may need, each bounded by the IdP client's
@@ -48,75 +45,6 @@ const REFRESH_WAIT: Duration = Duration::from_secs(3);
 /// After a refresh failed for a passing reason, how long this process serves the session as
 /// it is before trying again (one IdP request per session and interval, not one per request).
 pub const REFRESH_RETRY_AFTER: Duration = Duration::from_secs(2);
-
-/// The session store shared by every runtime (a reload keeps sessions), opened on first use
-/// inside the proxy's runtime, and the in-process refresh state.
-pub struct Sessions {
-    config: SessionStoreConfig,
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    store: tokio::sync::OnceCell<Arc<CachedStore<Arc<dyn SessionStore>>>>,
-    refreshing: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
-    /// Sessions whose last refresh failed for a passing reason: not retried before then.
-    retry_after: DashMap<String, Instant>,
-}
-
-impl Sessions {
-    /// The store named by `session-store` (opened lazily).
-    pub fn new(config: &SessionStoreConfig, metrics: Arc<crate::metrics::Metrics>) -> Sessions {
-        Sessions {
-            config: config.clone(),
-            metrics,
-            store: tokio::sync::OnceCell::new(),
-            refreshing: DashMap::new(),
-            retry_after: DashMap::new(),
-        }
-    }
-
-    /// Opens the store at start (a Redis store connects in the background), so the first
-    /// requests do not find it still connecting.
-    pub async fn open(&self) {
-        let _ = self.store().await;
-    }
-
-    /// Drops expired entries from the local session cache and the refresh retry delays
-    /// (called by the maintenance loop).
-    pub fn sweep(&self) {
-        if let Some(store) = self.store.get() {
-            store.sweep();
-        }
-        let now = Instant::now();
-        self.retry_after.retain(|_, at| *at > now);
-    }
-
-    /// The store, opened on first use.
-    pub(crate) async fn store(
-        &self,
-    ) -> Result<&Arc<CachedStore<Arc<dyn SessionStore>>>, StoreError> {
-        self.store
-            .get_or_try_init(|| async {
-                let inner = gatehouse_session::store::from_config(&self.config)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, store = %self.config.redacted_url(), "cannot open the session store");
-                        StoreError::Unavailable
-                    })?;
-                let serve_cached =
-                    self.config.on_unavailable == gatehouse_config::OnUnavailable::ServeCached;
-                Ok(Arc::new(CachedStore::new(
-                    inner,
-                    self.config.local_cache_ttl,
-                    serve_cached,
-                )))
-            })
-            .await
-    }
-
-    fn retry_pending(&self, id: &str) -> bool {
-        self.retry_after
-            .get(id)
-            .is_some_and(|at| *at > Instant::now())
-    }
-}
 
 /// A request's turn in a session's in-process refresh single flight. Dropping it (the request
 /// finished, returned early, or was cancelled by a client going away) removes the session's
@@ -149,79 +77,13 @@ impl Drop for Flight<'_> {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The session ID in the request's session cookie, if the cookie opens for this tenant.
-pub(crate) fn session_id(session: &Session, login: &TenantLogin) -> Option<String> {
-    let cookies = session
-        .req_header()
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    let sealed = find_cookie(cookies, &login.cookie.name)?;
-    let id = login.codec.open(PURPOSE_SESSION, sealed)?;
-    String::from_utf8(id).ok()
-}
-
-/// Why a browser request could not be served with a session.
-pub enum SessionOutcome {
-    /// A valid session: its claims.
-    Authenticated(Arc<Claims>),
-    /// No (usable) session cookie.
-    None,
-    /// The store cannot be reached and the tenant fails closed, or the session's access token
-    /// has expired and the IdP cannot refresh it right now.
-    Unavailable,
-}
-
-/// The claims of the request's browser session, refreshing its tokens when its access token
-/// is within `refresh-before-expiry` of expiring (see the module docs for the rules). A record
-/// created for another tenant or issuer is no session.
-pub async fn session_claims(
-    session: &Session,
-    login: &TenantLogin,
-    sessions: &Sessions,
-) -> SessionOutcome {
-    let Some(id) = session_id(session, login) else {
-        return SessionOutcome::None;
-    };
-    let store = match sessions.store().await {
-        Ok(s) => s,
-        Err(_) => return SessionOutcome::Unavailable,
-    };
-    let record = match store.get(&id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return SessionOutcome::None,
-        Err(_) => return SessionOutcome::Unavailable,
-    };
-    if !record.belongs_to(&login.tenant, &login.issuer) {
-        tracing::info!(tenant = %login.tenant, "session refused: it belongs to another tenant");
-        return SessionOutcome::None;
-    }
-    let before = login.login.refresh_before_expiry.as_secs();
-    if !refresh_due(&record, unix_now(), before) || record.refresh_token_enc.is_none() {
-        return SessionOutcome::Authenticated(record.identity());
-    }
-    match refresh(&id, login, sessions, store, record).await {
-        Refreshed::Record(r) => SessionOutcome::Authenticated(r.identity()),
-        Refreshed::Ended => SessionOutcome::None,
-        Refreshed::Unavailable => SessionOutcome::Unavailable,
-    }
-}
-
 /// Whether a record's access token is within `before` seconds of expiring at `now`.
 pub(crate) fn refresh_due(record: &SessionRecord, now: u64, before: u64) -> bool {
     record.access_token_exp <= now.saturating_add(before)
 }
 
 /// What a refresh left of the session.
-enum Refreshed {
+pub(super) enum Refreshed {
     /// The session to serve (refreshed, or still valid while a refresh cannot happen).
     Record(Arc<SessionRecord>),
     /// The session is gone (ended by the refresh, or deleted meanwhile).
@@ -302,7 +164,7 @@ pub(crate) fn refreshed_record(
 
 /// Refreshes a session's tokens once for every concurrent request of this process, and once
 /// across replicas: the store lock's holder refreshes; others wait for the new record.
-async fn refresh(
+pub(super) async fn refresh(
     id: &str,
     login: &TenantLogin,
     sessions: &Sessions,
