@@ -28,17 +28,15 @@ pub(crate) async fn verify_and_authorize(
 ) -> Result<Option<Arc<Claims>>, Denial> {
     let tenant = runtime.policy.tenant(tenant_index);
     let route = tenant.route(route_ref);
-    let optional = route.access == Access::Optional;
-    let Some(claims) = identify(
-        downstream,
-        ctx,
-        tenant_index,
-        runtime,
-        sessions,
-        route.introspect,
-        optional,
-    )
-    .await?
+    let demand = Demand {
+        revocation_checked: route.introspect,
+        identity: if route.access == Access::Optional {
+            Need::Optional
+        } else {
+            Need::Required
+        },
+    };
+    let Some(claims) = identify(downstream, ctx, tenant_index, runtime, sessions, demand).await?
     else {
         return Ok(None);
     };
@@ -62,19 +60,37 @@ pub(crate) async fn verify_and_authorize(
     Ok(Some(claims))
 }
 
+/// Whether a request must name a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// No caller is an answer of its own (`Ok(None)`): `white-listed-anon`, `/oauth/userinfo`.
+    Optional,
+    /// No caller is a refusal.
+    Required,
+}
+
+/// What [`identify`] demands of a caller.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Demand {
+    /// A valid JWT must also be active at the introspection endpoint (`introspect` routes).
+    pub revocation_checked: bool,
+    /// Whether a caller is required.
+    pub identity: Need,
+}
+
 /// Who the caller is: a bearer token checked against the tenant's identity provider (also
-/// introspected when `introspect`), else the tenant's browser session. Without either:
-/// `Ok(None)` when `optional`, else 401 — or, for a browser navigation on a tenant with
-/// `login`, a redirect to the login.
+/// introspected when the demand says so), else the tenant's browser session. Without either:
+/// `Ok(None)` when the identity is optional, else 401 — or, for a browser navigation on a
+/// tenant with `login`, a redirect to the login.
 pub(crate) async fn identify(
     downstream: &Session,
     ctx: &RequestCtx,
     tenant_index: usize,
     runtime: &crate::runtime::Runtime,
     sessions: &Sessions,
-    introspect: bool,
-    optional: bool,
+    demand: Demand,
 ) -> Result<Option<Arc<Claims>>, Denial> {
+    let optional = demand.identity == Need::Optional;
     let tenant = runtime.policy.tenant(tenant_index);
     let provider = tenant
         .identity_provider
@@ -86,7 +102,7 @@ pub(crate) async fn identify(
                 tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
                 return Err(Denial::Unauthenticated);
             };
-            verify(provider, token, introspect).await?
+            verify(provider, token, demand.revocation_checked).await?
         }
         Err(()) => {
             return Err(Denial::InvalidToken {

@@ -20,11 +20,17 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
 use crate::ctx::RequestCtx;
-use crate::identify::{identify, verify_and_authorize};
+use crate::identify::{identify, verify_and_authorize, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
 use crate::responses;
 use crate::runtime::SharedRuntime;
+
+/// `/oauth/userinfo` answers for whoever the caller is, and for nobody.
+const USERINFO_DEMAND: Demand = Demand {
+    revocation_checked: false,
+    identity: Need::Optional,
+};
 
 /// The gateway's `ProxyHttp` implementation.
 pub struct Gateway {
@@ -128,7 +134,7 @@ impl ProxyHttp for Gateway {
                 let t = ctx.tenant.expect("built-ins are served on tenant hosts");
                 // userinfo answers for whoever the caller is (bearer token or session).
                 let claims = if builtin == Builtin::Userinfo {
-                    identify(session, ctx, t, &runtime, &self.sessions, false, true)
+                    identify(session, ctx, t, &runtime, &self.sessions, USERINFO_DEMAND)
                         .await
                         .ok()
                         .flatten()
