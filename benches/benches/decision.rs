@@ -59,7 +59,7 @@ fn decide(snapshot: &Snapshot, host: &str, raw_path: &[u8], method: &Method) -> 
         raw_path,
         query: None,
         headers: &headers,
-        authority: None,
+        host: Some(host),
         header_bytes: raw_path.len() + host.len() + 32,
         both_lengths: false,
     };

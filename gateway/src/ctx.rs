@@ -9,6 +9,15 @@ use gatehouse_policy::snapshot::{Denial, RouteRef};
 
 use crate::runtime::Runtime;
 
+/// The host the request names: its absolute-form authority, else its `Host` header
+/// ([`gatehouse_policy::host::request_host`]).
+pub fn client_host(req: &pingora::http::RequestHeader) -> Option<&str> {
+    gatehouse_policy::host::request_host(
+        req.uri.authority().map(|a| a.as_str()),
+        req.headers.get(http::header::HOST),
+    )
+}
+
 /// What one request has learned so far. Created empty by `new_ctx`, filled by
 /// `early_request_filter`, read by the later phases.
 pub struct RequestCtx {

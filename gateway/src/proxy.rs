@@ -11,7 +11,7 @@ use gatehouse_policy::forward_auth::{is_forward_auth_path, original_host_header}
 use gatehouse_policy::headers::{forward_request, Forwarding};
 use gatehouse_policy::request_id::is_valid_request_id;
 use gatehouse_policy::snapshot::Denial;
-use http::header::{HOST, TRANSFER_ENCODING};
+use http::header::TRANSFER_ENCODING;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -19,7 +19,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
-use crate::ctx::RequestCtx;
+use crate::ctx::{client_host, RequestCtx};
 use crate::identify::{identify, verify_and_authorize, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
@@ -81,12 +81,7 @@ impl ProxyHttp for Gateway {
                     .get_header("x-forwarded-proto")
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
         let req = session.req_header();
-        let mut host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
-            .unwrap_or("");
+        let mut host = client_host(req).unwrap_or("");
         // A forward-auth check from a trusted proxy names the original host, in the one header
         // family the config believes (`x-original` uses the check's own Host).
         if let Some(name) = original_host_header(runtime.policy.forward_auth_headers)
@@ -420,7 +415,7 @@ impl Gateway {
             raw_path,
             query,
             headers: &req.headers,
-            authority: req.uri.authority().map(|a| a.as_str()),
+            host: client_host(req),
             header_bytes,
             both_lengths,
         };

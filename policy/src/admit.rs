@@ -60,8 +60,8 @@ pub struct RequestHead<'a> {
     pub query: Option<&'a [u8]>,
     /// The request headers.
     pub headers: &'a HeaderMap,
-    /// The authority of an absolute-form target.
-    pub authority: Option<&'a str>,
+    /// The host the request names ([`crate::host::request_host`]).
+    pub host: Option<&'a str>,
     /// Bytes of the request line and headers.
     pub header_bytes: usize,
     /// The head carries both `Transfer-Encoding` and a `Content-Length` field line.
@@ -228,16 +228,10 @@ pub fn admit(policy: &Snapshot, req: &RequestHead<'_>, conn: &Connection<'_>) ->
     decision
 }
 
-/// The HTTPS URL of the same resource: the client's host (`Host`, else the target's authority)
-/// without its port, the TLS listener's port, the normalized path and the query as sent.
+/// The HTTPS URL of the same resource: the request's host without its port, the TLS
+/// listener's port, the normalized path and the query as sent.
 fn https_location(req: &RequestHead<'_>, conn: &Connection<'_>, path: &str) -> String {
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(req.authority)
-        .unwrap_or("");
-    let host = crate::host::without_port(host);
+    let host = crate::host::without_port(req.host.unwrap_or(""));
     let query = req
         .query
         .map(|q| format!("?{}", String::from_utf8_lossy(q)))

@@ -235,6 +235,17 @@ fn canonical_name<'b>(name: &str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b
     std::str::from_utf8(&buf[..name.len()]).ok()
 }
 
+/// The host a request names (RFC 9112 3.2.2): an absolute-form target's authority, else the
+/// `Host` header; `None` when neither is there or the header is not text. The tenant, the
+/// HTTPS redirect and the login's redirect checks all read this one answer.
+#[must_use]
+pub fn request_host<'a>(
+    authority: Option<&'a str>,
+    host_header: Option<&'a http::HeaderValue>,
+) -> Option<&'a str> {
+    authority.or_else(|| host_header.and_then(|h| h.to_str().ok()))
+}
+
 /// A host as a client sent it (`name:port`, `[v6]:port`) without its port; used to build URLs
 /// on the same host, never to decide which tenant it is.
 #[must_use]
@@ -291,6 +302,19 @@ mod tests {
             ("localhost", "localhost"),
         ])
         .expect("valid table")
+    }
+
+    #[test]
+    fn the_authority_of_an_absolute_target_wins_over_host() {
+        let host = http::HeaderValue::from_static("a.localhost");
+        assert_eq!(
+            request_host(Some("b.localhost:8080"), Some(&host)),
+            Some("b.localhost:8080")
+        );
+        assert_eq!(request_host(None, Some(&host)), Some("a.localhost"));
+        assert_eq!(request_host(None, None), None);
+        let binary = http::HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(request_host(None, Some(&binary)), None);
     }
 
     #[test]

@@ -20,11 +20,7 @@ pub(super) async fn serve(
     login: &TenantLogin,
 ) -> pingora::Result<()> {
     let req = downstream.req_header();
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
+    let host = crate::ctx::client_host(req).unwrap_or("");
     let rd = form::param(req.uri.query(), "rd").unwrap_or(Cow::Borrowed("/"));
     let return_to = safe_redirect(&rd, host, &login.redirect_hosts);
     let (url, login_state) = match login

@@ -69,7 +69,7 @@ fn decide(policy: &Snapshot, r: &Req) -> Decision {
         raw_path,
         query,
         headers: &r.headers,
-        authority: None,
+        host: Some(host),
         header_bytes: r.target.len() + 40,
         both_lengths: r.both_lengths,
     };
