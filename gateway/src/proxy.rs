@@ -151,14 +151,9 @@ impl ProxyHttp for Gateway {
                 // A refused forward-auth check, or a request with two credentials, is an
                 // authentication decision too.
                 if ctx.forward_auth || denial == Denial::DuplicateAuthorization {
-                    let result = match denial.status() {
-                        400 => "bad_request",
-                        401 => "unauthenticated",
-                        _ => "forbidden",
-                    };
                     let tenant = ctx.tenant_name().unwrap_or("-");
                     self.metrics
-                        .record_auth_refusal(tenant, result, denial.reason());
+                        .record_auth_refusal(tenant, denial.auth_result(), denial.reason());
                 }
                 denial
             }
@@ -458,11 +453,7 @@ impl Gateway {
                 "allowed"
             }
             Err(d) => {
-                let outcome = if matches!(d, Denial::Forbidden(_)) {
-                    "forbidden"
-                } else {
-                    "unauthenticated"
-                };
+                let outcome = d.auth_result();
                 self.metrics
                     .record_auth_refusal(&tenant.name, outcome, d.reason());
                 outcome

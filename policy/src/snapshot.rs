@@ -400,6 +400,18 @@ impl Denial {
         }
     }
 
+    /// The `result` label of `gatehouse_auth_decisions_total` for this refusal: `bad_request`
+    /// for a request that cannot be decided as sent, `unauthenticated` when no acceptable
+    /// identity was presented or it could not be checked (401, the login redirect, 503),
+    /// `forbidden` otherwise (a forward-auth check answers those with 403).
+    pub fn auth_result(&self) -> &'static str {
+        match self.status() {
+            400 => "bad_request",
+            401 | 302 | 503 => "unauthenticated",
+            _ => "forbidden",
+        }
+    }
+
     /// A short, stable reason for logs and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -490,6 +502,39 @@ mod tests {
         }
         assert!(Denial::AmbiguousFraming.closes_connection());
         assert!(!Denial::Unauthenticated.closes_connection());
+    }
+
+    #[test]
+    fn each_refusal_has_its_auth_decision_result() {
+        let table = [
+            (
+                Denial::ForwardAuthTarget(crate::forward_auth::TargetError::NotNormal),
+                "bad_request",
+            ),
+            (Denial::DuplicateAuthorization, "bad_request"),
+            (Denial::Unauthenticated, "unauthenticated"),
+            (
+                Denial::InvalidToken {
+                    reason: "expired",
+                    description: "the token has expired",
+                },
+                "unauthenticated",
+            ),
+            (
+                Denial::LoginRequired {
+                    location: "/oauth/login".into(),
+                },
+                "unauthenticated",
+            ),
+            (Denial::AuthUnavailable, "unauthenticated"),
+            (Denial::SessionUnavailable, "unauthenticated"),
+            (Denial::Forbidden(Forbidden::MissingRole), "forbidden"),
+            (Denial::UnknownHost, "forbidden"),
+            (Denial::CorsRefused, "forbidden"),
+        ];
+        for (denial, result) in table {
+            assert_eq!(denial.auth_result(), result, "{denial:?}");
+        }
     }
 
     fn config(yaml: &str) -> Config {
