@@ -10,9 +10,8 @@
 //! beats a shorter one, at one pattern a listed method beats a route without `methods`) as a
 //! linear scan: it runs once per config, not per request.
 
-use crate::error::ConfigError;
 use crate::model::{Config, Route};
-use crate::source::{index, join, Positions};
+use crate::source::{index, join, Diag};
 
 /// The standard methods, as a route's `methods` spells them.
 const METHODS: [&str; 9] = [
@@ -95,10 +94,10 @@ pub(crate) fn weaker_fall_throughs(routes: &[Route], default_deny: bool) -> Vec<
     found
 }
 
-/// One warning per [`WeakerFallThrough`] of every tenant, on the line of the route's `methods`,
+/// Warns once per [`WeakerFallThrough`] of every tenant, on the line of the route's `methods`,
 /// naming the route it falls to and that route's line.
-pub(crate) fn warnings(config: &Config, file: &str, positions: &Positions) -> Vec<ConfigError> {
-    let mut out = Vec::new();
+pub(crate) fn warn(config: &Config, d: &mut Diag<'_>) {
+    let positions = d.positions();
     for (t, tenant) in config.tenants.iter().enumerate() {
         let routes_key = join(&index("tenants", t), "routes");
         for found in weaker_fall_throughs(&tenant.routes, tenant.enable_default_deny) {
@@ -117,11 +116,9 @@ pub(crate) fn warnings(config: &Config, file: &str, positions: &Positions) -> Ve
                         .to_string()
                 }
             };
-            out.push(ConfigError {
-                file: file.to_string(),
-                line: positions.line(&key),
-                key,
-                message: format!(
+            d.warn(
+                &key,
+                format!(
                     "{} lists methods [{}]: {} {lands} asks less: {}; drop `methods` (every \
                      method then needs this route's requirements) or add a route for the other \
                      methods",
@@ -130,10 +127,9 @@ pub(crate) fn warnings(config: &Config, file: &str, positions: &Positions) -> Ve
                     list_methods(&found.methods),
                     found.weaker.join(", "),
                 ),
-            });
+            );
         }
     }
-    out
 }
 
 /// `route "/x/*"`, or `route "name" (/x/*)` when it has its own name.

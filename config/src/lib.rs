@@ -67,12 +67,13 @@ pub fn parse(
     let positions = source::Positions::scan(source);
     let mut diag = source::Diag::new(file_name, &positions);
     let config = parse_into(source, env, &mut diag);
+    if let Some(c) = config.as_ref().filter(|_| diag.errors.is_empty()) {
+        fallthrough::warn(c, &mut diag);
+    }
     let mut errors = diag.errors;
     match config {
         Some(mut c) if errors.is_empty() => {
             c.warnings = diag.warnings;
-            c.warnings
-                .extend(fallthrough::warnings(&c, file_name, &positions));
             c.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
             Ok(c)
         }
