@@ -246,14 +246,17 @@ pub fn request_host<'a>(
     authority.or_else(|| host_header.and_then(|h| h.to_str().ok()))
 }
 
-/// A host as a client sent it (`name:port`, `[v6]:port`) without its port; used to build URLs
-/// on the same host, never to decide which tenant it is.
+/// A host as a client sent it (`name:port`, `[v6]:port`) without its port, split by the same
+/// rule as the host table's lookup (a host whose port part is malformed is returned whole);
+/// used to build URLs on the same host, never to decide which tenant it is.
 #[must_use]
 pub fn without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_inclusive(']').next().unwrap_or(host);
+    match split_host(host) {
+        Some(SplitHost::Name(name)) => name,
+        // `[` + the address + `]`.
+        Some(SplitHost::Ipv6(addr)) => &host[..addr.len() + 2],
+        None => host,
     }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
 
 /// A `Host` header without its port.
