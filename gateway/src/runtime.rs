@@ -11,8 +11,8 @@ use gatehouse_policy::snapshot::{RouteRef, Snapshot};
 use prometheus::IntCounter;
 
 use crate::auth::Provider;
-use crate::login::cookies::GatewayCookies;
-use crate::login::tenant::TenantLogin;
+use crate::login_settings::cookies::GatewayCookies;
+use crate::login_settings::tenant::TenantLogin;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
 use crate::tls::{CertStore, CurrentCertificates};
