@@ -782,18 +782,24 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
       res=$(timeout 120 wrk -d"${LT_INSTR_SECONDS:-4}s" "${args[@]}" 2>&1 || true)
       callgrind_control -d "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
       for _ in $(seq 300); do [[ -s $out.1 ]] && break; sleep 0.1; done
+      # The same length of time with no requests: the process's own background work (health
+      # checks, timers), which a run that serves fewer requests spreads over fewer of them.
+      sleep "${LT_INSTR_SECONDS:-4}"
+      callgrind_control -d "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
+      for _ in $(seq 300); do [[ -s $out.2 ]] && break; sleep 0.1; done
       stop_server "cg-$name"
-      local requests non2xx instructions
+      local requests non2xx instructions idle
       requests=$(awk '/requests in/ {print $1}' <<< "$res")
       non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$res")
       instructions=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.1" 2>/dev/null || true)
+      idle=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.2" 2>/dev/null || true)
       if [[ -z $requests || -z $instructions ]]; then
         log "instructions: no result for $name (see $WORK/logs/cg-$name.err)"
         return 0
       fi
-      printf 'LT_INSTR {"server": "%s", "path": "%s", "requests": %d, "non_2xx": %d, "instructions": %d}\n' \
-        "$name" "$path" "$requests" "${non2xx:-0}" "$instructions" >> "$RAW/instructions__$name.txt"
-      log "instructions: $name $path $(( instructions / requests )) per request ($requests requests)"
+      printf 'LT_INSTR {"server": "%s", "path": "%s", "requests": %d, "non_2xx": %d, "instructions": %d, "idle_instructions": %d}\n' \
+        "$name" "$path" "$requests" "${non2xx:-0}" "$instructions" "${idle:-0}" >> "$RAW/instructions__$name.txt"
+      log "instructions: $name $path $(( instructions / requests )) per request, $(( (instructions - ${idle:-0}) / requests )) net of the idle window ($requests requests)"
     }
     bearer="Authorization: Bearer $TOKEN"
     BARE_PROXY_THREADS=1 instr_run bare-proxy lt.localhost "$bearer" /public/x \
