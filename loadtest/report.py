@@ -527,7 +527,8 @@ def main():
 
     w("## instructions: user-space instructions per request (callgrind)\n")
     if instr:
-        w("Each server alone under valgrind's callgrind, `wrk -t1 -c16`, counters zeroed after a "
+        conns = meta.get("instr_conns", 16)
+        w(f"Each server alone under valgrind's callgrind, `wrk -t1 -c{conns}`, counters zeroed after a "
           "2 s warm-up. Every request carries `Host` and the warm token, except on "
           "**gatehouse-session** (the session scenario's Redis Cluster configuration with its "
           "local cache warm, as (d), a fresh instance), which gets alice's session cookie. These count the work of "
