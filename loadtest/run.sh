@@ -343,7 +343,7 @@ tenants:
 EOF
   local i
   for ((i = 1; i < $3; i++)); do
-    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
+    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    identity-provider: lt\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
       "$i" "$i" "$i" "$P_UP"
   done
 }
