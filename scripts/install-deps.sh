@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing gatehouse needs on a fresh Debian machine: the C toolchain
 # pieces Pingora, OpenSSL and aws-lc build with (cmake, pkg-config, OpenSSL headers), the real
-# programs the tests drive (curl, openssl, nginx for forward-auth behind auth_request, Prometheus
+# programs the tests drive (curl and jq, as the README's commands use them; git, which the
+# README's test clones with; openssl, nginx for forward-auth behind auth_request, Prometheus
 # and promtool for the dashboards and rules, redis-server for the Redis Cluster, Debian's
 # chromium for the browser test, Python 3, Node.js for the test OpenID provider) and the test
 # IdP's npm packages (testing/idp, from its lockfile). Safe to run again; installs only what is
 # missing.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libssl-dev curl openssl ca-certificates nginx-light prometheus python3 python3-venv redis-server chromium)
+packages=(build-essential cmake pkg-config libssl-dev curl jq git openssl ca-certificates nginx-light prometheus python3 python3-venv redis-server chromium)
 missing=()
 # Node.js and npm: any install will do (some images ship npm inside their nodejs package, and
 # Debian's separate npm package would conflict with it).

@@ -23,6 +23,8 @@ echo "== Kubernetes manifests (render, schema-validate, invariants, embedded con
 testing/k8s/validate.sh
 echo "== test OpenID provider self-test (testing/idp)"
 (cd testing/idp && node selftest.mjs)
+echo "== the README's new-user path on a clean clone (testing/demo/readme-path.sh)"
+testing/demo/readme-path.sh
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
