@@ -825,6 +825,8 @@ fi
 for name in "${!PIDS[@]}"; do stop_server "$name"; done
 # mod_auth_openidc's error log (a Redis or session failure during the runs would show here)
 [[ -f $WORK/logs/apache-session.err ]] && cp "$WORK/logs/apache-session.err" "$RESULTS/apache-session-error.log"
-python3 "$LT/report.py" "$RESULTS" || die "report.py failed"
+# matplotlib draws the plots: the Python tools' venv (created once, scripts/python-venv.sh)
+PY=$("$ROOT/scripts/python-venv.sh") || die "could not set up the Python tools' venv (scripts/python-venv.sh)"
+"$PY" "$LT/report.py" "$RESULTS" || die "report.py failed"
 ln -sfn "$STAMP" "$LT/results/latest"
 log "report: $RESULTS/report.md (also loadtest/results/latest/)"

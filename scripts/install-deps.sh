@@ -4,9 +4,10 @@
 # programs the tests drive (curl and jq, as the README's commands use them; git, which the
 # README's test clones with; openssl, nginx for forward-auth behind auth_request, Prometheus
 # and promtool for the dashboards and rules, redis-server for the Redis Cluster, Debian's
-# chromium for the browser test, Python 3, Node.js for the test OpenID provider) and the test
-# IdP's npm packages (testing/idp, from its lockfile). Safe to run again; installs only what is
-# missing.
+# chromium for the browser test, Python 3, Node.js for the test OpenID provider), kubectl when
+# none is on PATH, the Python tools' venv (scripts/python-venv.sh: kubernetes-validate, PyYAML,
+# matplotlib) and the test IdP's and browser driver's npm packages (from their lockfiles). Safe
+# to run again; installs only what is missing.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libssl-dev curl jq git openssl ca-certificates nginx-light prometheus python3 python3-venv redis-server chromium)
@@ -78,6 +79,9 @@ PY
   "$tools/bin/kubectl" version --client | head -1
 }
 kubectl_usable || install_kubectl
+
+# The Python tools (kubernetes-validate, PyYAML, matplotlib) in their venv.
+"$(dirname "$0")/python-venv.sh" >/dev/null
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo is not on PATH; install the Rust toolchain (rustup) first" >&2

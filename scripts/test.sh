@@ -21,6 +21,10 @@ for f in config/examples/*.yaml; do
 done
 echo "== Kubernetes manifests (render, schema-validate, invariants, embedded config)"
 testing/k8s/validate.sh
+echo "== the load report's and the latency plot's Python tests (matplotlib, in the tools' venv)"
+py="$(scripts/python-venv.sh)"
+"$py" -m unittest discover -s loadtest -p 'test_*.py'
+"$py" -m unittest discover -s testing/prometheus -p 'test_*.py'
 echo "== test OpenID provider self-test (testing/idp)"
 (cd testing/idp && node selftest.mjs)
 echo "== the README's new-user path on a clean clone (testing/demo/readme-path.sh)"

@@ -18,8 +18,8 @@
 # Needs: kubectl (>= 1.27, for kustomize v5 components; scripts/install-deps.sh installs it into
 # ~/.cache/gatehouse-tools/bin, searched first), python3 with venv, the gatehouse binary
 # ($CARGO_TARGET_DIR/{debug,release}/gatehouse, built with `cargo build -p gatehouse` if absent).
-# Creates a venv in $HOME/.cache/gatehouse-venv with kubernetes-validate and PyYAML from PyPI (the
-# only network use; later runs are offline).
+# Uses the venv of scripts/python-venv.sh ($HOME/.cache/gatehouse-venv, created once from PyPI:
+# the only network use; later runs are offline) for kubernetes-validate and PyYAML.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -53,13 +53,9 @@ if [ "${kminor:-0}" -lt 27 ]; then
 fi
 pass "kubectl 1.$kminor ($(command -v kubectl)) $(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' | sed 's/^/with kustomize /')"
 
-# -- the Python tools (venv, created once)
-if [ ! -x "$VENV/bin/kubernetes-validate" ] || ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-  echo "== creating $VENV (kubernetes-validate, PyYAML from PyPI)"
-  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'kubernetes-validate==1.37.0' 'PyYAML>=6,<7' \
-    || { fail "could not create the venv $VENV (python3-venv and PyPI access needed once)"; finish; }
-fi
-PY="$VENV/bin/python"
+# -- the Python tools (scripts/python-venv.sh: the venv, created once)
+PY="$(GATEHOUSE_VENV="$VENV" scripts/python-venv.sh)" && [ -x "$VENV/bin/kubernetes-validate" ] \
+  || { fail "could not create the venv $VENV (python3-venv and PyPI access needed once)"; finish; }
 
 # -- 2. render
 render() { # name dir
