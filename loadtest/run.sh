@@ -345,7 +345,7 @@ tenants:
 EOF
   local i
   for ((i = 1; i < $3; i++)); do
-    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
+    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    identity-provider: lt\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
       "$i" "$i" "$i" "$P_UP"
   done
 }
@@ -840,6 +840,8 @@ fi
 for name in "${!PIDS[@]}"; do stop_server "$name"; done
 # mod_auth_openidc's error log (a Redis or session failure during the runs would show here)
 [[ -f $WORK/logs/apache-session.err ]] && cp "$WORK/logs/apache-session.err" "$RESULTS/apache-session-error.log"
-python3 "$LT/report.py" "$RESULTS" || die "report.py failed"
+# matplotlib draws the plots: the Python tools' venv (created once, scripts/python-venv.sh)
+PY=$("$ROOT/scripts/python-venv.sh") || die "could not set up the Python tools' venv (scripts/python-venv.sh)"
+"$PY" "$LT/report.py" "$RESULTS" || die "report.py failed"
 ln -sfn "$STAMP" "$LT/results/latest"
 log "report: $RESULTS/report.md (also loadtest/results/latest/)"

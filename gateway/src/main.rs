@@ -52,7 +52,8 @@ enum Command {
     /// SIGQUIT hands the listening sockets to a process started with --upgrade).
     Run {
         /// The YAML configuration file; omitted: the embedded demo (in-memory sessions, demo
-        /// tenant on demo.localhost and 127.0.0.1, demo upstream).
+        /// tenant on demo.localhost and 127.0.0.1, demo upstream, the test IdP on
+        /// 127.0.0.1:18090 as its identity provider).
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// Take over the listening sockets of a running gatehouse (zero-downtime upgrade):

@@ -542,9 +542,11 @@ mod tests {
     }
 
     const TWO_TENANTS: &str = r#"
+identity-providers: [{name: kc, issuer: "https://kc.localhost/realms/demo", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost, "*.demo.localhost"]
+    identity-provider: kc
     enable-default-deny: true
     upstreams:
       - name: app
@@ -565,6 +567,7 @@ tenants:
       Referrer-Policy: ""
   - name: other
     hosts: [other.localhost]
+    identity-provider: kc
     enable-default-deny: false
     request-id-header: X-Correlation-ID
     upstreams:

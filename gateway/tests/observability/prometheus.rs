@@ -19,6 +19,24 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The python of the project's Python-tools venv (`scripts/python-venv.sh`: `$GATEHOUSE_VENV`,
+/// default `~/.cache/gatehouse-venv`), when it has matplotlib for `plot_latency.py`.
+fn venv_python_with_matplotlib() -> Option<PathBuf> {
+    let venv = std::env::var_os("GATEHOUSE_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/gatehouse-venv"))
+        })?;
+    let python = venv.join("bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import matplotlib"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(python)
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -217,12 +235,19 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         prom.log()
     );
 
-    // The latency panel plots into a PNG.
+    // The latency panel plots into a PNG (matplotlib, from the Python tools' venv).
+    let Some(plot_python) = venv_python_with_matplotlib() else {
+        skip_or_fail(
+            "prometheus_evaluates_every_dashboard_and_rule_expression (the latency plot)",
+            "the Python tools' venv with matplotlib is missing: run ./scripts/install-deps.sh",
+        );
+        return;
+    };
     let out_dir = TempDir::new("plot");
     let png = out_dir.path().join("latency.png");
     let script = repo_root().join("testing/prometheus/plot_latency.py");
     let (ok, out) = run(
-        &python,
+        &plot_python,
         &[
             script.to_str().unwrap(),
             "--prometheus",

@@ -6,9 +6,11 @@ const CONFIG: &str = r#"
 trusted-proxies: [127.0.0.1/32]
 max-request-header-size: 1KiB
 max-request-headers: 20
+identity-providers: [{name: kc, issuer: "https://kc.localhost/realms/demo", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: kc
     upstreams: [{name: app, targets: ["127.0.0.1:1"]}]
     cors:
       origins: ["https://app.demo.localhost"]
