@@ -16,6 +16,7 @@ mod import;
 mod login;
 mod maintenance;
 mod metrics;
+mod observers;
 mod pools;
 mod proxy;
 mod readiness;
