@@ -41,6 +41,7 @@ identity-providers:
     audiences: [gatehouse]
     algorithms: [RS256, ES256]
     jwks-min-refetch-interval: 2s
+    jwks-refresh-interval: 3s
 tenants:
   - name: demo
     hosts: [demo.localhost]
