@@ -7,11 +7,12 @@ Usage:
       rule files without their `annotations:` blocks, so the unit tests check each alert's
       threshold, window, `for` and labels, not its prose. Exit status: promtool's.
 
-  python3 testing/prometheus/rulefiles.py scale --factor N --out DIR
-      Writes copies of the rule files into DIR with every duration (range selectors such as
-      `[5m]` and `for:` clauses) divided by N (at least 3 s, so a range holds several 1 s
-      scrapes). Thresholds are untouched: an alert fires on the same rates, N times sooner,
-      which lets a test watch alerts fire and resolve on a real Prometheus in seconds.
+  python3 testing/prometheus/rulefiles.py scale --factor N [--for-factor M] --out DIR
+      Writes copies of the rule files into DIR with every range selector (`[5m]`) divided by N
+      and every `for:` divided by M (default N), each at least 3 s, so a range holds several
+      1 s scrapes. Thresholds are untouched: an alert fires on the same rates, sooner, which
+      lets a test watch alerts fire and resolve on a real Prometheus in seconds (a larger M
+      leaves a short fault long enough to outlast its `for`).
       Prints the written paths, one a line.
 
 Python 3.11 standard library only.
@@ -57,14 +58,19 @@ def _seconds(m: re.Match) -> int:
     return int(m.group(1)) * UNIT[m.group(2)]
 
 
-def scale(text: str, factor: int) -> str:
-    """Every `[d]` range and `for: d` divided by `factor` (at least 3 s), in seconds."""
+def scale(text: str, factor: int, for_factor: int | None = None) -> str:
+    """Every `[d]` range divided by `factor` and every `for: d` by `for_factor` (default
+    `factor`), each at least 3 s, in seconds."""
 
-    def shorter(m: re.Match) -> str:
-        return f"{max(3, _seconds(m) // factor)}s"
+    def by(n: int):
+        return lambda m: f"{max(3, _seconds(m) // n)}s"
 
-    text = re.sub(r"\[(\d+[smhdw])\]", lambda m: "[" + DURATION.sub(shorter, m.group(1)) + "]", text)
-    return re.sub(r"(\bfor:\s*)(\d+[smhdw])", lambda m: m.group(1) + DURATION.sub(shorter, m.group(2)), text)
+    text = re.sub(r"\[(\d+[smhdw])\]", lambda m: "[" + DURATION.sub(by(factor), m.group(1)) + "]", text)
+    return re.sub(
+        r"(\bfor:\s*)(\d+[smhdw])",
+        lambda m: m.group(1) + DURATION.sub(by(for_factor or factor), m.group(2)),
+        text,
+    )
 
 
 def cmd_unit(args) -> int:
@@ -96,7 +102,7 @@ def cmd_scale(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for f in rule_files():
         target = out / f.name
-        target.write_text(scale(f.read_text(), args.factor))
+        target.write_text(scale(f.read_text(), args.factor, args.for_factor))
         print(target)
     return 0
 
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     unit.add_argument("--promtool")
     sc = sub.add_parser("scale")
     sc.add_argument("--factor", type=int, required=True)
+    sc.add_argument("--for-factor", type=int)
     sc.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     return cmd_unit(args) if args.cmd == "unit" else cmd_scale(args)

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod metrics;
 mod prometheus;
 mod scrape;
