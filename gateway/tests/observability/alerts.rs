@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use gatehouse_test_support::redis;
 
 use crate::prometheus::{repo_root, run, tool, which, Prometheus};
-use crate::start_with;
+use crate::scrape::Scrape;
 use crate::support::login::Browser;
 use crate::support::*;
+use crate::{assert_eventually, start_with};
 
 /// The alerts these faults must fire.
 const EXPECTED: [&str; 3] = [
@@ -101,6 +102,14 @@ fn alerts_fire_and_resolve_on_a_real_prometheus() {
         cluster.wait_replicated(Duration::from_secs(10)),
         "replicas caught up"
     );
+    // The periodic count (a paced SCAN on every master) finds exactly these sessions.
+    let active = || Scrape::fetch(&gw).value("gatehouse_sessions_active", &[]);
+    assert_eventually!(
+        Duration::from_secs(15),
+        || active() == Some(15.0),
+        "gatehouse_sessions_active = {:?}, expected the 15 sessions on Redis",
+        active()
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = {
         let (stop, addr) = (Arc::clone(&stop), gw.listen);
@@ -171,7 +180,7 @@ fn alerts_fire_and_resolve_on_a_real_prometheus() {
         missing.is_empty(),
         "alerts that never fired within 60 s: {missing:?}; alerts now: {:?}\n/metrics:\n{}",
         prom.alerts(),
-        crate::scrape::Scrape::fetch(&gw).text
+        Scrape::fetch(&gw).text
     );
     assert!(panels_ok, "fault panels that did not move:\n{panels}");
 
