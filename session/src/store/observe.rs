@@ -126,7 +126,7 @@ pub enum CacheLookup {
     /// Not cached (or no longer fresh): the store was asked.
     Miss,
     /// The store was unavailable and a validated record was served from the cache
-    /// (`on-unavailable: serve-cached`).
+    /// (`on-unavailable: serve-cached`); that lookup was reported as a miss first.
     Stale,
 }
 
