@@ -14,6 +14,7 @@ mod demo;
 mod identify;
 mod import;
 mod login;
+mod login_settings;
 mod maintenance;
 mod metrics;
 mod observers;

@@ -11,8 +11,8 @@ use gatehouse_policy::snapshot::{RouteRef, Snapshot};
 use prometheus::IntCounter;
 
 use crate::auth::Provider;
-use crate::login::cookies::GatewayCookies;
-use crate::login::tenant::TenantLogin;
+use crate::login_settings::cookies::GatewayCookies;
+use crate::login_settings::tenant::TenantLogin;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
 use crate::tls::{CertStore, CurrentCertificates};
@@ -29,6 +29,9 @@ pub struct Runtime {
     pub certs: CertStore,
     /// Identity providers by name.
     pub providers: HashMap<String, Arc<Provider>>,
+    /// Each tenant's identity provider, indexed like the tenants: a request finds its provider
+    /// by index rather than hashing the provider's name.
+    pub tenant_providers: Vec<Option<Arc<Provider>>>,
     /// Browser login settings per tenant (tenants with `login`), indexed like the tenants.
     pub logins: Vec<Option<TenantLogin>>,
     /// Every tenant's gateway cookies, removed from every proxied request.
@@ -96,6 +99,16 @@ impl Runtime {
             };
             providers.insert(definition.name.clone(), provider);
         }
+        let tenant_providers = config
+            .tenants
+            .iter()
+            .map(|t| {
+                t.identity_provider
+                    .as_ref()
+                    .and_then(|p| providers.get(p))
+                    .cloned()
+            })
+            .collect();
         let tenant_metrics = config
             .tenants
             .iter()
@@ -144,6 +157,7 @@ impl Runtime {
             pools,
             certs,
             providers,
+            tenant_providers,
         })
     }
 
@@ -158,6 +172,11 @@ impl Runtime {
                 .map_err(|e| format!("identity provider {}: {e}", definition.name))?;
         }
         Ok(())
+    }
+
+    /// The identity provider of tenant `t`, if it names one.
+    pub fn provider(&self, t: usize) -> Option<&Provider> {
+        self.tenant_providers[t].as_deref()
     }
 
     /// The metric handles of a request's tenant and route.
