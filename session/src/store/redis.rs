@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::{
@@ -17,7 +17,7 @@ use gatehouse_config::{SessionStoreConfig, SessionStoreKind};
 use super::memory::record_matches;
 use super::{
     lock_token, ttl_millis, LockGuard, LockHandle, Probe, SessionRecord, SessionStore, StoreError,
-    StoreObserver, StoreOp, StoreOutcome,
+    StoreObserver, StoreOp,
 };
 
 mod observe;
@@ -454,13 +454,7 @@ impl RedisStore {
         op: StoreOp,
         run: impl std::future::Future<Output = Result<T, Failure>>,
     ) -> Result<T, StoreError> {
-        let started = Instant::now();
-        let result = run.await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(Failure::outcome, |_| StoreOutcome::Ok);
-        self.probe.command(op, outcome, started);
-        result.map_err(StoreError::from)
+        observe::timed(&self.probe, op, run).await
     }
 }
 
@@ -534,13 +528,7 @@ impl RedisLock {
         &self,
         run: impl std::future::Future<Output = Result<bool, Failure>>,
     ) -> Result<bool, StoreError> {
-        let started = Instant::now();
-        let result = run.await;
-        let outcome = result
-            .as_ref()
-            .map_or_else(Failure::outcome, |_| StoreOutcome::Ok);
-        self.probe.command(StoreOp::Unlock, outcome, started);
-        result.map_err(StoreError::from)
+        observe::timed(&self.probe, StoreOp::Unlock, run).await
     }
 }
 

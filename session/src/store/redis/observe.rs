@@ -1,13 +1,13 @@
 //! What the Redis store reports: fred's errors mapped to [`StoreOutcome`]s, fred's connection
 //! events forwarded as [`StoreEvent`]s, and the paced `SCAN` that counts sessions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::prelude::{Error as FredError, ErrorKind, EventInterface, Pool};
 use fred::types::scan::Scanner;
 use futures_util::StreamExt;
 
-use super::super::{Probe, StoreError, StoreEvent, StoreOutcome};
+use super::super::{Probe, StoreError, StoreEvent, StoreOp, StoreOutcome};
 
 /// Why a Redis store operation failed, before it becomes a [`StoreError`]: the client's error
 /// keeps its kind for the metrics.
@@ -44,6 +44,21 @@ impl From<Failure> for StoreError {
             Failure::Corrupt => StoreError::Corrupt,
         }
     }
+}
+
+/// Runs one operation, reports its latency and outcome to `probe`, and maps its failure.
+pub(super) async fn timed<T>(
+    probe: &Probe,
+    op: StoreOp,
+    run: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let result = run.await;
+    let outcome = result
+        .as_ref()
+        .map_or_else(Failure::outcome, |_| StoreOutcome::Ok);
+    probe.command(op, outcome, started);
+    result.map_err(StoreError::from)
 }
 
 /// Maps a fred error to an outcome. fred follows `MOVED`/`ASK` itself (and reports neither),
