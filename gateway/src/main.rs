@@ -17,6 +17,7 @@ mod login;
 mod login_settings;
 mod maintenance;
 mod metrics;
+mod observers;
 mod pools;
 mod proxy;
 mod readiness;
