@@ -8,6 +8,7 @@
 
 mod accesslog;
 mod admin;
+mod assertion;
 mod auth;
 mod ctx;
 mod demo;
