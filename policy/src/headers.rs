@@ -140,8 +140,9 @@ fn is_removed(name: &[u8], f: &Forwarding<'_>) -> bool {
 /// request ID, and a `traceparent` when the client sent no valid one. The caller then adds the
 /// identity headers it vouches for.
 pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    // Room for what is added below plus the caller's identity headers: one growth at most.
-    headers.reserve(8 + f.identity_headers.len());
+    // Room for what is added below plus the caller's identity headers and assertion: one
+    // growth at most.
+    headers.reserve(8 + f.identity_headers.len() + usize::from(f.assertion_header.is_some()));
     // One pass decides what to remove; the usual request has nothing to remove and allocates
     // nothing here.
     let mut remove: Vec<HeaderName> = Vec::new();
