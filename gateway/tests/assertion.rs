@@ -141,6 +141,7 @@ fn config(p: &Ports, idp_port: u16, py: &PyUpstream, plain: &Upstream, keys: &[&
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
+trusted-proxies: [127.0.0.2/32]
 identity-providers:
   - name: keycloak
     issuer: http://127.0.0.1:{idp_port}/realms/demo
@@ -280,6 +281,10 @@ fn header_of(token: &str) -> Value {
     gatehouse_test_support::keys::decode(token).0
 }
 
+fn split_claims(token: &str) -> Value {
+    gatehouse_test_support::keys::decode(token).1
+}
+
 #[test]
 fn bearer_requests_carry_an_assertion_the_upstream_verifies_against_the_served_jwks() {
     let Some(s) = stack(
@@ -345,6 +350,30 @@ fn bearer_requests_carry_an_assertion_the_upstream_verifies_against_the_served_j
         &[],
     );
     assert_eq!(wrong_iss["verified"], false, "{wrong_iss}");
+
+    // The scheme as the gateway sees it: a trusted proxy's X-Forwarded-Proto counts, a
+    // client's does not.
+    s.py.expect(&s.gw, "app", "https://demo.localhost");
+    let via = |source: &str| -> Value {
+        let raw = format!(
+            "GET /app/x HTTP/1.1\r\nHost: demo.localhost\r\nAuthorization: Bearer {token}\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n"
+        );
+        let r = request_on(socket_from(source, s.gw.listen), &raw);
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let proxied = via("127.0.0.2");
+    assert_eq!(proxied["verified"], true, "{proxied}");
+    assert_eq!(proxied["claims"]["iss"], "https://demo.localhost");
+    let claimed = via("127.0.0.1");
+    assert_eq!(
+        claimed["verified"], false,
+        "an untrusted client's https: {claimed}"
+    );
+    assert_eq!(
+        split_claims(claimed["raw"].as_str().unwrap())["iss"],
+        "http://demo.localhost"
+    );
 
     // No identity on a white-listed route: no assertion.
     let r = s.gw.get("demo.localhost", "/public/x");
@@ -428,10 +457,17 @@ fn forged_or_stale_assertions_from_clients_never_reach_an_upstream() {
     );
     for value in [stale.as_str(), forged.as_str()] {
         for name in [HEADER, "x_gatehouse_assertion", "X-GATEHOUSE-ASSERTION"] {
-            // A white-listed route: the upstream sees none at all.
+            // A white-listed route: the upstream sees none at all, from a client or from a
+            // trusted proxy.
             let r = get(s.gw.listen, "demo.localhost", "/public/x", &[(name, value)]).unwrap();
             let seen: Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(seen["raw"], Value::Null, "{name}: {seen}");
+            let raw = format!(
+                "GET /public/x HTTP/1.1\r\nHost: demo.localhost\r\n{name}: {value}\r\nConnection: close\r\n\r\n"
+            );
+            let r = request_on(socket_from("127.0.0.2", s.gw.listen), &raw);
+            let seen: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(seen["raw"], Value::Null, "trusted proxy, {name}: {seen}");
             // An authenticated route: only the gateway's own, for this caller.
             let seen = s.bearer("demo.localhost", "/app/x", &token, &[(name, value)]);
             assert_eq!(seen["count"], 1, "{name}: {seen}");
