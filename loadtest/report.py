@@ -110,6 +110,27 @@ def load(results):
     return runs, idle, instr, broken
 
 
+INSTR_ORDER = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt",
+               "baseline-white-listed", "baseline-jwt", "gatehouse-session"]
+
+
+def instruction_rows(instr):
+    """One row per server from its LT_INSTR lines (one per round): the per-request counts,
+    their median, and the summed requests and non-2xx answers."""
+    rows = {}
+    for d in instr:
+        r = rows.setdefault(d["server"], {"server": d["server"], "path": d["path"], "per": [],
+                                          "net": [], "requests": 0, "non_2xx": 0})
+        r["per"].append(d["instructions"] / d["requests"])
+        r["net"].append((d["instructions"] - d.get("idle_instructions", 0)) / d["requests"])
+        r["requests"] += d["requests"]
+        r["non_2xx"] += d["non_2xx"]
+    for r in rows.values():
+        r["median"] = statistics.median(r["per"])
+        r["net_median"] = statistics.median(r["net"])
+    return sorted(rows.values(), key=lambda r: (INSTR_ORDER + [r["server"]]).index(r["server"]))
+
+
 def load_redis_stats(results):
     """Per round: {command: calls} from raw/apache-session-redis-rN.txt (INFO commandstats)."""
     raw = os.path.join(results, "raw")
@@ -517,17 +538,35 @@ def main():
           "**bare-proxy-timeouts** is bare-proxy with gatehouse's default timeouts armed "
           "(`BARE_PROXY_TIMEOUTS=1`): the framework's timer cost alone. **baseline-*** rows "
           "(with `LT_BASELINE`) are the same routes on a gatehouse built from an earlier commit.\n")
-        w("| server | path | requests | instructions per request | vs bare-proxy | non-2xx |")
-        w("|---|---|---|---|---|---|")
-        base = next((d for d in instr if d["server"] == "bare-proxy"), None)
-        base_per = base["instructions"] / base["requests"] if base else None
-        order = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt",
-                 "baseline-white-listed", "baseline-jwt", "gatehouse-session"]
-        for d in sorted(instr, key=lambda d: (order + [d["server"]]).index(d["server"])):
-            per = d["instructions"] / d["requests"]
-            vs = f"{per / base_per:.2f}x" if base_per else "-"
-            w(f"| {d['server']} | `{d['path']}` | {d['requests']} | {per:,.0f} | {vs} | "
-              f"{d['non_2xx']} |")
+        rows = instruction_rows(instr)
+        if any(len(r["per"]) > 1 for r in rows):
+            w("With `LT_INSTR_ROUNDS` > 1 the gatehouse and baseline servers ran that many rounds, "
+              "alternating which went first; a row gives the median per request and, in "
+              "brackets, the range over the rounds.\n")
+        w("**net** subtracts what the process did in an idle window of the same length right "
+          "after the counted run (health checks, timers): a run that serves fewer requests, on a "
+          "busy machine, spreads that background over fewer of them, so the net figure is the one "
+          "to compare between servers and runs.\n")
+        w("| server | path | requests | instructions per request | net | vs bare-proxy (net) | non-2xx |")
+        w("|---|---|---|---|---|---|---|")
+        base = next((r for r in rows if r["server"] == "bare-proxy"), None)
+        base_net = base["net_median"] if base else None
+        for r in rows:
+            vs = f"{r['net_median'] / base_net:.2f}x" if base_net else "-"
+            spread = (f" ({min(r['per']):,.0f}-{max(r['per']):,.0f})"
+                      if len(r["per"]) > 1 else "")
+            net_spread = (f" ({min(r['net']):,.0f}-{max(r['net']):,.0f})"
+                          if len(r["net"]) > 1 else "")
+            w(f"| {r['server']} | `{r['path']}` | {r['requests']} | {r['median']:,.0f}{spread} | "
+              f"{r['net_median']:,.0f}{net_spread} | {vs} | {r['non_2xx']} |")
+        w("")
+        by_name = {r["server"]: r for r in rows}
+        for route in ("jwt", "white-listed"):
+            now, before = by_name.get(f"gatehouse-{route}"), by_name.get(f"baseline-{route}")
+            if now and before:
+                w(f"- gatehouse-{route} against baseline-{route}: "
+                  f"{(now['median'] / before['median'] - 1) * 100:+.2f} % per request, "
+                  f"{(now['net_median'] / before['net_median'] - 1) * 100:+.2f} % net (medians)")
         w("")
     else:
         w("not measured in this run.\n")

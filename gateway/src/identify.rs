@@ -43,10 +43,8 @@ pub(crate) async fn verify_and_authorize(
     if route.access == Access::DefaultDeny {
         return Err(Denial::Forbidden(Forbidden::NoRoute));
     }
-    let client_id = tenant
-        .identity_provider
-        .as_deref()
-        .and_then(|name| runtime.providers.get(name))
+    let client_id = runtime
+        .provider(tenant_index)
         .map(|p| p.verifier.client_id())
         .unwrap_or_default();
     let identity = ClaimsIdentity {
@@ -92,10 +90,7 @@ pub(crate) async fn identify(
 ) -> Result<Option<Arc<Claims>>, Denial> {
     let optional = demand.identity == Need::Optional;
     let tenant = runtime.policy.tenant(tenant_index);
-    let provider = tenant
-        .identity_provider
-        .as_deref()
-        .and_then(|name| runtime.providers.get(name));
+    let provider = runtime.provider(tenant_index);
     let claims = match bearer_token(downstream.req_header(), tenant.token_cookie.as_deref()) {
         Ok(Some(token)) => {
             let Some(provider) = provider else {

@@ -9,12 +9,14 @@
 mod accesslog;
 mod admin;
 mod assertion;
+mod assertion_jwks;
 mod auth;
 mod ctx;
 mod demo;
 mod identify;
 mod import;
 mod login;
+mod login_settings;
 mod maintenance;
 mod metrics;
 mod pools;

@@ -128,7 +128,7 @@ impl ProxyHttp for Gateway {
             Admission::Builtin(Builtin::AssertionJwks) => {
                 let t = ctx.tenant.expect("built-ins are served on tenant hosts");
                 let assertion = runtime.assertions[t].as_deref();
-                crate::assertion::serve_jwks(session, ctx, assertion).await?;
+                crate::assertion_jwks::serve(session, ctx, assertion).await?;
                 return Ok(true);
             }
             Admission::Builtin(builtin) => {

@@ -12,8 +12,8 @@ use prometheus::IntCounter;
 
 use crate::assertion::TenantAssertion;
 use crate::auth::Provider;
-use crate::login::cookies::GatewayCookies;
-use crate::login::tenant::TenantLogin;
+use crate::login_settings::cookies::GatewayCookies;
+use crate::login_settings::tenant::TenantLogin;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::pools::Pool;
 use crate::tls::{CertStore, CurrentCertificates};
@@ -30,6 +30,9 @@ pub struct Runtime {
     pub certs: CertStore,
     /// Identity providers by name.
     pub providers: HashMap<String, Arc<Provider>>,
+    /// Each tenant's identity provider, indexed like the tenants: a request finds its provider
+    /// by index rather than hashing the provider's name.
+    pub tenant_providers: Vec<Option<Arc<Provider>>>,
     /// Browser login settings per tenant (tenants with `login`), indexed like the tenants.
     pub logins: Vec<Option<TenantLogin>>,
     /// Every tenant's gateway cookies, removed from every proxied request.
@@ -99,6 +102,16 @@ impl Runtime {
             };
             providers.insert(definition.name.clone(), provider);
         }
+        let tenant_providers = config
+            .tenants
+            .iter()
+            .map(|t| {
+                t.identity_provider
+                    .as_ref()
+                    .and_then(|p| providers.get(p))
+                    .cloned()
+            })
+            .collect();
         let tenant_metrics = config
             .tenants
             .iter()
@@ -152,6 +165,7 @@ impl Runtime {
             pools,
             certs,
             providers,
+            tenant_providers,
         })
     }
 
@@ -167,6 +181,11 @@ impl Runtime {
                 .map_err(|e| format!("identity provider {}: {e}", definition.name))?;
         }
         Ok(())
+    }
+
+    /// The identity provider of tenant `t`, if it names one.
+    pub fn provider(&self, t: usize) -> Option<&Provider> {
+        self.tenant_providers[t].as_deref()
     }
 
     /// The metric handles of a request's tenant and route.

@@ -7,8 +7,8 @@ use pingora::proxy::Session;
 
 use super::form;
 use super::store::Sessions;
-use super::tenant::TenantLogin;
 use crate::ctx::RequestCtx;
+use crate::login_settings::tenant::TenantLogin;
 use crate::responses;
 
 /// The largest logout request body read.

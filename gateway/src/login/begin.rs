@@ -8,9 +8,9 @@ use gatehouse_policy::redirect::safe_redirect;
 use gatehouse_session::cookie::set_cookie_header;
 use pingora::proxy::Session;
 
-use super::tenant::TenantLogin;
 use super::{form, state};
 use crate::ctx::RequestCtx;
+use crate::login_settings::tenant::TenantLogin;
 use crate::responses;
 
 /// Redirects to the IdP's authorization endpoint, or refuses when it cannot be reached.

@@ -10,9 +10,11 @@ use pingora::proxy::Session;
 
 use super::clock::unix_now;
 use super::store::Sessions;
-use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION};
 use super::{form, state};
 use crate::ctx::RequestCtx;
+use crate::login_settings::tenant::{
+    TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION,
+};
 use crate::responses;
 
 /// Completes the login and redirects to its return path with the session cookie, or refuses.

@@ -6,8 +6,8 @@ use pingora::proxy::Session;
 
 use super::sessions::session_id;
 use super::store::Sessions;
-use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN};
 use crate::ctx::RequestCtx;
+use crate::login_settings::tenant::{TenantLogin, PURPOSE_ID_TOKEN};
 use crate::responses;
 
 /// Deletes the session, clears its cookie and redirects.

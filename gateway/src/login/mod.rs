@@ -11,25 +11,22 @@
 //! travels in its own short-lived sealed cookie, one per login attempt so several tabs can log
 //! in at once; it is single use (a store lock marks it spent) and expires.
 //!
-//! Files: `tenant.rs` (a tenant's compiled login settings), `store.rs` (the session store
-//! handle), `sessions.rs` (the session a request's cookie names), `refresh.rs` (its
-//! single-flight refresh), `cookies.rs` (the gateway's cookies, removed before proxying),
-//! `state.rs` (the login-state cookie), `form.rs` (the query and form decoder), `clock.rs`, and
-//! one file per endpoint. Every answer is written by `responses.rs`; every refusal is a
+//! Files: `store.rs` (the session store handle), `sessions.rs` (the session a request's cookie
+//! names), `refresh.rs` (its single-flight refresh), `state.rs` (the login-state cookie), `form.rs` (the query and form decoder), `clock.rs`, and
+//! one file per endpoint; a tenant's compiled login settings and the gateway's cookie names are
+//! in `login_settings/`. Every answer is written by `responses.rs`; every refusal is a
 //! [`Denial::Login`](gatehouse_policy::snapshot::Denial::Login).
 
 mod backchannel;
 mod begin;
 mod callback;
 mod clock;
-pub(crate) mod cookies;
 mod form;
 mod logout;
 mod refresh;
 mod sessions;
 mod state;
 mod store;
-pub(crate) mod tenant;
 mod userinfo;
 
 use std::sync::Arc;
@@ -41,11 +38,11 @@ use pingora::proxy::Session;
 use crate::ctx::RequestCtx;
 use crate::responses;
 
+pub use crate::login_settings::tenant::TenantLogin;
 /// The built-in browser paths on every tenant host (recognized during admission).
 pub use gatehouse_policy::admit::Builtin;
 pub use sessions::{session_claims, SessionOutcome};
 pub use store::Sessions;
-pub use tenant::TenantLogin;
 
 /// `/oauth/login?rd=<path>` for the current request's path and query, for a 302.
 pub fn login_location(path_and_query: &str) -> String {

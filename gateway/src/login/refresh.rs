@@ -26,7 +26,7 @@ use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionSto
 
 use super::clock::unix_now;
 use super::store::Sessions;
-use super::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH};
+use crate::login_settings::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH};
 
 /// The worst case of one refresh: discovery (one request), the token request, and the JWKS
 /// fetch that verifying a new ID or access token may need, each bounded by the IdP client's

@@ -8,10 +8,10 @@ use gatehouse_session::cookie::find_cookie;
 use pingora::proxy::Session;
 
 use super::clock::unix_now;
-use super::cookies::request_cookies;
 use super::refresh::{refresh, refresh_due, Refreshed};
 use super::store::Sessions;
-use super::tenant::{TenantLogin, PURPOSE_SESSION};
+use crate::login_settings::cookies::request_cookies;
+use crate::login_settings::tenant::{TenantLogin, PURPOSE_SESSION};
 
 /// The session ID in the request's session cookie, if the cookie opens for this tenant.
 pub(crate) fn session_id(downstream: &Session, login: &TenantLogin) -> Option<String> {

@@ -8,8 +8,8 @@ use gatehouse_session::cookie::find_cookie;
 use gatehouse_session::oidc::LoginState;
 use pingora::proxy::Session;
 
-use super::cookies::request_cookies;
-use super::tenant::{TenantLogin, PURPOSE_STATE};
+use crate::login_settings::cookies::request_cookies;
+use crate::login_settings::tenant::{TenantLogin, PURPOSE_STATE};
 
 /// How long a login attempt may take at the IdP.
 pub(super) const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);

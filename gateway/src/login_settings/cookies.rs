@@ -9,7 +9,7 @@ use http::HeaderMap;
 use pingora::proxy::Session;
 
 /// The request's `Cookie` header values (those that are text), in order.
-pub(super) fn request_cookies(downstream: &Session) -> impl Iterator<Item = &str> {
+pub(crate) fn request_cookies(downstream: &Session) -> impl Iterator<Item = &str> {
     downstream
         .req_header()
         .headers

@@ -1,5 +1,5 @@
 //! A tenant's compiled browser-login settings, shared by the built-in login paths and the
-//! session checks on every request (`sessions.rs`).
+//! session checks on every request (`login/sessions.rs`).
 
 use std::sync::Arc;
 
