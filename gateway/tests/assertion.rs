@@ -161,6 +161,8 @@ tenants:
     routes:
       - uri: /public/*
         white-listed: true
+      - uri: /maybe/*
+        white-listed-anon: true
       - uri: /app/*
       - uri: /other/*
         upstream: other
@@ -375,10 +377,22 @@ fn bearer_requests_carry_an_assertion_the_upstream_verifies_against_the_served_j
         "http://demo.localhost"
     );
 
-    // No identity on a white-listed route: no assertion.
-    let r = s.gw.get("demo.localhost", "/public/x");
-    let public: Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(public["raw"], Value::Null);
+    // No identity on a white-listed route: no assertion; an optional-identity route carries
+    // one when the caller has an identity.
+    s.py.expect(&s.gw, "app", "http://demo.localhost");
+    for path in ["/public/x", "/maybe/x"] {
+        let r = s.gw.get("demo.localhost", path);
+        let anonymous: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(anonymous["raw"], Value::Null, "{path}: {anonymous}");
+    }
+    let public = s.bearer("demo.localhost", "/public/x", &token, &[]);
+    assert_eq!(
+        public["raw"],
+        Value::Null,
+        "white-listed authenticates nobody"
+    );
+    let maybe = s.bearer("demo.localhost", "/maybe/x", &token, &[]);
+    assert_eq!(maybe["verified"], true, "{maybe}");
 
     // The JWKS: public, cacheable, never proxied; 405 for other methods; 404 on a tenant
     // without assertions.
