@@ -8,6 +8,8 @@
 
 mod accesslog;
 mod admin;
+mod assertion;
+mod assertion_jwks;
 mod auth;
 mod ctx;
 mod demo;

@@ -124,6 +124,8 @@ pub struct TenantPolicy {
     pub token_cookie: Option<String>,
     /// `cors`, if the tenant has it.
     pub cors: Option<CorsPolicy>,
+    /// `identity-assertion.header`, when the tenant signs assertions.
+    pub assertion_header: Option<HeaderName>,
 }
 
 impl TenantPolicy {
@@ -231,6 +233,15 @@ impl TenantPolicy {
                 .map(CorsPolicy::compile)
                 .transpose()
                 .map_err(err)?,
+            assertion_header: tenant
+                .identity_assertion
+                .as_ref()
+                .map(|a| {
+                    HeaderName::from_bytes(a.header.as_bytes()).map_err(|_| {
+                        err("identity-assertion header is not a valid header name".to_string())
+                    })
+                })
+                .transpose()?,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 
+use super::assertion::identity_assertion;
 use super::login::{cookie, login};
 use super::route::{cors, route, security_headers};
 
@@ -223,6 +224,15 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         _ => {}
     }
 
+    let identity_assertion = f.identity_assertion.map(|a| {
+        let reserved: Vec<&str> = identity_headers
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .chain([request_id_header.as_str()])
+            .collect();
+        identity_assertion(d, a, &join(path, "identity-assertion"), &reserved)
+    });
+
     Tenant {
         name,
         hosts,
@@ -243,6 +253,7 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         cookie,
         tls_cert,
         tls_key,
+        identity_assertion,
     }
 }
 

@@ -212,6 +212,22 @@ fn builtins_and_forward_auth() {
     );
     assert_eq!(Builtin::from_path("/oauth/logout"), Some(Builtin::Logout));
     assert_eq!(Builtin::from_path("/oauth/logout/"), None);
+    // The assertion JWKS is the gateway's on every tenant host, in any spelling of its path.
+    for path in [
+        "/.well-known/gatehouse/jwks.json",
+        "/.well-known/gatehouse/./jwks.json",
+        "/.well-known//gatehouse/jwks.json?x=1",
+    ] {
+        assert_eq!(
+            outcome(&req("GET", path, "demo.localhost", &[])),
+            Admission::Builtin(Builtin::AssertionJwks),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        Builtin::from_path("/.well-known/gatehouse/jwks.json/"),
+        None
+    );
     let mut check = req(
         "GET",
         "/oauth/auth",
