@@ -80,7 +80,7 @@ PY
 }
 kubectl_usable || install_kubectl
 
-# The Python tools (kubernetes-validate, PyYAML, matplotlib) in their venv.
+# The Python tools (kubernetes-validate, PyYAML, matplotlib, PyJWT) in their venv.
 "$(dirname "$0")/python-venv.sh" >/dev/null
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -98,12 +98,4 @@ for dir in testing/idp testing/browser; do
     echo "$sum" > "$pkg/node_modules/.lock-md5"
   fi
 done
-# Python test tools, in a venv created once: PyJWT with cryptography verifies identity
-# assertions the way an upstream would (gateway/tests/assertion.rs, testing/assertion).
-venv="${GATEHOUSE_VENV:-$HOME/.cache/gatehouse-venv}"
-if ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
-  echo "install-deps: PyJWT and cryptography into $venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'PyJWT[crypto]>=2.10,<3'
-fi
 echo "install-deps: ok"
