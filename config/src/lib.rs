@@ -32,8 +32,8 @@ pub use compile::{
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, ForwardAuthHeaders,
-    HealthCheck, IdentityProvider, Login, OnUnavailable, Route, SameSite, Secret,
-    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    HealthCheck, IdentityProvider, Login, OnUnavailable, RateLimit, RateLimitKey, Route, SameSite,
+    Secret, SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -127,5 +127,7 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 #[cfg(test)]
 mod tests_providers;

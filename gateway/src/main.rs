@@ -9,6 +9,7 @@
 mod accesslog;
 mod admin;
 mod auth;
+mod connections;
 mod ctx;
 mod demo;
 mod identify;
@@ -18,6 +19,7 @@ mod maintenance;
 mod metrics;
 mod pools;
 mod proxy;
+mod ratelimit;
 mod readiness;
 mod reload;
 mod responses;

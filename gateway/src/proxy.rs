@@ -19,6 +19,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
+use crate::connections::HeadTimed;
 use crate::ctx::{client_host, RequestCtx};
 use crate::identify::{identify, verify_and_authorize, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
@@ -67,6 +68,10 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         let runtime = self.runtime.load_full();
         session.set_keepalive(Some(self.keepalive_secs));
+        // The head is in: its request-header-timeout deadline stops.
+        if let Some(stream) = HeadTimed::of(session.as_downstream().stream()) {
+            stream.head_read();
+        }
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -120,7 +125,10 @@ impl ProxyHttp for Gateway {
                 responses::forward_auth_allowed(session, ctx).await?;
                 return Ok(true);
             }
-            Admission::Proxy => return Ok(false),
+            Admission::Proxy => match self.rate_limit(session, ctx, &runtime) {
+                Ok(()) => return Ok(false),
+                Err(denial) => denial,
+            },
             Admission::Preflight(headers) => {
                 responses::preflight(session, ctx, headers).await?;
                 return Ok(true);
@@ -162,7 +170,10 @@ impl ProxyHttp for Gateway {
                     responses::forward_auth_allowed(session, ctx).await?;
                     return Ok(true);
                 }
-                Ok(()) => return Ok(false),
+                Ok(()) => match self.rate_limit(session, ctx, &runtime) {
+                    Ok(()) => return Ok(false),
+                    Err(denial) => denial,
+                },
                 Err(denial) => denial,
             },
         };
@@ -329,6 +340,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // The next byte on this connection starts the next head's deadline.
+        if let Some(stream) = HeadTimed::of(session.as_downstream().stream()) {
+            stream.request_done();
+        }
         if ctx.runtime.is_none() {
             return; // the request never got past header parsing
         }
@@ -431,6 +446,51 @@ impl Gateway {
             }
         }
         decision.admission
+    }
+
+    /// Takes a token from each of the tenant's and the route's `rate-limits` (after
+    /// authentication, so `subject` limits know the caller); the first empty bucket refuses
+    /// the request with 429. Costs nothing on tenants without limits.
+    fn rate_limit(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        runtime: &crate::runtime::Runtime,
+    ) -> Result<(), Denial> {
+        let (Some(t), Some(route)) = (ctx.tenant, ctx.route) else {
+            return Ok(());
+        };
+        let limits = runtime.limits.tenant(t);
+        if !limits.any {
+            return Ok(());
+        }
+        let ip = ctx.client_ip.map(|peer| {
+            gatehouse_policy::ratelimit::client_address(
+                peer,
+                &runtime.policy.trusted_proxies,
+                session
+                    .req_header()
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        });
+        let caller = crate::ratelimit::Caller {
+            ip,
+            subject: ctx.claims.as_ref().and_then(|c| c.sub.as_deref()),
+        };
+        crate::ratelimit::check(limits, route, &caller, std::time::Instant::now()).map_err(
+            |(denial, key)| {
+                let tenant = runtime.policy.tenant(t);
+                self.metrics.record_rate_limited(
+                    &tenant.name,
+                    &tenant.route(route).name,
+                    key.as_str(),
+                );
+                denial
+            },
+        )
     }
 
     /// Authenticates the bearer token and authorizes the route: the only async step before

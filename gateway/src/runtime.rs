@@ -37,6 +37,8 @@ pub struct Runtime {
     pub tenant_metrics: Vec<TenantMetrics>,
     /// Metrics of requests that matched no tenant.
     pub unknown_host_metrics: RouteMetrics,
+    /// Every tenant's and route's `rate-limits`.
+    pub limits: crate::ratelimit::Limits,
 }
 
 /// One tenant's pre-resolved metric handles.
@@ -134,7 +136,13 @@ impl Runtime {
             logins.push(login);
         }
         metrics.init_series(&config);
+        let limits = crate::ratelimit::Limits::build(
+            &config,
+            previous.map(|p| &p.limits),
+            previous.map(|p| &*p.config),
+        );
         Ok(Runtime {
+            limits,
             logins,
             gateway_cookies: GatewayCookies::from_config(&config),
             unknown_host_metrics: metrics.route("-", "-"),

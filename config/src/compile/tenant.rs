@@ -8,6 +8,8 @@ use super::route::{cors, route, security_headers};
 pub(super) struct TenantCtx<'a> {
     pub(super) providers: &'a [IdentityProvider],
     pub(super) tls_listen: bool,
+    /// The session store is Redis (`shared` rate limits count there).
+    pub(super) redis: bool,
 }
 
 pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCtx<'_>) -> Tenant {
@@ -90,7 +92,14 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
     let mut route_index: Vec<usize> = Vec::new();
     for (i, fr) in f.routes.unwrap_or_default().into_iter().enumerate() {
         let rpath = index(&routes_key, i);
-        if let Some(r) = route(d, fr, &rpath, &upstream_names, default_upstream.as_deref()) {
+        if let Some(r) = route(
+            d,
+            fr,
+            &rpath,
+            &upstream_names,
+            default_upstream.as_deref(),
+            ctx.redis,
+        ) {
             let overlap = routes.iter().zip(&route_index).find(|(o, _)| {
                 o.uri == r.uri
                     && (o.methods.is_empty()
@@ -218,6 +227,9 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         _ => {}
     }
 
+    let rate_limits =
+        super::limits::rate_limits(d, f.rate_limits, &join(path, "rate-limits"), ctx.redis);
+
     Tenant {
         name,
         hosts,
@@ -238,6 +250,7 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         cookie,
         tls_cert,
         tls_key,
+        rate_limits,
     }
 }
 
