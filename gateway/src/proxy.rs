@@ -20,7 +20,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
 use crate::connections::HeadTimed;
-use crate::ctx::{client_host, RequestCtx};
+use crate::ctx::{absolute_form_authority, client_host, RequestCtx};
 use crate::identify::{identify, verify_and_authorize, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
@@ -440,9 +440,28 @@ impl Gateway {
         ctx.body_limit = decision.body_limit;
         ctx.forward_auth = decision.forward_auth;
         ctx.cors_origin = decision.cors_origin;
-        if let Some(target) = decision.rewritten_target {
-            if session.req_header_mut().set_raw_path(&target).is_err() {
+        // An absolute-form target goes upstream in origin form, with its authority as Host.
+        let absolute = absolute_form_authority(session.req_header().raw_path())
+            .and_then(|a| http::HeaderValue::from_str(a).ok());
+        let target = decision.rewritten_target.or_else(|| {
+            absolute.as_ref()?;
+            let (path, query) = split_target(session.req_header());
+            let mut t = path.to_vec();
+            if let Some(q) = query {
+                t.push(b'?');
+                t.extend_from_slice(q);
+            }
+            Some(t)
+        });
+        if let Some(target) = target {
+            let req = session.req_header_mut();
+            if set_target(req, &target).is_err() {
                 return Admission::Deny(REWRITE_REFUSED);
+            }
+            if let Some(host) = absolute {
+                if req.insert_header(http::header::HOST, host).is_err() {
+                    return Admission::Deny(REWRITE_REFUSED);
+                }
             }
         }
         decision.admission
@@ -546,9 +565,23 @@ fn edit_request_headers(req: &mut RequestHeader, edit: impl FnOnce(&mut http::He
     }
 }
 
+/// Replaces the request target with `target` (origin form). A URI with an authority (HTTP/2's
+/// `:scheme` and `:authority`) keeps it, so the upstream still gets the request's host.
+fn set_target(req: &mut RequestHeader, target: &[u8]) -> Result<(), ()> {
+    let Some(authority) = req.uri.authority().cloned() else {
+        return req.set_raw_path(target).map_err(|_| ());
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = req.uri.scheme().cloned();
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(target).map_err(|_| ())?);
+    req.set_uri(http::Uri::from_parts(parts).map_err(|_| ())?);
+    Ok(())
+}
+
 /// The path and query of the request target (origin-form, or the path of an absolute-form).
 fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
-    let raw = if req.uri.authority().is_some() {
+    let raw = if req.uri.authority().is_some() || req.raw_path().first() != Some(&b'/') {
         req.uri
             .path_and_query()
             .map(|p| p.as_str().as_bytes())
@@ -574,6 +607,33 @@ fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_target_keeps_an_http2_authority_and_replaces_an_origin_form() {
+        let mut h2 = RequestHeader::build("GET", b"/a/../b", None).unwrap();
+        h2.set_uri("https://demo.localhost:8443/a/../b?q=1".parse().unwrap());
+        set_target(&mut h2, b"/b?q=1").unwrap();
+        assert_eq!(h2.uri.to_string(), "https://demo.localhost:8443/b?q=1");
+        assert_eq!(h2.uri.authority().unwrap().as_str(), "demo.localhost:8443");
+        let mut h1 = RequestHeader::build("GET", b"/a/../b?q=1", None).unwrap();
+        set_target(&mut h1, b"/b?q=1").unwrap();
+        assert_eq!(h1.raw_path(), b"/b?q=1");
+        assert!(h1.uri.authority().is_none());
+    }
+
+    #[test]
+    fn absolute_form_targets_name_their_authority_and_path() {
+        assert_eq!(
+            absolute_form_authority(b"http://demo.localhost:8080/a?q=1"),
+            Some("demo.localhost:8080")
+        );
+        assert_eq!(absolute_form_authority(b"/a"), None);
+        assert_eq!(absolute_form_authority(b"ftp://x/a"), None);
+        let mut req = RequestHeader::build("GET", b"http://demo.localhost/a/b?q=1", None).unwrap();
+        req.set_raw_path(b"http://demo.localhost/a/b?q=1").unwrap();
+        let (path, query) = split_target(&req);
+        assert_eq!((path, query), (&b"/a/b"[..], Some(&b"q=1"[..])));
+    }
 
     #[test]
     fn finds_content_length_line_case_insensitively() {

@@ -210,3 +210,113 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
         "{m}"
     );
 }
+
+#[test]
+fn the_absolute_form_target_is_proxied_like_the_origin_form() {
+    let app = Upstream::start("app");
+    let gw = Gateway::start("absolute-form", |p, _| config(p, &app, ""));
+    gw.wait_ready();
+    let port = gw.listen.port();
+    let authority = format!("demo.localhost:{port}");
+    let send = |head: String| request_on(socket_from("127.0.0.1", gw.listen), &head);
+
+    // With its Host (which must equal the target's authority): proxied in origin form.
+    let r = send(format!(
+        "GET http://{authority}/a/./b?q=1 HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+    let seen = app.last().expect("proxied");
+    assert_eq!(seen.target, "/a/b?q=1", "normalized, origin form upstream");
+    assert_eq!(seen.header("host"), Some(authority.as_str()));
+    // Already normal: still origin form upstream.
+    let r = send(format!(
+        "GET http://{authority}/plain?x=y HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 200);
+    assert_eq!(app.last().unwrap().target, "/plain?x=y");
+
+    // Without Host: the authority decides the tenant and becomes the upstream's Host.
+    let r = send(format!(
+        "GET http://{authority}/no-host HTTP/1.1\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+    let seen = app.last().unwrap();
+    assert_eq!(seen.target, "/no-host");
+    assert_eq!(seen.header("host"), Some(authority.as_str()));
+
+    // An authority naming no tenant is refused (never proxied); a Host that differs from the
+    // authority is refused by Pingora itself (stricter than RFC 9112 3.2.2's "the authority
+    // wins": an ambiguous host is never routed on).
+    let before = app.requests().len();
+    let r = send("GET http://unknown.example/a HTTP/1.1\r\nConnection: close\r\n\r\n".into());
+    assert_eq!(r.status, 404);
+    let r = send(format!(
+        "GET http://unknown.example/a HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 400);
+    assert_eq!(app.requests().len(), before);
+}
+
+fn make_cert(dir: &std::path::Path, cn: &str) -> (String, String) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn an_http2_request_whose_path_is_normalized_keeps_its_authority_upstream() {
+    let app = Upstream::start("app");
+    let gw = Gateway::start("h2-authority", |p, dir| {
+        let (cert, key) = make_cert(dir, "demo.localhost");
+        config(
+            p,
+            &app,
+            &format!(
+                "tls-listen: 127.0.0.1:{}\ntls-cert: {cert}\ntls-key: {key}",
+                p.tls
+            ),
+        )
+    });
+    gw.wait_ready();
+    let port = gw.tls.unwrap().port();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg("--cacert")
+        .arg(gw.dir.path().join("tls.crt"))
+        .arg("--resolve")
+        .arg(format!("demo.localhost:{port}:127.0.0.1"))
+        .arg(format!("https://demo.localhost:{port}/h2/a/../b/./c?q=1"))
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "2 200", "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = app.last().unwrap();
+    assert_eq!(seen.target, "/h2/b/c?q=1");
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("demo.localhost:{port}").as_str()),
+        "the :authority reaches the upstream as Host"
+    );
+}
