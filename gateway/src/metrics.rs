@@ -69,6 +69,7 @@ pub struct Metrics {
     last_reload_success: IntGauge,
     access_log_dropped: IntCounter,
     rate_limited: IntCounterVec,
+    rate_limit_fallbacks: IntCounterVec,
     connections_refused: IntCounterVec,
     connections_open: IntGaugeVec,
 }
@@ -237,6 +238,12 @@ impl Metrics {
                 "Requests refused with 429 by a rate limit, by tenant, route and the limit's key",
                 &["tenant", "route", "key"],
             ),
+            rate_limit_fallbacks: counter(
+                &r,
+                "gatehouse_rate_limit_shared_fallback_total",
+                "Checks of shared rate limits decided by the local bucket because Redis could not answer, by tenant",
+                &["tenant"],
+            ),
             connections_refused: counter(
                 &r,
                 "gatehouse_connections_refused_total",
@@ -279,6 +286,13 @@ impl Metrics {
                 .with_label_values(&[t, "forbidden", "missing_role"]);
             for u in &tenant.upstreams {
                 self.upstream_duration.with_label_values(&[t, &u.name]);
+            }
+            let mut limits = tenant
+                .rate_limits
+                .iter()
+                .chain(tenant.routes.iter().flat_map(|r| &r.rate_limits));
+            if limits.any(|l| l.shared) {
+                self.rate_limit_fallbacks.with_label_values(&[t]);
             }
             for l in &tenant.rate_limits {
                 self.rate_limited
@@ -349,6 +363,11 @@ impl Metrics {
         self.rate_limited
             .with_label_values(&[tenant, route, key])
             .inc();
+    }
+
+    /// Records a shared rate limit decided locally (Redis unreachable).
+    pub fn record_rate_limit_fallback(&self, tenant: &str) {
+        self.rate_limit_fallbacks.with_label_values(&[tenant]).inc();
     }
 
     /// A listener's counter of connections refused over `limit` (`max_connections`,

@@ -47,6 +47,8 @@ pub struct Gateway {
     pub access_log: Option<AccessLog>,
     /// Browser sessions (the store outlives reloads).
     pub sessions: Arc<Sessions>,
+    /// The Redis buckets of `shared` rate limits (the connection outlives reloads).
+    pub shared_limits: Arc<crate::ratelimit::SharedBuckets>,
 }
 
 #[async_trait]
@@ -125,7 +127,7 @@ impl ProxyHttp for Gateway {
                 responses::forward_auth_allowed(session, ctx).await?;
                 return Ok(true);
             }
-            Admission::Proxy => match self.rate_limit(session, ctx, &runtime) {
+            Admission::Proxy => match self.rate_limit(session, ctx, &runtime).await {
                 Ok(()) => return Ok(false),
                 Err(denial) => denial,
             },
@@ -170,7 +172,7 @@ impl ProxyHttp for Gateway {
                     responses::forward_auth_allowed(session, ctx).await?;
                     return Ok(true);
                 }
-                Ok(()) => match self.rate_limit(session, ctx, &runtime) {
+                Ok(()) => match self.rate_limit(session, ctx, &runtime).await {
                     Ok(()) => return Ok(false),
                     Err(denial) => denial,
                 },
@@ -470,7 +472,7 @@ impl Gateway {
     /// Takes a token from each of the tenant's and the route's `rate-limits` (after
     /// authentication, so `subject` limits know the caller); the first empty bucket refuses
     /// the request with 429. Costs nothing on tenants without limits.
-    fn rate_limit(
+    async fn rate_limit(
         &self,
         session: &Session,
         ctx: &RequestCtx,
@@ -499,17 +501,21 @@ impl Gateway {
             ip,
             subject: ctx.claims.as_ref().and_then(|c| c.sub.as_deref()),
         };
-        crate::ratelimit::check(limits, route, &caller, std::time::Instant::now()).map_err(
-            |(denial, key)| {
-                let tenant = runtime.policy.tenant(t);
-                self.metrics.record_rate_limited(
-                    &tenant.name,
-                    &tenant.route(route).name,
-                    key.as_str(),
-                );
-                denial
-            },
+        let tenant = runtime.policy.tenant(t);
+        crate::ratelimit::check(
+            limits,
+            route,
+            &caller,
+            std::time::Instant::now(),
+            &self.shared_limits,
+            || self.metrics.record_rate_limit_fallback(&tenant.name),
         )
+        .await
+        .map_err(|(denial, key)| {
+            self.metrics
+                .record_rate_limited(&tenant.name, &tenant.route(route).name, key.as_str());
+            denial
+        })
     }
 
     /// Authenticates the bearer token and authorizes the route: the only async step before

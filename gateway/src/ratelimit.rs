@@ -14,6 +14,9 @@ use gatehouse_policy::ratelimit::{
 use gatehouse_policy::snapshot::{Denial, RouteRef};
 use http::HeaderValue;
 
+mod shared;
+pub use shared::SharedBuckets;
+
 /// One configured limit.
 pub struct Limit {
     /// As configured.
@@ -22,8 +25,10 @@ pub struct Limit {
     pub name: String,
     /// The `RateLimit-Policy` item.
     pub policy: HeaderValue,
-    /// The per-key buckets.
+    /// The per-key buckets (for a `shared` limit: when Redis cannot decide).
     pub local: Arc<LocalLimiter>,
+    /// For a `shared` limit: its part of the Redis key (tenant, route, index).
+    pub shared_id: Option<String>,
 }
 
 /// One tenant's limits.
@@ -117,6 +122,9 @@ impl Limits {
                     });
                     let name = policy_name(route.is_some(), definition.key, i, list);
                     Limit {
+                        shared_id: definition
+                            .shared
+                            .then(|| format!("{tenant}/{}/{i}", route.unwrap_or("-"))),
                         policy: policy_item(&name, bucket),
                         name,
                         definition: definition.clone(),
@@ -169,23 +177,41 @@ fn policy_name(route: bool, key: RateLimitKey, index: usize, list: &[RateLimit])
 }
 
 /// Takes a token from every limit of the request's tenant and route, in order; the first one
-/// that is empty refuses the request (tokens taken by the limits before it stay taken).
-pub fn check(
+/// that is empty refuses the request (tokens taken by the limits before it stay taken). A
+/// `shared` limit asks Redis (`shared`, with `fallback` counted when the local bucket has to
+/// decide instead); the others never await.
+pub async fn check(
     limits: &TenantLimits,
     route: RouteRef,
     caller: &Caller<'_>,
     now: Instant,
+    shared: &SharedBuckets,
+    fallback: impl Fn(),
 ) -> Result<(), (Denial, RateLimitKey)> {
     for (i, limit) in limits.for_route(route).enumerate() {
         let local = &limit.local;
-        // Keys of different kinds never meet in one table, but a subject and an anonymous
-        // caller's address do: the tag keeps them apart.
-        let hash = match (limit.definition.key, caller.subject) {
-            (RateLimitKey::Tenant, _) => 0,
-            (RateLimitKey::Subject, Some(sub)) => local.hash(&(1u8, sub)),
-            (RateLimitKey::ClientIp | RateLimitKey::Subject, _) => local.hash(&(0u8, caller.ip)),
+        let verdict = match limit.shared_id.as_deref() {
+            Some(id) => {
+                let bucket = local.bucket();
+                let key = shared_key(id, limit.definition.key, caller);
+                match shared.take(&key, bucket.interval_us, bucket.burst).await {
+                    Some(gatehouse_session::store::SharedVerdict::Allowed(remaining)) => {
+                        Verdict::Allowed { remaining }
+                    }
+                    Some(gatehouse_session::store::SharedVerdict::Limited(wait_ms)) => {
+                        Verdict::Limited {
+                            wait_us: wait_ms.saturating_mul(1000),
+                        }
+                    }
+                    None => {
+                        fallback();
+                        local_check(limit, caller, now)
+                    }
+                }
+            }
+            None => local_check(limit, caller, now),
         };
-        if let Verdict::Limited { wait_us } = local.check(hash, local.now_us(now)) {
+        if let Verdict::Limited { wait_us } = verdict {
             return Err((
                 Denial::RateLimited {
                     limit: i,
@@ -198,12 +224,85 @@ pub fn check(
     Ok(())
 }
 
+fn local_check(limit: &Limit, caller: &Caller<'_>, now: Instant) -> Verdict {
+    let local = &limit.local;
+    // Keys of different kinds never meet in one table, but a subject and an anonymous caller's
+    // address do: the tag keeps them apart.
+    let hash = match (limit.definition.key, caller.subject) {
+        (RateLimitKey::Tenant, _) => 0,
+        (RateLimitKey::Subject, Some(sub)) => local.hash(&(1u8, sub)),
+        (RateLimitKey::ClientIp | RateLimitKey::Subject, _) => local.hash(&(0u8, caller.ip)),
+    };
+    local.check(hash, local.now_us(now))
+}
+
+/// The shared bucket's id: the limit's id and the caller's key (`s:` subject, `a:` address),
+/// hashed so Redis holds neither, with a hash every replica computes alike.
+fn shared_key(id: &str, key: RateLimitKey, caller: &Caller<'_>) -> String {
+    use std::hash::Hasher as _;
+    let mut h = gatehouse_session::store::StableHasher::default();
+    match (key, caller.subject) {
+        (RateLimitKey::Tenant, _) => return id.to_string(),
+        (RateLimitKey::Subject, Some(sub)) => {
+            h.write(b"s:");
+            h.write(sub.as_bytes());
+        }
+        _ => {
+            h.write(b"a:");
+            match caller.ip.map(|ip| ip.to_canonical()) {
+                Some(IpAddr::V4(ip)) => h.write(&ip.octets()),
+                Some(IpAddr::V6(ip)) => h.write(&ip.octets()),
+                None => {}
+            }
+        }
+    }
+    format!("{id}:{:016x}", h.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn config(yaml: &str) -> Config {
         gatehouse_config::parse(yaml, "t.yaml", &|_| None).unwrap()
+    }
+
+    /// A check of local limits only, which never awaits.
+    fn check(
+        t: &TenantLimits,
+        route: RouteRef,
+        caller: &Caller<'_>,
+        now: Instant,
+    ) -> Result<(), (Denial, RateLimitKey)> {
+        use futures_util::FutureExt as _;
+        let shared = SharedBuckets::new(&Default::default());
+        super::check(t, route, caller, now, &shared, || {
+            panic!("no shared limit here")
+        })
+        .now_or_never()
+        .expect("local limits never await")
+    }
+
+    #[test]
+    fn shared_keys_hash_the_caller_and_tell_kinds_apart() {
+        let ip = Some("192.0.2.1".parse().unwrap());
+        let a = Caller {
+            ip,
+            subject: Some("alice"),
+        };
+        let anon = Caller { ip, subject: None };
+        let k = |key, c: &Caller<'_>| shared_key("demo/-/0", key, c);
+        assert_eq!(k(RateLimitKey::Tenant, &a), "demo/-/0");
+        assert_ne!(
+            k(RateLimitKey::Subject, &a),
+            k(RateLimitKey::Subject, &anon)
+        );
+        assert_eq!(
+            k(RateLimitKey::Subject, &anon),
+            k(RateLimitKey::ClientIp, &a)
+        );
+        assert!(!k(RateLimitKey::Subject, &a).contains("alice"));
+        assert!(k(RateLimitKey::ClientIp, &a).starts_with("demo/-/0:"));
     }
 
     const YAML: &str = "

@@ -72,6 +72,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     server.bootstrap();
 
     let sessions = Arc::new(Sessions::new(&config.session_store, Arc::clone(&metrics)));
+    let shared_limits = Arc::new(crate::ratelimit::SharedBuckets::new(&config.session_store));
     let (access_log, access_log_writer) =
         match AccessLog::start(&config.access_log, Arc::clone(&metrics)) {
             Some((log, writer)) => (Some(log), Some(writer)),
@@ -84,6 +85,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         keepalive_secs: config.keepalive_timeout.as_secs().max(1),
         access_log,
         sessions: Arc::clone(&sessions),
+        shared_limits: Arc::clone(&shared_limits),
     };
     // The proxy behind the connection limits and the request-head deadline (connections.rs).
     let mut listeners = Vec::new();
@@ -146,6 +148,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
             sessions: Arc::clone(&sessions),
+            shared_limits: Arc::clone(&shared_limits),
         }),
     ));
     server.add_service(GenBackgroundService::new(

@@ -169,3 +169,104 @@ fn subject_limits_count_each_user_and_anonymous_callers_by_address() {
         "{m}"
     );
 }
+
+fn shared_config(p: &Ports, app: &Upstream, redis_url: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:{listen}
+admin-listen: 127.0.0.1:{admin}
+session-store:
+  url: {redis_url}
+  timeout: 200ms
+tenants:
+  - name: demo
+    hosts: [demo.localhost]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    routes:
+      - uri: /shared/*
+        white-listed: true
+        rate-limits:
+          - {{ key: client-ip, rate: 30/m, burst: 4, shared: true }}
+      - uri: /probe/*
+        white-listed: true
+        rate-limits:
+          - {{ key: tenant, rate: 1000/s, burst: 1000, shared: true }}
+"#,
+        listen = p.listen,
+        admin = p.admin,
+        app = app.target(),
+    )
+}
+
+fn fallbacks(gw: &Gateway) -> u64 {
+    let m = metrics(gw);
+    m.lines()
+        .find(|l| l.starts_with(r#"gatehouse_rate_limit_shared_fallback_total{tenant="demo"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no fallback series:\n{m}"))
+}
+
+/// Waits until a shared check on `gw` is decided by Redis (not by the local fallback).
+fn wait_shared(gw: &Gateway) {
+    assert_eventually!(
+        Duration::from_secs(20),
+        || {
+            let before = fallbacks(gw);
+            get_from(gw, "127.0.0.9", "/probe/x", None).status == 200 && fallbacks(gw) == before
+        },
+        "Redis never decided a shared limit; log:\n{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn shared_limits_count_across_two_gateways_on_redis_cluster_and_fall_back_when_it_is_gone() {
+    let cluster = gatehouse_test_support::redis::Cluster::start();
+    let app = Upstream::start("app");
+    let a = Gateway::start("limits-shared-a", |p, _| {
+        shared_config(p, &app, &cluster.url())
+    });
+    let b = Gateway::start("limits-shared-b", |p, _| {
+        shared_config(p, &app, &cluster.url())
+    });
+    wait_shared(&a);
+    wait_shared(&b);
+    let (fa, fb) = (fallbacks(&a), fallbacks(&b));
+
+    // One bucket of 4 for 127.0.0.1 across both replicas (each alone would allow 4).
+    for gw in [&a, &b, &a, &b] {
+        assert_eq!(get_from(gw, "127.0.0.1", "/shared/x", None).status, 200);
+    }
+    for gw in [&a, &b] {
+        let r = get_from(gw, "127.0.0.1", "/shared/x", None);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("ratelimit"), Some("\"route.client-ip\";r=0;t=2"));
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some("\"route.client-ip\";q=4;w=8")
+        );
+    }
+    // Another address has its own shared bucket.
+    assert_eq!(get_from(&b, "127.0.0.2", "/shared/x", None).status, 200);
+    assert_eq!((fallbacks(&a), fallbacks(&b)), (fa, fb), "Redis decided");
+
+    // Recovery after the window: one token every 2 s, shared.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(get_from(&b, "127.0.0.1", "/shared/x", None).status, 200);
+    assert_eq!(get_from(&a, "127.0.0.1", "/shared/x", None).status, 429);
+
+    // Redis gone: each replica limits on its own (its local bucket of 4), and says so.
+    drop(cluster);
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| get_from(&a, "127.0.0.1", "/shared/x", None).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 429]);
+    assert!(
+        fallbacks(&a) >= fa + 5,
+        "fallbacks counted: {}",
+        fallbacks(&a)
+    );
+}

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub use cached::CachedStore;
 pub use memory::{MemoryStore, DEFAULT_SWEEP_INTERVAL};
-pub use redis::RedisStore;
+pub use redis::{RedisStore, SharedVerdict, StableHasher};
 
 /// One browser session's record; stored as serde JSON in Redis.
 ///
