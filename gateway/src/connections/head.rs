@@ -42,7 +42,13 @@ pub struct HeadTimed {
     state: AtomicU8,
     deadline: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Bytes of an HTTP/2 prior-knowledge preface (h2c) read so far; `usize::MAX` once the
+    /// connection is known not to start with one.
+    preface_seen: usize,
 }
+
+/// The start of the HTTP/2 connection preface (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl HeadTimed {
     /// Wraps a just-accepted stream: the first head's deadline starts now (never for `h2`).
@@ -53,6 +59,7 @@ impl HeadTimed {
             state: AtomicU8::new(if h2 { OFF } else { HEAD }),
             deadline: Instant::now() + timeout,
             sleep: None,
+            preface_seen: 0,
         }
     }
 
@@ -102,6 +109,23 @@ impl AsyncRead for HeadTimed {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                if this.preface_seen < H2_PREFACE.len() && buf.filled().len() > before {
+                    // h2c: once the whole preface is in, HTTP/2 frames, not heads, follow (the
+                    // deadline is for HTTP/1). Until then, or on the first byte that differs,
+                    // the deadline runs: a partial preface decides nothing.
+                    let got = &buf.filled()[before..];
+                    let want = &H2_PREFACE[this.preface_seen..];
+                    let n = got.len().min(want.len());
+                    if got[..n] == want[..n] {
+                        this.preface_seen += n;
+                        if this.preface_seen == H2_PREFACE.len() {
+                            this.state.store(OFF, Ordering::Relaxed);
+                            return Poll::Ready(Ok(()));
+                        }
+                    } else {
+                        this.preface_seen = usize::MAX;
+                    }
+                }
                 if state == IDLE && buf.filled().len() > before {
                     this.deadline = Instant::now() + this.timeout;
                     this.state.store(HEAD, Ordering::Relaxed);
@@ -232,5 +256,81 @@ impl fmt::Debug for HeadTimed {
             .field("inner", &self.inner)
             .field("state", &self.state.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const LIMIT: Duration = Duration::from_millis(150);
+
+    fn pair() -> (HeadTimed, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        (HeadTimed::new(Box::new(ours), LIMIT, false), theirs)
+    }
+
+    async fn read_some(s: &mut HeadTimed) -> std::io::Result<Vec<u8>> {
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await?;
+        Ok(buf[..n].to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_head_that_does_not_arrive_in_time_gets_408_and_a_failed_read() {
+        let (mut s, mut client) = pair();
+        client.write_all(b"GET / HT").await.unwrap();
+        assert_eq!(read_some(&mut s).await.unwrap(), b"GET / HT");
+        let started = std::time::Instant::now();
+        let err = read_some(&mut s).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < LIMIT + Duration::from_millis(100));
+        let mut answer = vec![0u8; TIMEOUT_RESPONSE.len()];
+        client.read_exact(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+    }
+
+    #[tokio::test]
+    async fn between_requests_only_the_next_head_is_timed() {
+        let (mut s, mut client) = pair();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        read_some(&mut s).await.unwrap();
+        s.head_read();
+        // Inside the request (a slow body, say): no deadline.
+        tokio::time::sleep(LIMIT * 2).await;
+        client.write_all(b"body").await.unwrap();
+        assert_eq!(read_some(&mut s).await.unwrap(), b"body");
+        s.request_done();
+        // Idle longer than the head limit: still fine (keep-alive's business).
+        tokio::time::sleep(LIMIT * 2).await;
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(read_some(&mut s).await.unwrap(), b"G");
+        // The next head started with that byte: its deadline runs now.
+        let err = read_some(&mut s).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn http2_connections_have_no_head_deadline() {
+        let (mut s, mut client) = pair();
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        read_some(&mut s).await.unwrap();
+        tokio::time::sleep(LIMIT * 2).await;
+        client.write_all(b"frame").await.unwrap();
+        assert_eq!(read_some(&mut s).await.unwrap(), b"frame");
+        // A lone first byte of the preface (or of PUT) decides nothing: still timed.
+        let (mut s, mut client) = pair();
+        client.write_all(b"P").await.unwrap();
+        read_some(&mut s).await.unwrap();
+        let err = read_some(&mut s).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut alpn_h2 = HeadTimed::new(Box::new(ours), LIMIT, true);
+        let pending = tokio::time::timeout(LIMIT * 2, read_some(&mut alpn_h2)).await;
+        assert!(pending.is_err(), "no deadline on an ALPN h2 connection");
     }
 }
