@@ -74,7 +74,9 @@ impl ListenerLimits {
             && (self.addr.ip().is_unspecified() || self.addr.ip() == local.ip())
     }
 
-    /// Counts a connection from `ip` in, or refuses it (and counts the refusal).
+    /// Counts a connection from `ip` in, or refuses it (and counts the refusal). `ip` is
+    /// `None` for a peer the per-address limit does not apply to (a trusted proxy carries many
+    /// clients' connections).
     pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<ConnectionGuard, Refused> {
         let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         if self.max > 0 && n > self.max {
@@ -145,15 +147,23 @@ pub struct Guarded<A> {
     inner: Arc<A>,
     listeners: Vec<Arc<ListenerLimits>>,
     header_timeout: Duration,
+    runtime: crate::runtime::SharedRuntime,
 }
 
 impl<A> Guarded<A> {
-    /// Wraps `inner`; `listeners` are the service's listeners with their limits.
-    pub fn new(inner: A, listeners: Vec<Arc<ListenerLimits>>, header_timeout: Duration) -> Self {
+    /// Wraps `inner`; `listeners` are the service's listeners with their limits; `runtime`
+    /// says which peers are trusted proxies (exempt from `max-connections-per-ip`).
+    pub fn new(
+        inner: A,
+        listeners: Vec<Arc<ListenerLimits>>,
+        header_timeout: Duration,
+        runtime: crate::runtime::SharedRuntime,
+    ) -> Self {
         Guarded {
             inner: Arc::new(inner),
             listeners,
             header_timeout,
+            runtime,
         }
     }
 }
@@ -172,7 +182,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let local = digest.as_ref().and_then(|d| inet(d.local_addr()));
         let peer = digest.as_ref().and_then(|d| inet(d.peer_addr()));
         let limits = local.and_then(|l| self.listeners.iter().find(|x| x.serves(l)));
-        let _guard = match limits.map(|l| l.admit(peer.map(|p| p.ip().to_canonical()))) {
+        let per_ip_key = peer.map(|p| p.ip().to_canonical()).filter(|&ip| {
+            limits.is_some_and(|l| l.per_ip > 0)
+                && !self.runtime.load().policy.trusted_proxies.contains(ip)
+        });
+        let _guard = match limits.map(|l| l.admit(per_ip_key)) {
             Some(Err(refused)) => {
                 tracing::debug!(peer = ?peer, ?refused, "connection refused");
                 return None; // dropping the stream closes it

@@ -109,6 +109,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             pingora::proxy::http_proxy(&server.configuration, gateway),
             listeners,
             config.request_header_timeout,
+            Arc::clone(&runtime),
         ),
     );
     proxy.add_tcp(&config.listen);

@@ -144,7 +144,11 @@ fn metrics(gw: &Gateway) -> String {
 fn idle_connections_from_one_address_are_limited_while_another_is_served() {
     let app = Upstream::start("app");
     let gw = Gateway::start("conn-limits", |p, _| {
-        config(p, &app, "max-connections-per-ip: 5\nmax-connections: 8")
+        config(
+            p,
+            &app,
+            "max-connections-per-ip: 5\nmax-connections: 8\ntrusted-proxies: [127.0.0.5/32]",
+        )
     });
     gw.wait_ready();
     // Let the start-up probes' connections close.
@@ -197,6 +201,19 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
     for _ in 0..6 {
         assert_eq!(ok_get(&gw, "127.0.0.1"), 200);
     }
+    // A trusted proxy carries many clients: the per-address limit does not apply to it (the
+    // listener's limit does).
+    let proxy: Vec<TcpStream> = (0..6)
+        .map(|_| socket_from("127.0.0.5", gw.listen))
+        .collect();
+    assert_eventually!(
+        Duration::from_secs(5),
+        || metrics(&gw).contains(r#"gatehouse_connections_open{listener="listen"} 7"#),
+        "six from the proxy counted: {}",
+        metrics(&gw)
+    );
+    assert_eq!(ok_get(&gw, "127.0.0.5"), 200, "a seventh from the proxy");
+    drop(proxy);
     drop(idle);
     let m = metrics(&gw);
     assert!(
