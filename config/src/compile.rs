@@ -200,6 +200,11 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         d.error("max-request-headers", "must be at least 1");
     }
 
+    let request_header_timeout = dur(f.request_header_timeout, Duration::from_secs(10));
+    positive(d, "request-header-timeout", request_header_timeout);
+    let max_connections = f.max_connections.map_or(10_000, |n| n.0);
+    let max_connections_per_ip = f.max_connections_per_ip.map_or(256, |n| n.0);
+
     let upgrade_sock = path_value(d, "upgrade-sock", f.upgrade_sock)
         .unwrap_or_else(|| PathBuf::from("/tmp/gatehouse_upgrade.sock"));
     let pid_file = path_value(d, "pid-file", f.pid_file)
@@ -241,6 +246,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
     let ctx = TenantCtx {
         providers: &identity_providers,
         tls_listen: f.tls_listen.is_some(),
+        redis: session_store.kind != SessionStoreKind::Memory,
     };
     let mut tenants: Vec<Tenant> = Vec::new();
     let mut tenant_names: HashMap<String, usize> = HashMap::new();
@@ -293,6 +299,9 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         forward_auth_headers,
         max_request_header_size,
         max_request_headers,
+        request_header_timeout,
+        max_connections,
+        max_connections_per_ip,
         grace_period: dur(f.grace_period, Duration::from_secs(30)),
         graceful_shutdown_timeout: dur(f.graceful_shutdown_timeout, Duration::from_secs(10)),
         keepalive_timeout: dur(f.keepalive_timeout, Duration::from_secs(60)),
@@ -439,6 +448,7 @@ fn check_name(d: &mut Diag<'_>, key: &str, what: &str, name: &str) {
 }
 
 mod assertion;
+mod limits;
 mod login;
 mod provider;
 mod route;

@@ -155,6 +155,7 @@ const AUTHENTICATED: Route = Route {
     max_body_size: 0,
     upstream: String::new(),
     introspect: false,
+    rate_limits: Vec::new(),
 };
 
 /// The index of the route a request for `path` (normalized) and `method` (`None`: an

@@ -33,8 +33,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AccessLogConfig, AccessLogFormat, AssertionAlgorithm, AssertionKey, Balance, Config, Cookie,
     CookieKey, Cors, ForwardAuthHeaders, HealthCheck, IdentityAssertion, IdentityProvider, Login,
-    OnUnavailable, Route, SameSite, Secret, SessionStoreConfig, SessionStoreKind, Tenant,
-    TokenEndpointAuthMethod, Upstream,
+    OnUnavailable, RateLimit, RateLimitKey, Route, SameSite, Secret, SessionStoreConfig,
+    SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -128,5 +128,7 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 #[cfg(test)]
 mod tests_providers;

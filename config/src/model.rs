@@ -35,6 +35,16 @@ pub struct Config {
     pub max_request_header_size: u64,
     /// `max-request-headers`: header count; more -> 431 (default 100).
     pub max_request_headers: usize,
+    /// `request-header-timeout`: the whole request head (request line and headers) must arrive
+    /// within this, counted from the connection's accept for its first request and from the
+    /// first byte of each later one; else 408 and the connection is closed (default 10s).
+    pub request_header_timeout: Duration,
+    /// `max-connections`: open downstream connections per listener; more are closed at once
+    /// (default 10000; 0 = no limit).
+    pub max_connections: usize,
+    /// `max-connections-per-ip`: open connections from one client address per listener; more
+    /// are closed at once (default 256; 0 = no limit).
+    pub max_connections_per_ip: usize,
     /// `grace-period`: on graceful shutdown/upgrade, how long to keep accepting and draining
     /// before stopping (default 30s).
     pub grace_period: Duration,
@@ -356,6 +366,8 @@ pub struct Tenant {
     /// `identity-assertion`: a JWT signed by the gateway on every proxied request that carries
     /// an identity (none when the key is absent).
     pub identity_assertion: Option<IdentityAssertion>,
+    /// `rate-limits`: token buckets every proxied request of the tenant passes (default none).
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// `tenants[].identity-assertion`: the signed identity an upstream can verify.
@@ -523,6 +535,47 @@ pub struct Route {
     /// `introspect`: even a valid JWT is checked at the introspection endpoint (revocation-
     /// sensitive routes) (default false). The tenant's identity provider has `introspection`.
     pub introspect: bool,
+    /// `rate-limits`: added to the tenant's for requests on this route (default none).
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// What a rate limit counts by (`key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateLimitKey {
+    /// `client-ip`: the client's address (the TCP peer, or the address a trusted proxy's
+    /// `X-Forwarded-For` names).
+    ClientIp,
+    /// `subject`: the authenticated `sub`; anonymous requests count by client address.
+    Subject,
+    /// `tenant`: one bucket for the whole tenant (or route).
+    Tenant,
+}
+
+impl RateLimitKey {
+    /// The name as written in the config (`client-ip`, `subject`, `tenant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitKey::ClientIp => "client-ip",
+            RateLimitKey::Subject => "subject",
+            RateLimitKey::Tenant => "tenant",
+        }
+    }
+}
+
+/// One entry of a tenant's or a route's `rate-limits`: a token bucket of `burst` tokens
+/// refilled at `count` per `period`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// `key` (required).
+    pub key: RateLimitKey,
+    /// `rate` (required) `N/s | N/m | N/h`: N, at least 1.
+    pub count: u64,
+    /// The unit of `rate`: 1s, 1m or 1h.
+    pub period: Duration,
+    /// `burst`: bucket size, at least 1 (default: the rate per second, rounded up, at least 1).
+    pub burst: u64,
+    /// `shared`: counted across replicas in the session store's Redis (default false).
+    pub shared: bool,
 }
 
 impl Route {

@@ -210,6 +210,9 @@ pub(crate) struct FileConfig {
     pub forward_auth_headers: Option<String>,
     pub max_request_header_size: Option<Size>,
     pub max_request_headers: Option<Int<usize>>,
+    pub request_header_timeout: Option<Dur>,
+    pub max_connections: Option<Int<usize>>,
+    pub max_connections_per_ip: Option<Int<usize>>,
     pub grace_period: Option<Dur>,
     pub graceful_shutdown_timeout: Option<Dur>,
     pub keepalive_timeout: Option<Dur>,
@@ -290,6 +293,7 @@ pub(crate) struct FileTenant {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub identity_assertion: Option<FileIdentityAssertion>,
+    pub rate_limits: Option<Vec<FileRateLimit>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +303,16 @@ pub(crate) struct FileIdentityAssertion {
     pub signing_key: Option<OneOrMany>,
     pub ttl: Option<Dur>,
     pub audience: Option<Text>,
+}
+
+/// One entry of `rate-limits` (a tenant's or a route's).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct FileRateLimit {
+    pub key: Option<String>,
+    pub rate: Option<Text>,
+    pub burst: Option<Int<u64>>,
+    pub shared: Option<Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,6 +357,7 @@ pub(crate) struct FileRoute {
     pub max_body_size: Option<Size>,
     pub upstream: Option<String>,
     pub introspect: Option<Flag>,
+    pub rate_limits: Option<Vec<FileRateLimit>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,13 +9,32 @@ use gatehouse_policy::snapshot::{Denial, RouteRef};
 
 use crate::runtime::Runtime;
 
-/// The host the request names: its absolute-form authority, else its `Host` header
-/// ([`gatehouse_policy::host::request_host`]).
+/// The host the request names: its target's authority (HTTP/2 `:authority`, or an HTTP/1
+/// absolute-form target, which Pingora keeps off the `Uri`), else its `Host` header
+/// ([`gatehouse_policy::host::request_host`]). RFC 9112 3.2.2: the target's authority wins
+/// (Pingora refuses an absolute-form request whose `Host` differs with 400 before this).
 pub fn client_host(req: &pingora::http::RequestHeader) -> Option<&str> {
-    gatehouse_policy::host::request_host(
-        req.uri.authority().map(|a| a.as_str()),
-        req.headers.get(http::header::HOST),
-    )
+    let authority = match req.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => absolute_form_authority(req.raw_path()),
+    };
+    gatehouse_policy::host::request_host(authority, req.headers.get(http::header::HOST))
+}
+
+/// The authority of an `http`/`https` absolute-form request target (`http://host:port/path`).
+pub fn absolute_form_authority(target: &[u8]) -> Option<&str> {
+    use pingora::protocols::http::authority::{
+        is_http_family_scheme, raw_target_authority, RawTargetAuthority,
+    };
+    if target.first() == Some(&b'/') {
+        return None; // origin form, the usual case
+    }
+    match raw_target_authority(target) {
+        RawTargetAuthority::Absolute {
+            scheme, authority, ..
+        } if is_http_family_scheme(scheme) => std::str::from_utf8(authority).ok(),
+        _ => None,
+    }
 }
 
 /// What one request has learned so far. Created empty by `new_ctx`, filled by

@@ -23,6 +23,8 @@ pub struct MaintenanceService {
     pub runtime: SharedRuntime,
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<crate::login::Sessions>,
+    /// Opened at start: a shared rate limit's first requests find Redis connected.
+    pub shared_limits: Arc<crate::ratelimit::SharedBuckets>,
 }
 
 /// The local session cache is swept this often (every this many ticks).
@@ -37,6 +39,7 @@ impl BackgroundService for MaintenanceService {
         let mut tick = tokio::time::interval(TICK);
         let mut ticks: u64 = 0;
         self.sessions.open().await;
+        self.shared_limits.open().await;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -79,6 +79,10 @@ pub struct Metrics {
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
     access_log_dropped: IntCounter,
+    rate_limited: IntCounterVec,
+    rate_limit_fallbacks: IntCounterVec,
+    connections_refused: IntCounterVec,
+    connections_open: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -276,6 +280,30 @@ impl Metrics {
                 "Config loads and reloads by result",
                 &["result"],
             ),
+            rate_limited: counter(
+                &r,
+                "gatehouse_rate_limited_total",
+                "Requests refused with 429 by a rate limit, by tenant, route and the limit's key",
+                &["tenant", "route", "key"],
+            ),
+            rate_limit_fallbacks: counter(
+                &r,
+                "gatehouse_rate_limit_shared_fallback_total",
+                "Checks of shared rate limits decided by the local bucket because Redis could not answer, by tenant",
+                &["tenant"],
+            ),
+            connections_refused: counter(
+                &r,
+                "gatehouse_connections_refused_total",
+                "Downstream connections closed at accept, by listener and the limit they were over",
+                &["listener", "limit"],
+            ),
+            connections_open: gauge(
+                &r,
+                "gatehouse_connections_open",
+                "Open downstream connections, by listener",
+                &["listener"],
+            ),
             last_reload_success,
             access_log_dropped,
             registry: r,
@@ -303,6 +331,23 @@ impl Metrics {
                 .with_label_values(&[t, "forbidden", "missing_role"]);
             for u in &tenant.upstreams {
                 self.upstream_duration.with_label_values(&[t, &u.name]);
+            }
+            let mut limits = tenant
+                .rate_limits
+                .iter()
+                .chain(tenant.routes.iter().flat_map(|r| &r.rate_limits));
+            if limits.any(|l| l.shared) {
+                self.rate_limit_fallbacks.with_label_values(&[t]);
+            }
+            for l in &tenant.rate_limits {
+                self.rate_limited
+                    .with_label_values(&[t, "-", l.key.as_str()]);
+            }
+            for r in &tenant.routes {
+                for l in tenant.rate_limits.iter().chain(&r.rate_limits) {
+                    self.rate_limited
+                        .with_label_values(&[t, &r.name, l.key.as_str()]);
+                }
             }
         }
         for p in &config.identity_providers {
@@ -357,6 +402,30 @@ impl Metrics {
     /// Records a request the gateway answered itself.
     pub fn record_denial(&self, tenant: &str, reason: &str) {
         self.denials.with_label_values(&[tenant, reason]).inc();
+    }
+
+    /// Records a request refused by a rate limit (also a denial, recorded as such).
+    pub fn record_rate_limited(&self, tenant: &str, route: &str, key: &str) {
+        self.rate_limited
+            .with_label_values(&[tenant, route, key])
+            .inc();
+    }
+
+    /// Records a shared rate limit decided locally (Redis unreachable).
+    pub fn record_rate_limit_fallback(&self, tenant: &str) {
+        self.rate_limit_fallbacks.with_label_values(&[tenant]).inc();
+    }
+
+    /// A listener's counter of connections refused over `limit` (`max_connections`,
+    /// `max_connections_per_ip`).
+    pub fn connections_refused(&self, listener: &str, limit: &str) -> IntCounter {
+        self.connections_refused
+            .with_label_values(&[listener, limit])
+    }
+
+    /// A listener's gauge of open connections.
+    pub fn connections_open(&self, listener: &str) -> IntGauge {
+        self.connections_open.with_label_values(&[listener])
     }
 
     /// Records a JWKS fetch.

@@ -19,7 +19,8 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
-use crate::ctx::{client_host, RequestCtx};
+use crate::connections::HeadTimed;
+use crate::ctx::{absolute_form_authority, client_host, RequestCtx};
 use crate::identify::{identify, verify_and_authorize, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct Gateway {
     pub access_log: Option<AccessLog>,
     /// Browser sessions (the store outlives reloads).
     pub sessions: Arc<Sessions>,
+    /// The Redis buckets of `shared` rate limits (the connection outlives reloads).
+    pub shared_limits: Arc<crate::ratelimit::SharedBuckets>,
 }
 
 #[async_trait]
@@ -67,6 +70,10 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<()> {
         let runtime = self.runtime.load_full();
         session.set_keepalive(Some(self.keepalive_secs));
+        // The head is in: its request-header-timeout deadline stops.
+        if let Some(stream) = HeadTimed::of(session.as_downstream().stream()) {
+            stream.head_read();
+        }
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -120,7 +127,10 @@ impl ProxyHttp for Gateway {
                 responses::forward_auth_allowed(session, ctx).await?;
                 return Ok(true);
             }
-            Admission::Proxy => return Ok(false),
+            Admission::Proxy => match self.rate_limit(session, ctx, &runtime).await {
+                Ok(()) => return Ok(false),
+                Err(denial) => denial,
+            },
             Admission::Preflight(headers) => {
                 responses::preflight(session, ctx, headers).await?;
                 return Ok(true);
@@ -168,7 +178,10 @@ impl ProxyHttp for Gateway {
                     responses::forward_auth_allowed(session, ctx).await?;
                     return Ok(true);
                 }
-                Ok(()) => return Ok(false),
+                Ok(()) => match self.rate_limit(session, ctx, &runtime).await {
+                    Ok(()) => return Ok(false),
+                    Err(denial) => denial,
+                },
                 Err(denial) => denial,
             },
         };
@@ -350,6 +363,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // The next byte on this connection starts the next head's deadline.
+        if let Some(stream) = HeadTimed::of(session.as_downstream().stream()) {
+            stream.request_done();
+        }
         if ctx.runtime.is_none() {
             return; // the request never got past header parsing
         }
@@ -446,12 +463,80 @@ impl Gateway {
         ctx.body_limit = decision.body_limit;
         ctx.forward_auth = decision.forward_auth;
         ctx.cors_origin = decision.cors_origin;
-        if let Some(target) = decision.rewritten_target {
-            if session.req_header_mut().set_raw_path(&target).is_err() {
+        // An absolute-form target goes upstream in origin form, with its authority as Host.
+        let absolute = absolute_form_authority(session.req_header().raw_path())
+            .and_then(|a| http::HeaderValue::from_str(a).ok());
+        let target = decision.rewritten_target.or_else(|| {
+            absolute.as_ref()?;
+            let (path, query) = split_target(session.req_header());
+            let mut t = path.to_vec();
+            if let Some(q) = query {
+                t.push(b'?');
+                t.extend_from_slice(q);
+            }
+            Some(t)
+        });
+        if let Some(target) = target {
+            let req = session.req_header_mut();
+            if set_target(req, &target).is_err() {
                 return Admission::Deny(REWRITE_REFUSED);
+            }
+            if let Some(host) = absolute {
+                if req.insert_header(http::header::HOST, host).is_err() {
+                    return Admission::Deny(REWRITE_REFUSED);
+                }
             }
         }
         decision.admission
+    }
+
+    /// Takes a token from each of the tenant's and the route's `rate-limits` (after
+    /// authentication, so `subject` limits know the caller); the first empty bucket refuses
+    /// the request with 429. Costs nothing on tenants without limits.
+    async fn rate_limit(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        runtime: &crate::runtime::Runtime,
+    ) -> Result<(), Denial> {
+        let (Some(t), Some(route)) = (ctx.tenant, ctx.route) else {
+            return Ok(());
+        };
+        let limits = runtime.limits.tenant(t);
+        if !limits.any {
+            return Ok(());
+        }
+        let ip = ctx.client_ip.map(|peer| {
+            gatehouse_policy::ratelimit::client_address(
+                peer,
+                &runtime.policy.trusted_proxies,
+                session
+                    .req_header()
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            )
+        });
+        let caller = crate::ratelimit::Caller {
+            ip,
+            subject: ctx.claims.as_ref().and_then(|c| c.sub.as_deref()),
+        };
+        let tenant = runtime.policy.tenant(t);
+        crate::ratelimit::check(
+            limits,
+            route,
+            &caller,
+            std::time::Instant::now(),
+            &self.shared_limits,
+            || self.metrics.record_rate_limit_fallback(&tenant.name),
+        )
+        .await
+        .map_err(|(denial, key)| {
+            self.metrics
+                .record_rate_limited(&tenant.name, &tenant.route(route).name, key.as_str());
+            denial
+        })
     }
 
     /// Authenticates the bearer token and authorizes the route: the only async step before
@@ -507,9 +592,23 @@ fn edit_request_headers(req: &mut RequestHeader, edit: impl FnOnce(&mut http::He
     }
 }
 
+/// Replaces the request target with `target` (origin form). A URI with an authority (HTTP/2's
+/// `:scheme` and `:authority`) keeps it, so the upstream still gets the request's host.
+fn set_target(req: &mut RequestHeader, target: &[u8]) -> Result<(), ()> {
+    let Some(authority) = req.uri.authority().cloned() else {
+        return req.set_raw_path(target).map_err(|_| ());
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = req.uri.scheme().cloned();
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(target).map_err(|_| ())?);
+    req.set_uri(http::Uri::from_parts(parts).map_err(|_| ())?);
+    Ok(())
+}
+
 /// The path and query of the request target (origin-form, or the path of an absolute-form).
 fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
-    let raw = if req.uri.authority().is_some() {
+    let raw = if req.uri.authority().is_some() || req.raw_path().first() != Some(&b'/') {
         req.uri
             .path_and_query()
             .map(|p| p.as_str().as_bytes())
@@ -535,6 +634,33 @@ fn has_header_line(raw: &[u8], name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_target_keeps_an_http2_authority_and_replaces_an_origin_form() {
+        let mut h2 = RequestHeader::build("GET", b"/a/../b", None).unwrap();
+        h2.set_uri("https://demo.localhost:8443/a/../b?q=1".parse().unwrap());
+        set_target(&mut h2, b"/b?q=1").unwrap();
+        assert_eq!(h2.uri.to_string(), "https://demo.localhost:8443/b?q=1");
+        assert_eq!(h2.uri.authority().unwrap().as_str(), "demo.localhost:8443");
+        let mut h1 = RequestHeader::build("GET", b"/a/../b?q=1", None).unwrap();
+        set_target(&mut h1, b"/b?q=1").unwrap();
+        assert_eq!(h1.raw_path(), b"/b?q=1");
+        assert!(h1.uri.authority().is_none());
+    }
+
+    #[test]
+    fn absolute_form_targets_name_their_authority_and_path() {
+        assert_eq!(
+            absolute_form_authority(b"http://demo.localhost:8080/a?q=1"),
+            Some("demo.localhost:8080")
+        );
+        assert_eq!(absolute_form_authority(b"/a"), None);
+        assert_eq!(absolute_form_authority(b"ftp://x/a"), None);
+        let mut req = RequestHeader::build("GET", b"http://demo.localhost/a/b?q=1", None).unwrap();
+        req.set_raw_path(b"http://demo.localhost/a/b?q=1").unwrap();
+        let (path, query) = split_target(&req);
+        assert_eq!((path, query), (&b"/a/b"[..], Some(&b"q=1"[..])));
+    }
 
     #[test]
     fn finds_content_length_line_case_insensitively() {

@@ -151,6 +151,9 @@ async fn write_denial(
         Denial::HttpsRequired { location } => {
             resp.insert_header(LOCATION, location.as_str())?;
         }
+        Denial::RateLimited { limit, retry_after } => {
+            rate_limit_headers(&mut resp, ctx, *limit, *retry_after)?;
+        }
         _ => {}
     }
     // A refused preflight carries no allow header at all.
@@ -179,6 +182,30 @@ async fn write_denial(
     };
     ctx.denial = Some(denial);
     finish(session, ctx, resp, cookies, body).await
+}
+
+/// `Retry-After` and the `RateLimit-Policy` / `RateLimit` fields of
+/// draft-ietf-httpapi-ratelimit-headers-11 for the limit that refused the request: the
+/// policy's quota and window, nothing left, back after `retry_after` seconds.
+fn rate_limit_headers(
+    resp: &mut ResponseHeader,
+    ctx: &RequestCtx,
+    limit: usize,
+    retry_after: u64,
+) -> pingora::Result<()> {
+    resp.insert_header(http::header::RETRY_AFTER, retry_after)?;
+    let found = match (ctx.runtime.as_deref(), ctx.tenant, ctx.route) {
+        (Some(runtime), Some(t), Some(route)) => runtime.limits.limit(t, route, limit),
+        _ => None,
+    };
+    if let Some(l) = found {
+        resp.insert_header("RateLimit-Policy", l.policy.clone())?;
+        resp.insert_header(
+            "RateLimit",
+            gatehouse_policy::ratelimit::exhausted_item(&l.name, retry_after),
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes an answer that is not a refusal (a redirect, userinfo's claims, a completed logout):

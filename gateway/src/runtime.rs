@@ -43,6 +43,8 @@ pub struct Runtime {
     pub unknown_host_metrics: RouteMetrics,
     /// Identity-assertion signers, indexed like the tenants (`None`: the tenant has none).
     pub assertions: Vec<Option<Arc<TenantAssertion>>>,
+    /// Every tenant's and route's `rate-limits`.
+    pub limits: crate::ratelimit::Limits,
 }
 
 /// One tenant's pre-resolved metric handles.
@@ -154,8 +156,14 @@ impl Runtime {
             previous.map_or(&[][..], |p| p.assertions.as_slice()),
         )?;
         metrics.init_series(&config);
+        let limits = crate::ratelimit::Limits::build(
+            &config,
+            previous.map(|p| &p.limits),
+            previous.map(|p| &*p.config),
+        );
         Ok(Runtime {
             assertions,
+            limits,
             logins,
             gateway_cookies: GatewayCookies::from_config(&config),
             unknown_host_metrics: metrics.route("-", "-"),

@@ -16,6 +16,7 @@ use pingora::services::listening::Service;
 
 use crate::accesslog::AccessLog;
 use crate::admin::Admin;
+use crate::connections::{Guarded, ListenerLimits};
 use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
 use crate::login::Sessions;
 use crate::maintenance::MaintenanceService;
@@ -71,6 +72,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
     server.bootstrap();
 
     let sessions = Arc::new(Sessions::new(&config.session_store, Arc::clone(&metrics)));
+    let shared_limits = Arc::new(crate::ratelimit::SharedBuckets::new(&config.session_store));
     let (access_log, access_log_writer) =
         match AccessLog::start(&config.access_log, Arc::clone(&metrics)) {
             Some((log, writer)) => (Some(log), Some(writer)),
@@ -83,11 +85,32 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         keepalive_secs: config.keepalive_timeout.as_secs().max(1),
         access_log,
         sessions: Arc::clone(&sessions),
+        shared_limits: Arc::clone(&shared_limits),
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "gatehouse proxy",
+    // The proxy behind the connection limits and the request-head deadline (connections.rs).
+    let mut listeners = Vec::new();
+    for (name, addr) in [
+        ("listen", Some(&config.listen)),
+        ("tls-listen", config.tls_listen.as_ref()),
+    ] {
+        if let Some(addr) = addr.and_then(|a| a.parse().ok()) {
+            listeners.push(Arc::new(ListenerLimits::new(
+                addr,
+                config.max_connections,
+                config.max_connections_per_ip,
+                &metrics,
+                name,
+            )));
+        }
+    }
+    let mut proxy = Service::new(
+        "gatehouse proxy".to_string(),
+        Guarded::new(
+            pingora::proxy::http_proxy(&server.configuration, gateway),
+            listeners,
+            config.request_header_timeout,
+            Arc::clone(&runtime),
+        ),
     );
     proxy.add_tcp(&config.listen);
     if let Some(tls_listen) = &config.tls_listen {
@@ -126,6 +149,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
             sessions: Arc::clone(&sessions),
+            shared_limits: Arc::clone(&shared_limits),
         }),
     ));
     server.add_service(GenBackgroundService::new(

@@ -12,6 +12,7 @@
 //! - [`routes`]: per-tenant route matcher (exact and segment-prefix patterns, method sets).
 //! - [`request_id`]: request ID validation and cheap generation.
 //! - [`proxies`]: trusted proxy CIDRs and `X-Forwarded-For`.
+//! - [`ratelimit`]: token buckets (GCRA) in a lock-free table, and the address a limit counts by.
 //! - [`redirect`]: post-login redirect targets (open-redirect defence).
 //! - [`snapshot`]: a validated config compiled into the per-request lookup structures, and the
 //!   [`snapshot::Denial`] reasons with their one status mapping.
@@ -30,6 +31,7 @@ pub mod host;
 pub mod login;
 pub mod path;
 pub mod proxies;
+pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
 pub mod routes;

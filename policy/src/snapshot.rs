@@ -387,6 +387,14 @@ pub enum Denial {
     /// A built-in browser path (login, callback, logout, userinfo, back-channel logout)
     /// refuses the request; the status and reason are the [`LoginRefusal`]'s.
     Login(LoginRefusal),
+    /// Over one of the tenant's or the route's `rate-limits`: 429 with `Retry-After` and the
+    /// `RateLimit` / `RateLimit-Policy` headers; never proxied.
+    RateLimited {
+        /// Which limit: its index in the tenant's limits followed by the route's.
+        limit: usize,
+        /// Seconds until a token is back (`Retry-After`).
+        retry_after: u64,
+    },
 }
 
 impl Denial {
@@ -408,6 +416,7 @@ impl Denial {
             Denial::CorsRefused => 403,
             Denial::AuthUnavailable | Denial::SessionUnavailable => 503,
             Denial::Login(r) => r.status(),
+            Denial::RateLimited { .. } => 429,
         }
     }
 
@@ -443,6 +452,7 @@ impl Denial {
             Denial::AuthUnavailable => "introspection_unavailable",
             Denial::SessionUnavailable => "session_unavailable",
             Denial::Login(r) => r.reason(),
+            Denial::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -506,6 +516,13 @@ mod tests {
             (Denial::SessionUnavailable, 503),
             (Denial::Login(LoginRefusal::MalformedState), 400),
             (Denial::Login(LoginRefusal::LogoutMethod), 405),
+            (
+                Denial::RateLimited {
+                    limit: 0,
+                    retry_after: 1,
+                },
+                429,
+            ),
         ];
         for (denial, status) in table {
             assert_eq!(denial.status(), status, "{denial:?}");

@@ -15,6 +15,7 @@ pub(super) fn route(
     path: &str,
     upstreams: &[&str],
     default_upstream: Option<&str>,
+    redis: bool,
 ) -> Option<Route> {
     let uri = required(d, f.uri, path, "uri");
     if let Some(u) = &uri {
@@ -90,6 +91,8 @@ pub(super) fn route(
             format!("route {shown:?} is white-listed (no authentication) but also has introspect"),
         );
     }
+    let rate_limits =
+        super::limits::rate_limits(d, f.rate_limits, &join(path, "rate-limits"), redis);
     let uri = uri?;
     Some(Route {
         name: f.name.unwrap_or_else(|| uri.clone()),
@@ -104,6 +107,7 @@ pub(super) fn route(
         max_body_size: f.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |s| s.0),
         upstream,
         introspect,
+        rate_limits,
     })
 }
 

@@ -9,6 +9,8 @@ use super::route::{cors, route, security_headers};
 pub(super) struct TenantCtx<'a> {
     pub(super) providers: &'a [IdentityProvider],
     pub(super) tls_listen: bool,
+    /// The session store is Redis (`shared` rate limits count there).
+    pub(super) redis: bool,
 }
 
 pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCtx<'_>) -> Tenant {
@@ -91,7 +93,14 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
     let mut route_index: Vec<usize> = Vec::new();
     for (i, fr) in f.routes.unwrap_or_default().into_iter().enumerate() {
         let rpath = index(&routes_key, i);
-        if let Some(r) = route(d, fr, &rpath, &upstream_names, default_upstream.as_deref()) {
+        if let Some(r) = route(
+            d,
+            fr,
+            &rpath,
+            &upstream_names,
+            default_upstream.as_deref(),
+            ctx.redis,
+        ) {
             let overlap = routes.iter().zip(&route_index).find(|(o, _)| {
                 o.uri == r.uri
                     && (o.methods.is_empty()
@@ -232,6 +241,8 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
             .collect();
         identity_assertion(d, a, &join(path, "identity-assertion"), &reserved)
     });
+    let rate_limits =
+        super::limits::rate_limits(d, f.rate_limits, &join(path, "rate-limits"), ctx.redis);
 
     Tenant {
         name,
@@ -254,6 +265,7 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         tls_cert,
         tls_key,
         identity_assertion,
+        rate_limits,
     }
 }
 

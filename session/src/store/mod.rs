@@ -21,7 +21,7 @@ pub use cached::CachedStore;
 pub use memory::{MemoryStore, DEFAULT_SWEEP_INTERVAL};
 pub(crate) use observe::Probe;
 pub use observe::{CacheLookup, StoreEvent, StoreObserver, StoreOp, StoreOutcome};
-pub use redis::RedisStore;
+pub use redis::{RedisStore, SharedVerdict, StableHasher};
 
 /// One browser session's record; stored as serde JSON in Redis.
 ///

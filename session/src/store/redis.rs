@@ -572,5 +572,8 @@ impl LockHandle for RedisLock {
     }
 }
 
+mod limit;
+pub use limit::{SharedVerdict, StableHasher};
+
 #[cfg(test)]
 mod tests;
