@@ -317,7 +317,6 @@ impl Metrics {
             self.reloads.with_label_values(&[result]);
             self.token_refreshes.with_label_values(&[result]);
         }
-        crate::observers::init_store_series(self);
         for tenant in &config.tenants {
             let t = tenant.name.as_str();
             for result in ["success", "failure"] {
@@ -358,7 +357,6 @@ impl Metrics {
                 self.token_verify.with_label_values(&[&p.name, cache]);
             }
             self.token_cache_entries.with_label_values(&[&p.name]);
-            crate::observers::init_idp_series(self, &p.name);
         }
     }
 

@@ -15,6 +15,15 @@ const OUTCOMES: usize = StoreOutcome::ALL.len();
 const CALLS: usize = IdpCall::ALL.len();
 const IDP_OUTCOMES: usize = IdpOutcome::ALL.len();
 
+/// Creates the store series and every configured provider's call series at 0 (beside
+/// [`Metrics::init_series`], which knows nothing of the observers).
+pub fn init_series(metrics: &Metrics, config: &gatehouse_config::Config) {
+    init_store_series(metrics);
+    for p in &config.identity_providers {
+        init_idp_series(metrics, &p.name);
+    }
+}
+
 /// Creates every store series at 0 (so a rate over the first failure is not lost): latency by
 /// operation, failures by operation and failing outcome, events, cache lookups.
 pub fn init_store_series(metrics: &Metrics) {

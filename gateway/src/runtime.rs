@@ -156,6 +156,7 @@ impl Runtime {
             previous.map_or(&[][..], |p| p.assertions.as_slice()),
         )?;
         metrics.init_series(&config);
+        crate::observers::init_series(metrics, &config);
         let limits = crate::ratelimit::Limits::build(
             &config,
             previous.map(|p| &p.limits),

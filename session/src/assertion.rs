@@ -28,9 +28,7 @@ use serde_json::json;
 
 use crate::claims::Claims;
 
-mod cache;
-
-pub use cache::{AssertionCache, CacheKey, MAX_ENTRIES};
+pub use crate::assertion_cache::{AssertionCache, CacheKey, MAX_ENTRIES};
 
 /// A key of `signing-key` that cannot sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

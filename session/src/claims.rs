@@ -49,7 +49,7 @@ pub struct Claims {
     /// Identity header values rendered from these claims (see [`Claims::identity_header_values`]).
     pub rendered: RenderedHeaders,
     /// Identity assertions signed for these claims ([`crate::assertion`]).
-    pub assertions: crate::assertion::AssertionCache,
+    pub assertions: crate::assertion_cache::AssertionCache,
 }
 
 /// Bytes a `serde_json` tree takes per byte of the JSON text it was parsed from, for

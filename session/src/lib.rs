@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod assertion;
+pub mod assertion_cache;
 mod cache;
 pub mod claims;
 pub mod cookie;

@@ -1,4 +1,6 @@
-//! Signed assertions kept with the claims they were made from.
+//! Signed assertions kept with the claims they were made from ([`crate::assertion`] signs them).
+//! Its own module, apart from the signer: the claims hold this cache and the signer reads the
+//! claims.
 //!
 //! The claims of a bearer token live in the verified-token cache and those of a browser session
 //! in the session cache, both bounded; keeping the assertions there bounds them too (at most
