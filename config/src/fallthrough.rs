@@ -155,6 +155,9 @@ const AUTHENTICATED: Route = Route {
     max_body_size: 0,
     upstream: String::new(),
     introspect: false,
+    resource: None,
+    acr: Vec::new(),
+    max_auth_age: None,
 };
 
 /// The index of the route a request for `path` (normalized) and `method` (`None`: an

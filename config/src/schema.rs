@@ -289,6 +289,13 @@ pub(crate) struct FileTenant {
     pub cookie: Option<FileCookie>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub resource_metadata: Option<FileResourceMetadata>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct FileResourceMetadata {
+    pub scopes_supported: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +340,9 @@ pub(crate) struct FileRoute {
     pub max_body_size: Option<Size>,
     pub upstream: Option<String>,
     pub introspect: Option<Flag>,
+    pub resource: Option<String>,
+    pub acr: Option<Vec<Text>>,
+    pub max_auth_age: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
