@@ -32,7 +32,7 @@ pub use compile::{
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, ForwardAuthHeaders,
-    HealthCheck, IdentityProvider, Login, OnUnavailable, Route, SameSite, Secret,
+    HealthCheck, IdentityProvider, Login, OnUnavailable, ResourceMetadata, Route, SameSite, Secret,
     SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};

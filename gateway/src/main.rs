@@ -21,6 +21,7 @@ mod pools;
 mod proxy;
 mod readiness;
 mod reload;
+mod resource_metadata;
 mod responses;
 mod runtime;
 mod server;

@@ -30,6 +30,7 @@ use crate::runtime::SharedRuntime;
 const USERINFO_DEMAND: Demand = Demand {
     revocation_checked: false,
     identity: Need::Optional,
+    resource: None,
 };
 
 /// The gateway's `ProxyHttp` implementation.
@@ -123,6 +124,10 @@ impl ProxyHttp for Gateway {
             Admission::Proxy => return Ok(false),
             Admission::Preflight(headers) => {
                 responses::preflight(session, ctx, headers).await?;
+                return Ok(true);
+            }
+            Admission::Builtin(Builtin::ResourceMetadata) => {
+                crate::resource_metadata::serve(session, ctx).await?;
                 return Ok(true);
             }
             Admission::Builtin(builtin) => {

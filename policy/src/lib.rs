@@ -23,6 +23,7 @@
 
 pub mod admit;
 pub mod authz;
+pub mod challenge;
 pub mod cors;
 pub mod forward_auth;
 pub mod headers;
@@ -32,5 +33,6 @@ pub mod path;
 pub mod proxies;
 pub mod redirect;
 pub mod request_id;
+pub mod resource;
 pub mod routes;
 pub mod snapshot;
