@@ -57,11 +57,32 @@ pub(crate) async fn verify_and_authorize(
         .check(&identity)
         .map_err(Denial::Forbidden)?;
     if let Some(step_up) = route.step_up.as_deref() {
-        step_up
-            .check(claims.acr.as_deref(), claims.auth_time, now_secs())
-            .map_err(Denial::InsufficientAuthentication)?;
+        if let Err(shortfall) = step_up.check(claims.acr.as_deref(), claims.auth_time, now_secs()) {
+            return Err(step_up_denial(downstream, ctx, tenant, step_up, shortfall));
+        }
     }
     Ok(Some(claims))
+}
+
+/// A caller that falls short of the route's step-up: a browser navigation authenticated by
+/// its session logs in again at the IdP with the route's `acr_values`/`max_age` (and
+/// `prompt=login`), then returns to the page; everyone else gets the 401 challenge.
+fn step_up_denial(
+    downstream: &Session,
+    ctx: &RequestCtx,
+    tenant: &gatehouse_policy::snapshot::TenantPolicy,
+    step_up: &gatehouse_policy::resource::StepUp,
+    shortfall: gatehouse_policy::resource::Shortfall,
+) -> Denial {
+    let by_session =
+        bearer_token(downstream.req_header(), tenant.token_cookie.as_deref()) == Ok(None);
+    if by_session && !ctx.forward_auth && wants_html(downstream) {
+        let target = String::from_utf8_lossy(downstream.req_header().raw_path());
+        let mut location = login_location(&target);
+        location.push_str(&step_up.login_query());
+        return Denial::LoginRequired { location };
+    }
+    Denial::InsufficientAuthentication(shortfall)
 }
 
 /// Whether a request must name a caller.

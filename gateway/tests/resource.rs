@@ -30,6 +30,11 @@ tenants:
     identity-provider: keycloak
     resource-metadata:
       scopes-supported: [mcp:tools]
+    login:
+      redirect-url: http://demo.localhost:{listen}/oauth/callback
+    cookie:
+      secure: false
+      encryption-key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
     upstreams:
       - name: app
         targets: ["{app}"]
@@ -312,4 +317,38 @@ fn step_up_refuses_weak_or_old_authentication_with_its_challenge() {
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(challenge(&r).ends_with(", max_age=3"));
     assert_eq!(bearer(&gw, &demo(&gw), "/gold/page", &gold).status, 200);
+}
+
+#[test]
+fn a_browser_session_that_falls_short_logs_in_again_with_the_routes_demand() {
+    let app = Upstream::start("app");
+    let (gw, idp) = stack("resource-browser", &app);
+    let browser = Browser::new(gw.listen);
+    // A first login, on a page without step-up: the IdP's lowest level.
+    let page = browser.login_from("/api/start", "alice", "alice-password", false);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(idp.stats()["logins"], 1);
+    // The gold page sends the session back to the IdP with the route's demand ...
+    let short = browser.get("/gold/page?x=1");
+    assert_eq!(short.status, 302, "{}", short.body);
+    let location = short.location.expect("a redirect");
+    assert_eq!(
+        location,
+        "/oauth/login?rd=/gold/page%3Fx%3D1&acr_values=gold%20platinum"
+    );
+    let to_idp = browser.get(&location);
+    let authorize = to_idp.location.expect("to the IdP");
+    assert!(
+        authorize.contains("acr_values=gold+platinum") && authorize.contains("prompt=login"),
+        "{authorize}"
+    );
+    // ... where the user logs in again (prompt=login), and comes back to the page.
+    let page = browser.login_from(&location, "alice", "alice-password", false);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body, "app GET /gold/page?x=1");
+    assert_eq!(idp.stats()["logins"], 2);
+    // An API call with the weak session (not a navigation) would have had the 401; with the
+    // new session the route is satisfied.
+    let api = gw.get_with(&demo(&gw), "/gold/page", &[("Cookie", &browser.cookies())]);
+    assert_eq!(api.status, 200);
 }
