@@ -185,6 +185,8 @@ fn challenge(session: &Session, ctx: &RequestCtx, denial: &Denial) -> Option<Str
             Some("insufficient_user_authentication"),
             Some(shortfall.description()),
         ),
+        // Every 401 names a scheme (RFC 9110 11.6.1): userinfo without an identity too.
+        _ if denial.status() == 401 => (None, None),
         _ => return None,
     };
     let runtime = ctx.runtime.as_deref();

@@ -192,6 +192,13 @@ fn metadata_documents_are_served_here_and_every_401_names_them() {
         format!("Bearer realm=\"demo\", error=\"invalid_token\", error_description=\"the token is malformed\", scope=\"mcp:tools\", resource_metadata=\"{origin}/.well-known/oauth-protected-resource\"")
     );
 
+    let r = gw.get(&demo(&gw), "/oauth/userinfo");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        challenge(&r),
+        format!("Bearer realm=\"demo\", scope=\"mcp:tools\", resource_metadata=\"{origin}/.well-known/oauth-protected-resource\"")
+    );
+
     // A tenant without resource-metadata: the path is its own, and its 401s are as before.
     let proxied = gw.get("plain.localhost", "/.well-known/oauth-protected-resource");
     assert_eq!(proxied.status, 200);
