@@ -17,6 +17,7 @@ fn config(listen: u16, admin: u16, app: &Upstream, idp_port: u16) -> String {
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
+trusted-proxies: [127.0.0.1/32]
 identity-providers:
   - name: keycloak
     issuer: http://127.0.0.1:{idp_port}/realms/demo
@@ -192,6 +193,37 @@ fn metadata_documents_are_served_here_and_every_401_names_them() {
         format!("Bearer realm=\"demo\", error=\"invalid_token\", error_description=\"the token is malformed\", scope=\"mcp:tools\", resource_metadata=\"{origin}/.well-known/oauth-protected-resource\"")
     );
 
+    // A forward-auth check names the metadata of the original request's host and scheme, and
+    // of its route's resource.
+    let check = |uri: &str| {
+        gw.get_with(
+            "auth.internal",
+            "/oauth/auth",
+            &[
+                ("X-Forwarded-Host", "demo.localhost"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", uri),
+            ],
+        )
+    };
+    let r = check("/api/x");
+    assert_eq!(r.status, 401);
+    assert!(
+        challenge(&r).ends_with(
+            "resource_metadata=\"https://demo.localhost/.well-known/oauth-protected-resource\""
+        ),
+        "{}",
+        challenge(&r)
+    );
+    let r = check("/mcp/tools");
+    assert!(
+        challenge(&r).ends_with(&format!(
+            "resource_metadata=\"{origin}/.well-known/oauth-protected-resource/mcp\""
+        )),
+        "{}",
+        challenge(&r)
+    );
     let r = gw.get(&demo(&gw), "/oauth/userinfo");
     assert_eq!(r.status, 401);
     assert_eq!(
