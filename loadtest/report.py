@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Report of one load-harness run (Python stdlib only).
+"""Report of one load-harness run (the standard library and matplotlib).
 
     report.py RESULTS_DIR
 
 Reads RESULTS_DIR/run.json and RESULTS_DIR/raw/ (wrk outputs named SCENARIO__PEER__rROUND.txt
 with the LT_* lines printed by lua/lt.lua's done(), idle__SERVER.txt from idle.py, and
 instructions__SERVER.txt with the callgrind counts run.sh writes) and writes
-RESULTS_DIR/report.md, RESULTS_DIR/summary.json and PNG plots (throughput bars and latency CDF
-per scenario, idle RSS bars), drawn by the small PNG encoder below (zlib + a 5x7 bitmap font).
+RESULTS_DIR/report.md, RESULTS_DIR/summary.json and PNG plots drawn with matplotlib: per
+scenario, throughput bars (the min-max of the rounds as error bars) and the latency percentiles
+on the HdrHistogram "nines" axis from wrk's latency distribution; idle memory per connection.
 
 Per scenario and peer: req/s is the mean over rounds (min-max shown), p50/p99/p99.9 the median
 over rounds. Ratios divide by a reference measured in the same run:
@@ -21,13 +22,20 @@ RESULTS_DIR/raw/apache-session-redis-rROUND.txt (INFO commandstats of that Redis
 before the round's apache-session run) gives the Redis commands per request.
 """
 import json
-import math
 import os
 import re
 import statistics
-import struct
 import sys
-import zlib
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullLocator
+except ImportError:  # pragma: no cover - the message is the point
+    sys.exit("report.py: matplotlib is missing: run ./scripts/install-deps.sh and run this with "
+             "the venv's python (scripts/python-venv.sh prints it)")
 
 SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000", "session"]
 SCENARIO_TITLE = {
@@ -49,8 +57,7 @@ SESSION_PEERS = [
                        "in **one standalone Redis node** (it cannot use a Redis Cluster)"),
 ]
 NOT_YET = []
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,12 +127,14 @@ def instruction_rows(instr):
     rows = {}
     for d in instr:
         r = rows.setdefault(d["server"], {"server": d["server"], "path": d["path"], "per": [],
-                                          "requests": 0, "non_2xx": 0})
+                                          "net": [], "requests": 0, "non_2xx": 0})
         r["per"].append(d["instructions"] / d["requests"])
+        r["net"].append((d["instructions"] - d.get("idle_instructions", 0)) / d["requests"])
         r["requests"] += d["requests"]
         r["non_2xx"] += d["non_2xx"]
     for r in rows.values():
         r["median"] = statistics.median(r["per"])
+        r["net_median"] = statistics.median(r["net"])
     return sorted(rows.values(), key=lambda r: (INSTR_ORDER + [r["server"]]).index(r["server"]))
 
 
@@ -168,186 +177,84 @@ def aggregate(rounds):
 
 
 # --------------------------------------------------------------------------------------------
-# PNG: an RGB canvas, lines, rectangles, 5x7 text, zlib-compressed scanlines.
+# Plots (matplotlib, drawn off-screen), sized to be read at a glance inside report.md.
 # --------------------------------------------------------------------------------------------
-FONT = {
-    "0": [14, 17, 19, 21, 25, 17, 14], "1": [4, 12, 4, 4, 4, 4, 14], "2": [14, 17, 1, 2, 4, 8, 31],
-    "3": [31, 2, 4, 2, 1, 17, 14], "4": [2, 6, 10, 18, 31, 2, 2], "5": [31, 16, 30, 1, 1, 17, 14],
-    "6": [6, 8, 16, 30, 17, 17, 14], "7": [31, 1, 2, 4, 8, 8, 8], "8": [14, 17, 17, 14, 17, 17, 14],
-    "9": [14, 17, 17, 15, 1, 2, 12], "A": [14, 17, 17, 17, 31, 17, 17],
-    "B": [30, 17, 17, 30, 17, 17, 30], "C": [14, 17, 16, 16, 16, 17, 14],
-    "D": [28, 18, 17, 17, 17, 18, 28], "E": [31, 16, 16, 30, 16, 16, 31],
-    "F": [31, 16, 16, 30, 16, 16, 16], "G": [14, 17, 16, 23, 17, 17, 15],
-    "H": [17, 17, 17, 31, 17, 17, 17], "I": [14, 4, 4, 4, 4, 4, 14], "J": [7, 2, 2, 2, 2, 18, 12],
-    "K": [17, 18, 20, 24, 20, 18, 17], "L": [16, 16, 16, 16, 16, 16, 31],
-    "M": [17, 27, 21, 21, 17, 17, 17], "N": [17, 17, 25, 21, 19, 17, 17],
-    "O": [14, 17, 17, 17, 17, 17, 14], "P": [30, 17, 17, 30, 16, 16, 16],
-    "Q": [14, 17, 17, 17, 21, 18, 13], "R": [30, 17, 17, 30, 20, 18, 17],
-    "S": [15, 16, 16, 14, 1, 1, 30], "T": [31, 4, 4, 4, 4, 4, 4], "U": [17, 17, 17, 17, 17, 17, 14],
-    "V": [17, 17, 17, 17, 17, 10, 4], "W": [17, 17, 17, 21, 21, 21, 10],
-    "X": [17, 17, 10, 4, 10, 17, 17], "Y": [17, 17, 17, 10, 4, 4, 4], "Z": [31, 1, 2, 4, 8, 16, 31],
-    " ": [0] * 7, ".": [0, 0, 0, 0, 0, 12, 12], "-": [0, 0, 0, 31, 0, 0, 0],
-    "_": [0, 0, 0, 0, 0, 0, 31], "/": [0, 1, 2, 4, 8, 16, 0], "%": [24, 25, 2, 4, 8, 19, 3],
-    "(": [2, 4, 8, 8, 8, 4, 2], ")": [8, 4, 2, 2, 2, 4, 8], ":": [0, 12, 12, 0, 12, 12, 0],
-    ",": [0, 0, 0, 0, 12, 4, 8], "+": [0, 4, 4, 31, 4, 4, 0], "=": [0, 0, 31, 0, 31, 0, 0],
-}
+NINES = [50, 90, 99, 99.9, 99.99]
 
 
-class Canvas:
-    def __init__(self, w, h, bg=(255, 255, 255)):
-        self.w, self.h = w, h
-        self.px = bytearray(bytes(bg) * (w * h))
-
-    def set(self, x, y, c):
-        if 0 <= x < self.w and 0 <= y < self.h:
-            i = (y * self.w + x) * 3
-            self.px[i:i + 3] = bytes(c)
-
-    def rect(self, x0, y0, x1, y1, c):
-        x0, x1 = sorted((int(x0), int(x1)))
-        y0, y1 = sorted((int(y0), int(y1)))
-        x0, y0 = max(0, x0), max(0, y0)
-        x1, y1 = min(self.w - 1, x1), min(self.h - 1, y1)
-        row = bytes(c) * (x1 - x0 + 1)
-        for y in range(y0, y1 + 1):
-            i = (y * self.w + x0) * 3
-            self.px[i:i + len(row)] = row
-
-    def line(self, x0, y0, x1, y1, c, width=1):
-        x0, y0, x1, y1 = int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
-        dx, dy = abs(x1 - x0), -abs(y1 - y0)
-        sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
-        err = dx + dy
-        half = width // 2
-        while True:
-            if width <= 1:
-                self.set(x0, y0, c)
-            else:
-                self.rect(x0 - half, y0 - half, x0 + half, y0 + half, c)
-            if x0 == x1 and y0 == y1:
-                break
-            e2 = 2 * err
-            if e2 >= dy:
-                err += dy
-                x0 += sx
-            if e2 <= dx:
-                err += dx
-                y0 += sy
-
-    def text(self, x, y, s, c=(0, 0, 0), scale=1):
-        for ch in str(s).upper():
-            glyph = FONT.get(ch, FONT[" "])
-            for row, bits in enumerate(glyph):
-                for col in range(5):
-                    if bits & (1 << (4 - col)):
-                        self.rect(x + col * scale, y + row * scale,
-                                  x + col * scale + scale - 1, y + row * scale + scale - 1, c)
-            x += 6 * scale
-
-    @staticmethod
-    def text_width(s, scale=1):
-        return len(str(s)) * 6 * scale
-
-    def png(self):
-        raw = b"".join(b"\x00" + bytes(self.px[y * self.w * 3:(y + 1) * self.w * 3])
-                       for y in range(self.h))
-
-        def chunk(kind, data):
-            return (struct.pack(">I", len(data)) + kind + data
-                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-        return (b"\x89PNG\r\n\x1a\n"
-                + chunk(b"IHDR", struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+def nines(p):
+    """The HdrHistogram percentile axis: 1 / (1 - p), plotted on a log scale, so 90 %, 99 %,
+    99.9 % and 99.99 % are evenly spaced and the tail gets as much room as the body."""
+    return 1.0 / (1.0 - min(p, 99.999) / 100.0)
 
 
-def nice_step(span, ticks=5):
-    raw = span / max(1, ticks)
-    mag = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
-    while mag > raw and mag > 1e-6:
-        mag /= 10
-    for m in (1, 2, 2.5, 5, 10):
-        if m * mag >= raw:
-            return m * mag
-    return 10 * mag
+def _save(fig, path):
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def fmt_tick(v):
-    return f"{v:g}" if v < 1000 else f"{v / 1000:g}K"
-
-
-def bar_chart(path, title, labels, values, unit, ref_line=None):
-    w, h = 760, 120 + 34 * len(labels)
-    cv = Canvas(w, h)
-    cv.text(12, 10, title, scale=2)
-    left, right, top = 250, w - 90, 44
-    vmax = max(values + ([ref_line[1]] if ref_line else [])) * 1.08 or 1
-    step = nice_step(vmax)
-    t = 0.0
-    while t <= vmax:
-        x = left + (right - left) * t / vmax
-        cv.line(x, top, x, h - 40, (225, 225, 225))
-        cv.text(int(x) - Canvas.text_width(fmt_tick(t)) // 2, h - 34, fmt_tick(t))
-        t += step
-    cv.text(right - Canvas.text_width(unit), h - 20, unit, (90, 90, 90))
-    for i, (lab, v) in enumerate(zip(labels, values)):
-        y = top + 10 + i * 34
-        cv.text(left - 8 - Canvas.text_width(lab, 1), y + 8, lab)
-        cv.rect(left, y, left + (right - left) * v / vmax, y + 22, PALETTE[i % len(PALETTE)])
-        cv.text(int(left + (right - left) * v / vmax) + 6, y + 8,
-                f"{v / 1000:.1f}K" if v >= 1000 else f"{v:.1f}")
-    cv.line(left, top, left, h - 40, (0, 0, 0))
+def throughput_chart(path, title, labels, means, mins, maxs, ref_line=None):
+    """Horizontal bars of the mean req/s per peer, the min-max of the rounds as error bars."""
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.45 * len(labels)))
+    y = list(range(len(labels)))[::-1]
+    err = [[m - lo for m, lo in zip(means, mins)], [hi - m for m, hi in zip(means, maxs)]]
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(labels))]
+    ax.barh(y, means, xerr=err, color=colors, capsize=4, error_kw={"elinewidth": 1.2})
+    ax.set_yticks(y, labels)
+    for yi, m, hi in zip(y, means, maxs):
+        ax.text(hi, yi, f"  {m / 1000:.1f}k" if m >= 1000 else f"  {m:.0f}", va="center", fontsize=9)
     if ref_line:
-        x = left + (right - left) * ref_line[1] / vmax
-        for yy in range(top, h - 40, 6):
-            cv.line(x, yy, x, yy + 3, (200, 0, 0))
-        cv.text(int(x) + 4, top - 2, ref_line[0], (200, 0, 0))
-    with open(path, "wb") as f:
-        f.write(cv.png())
+        ax.axvline(ref_line[1], color="#c00000", linestyle="--", linewidth=1.2)
+        ax.text(ref_line[1], len(labels) - 0.45, f" {ref_line[0]}", color="#c00000", fontsize=9,
+                va="bottom")
+    ax.set_xlabel("requests per second (mean of the rounds; bars: min-max)")
+    ax.set_xlim(0, max(maxs + ([ref_line[1]] if ref_line else [])) * 1.18)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, loc="left", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
 
 
-def cdf_chart(path, title, series):
-    """series: [(label, [(percentile, ms), ...])]; x = latency (ms), y = percentile (0-100)."""
-    w, h = 760, 440
-    cv = Canvas(w, h)
-    cv.text(12, 10, title, scale=2)
-    left, right, top, bottom = 60, w - 200, 44, h - 50
-    xmax = max((ms for _, pts in series for p, ms in pts if p <= 99.99), default=1) * 1.05 or 1
-    step = nice_step(xmax)
-    t = 0.0
-    while t <= xmax:
-        x = left + (right - left) * t / xmax
-        cv.line(x, top, x, bottom, (225, 225, 225))
-        cv.text(int(x) - Canvas.text_width(f"{t:g}") // 2, bottom + 6, f"{t:g}")
-        t += step
-    # y: "nines" scale, -log10(1 - p/100), so the tail (99, 99.9, 99.99) gets as much room as
-    # the body of the distribution.
-    ymax = 4.0
+def latency_chart(path, title, series):
+    """series: [(label, [(percentile, ms), ...])] from wrk's latency distribution; x = the
+    percentile on the nines axis, y = latency in ms."""
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    for i, (label, pts) in enumerate(series):
+        pts = sorted((p, ms) for p, ms in pts if 0 < p <= 99.999)
+        if not pts:
+            continue
+        ax.plot([nines(p) for p, _ in pts], [ms for _, ms in pts], label=label,
+                color=PALETTE[i % len(PALETTE)], linewidth=1.8)
+    ax.set_xscale("log")
+    ax.set_xticks([nines(p) for p in NINES], [f"{p:g}%" for p in NINES])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(nines(NINES[0]) * 0.8, nines(NINES[-1]) * 1.5)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency (ms)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title, loc="left", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
 
-    def ny(p):
-        return min(ymax, -math.log10(max(1e-9, 1 - p / 100)))
 
-    for p in (0, 50, 90, 99, 99.9, 99.99):
-        y = bottom - (bottom - top) * ny(p) / ymax
-        cv.line(left, y, right, y, (225, 225, 225))
-        cv.text(left - 8 - Canvas.text_width(f"{p:g}"), int(y) - 3, f"{p:g}")
-    cv.line(left, top, left, bottom, (0, 0, 0))
-    cv.line(left, bottom, right, bottom, (0, 0, 0))
-    cv.text(right - Canvas.text_width("LATENCY MS"), bottom + 22, "latency ms", (90, 90, 90))
-    cv.text(8, top - 14, "percentile (nines scale)", (90, 90, 90))
-    for i, (lab, pts) in enumerate(series):
-        c = PALETTE[i % len(PALETTE)]
-        prev = (left, bottom)
-        for p, ms in sorted(pts):
-            if p > 99.99:
-                continue
-            cur = (left + (right - left) * min(ms, xmax) / xmax,
-                   bottom - (bottom - top) * ny(p) / ymax)
-            cv.line(prev[0], prev[1], cur[0], cur[1], c, width=2)
-            prev = cur
-        cv.rect(right + 14, top + 10 + i * 20, right + 30, top + 20 + i * 20, c)
-        cv.text(right + 36, top + 12 + i * 20, lab)
-    with open(path, "wb") as f:
-        f.write(cv.png())
+def idle_chart(path, servers, per_conn_kib, rss_mib, conns):
+    """Idle memory per connection (KiB) per server, with the RSS it comes from."""
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.45 * len(servers)))
+    y = list(range(len(servers)))[::-1]
+    ax.barh(y, per_conn_kib, color=[PALETTE[i % len(PALETTE)] for i in range(len(servers))])
+    ax.set_yticks(y, servers)
+    for yi, v, rss, n in zip(y, per_conn_kib, rss_mib, conns):
+        ax.text(v, yi, f"  {v:.1f} KiB  (RSS {rss:.0f} MiB, {n} connections)", va="center",
+                fontsize=9)
+    ax.set_xlim(0, max(per_conn_kib + [1]) * 1.9)
+    ax.set_xlabel("resident memory per idle keep-alive connection (KiB)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("idle connections: memory per connection", loc="left", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,14 +404,16 @@ def main():
               f"{meta['tenants_startup_ms'] / 1000:.1f} s from start to listening (config load, "
               "compile, pools); with 1 tenant it is well under a second.\n")
         tp = f"throughput-{s}.png"
-        bar_chart(os.path.join(results, tp), f"{s}: REQ/S", order,
-                  [peers[p]["rps"] for p in order], "req/s",
-                  ("BARE-PROXY", ref_bare(s)) if "bare-proxy" not in peers and ref_bare(s)
-                  else None)
+        throughput_chart(os.path.join(results, tp), f"{s}: throughput", order,
+                         [peers[p]["rps"] for p in order], [peers[p]["rps_min"] for p in order],
+                         [peers[p]["rps_max"] for p in order],
+                         ("bare-proxy", ref_bare(s)) if "bare-proxy" not in peers and ref_bare(s)
+                         else None)
         cp = f"latency-{s}.png"
-        cdf_chart(os.path.join(results, cp), f"{s}: LATENCY CDF",
-                  [(p, peers[p]["cdf"]) for p in order])
-        w(f"![throughput {s}]({tp}) ![latency CDF {s}]({cp})\n")
+        latency_chart(os.path.join(results, cp), f"{s}: latency by percentile",
+                      [(p, peers[p]["cdf"]) for p in order])
+        w(f"![throughput {s}]({tp})\n")
+        w(f"![latency by percentile {s}]({cp})\n")
         summary["scenarios"][s] = {p: {k: v for k, v in a.items() if k != "cdf"}
                                    for p, a in peers.items()}
 
@@ -517,15 +426,17 @@ def main():
               f"{d['rss_before_kib'] / 1024:.1f} MiB | {d['rss_idle_kib'] / 1024:.1f} MiB | "
               f"{d['per_conn_kib']:.1f} KiB | {d['failures']} |")
         w("")
-        bar_chart(os.path.join(results, "idle-rss.png"), "IDLE CONNECTIONS: RSS MIB",
-                  [d["server"] for d in idle], [d["rss_idle_kib"] / 1024 for d in idle], "MiB")
-        w("![idle RSS](idle-rss.png)\n")
+        idle_chart(os.path.join(results, "idle-memory.png"), [d["server"] for d in idle],
+                   [d["per_conn_kib"] for d in idle], [d["rss_idle_kib"] / 1024 for d in idle],
+                   [d["still_open"] for d in idle])
+        w("![idle memory per connection](idle-memory.png)\n")
     else:
         w("not measured in this run.\n")
 
     w("## instructions: user-space instructions per request (callgrind)\n")
     if instr:
-        w("Each server alone under valgrind's callgrind, `wrk -t1 -c16`, counters zeroed after a "
+        conns = meta.get("instr_conns", 16)
+        w(f"Each server alone under valgrind's callgrind, `wrk -t1 -c{conns}`, counters zeroed after a "
           "2 s warm-up. Every request carries `Host` and the warm token, except on "
           "**gatehouse-session** (the session scenario's Redis Cluster configuration with its "
           "local cache warm, as (d), a fresh instance), which gets alice's session cookie. These count the work of "
@@ -541,23 +452,30 @@ def main():
             w("With `LT_INSTR_ROUNDS` > 1 the gatehouse and baseline servers ran that many rounds, "
               "alternating which went first; a row gives the median per request and, in "
               "brackets, the range over the rounds.\n")
-        w("| server | path | requests | instructions per request | vs bare-proxy | non-2xx |")
-        w("|---|---|---|---|---|---|")
+        w("**net** subtracts what the process did in an idle window of the same length right "
+          "after the counted run (health checks, timers): a run that serves fewer requests, on a "
+          "busy machine, spreads that background over fewer of them, so the net figure is the one "
+          "to compare between servers and runs.\n")
+        w("| server | path | requests | instructions per request | net | vs bare-proxy (net) | non-2xx |")
+        w("|---|---|---|---|---|---|---|")
         base = next((r for r in rows if r["server"] == "bare-proxy"), None)
-        base_per = base["median"] if base else None
+        base_net = base["net_median"] if base else None
         for r in rows:
-            vs = f"{r['median'] / base_per:.2f}x" if base_per else "-"
+            vs = f"{r['net_median'] / base_net:.2f}x" if base_net else "-"
             spread = (f" ({min(r['per']):,.0f}-{max(r['per']):,.0f})"
                       if len(r["per"]) > 1 else "")
+            net_spread = (f" ({min(r['net']):,.0f}-{max(r['net']):,.0f})"
+                          if len(r["net"]) > 1 else "")
             w(f"| {r['server']} | `{r['path']}` | {r['requests']} | {r['median']:,.0f}{spread} | "
-              f"{vs} | {r['non_2xx']} |")
+              f"{r['net_median']:,.0f}{net_spread} | {vs} | {r['non_2xx']} |")
         w("")
         by_name = {r["server"]: r for r in rows}
         for route in ("jwt", "white-listed"):
             now, before = by_name.get(f"gatehouse-{route}"), by_name.get(f"baseline-{route}")
             if now and before:
                 w(f"- gatehouse-{route} against baseline-{route}: "
-                  f"{(now['median'] / before['median'] - 1) * 100:+.2f} % (medians)")
+                  f"{(now['median'] / before['median'] - 1) * 100:+.2f} % per request, "
+                  f"{(now['net_median'] / before['net_median'] - 1) * 100:+.2f} % net (medians)")
         w("")
     else:
         w("not measured in this run.\n")

@@ -13,7 +13,8 @@
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
 # subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions),
 # LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind), LT_INSTR_ROUNDS (1;
-# rounds of the gatehouse and baseline instruction counts, medians reported), LT_BASELINE (a
+# rounds of the gatehouse and baseline instruction counts, medians reported), LT_INSTR_CONNS (16;
+# wrk's connections there: 1 makes every request its own wake-up, the steadiest A/B), LT_BASELINE (a
 # gatehouse binary built from an earlier commit: the instructions step also counts its
 # white-listed and JWT routes, as baseline-*, for a before/after in one run),
 # LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5, and one
@@ -344,7 +345,7 @@ tenants:
 EOF
   local i
   for ((i = 1; i < $3; i++)); do
-    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
+    printf '  - name: t%05d\n    hosts: [t%05d.example.test, "*.t%05d.example.test"]\n    identity-provider: lt\n    upstreams:\n      - name: app\n        targets: ["127.0.0.1:%d"]\n        health-check: { interval: 1h }\n    routes:\n      - uri: /public/*\n        white-listed: true\n      - uri: /api/*\n        roles: [user]\n' \
       "$i" "$i" "$i" "$P_UP"
   done
 }
@@ -647,7 +648,7 @@ for s in "${LOAD_SCENARIOS[@]}"; do set -- $(peers_of "$s"); TOTAL=$(( TOTAL + $
 
 cat > "$RESULTS/run.json" <<EOF
 {"stamp": "$STAMP", "quick": $QUICK, "duration_s": $DURATION, "rounds": $ROUNDS,
- "connections": $CONNS, "wrk_threads": 1, "miss_tokens": $MISS_TOKENS, "tenants": $TENANTS,
+ "connections": $CONNS, "instr_conns": ${LT_INSTR_CONNS:-16}, "wrk_threads": 1, "miss_tokens": $MISS_TOKENS, "tenants": $TENANTS,
  "idle_conns": $IDLE_CONNS, "scenarios": "$SCENARIOS", "tenants_startup_ms": $STARTUP_10K,
  "host": "$(uname -srm)", "cpus": $(nproc), "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "versions": {"gatehouse": "$("$GATEHOUSE" version | awk '{print $2}')", "nginx": "$(nginx -v 2>&1 | sed 's/.*nginx\///')",
@@ -759,7 +760,7 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
   if ! command -v valgrind >/dev/null; then
     log "instructions: valgrind is not installed, skipped"
   else
-    log "instructions: callgrind, ${LT_INSTR_SECONDS:-4} s of wrk -c16 per server"
+    log "instructions: callgrind, ${LT_INSTR_SECONDS:-4} s of wrk -c${LT_INSTR_CONNS:-16} per server"
     instr_run() {  # $1 label, $2 Host, $3 header, $4 path, $5... command (under valgrind; env set by the caller)
       local name=$1 host=$2 header=$3 path=$4 out="$WORK/callgrind.$1"; shift 4
       # stdout is gatehouse's access log: paid for, not kept (as in the load runs)
@@ -775,25 +776,31 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
           sleep 0.1
         done
       fi
-      local args=(-t1 -c16 -H "Host: $host" -H "$header" "http://127.0.0.1:$P_IDLE$path")
+      local args=(-t1 "-c${LT_INSTR_CONNS:-16}" -H "Host: $host" -H "$header" "http://127.0.0.1:$P_IDLE$path")
       wrk -d2s "${args[@]}" > /dev/null 2>&1 || true
       callgrind_control -z "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
       local res
       res=$(timeout 120 wrk -d"${LT_INSTR_SECONDS:-4}s" "${args[@]}" 2>&1 || true)
       callgrind_control -d "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
       for _ in $(seq 300); do [[ -s $out.1 ]] && break; sleep 0.1; done
+      # The same length of time with no requests: the process's own background work (health
+      # checks, timers), which a run that serves fewer requests spreads over fewer of them.
+      sleep "${LT_INSTR_SECONDS:-4}"
+      callgrind_control -d "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
+      for _ in $(seq 300); do [[ -s $out.2 ]] && break; sleep 0.1; done
       stop_server "cg-$name"
-      local requests non2xx instructions
+      local requests non2xx instructions idle
       requests=$(awk '/requests in/ {print $1}' <<< "$res")
       non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$res")
       instructions=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.1" 2>/dev/null || true)
+      idle=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.2" 2>/dev/null || true)
       if [[ -z $requests || -z $instructions ]]; then
         log "instructions: no result for $name (see $WORK/logs/cg-$name.err)"
         return 0
       fi
-      printf 'LT_INSTR {"server": "%s", "path": "%s", "requests": %d, "non_2xx": %d, "instructions": %d}\n' \
-        "$name" "$path" "$requests" "${non2xx:-0}" "$instructions" >> "$RAW/instructions__$name.txt"
-      log "instructions: $name $path $(( instructions / requests )) per request ($requests requests)"
+      printf 'LT_INSTR {"server": "%s", "path": "%s", "requests": %d, "non_2xx": %d, "instructions": %d, "idle_instructions": %d}\n' \
+        "$name" "$path" "$requests" "${non2xx:-0}" "$instructions" "${idle:-0}" >> "$RAW/instructions__$name.txt"
+      log "instructions: $name $path $(( instructions / requests )) per request, $(( (instructions - ${idle:-0}) / requests )) net of the idle window ($requests requests)"
     }
     bearer="Authorization: Bearer $TOKEN"
     BARE_PROXY_THREADS=1 instr_run bare-proxy lt.localhost "$bearer" /public/x \
@@ -833,6 +840,8 @@ fi
 for name in "${!PIDS[@]}"; do stop_server "$name"; done
 # mod_auth_openidc's error log (a Redis or session failure during the runs would show here)
 [[ -f $WORK/logs/apache-session.err ]] && cp "$WORK/logs/apache-session.err" "$RESULTS/apache-session-error.log"
-python3 "$LT/report.py" "$RESULTS" || die "report.py failed"
+# matplotlib draws the plots: the Python tools' venv (created once, scripts/python-venv.sh)
+PY=$("$ROOT/scripts/python-venv.sh") || die "could not set up the Python tools' venv (scripts/python-venv.sh)"
+"$PY" "$LT/report.py" "$RESULTS" || die "report.py failed"
 ln -sfn "$STAMP" "$LT/results/latest"
 log "report: $RESULTS/report.md (also loadtest/results/latest/)"

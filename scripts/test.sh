@@ -21,6 +21,10 @@ for f in config/examples/*.yaml; do
 done
 echo "== Kubernetes manifests (render, schema-validate, invariants, embedded config)"
 testing/k8s/validate.sh
+echo "== the load report's and the latency plot's Python tests (matplotlib, in the tools' venv)"
+py="$(scripts/python-venv.sh)"
+"$py" -m unittest discover -s loadtest -p 'test_*.py'
+"$py" -m unittest discover -s testing/prometheus -p 'test_*.py'
 echo "== test OpenID provider self-test (testing/idp)"
 (cd testing/idp && node selftest.mjs)
 echo "== cargo test"
@@ -29,9 +33,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# After the workspace's tests: it builds the gateway again, in a clean clone of HEAD.
+echo "== the README's new-user path on a clean clone (testing/demo/readme-path.sh)"
+testing/demo/readme-path.sh 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 # One closing line over every test binary (cargo prints one "test result" per binary, the last
-# of which is often a crate's empty doc-test run).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+# of which is often a crate's empty doc-test run) and the README's path.
+awk '/^test result:|^readme: [0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed[;,]?$/) p += $(i-1); if ($i ~ /^failed[;,]?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -37,7 +37,8 @@ impl Identity for Caller {
 
 fn config(routes: usize) -> gatehouse_config::Config {
     let mut yaml = String::from(
-        "tenants:\n  - name: demo\n    hosts: [demo.localhost, \"*.demo.localhost\"]\n    upstreams:\n      - name: app\n        targets: [\"127.0.0.1:1\"]\n    routes:\n      - uri: /public/*\n        white-listed: true\n",
+        "identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]\n\
+         tenants:\n  - name: demo\n    hosts: [demo.localhost, \"*.demo.localhost\"]\n    identity-provider: kc\n    upstreams:\n      - name: app\n        targets: [\"127.0.0.1:1\"]\n    routes:\n      - uri: /public/*\n        white-listed: true\n",
     );
     for i in 0..routes.saturating_sub(2) {
         yaml.push_str(&format!(

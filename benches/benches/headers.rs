@@ -109,6 +109,7 @@ fn chosen_upstream(req: &mut RequestHeader, identity: &[(HeaderName, String)], i
             identity_headers: identity,
             forward_access_token: false,
             pass_rewrite_headers: false,
+            assertion_header: None,
             request_id: (id, HeaderValue::from_static(REQUEST_ID)),
         },
     );

@@ -438,6 +438,7 @@ fn check_name(d: &mut Diag<'_>, key: &str, what: &str, name: &str) {
     }
 }
 
+mod assertion;
 mod login;
 mod provider;
 mod route;

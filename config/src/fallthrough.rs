@@ -478,9 +478,11 @@ mod tests {
     }
 
     const SNIPPET: &str = "\
+identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: kc
     upstreams:
       - name: app
         targets: [\"127.0.0.1:18080\"]
@@ -495,6 +497,7 @@ tenants:
         roles: []
   - name: open
     hosts: [open.localhost]
+    identity-provider: kc
     enable-default-deny: false
     upstreams:
       - name: app
@@ -515,17 +518,17 @@ tenants:
         assert_eq!(c.warnings.len(), 2, "{shown:#?}");
         let admin = &c.warnings[0];
         assert_eq!(admin.file, "gatehouse.yaml");
-        assert_eq!(admin.line, Some(12));
+        assert_eq!(admin.line, Some(14));
         assert_eq!(admin.key, "tenants[0].routes[1].methods");
         assert_eq!(
             admin.message,
             "route \"admin-api\" (/api/v1/admin/*) lists methods [GET, POST, PUT, DELETE]: HEAD, \
              CONNECT, OPTIONS, TRACE, PATCH and any other method fall through to route \"/*\" \
-             (line 14), which asks less: roles [] instead of [admin]; drop `methods` (every \
+             (line 16), which asks less: roles [] instead of [admin]; drop `methods` (every \
              method then needs this route's requirements) or add a route for the other methods"
         );
         let reports = &c.warnings[1];
-        assert_eq!(reports.line, Some(24));
+        assert_eq!(reports.line, Some(27));
         assert_eq!(reports.key, "tenants[1].routes[0].methods");
         assert!(
             reports.message.contains(

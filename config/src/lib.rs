@@ -31,9 +31,10 @@ pub use compile::{
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AccessLogConfig, AccessLogFormat, Balance, Config, Cookie, CookieKey, Cors, ForwardAuthHeaders,
-    HealthCheck, IdentityProvider, Login, OnUnavailable, ResourceMetadata, Route, SameSite, Secret,
-    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    AccessLogConfig, AccessLogFormat, AssertionAlgorithm, AssertionKey, Balance, Config, Cookie,
+    CookieKey, Cors, ForwardAuthHeaders, HealthCheck, IdentityAssertion, IdentityProvider, Login,
+    OnUnavailable, ResourceMetadata, Route, SameSite, Secret, SessionStoreConfig, SessionStoreKind,
+    Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};
 

@@ -290,6 +290,16 @@ pub(crate) struct FileTenant {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub resource_metadata: Option<FileResourceMetadata>,
+    pub identity_assertion: Option<FileIdentityAssertion>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct FileIdentityAssertion {
+    pub header: Option<String>,
+    pub signing_key: Option<OneOrMany>,
+    pub ttl: Option<Dur>,
+    pub audience: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -50,9 +50,11 @@ pub(crate) fn assert_error(all: &[ConfigError], line: usize, key: &str, text: &s
 
 /// A valid base the snippets below change in one place.
 pub(crate) const BASE: &str = "\
+identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: kc
     upstreams:
       - name: app
         targets: [\"127.0.0.1:18080\"]
@@ -358,9 +360,11 @@ trusted-proxies: [10.0.0.0/8, 192.168.1.7, \"::1\"]
 session-store:
   url: redis-cluster://r1:6379,r2:6379
   on-unavailable: serve-cached
+identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]
 tenants:
   - name: t
     hosts: [T.Example.com]
+    identity-provider: kc
     enable-https-redirection: true
     tls-cert: /t.pem
     tls-key: /t.key
@@ -531,7 +535,7 @@ fn bad_size() {
     assert_eq!(e.len(), 1);
     assert_eq!(
         e[0].to_string(),
-        "gatehouse.yaml:11: tenants[0].routes[1].max-body-size: invalid size \"10XB\" \
+        "gatehouse.yaml:13: tenants[0].routes[1].max-body-size: invalid size \"10XB\" \
          (expected e.g. 512, 16KiB, 10MiB)"
     );
 }
@@ -572,7 +576,7 @@ fn route_references_unknown_upstream() {
     assert_eq!(e.len(), 1);
     assert_error(
         &e,
-        11,
+        13,
         "tenants[0].routes[1].upstream",
         "route \"/*\": unknown upstream \"api\" (this tenant has: [app])",
     );
@@ -607,10 +611,10 @@ tenants:
     hosts: [demo.localhost]
     upstreams: [{ name: app, targets: [\"127.0.0.1:1\"] }]
     routes:
-      - uri: /api/*/users
-      - uri: api/v1
-      - uri: /a//b
-      - uri: /files/%2e%2e/*
+      - {uri: /api/*/users, white-listed: true}
+      - {uri: api/v1, white-listed: true}
+      - {uri: /a//b, white-listed: true}
+      - {uri: /files/%2e%2e/*, white-listed: true}
 ";
     let e = errs(SRC);
     assert_eq!(e.len(), 4, "{e:?}");
@@ -632,7 +636,7 @@ fn cors_wildcard_with_credentials() {
     assert_eq!(e.len(), 1);
     assert_error(
         &e,
-        13,
+        15,
         "tenants[0].cors.credentials",
         "credentials: true cannot be combined with origin \"*\"",
     );
@@ -652,15 +656,18 @@ fn tls_listen_without_cert() {
 #[test]
 fn errors_in_different_tenants_are_all_reported() {
     const SRC: &str = "\
+identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]
 tenants:
   - name: one
     hosts: [one.example.com]
+    identity-provider: kc
     upstreams: [{ name: app, targets: [\"127.0.0.1:1\"] }]
     routes:
       - uri: /x
         max-body-size: lots
   - name: two
     hosts: [two.example.com]
+    identity-provider: kc
     upstreams: [{ name: app, targets: [\"127.0.0.1:1\"] }]
     routes:
       - uri: /y
@@ -671,26 +678,26 @@ tenants:
     assert_eq!(e.len(), 3, "{e:?}");
     assert_error(
         &e,
-        7,
+        9,
         "tenants[0].routes[0].max-body-size",
         "invalid size \"lots\"",
     );
     assert_error(
         &e,
-        13,
+        16,
         "tenants[1].routes[0].white-listd",
         "unknown key \"white-listd\"",
     );
     assert_error(
         &e,
-        14,
+        17,
         "tenants[1].routes[0].upstream",
         "unknown upstream \"nowhere\"",
     );
     // Ordered by line, one per line of Display.
     let shown = ConfigErrors { errors: e }.to_string();
     assert_eq!(shown.lines().count(), 3);
-    assert!(shown.starts_with("gatehouse.yaml:7: "));
+    assert!(shown.starts_with("gatehouse.yaml:9: "));
 }
 
 // ---- further semantic checks ----
@@ -939,20 +946,25 @@ fn load_reads_files_and_reports_io_errors() {
 
 #[test]
 fn login_needs_a_provider_and_a_cookie_key() {
+    // BASE without its provider, its catch-all route public.
+    let no_provider = BASE.replace("    identity-provider: kc\n", "").replace(
+        "      - uri: /*\n",
+        "      - uri: /*\n        white-listed: true\n",
+    );
     let src = format!(
-        "{BASE}    login:\n      redirect-url: http://demo.localhost:8080/oauth/callback\n"
+        "{no_provider}    login:\n      redirect-url: http://demo.localhost:8080/oauth/callback\n"
     );
     let e = errs(&src);
     assert_eq!(e.len(), 2, "{e:?}");
     assert_error(
         &e,
-        11,
+        13,
         "tenants[0].login",
         "login requires the tenant's identity-provider",
     );
     assert_error(
         &e,
-        2,
+        3,
         "tenants[0].cookie.encryption-key",
         "required when the tenant has login",
     );

@@ -1,6 +1,7 @@
 //! Identity-provider keys of the token hardening: `authorized-parties`, `allow-insecure-http`,
-//! `token-cache-size`, and the anchored `match-claims` warning. One const snippet per invalid
-//! value class, asserting line, key and message.
+//! `token-cache-size`, the anchored `match-claims` warning, and protected routes on a tenant
+//! without a provider. One const snippet per invalid value class, asserting line, key and
+//! message.
 
 use crate::tests::{assert_error, errs, ok};
 
@@ -189,9 +190,11 @@ identity-providers:
 #[test]
 fn unanchored_match_claims_patterns_are_explained_not_refused() {
     const SRC: &str = "\
+identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: kc
     upstreams:
       - name: app
         targets: [\"127.0.0.1:18080\"]
@@ -209,7 +212,7 @@ tenants:
     assert_eq!(w.len(), 2, "{w:?}");
     assert_eq!(
         (w[0].line, w[0].key.as_str()),
-        (Some(9), "tenants[0].routes[0].match-claims.email")
+        (Some(11), "tenants[0].routes[0].match-claims.email")
     );
     assert!(
         w[0].message.contains("\"@example\\\\.com\"")
@@ -220,16 +223,79 @@ tenants:
     );
     assert_eq!(
         (w[1].line, w[1].key.as_str()),
-        (Some(14), "tenants[0].routes[1].match-claims.team")
+        (Some(16), "tenants[0].routes[1].match-claims.team")
     );
     assert_eq!(
         w[0].to_string(),
         format!(
-            "gatehouse.yaml:9: tenants[0].routes[0].match-claims.email: {}",
+            "gatehouse.yaml:11: tenants[0].routes[0].match-claims.email: {}",
             w[0].message
         )
     );
     // The anchored regex is what validation compiles: an alternation stays whole.
     assert_eq!(crate::anchored_pattern("a|b"), "^(?:a|b)$");
     assert!(ok(crate::tests::BASE).warnings.is_empty());
+}
+
+/// A tenant without `identity-provider` can authenticate nobody: each route that needs
+/// authentication is refused where it is written, and so is `enable-default-deny: false`
+/// (unmatched paths then need authentication too). Public routes stay valid.
+#[test]
+fn a_protected_route_needs_the_tenant_to_have_an_identity_provider() {
+    const SRC: &str = "\
+tenants:
+  - name: shop
+    hosts: [shop.localhost]
+    enable-default-deny: false
+    upstreams:
+      - name: app
+        targets: [\"127.0.0.1:18080\"]
+    routes:
+      - uri: /health
+        white-listed: true
+      - uri: /catalog/*
+        white-listed-anon: true
+      - uri: /api/*
+        roles: [user]
+      - uri: /account/*
+";
+    let e = errs(SRC);
+    assert_eq!(e.len(), 3, "{e:?}");
+    let why = "needs authentication but tenant \"shop\" has no identity-provider";
+    assert_error(
+        &e,
+        13,
+        "tenants[0].routes[2]",
+        &format!("route \"/api/*\" {why}"),
+    );
+    assert_error(
+        &e,
+        15,
+        "tenants[0].routes[3]",
+        &format!("route \"/account/*\" {why}"),
+    );
+    assert_error(
+        &e,
+        4,
+        "tenants[0].enable-default-deny",
+        "false sends unmatched paths to the default upstream with authentication required",
+    );
+    assert_eq!(
+        e[0].to_string().split(": ").take(2).collect::<Vec<_>>(),
+        ["gatehouse.yaml:4", "tenants[0].enable-default-deny"],
+        "shown as file:line: key"
+    );
+
+    // Public routes only, unmatched paths refused: valid without a provider.
+    let public = SRC
+        .replace("    enable-default-deny: false\n", "")
+        .replace("        roles: [user]\n", "        white-listed: true\n")
+        .replace("      - uri: /account/*\n", "");
+    assert!(ok(&public).tenants[0].identity_provider.is_none());
+    // The same routes with a provider: valid.
+    let with_provider = format!(
+        "identity-providers: [{{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}}]\n{}",
+        SRC.replace("    hosts: [shop.localhost]\n", "    hosts: [shop.localhost]\n    identity-provider: kc\n")
+    );
+    assert_eq!(ok(&with_provider).tenants[0].routes.len(), 4);
 }

@@ -46,8 +46,14 @@ impl Provider {
     /// Builds the verifier and the login client, which share the provider's discovery document
     /// and HTTP client (reads a `jwks-file` now, if configured; no network).
     pub fn new(definition: &IdentityProvider, metrics: &Metrics) -> Result<Provider, BuildError> {
-        let mut verifier =
-            TokenVerifier::new(definition, gatehouse_session::DEFAULT_CACHE_CAPACITY)?;
+        let observer = crate::observers::IdpMetrics::new(metrics, &definition.name);
+        let discovery = gatehouse_session::ProviderDiscovery::new(definition)?
+            .with_observer(Arc::new(observer));
+        let mut verifier = TokenVerifier::with_discovery(
+            definition,
+            gatehouse_session::DEFAULT_CACHE_CAPACITY,
+            Arc::new(discovery),
+        )?;
         if let Some(age) = definition.max_token_age {
             verifier = verifier.with_max_token_age(age);
         }

@@ -8,6 +8,8 @@
 
 mod accesslog;
 mod admin;
+mod assertion;
+mod assertion_jwks;
 mod auth;
 mod ctx;
 mod demo;
@@ -17,6 +19,7 @@ mod login;
 mod login_settings;
 mod maintenance;
 mod metrics;
+mod observers;
 mod pools;
 mod proxy;
 mod readiness;
@@ -53,7 +56,8 @@ enum Command {
     /// SIGQUIT hands the listening sockets to a process started with --upgrade).
     Run {
         /// The YAML configuration file; omitted: the embedded demo (in-memory sessions, demo
-        /// tenant on demo.localhost and 127.0.0.1, demo upstream).
+        /// tenant on demo.localhost and 127.0.0.1, demo upstream, the test IdP on
+        /// 127.0.0.1:18090 as its identity provider).
         #[arg(short, long)]
         config: Option<PathBuf>,
         /// Take over the listening sockets of a running gatehouse (zero-downtime upgrade):

@@ -27,6 +27,8 @@ pub struct MaintenanceService {
 
 /// The local session cache is swept this often (every this many ticks).
 const SWEEP_EVERY_TICKS: u64 = 100;
+/// The store's sessions are counted this often (every this many ticks).
+const COUNT_EVERY_TICKS: u64 = 50;
 
 #[async_trait]
 impl BackgroundService for MaintenanceService {
@@ -46,6 +48,9 @@ impl BackgroundService for MaintenanceService {
             if ticks.is_multiple_of(SWEEP_EVERY_TICKS) {
                 self.sessions.sweep();
             }
+            if ticks % COUNT_EVERY_TICKS == 1 {
+                self.sessions.count_in_background();
+            }
             let runtime = self.runtime.load_full();
             for pool in runtime.all_pools() {
                 if pool.due(now_ms) {
@@ -60,6 +65,8 @@ impl BackgroundService for MaintenanceService {
                     &provider.definition.name,
                     provider.verifier.cache_len(),
                 );
+                self.metrics
+                    .set_idp_keys_age(&provider.definition.name, provider.verifier.keys_age());
             }
         }
     }

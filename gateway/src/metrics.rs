@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -64,6 +64,17 @@ pub struct Metrics {
     token_refreshes: IntCounterVec,
     session_store_duration: HistogramVec,
     session_store_errors: IntCounterVec,
+    /// `gatehouse_session_store_events_total{event}`: the Redis client's connection events.
+    pub(crate) session_store_events: IntCounterVec,
+    /// `gatehouse_session_cache_lookups_total{result}`: local session cache hits and misses.
+    pub(crate) session_cache_lookups: IntCounterVec,
+    /// `gatehouse_sessions_active`: sessions in the store, counted periodically.
+    pub(crate) sessions_active: IntGauge,
+    /// `gatehouse_idp_request_duration_seconds{provider, call}`.
+    pub(crate) idp_duration: HistogramVec,
+    /// `gatehouse_idp_requests_total{provider, call, outcome}`.
+    pub(crate) idp_requests: IntCounterVec,
+    idp_keys_age: GaugeVec,
     healthy_targets: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
@@ -108,7 +119,7 @@ impl Metrics {
             .expect("registered once");
         let sessions_active = IntGauge::new(
             "gatehouse_sessions_active",
-            "Browser sessions known to this instance's session store (embedded store only)",
+            "Browser sessions in the session store, counted every few seconds (memory: exact; Redis: a paced SCAN of the session keys on every master)",
         )
         .expect("valid metric");
         r.register(Box::new(sessions_active.clone()))
@@ -207,15 +218,52 @@ impl Metrics {
             session_store_duration: histogram(
                 &r,
                 "gatehouse_session_store_duration_seconds",
-                "Session store command latency by operation",
+                "Session store operation latency by operation, failures included",
                 &["op"],
             ),
             session_store_errors: counter(
                 &r,
                 "gatehouse_session_store_errors_total",
-                "Session store command failures by operation",
-                &["op"],
+                "Session store operation failures by operation and outcome",
+                &["op", "outcome"],
             ),
+            session_store_events: counter(
+                &r,
+                "gatehouse_session_store_events_total",
+                "Redis client connection events: reconnects, cluster topology changes, connection errors, unresponsive connections",
+                &["event"],
+            ),
+            session_cache_lookups: counter(
+                &r,
+                "gatehouse_session_cache_lookups_total",
+                "Local session cache lookups: hit (no store round trip), miss (the store was asked), stale (served from the cache while the store was unavailable; also a miss)",
+                &["result"],
+            ),
+            sessions_active,
+            idp_duration: histogram(
+                &r,
+                "gatehouse_idp_request_duration_seconds",
+                "Calls to identity providers by provider and call kind",
+                &["provider", "call"],
+            ),
+            idp_requests: counter(
+                &r,
+                "gatehouse_idp_requests_total",
+                "Calls to identity providers by provider, call kind and outcome",
+                &["provider", "call", "outcome"],
+            ),
+            idp_keys_age: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "gatehouse_idp_keys_age_seconds",
+                        "Seconds since the signing keys in use were loaded or last fetched, by provider",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             healthy_targets: gauge(
                 &r,
                 "gatehouse_upstream_healthy_targets",
@@ -241,10 +289,7 @@ impl Metrics {
             self.reloads.with_label_values(&[result]);
             self.token_refreshes.with_label_values(&[result]);
         }
-        for op in ["get", "set", "delete"] {
-            self.session_store_duration.with_label_values(&[op]);
-            self.session_store_errors.with_label_values(&[op]);
-        }
+        crate::observers::init_store_series(self);
         for tenant in &config.tenants {
             let t = tenant.name.as_str();
             for result in ["success", "failure"] {
@@ -268,6 +313,7 @@ impl Metrics {
                 self.token_verify.with_label_values(&[&p.name, cache]);
             }
             self.token_cache_entries.with_label_values(&[&p.name]);
+            crate::observers::init_idp_series(self, &p.name);
         }
     }
 
@@ -325,6 +371,20 @@ impl Metrics {
         self.token_cache_entries
             .with_label_values(&[provider])
             .set(n as i64);
+    }
+
+    /// Publishes how old a provider's keys in use are (nothing before the first keys).
+    pub fn set_idp_keys_age(&self, provider: &str, age: Option<Duration>) {
+        if let Some(age) = age {
+            self.idp_keys_age
+                .with_label_values(&[provider])
+                .set(age.as_secs_f64());
+        }
+    }
+
+    /// The session store's latency histogram and error counter families.
+    pub(crate) fn session_store_families(&self) -> (&HistogramVec, &IntCounterVec) {
+        (&self.session_store_duration, &self.session_store_errors)
     }
 
     /// A pool's `gatehouse_upstream_healthy_targets` gauge.

@@ -130,6 +130,12 @@ impl ProxyHttp for Gateway {
                 crate::resource_metadata::serve(session, ctx).await?;
                 return Ok(true);
             }
+            Admission::Builtin(Builtin::AssertionJwks) => {
+                let t = ctx.tenant.expect("built-ins are served on tenant hosts");
+                let assertion = runtime.assertions[t].as_deref();
+                crate::assertion_jwks::serve(session, ctx, assertion).await?;
+                return Ok(true);
+            }
             Admission::Builtin(builtin) => {
                 let t = ctx.tenant.expect("built-ins are served on tenant hosts");
                 // userinfo answers for whoever the caller is (bearer token or session).
@@ -254,6 +260,7 @@ impl ProxyHttp for Gateway {
             forward_access_token: tenant.is_some_and(|t| t.forward_access_token),
             pass_rewrite_headers: tenant.is_some_and(|t| t.pass_rewrite_headers),
             request_id: (id_header, ctx.request_id.clone()),
+            assertion_header: tenant.and_then(|t| t.assertion_header.as_ref()),
         };
         edit_request_headers(upstream_request, |headers| {
             forward_request(headers, &forwarding);
@@ -261,6 +268,20 @@ impl ProxyHttp for Gateway {
                 each_identity_header(claims, tenant, |name, value| {
                     headers.insert(name.clone(), value.clone());
                 });
+            }
+            if let (Some(claims), Some(t), Some((u, _))) = (&ctx.claims, ctx.tenant, ctx.upstream) {
+                if let Some(assertion) = &runtime.assertions[t] {
+                    let upstream = &runtime.config.tenants[t].upstreams[u].name;
+                    let host = client_host(session.req_header()).unwrap_or_default();
+                    crate::assertion::insert(
+                        headers,
+                        assertion,
+                        claims,
+                        (u, upstream),
+                        ctx.secure,
+                        host,
+                    );
+                }
             }
             // Session and login-state cookies are the gateway's, every tenant's: the upstream
             // gets the identity headers instead.

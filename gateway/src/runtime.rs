@@ -10,6 +10,7 @@ use gatehouse_config::Config;
 use gatehouse_policy::snapshot::{RouteRef, Snapshot};
 use prometheus::IntCounter;
 
+use crate::assertion::TenantAssertion;
 use crate::auth::Provider;
 use crate::login_settings::cookies::GatewayCookies;
 use crate::login_settings::tenant::TenantLogin;
@@ -40,6 +41,8 @@ pub struct Runtime {
     pub tenant_metrics: Vec<TenantMetrics>,
     /// Metrics of requests that matched no tenant.
     pub unknown_host_metrics: RouteMetrics,
+    /// Identity-assertion signers, indexed like the tenants (`None`: the tenant has none).
+    pub assertions: Vec<Option<Arc<TenantAssertion>>>,
 }
 
 /// One tenant's pre-resolved metric handles.
@@ -146,8 +149,13 @@ impl Runtime {
             };
             logins.push(login);
         }
+        let assertions = crate::assertion::build(
+            &config,
+            previous.map_or(&[][..], |p| p.assertions.as_slice()),
+        )?;
         metrics.init_series(&config);
         Ok(Runtime {
+            assertions,
             logins,
             gateway_cookies: GatewayCookies::from_config(&config),
             unknown_host_metrics: metrics.route("-", "-"),
@@ -162,11 +170,12 @@ impl Runtime {
     }
 
     /// Checks what `compile` would, without building pools (no DNS, no sockets): the policy
-    /// compiles, every certificate loads and matches its key, every `jwks-file` parses. For
-    /// `gatehouse check`.
+    /// compiles, every certificate loads and matches its key, every `jwks-file` parses, every
+    /// identity-assertion key parses. For `gatehouse check`.
     pub fn validate(config: &Config) -> Result<(), String> {
         Snapshot::compile(config).map_err(|e| e.to_string())?;
         CertStore::load(config)?;
+        crate::assertion::build(config, &[])?;
         for definition in &config.identity_providers {
             gatehouse_session::verifier::TokenVerifier::new(definition, 0)
                 .map_err(|e| format!("identity provider {}: {e}", definition.name))?;

@@ -147,6 +147,13 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         let listen = &config.listen;
         eprintln!("gatehouse: serving the embedded demo on http://{listen} (demo upstream on {DEMO_UPSTREAM_ADDR})");
         eprintln!("  try: curl -i -H 'Host: demo.localhost' http://{listen}/public/hello");
+        if let Some(idp) = config.identity_providers.first() {
+            eprintln!(
+                "  log in at http://demo.localhost:{}/app/ once the demo identity provider {} is up (./scripts/setup.sh starts it)",
+                listen.rsplit(':').next().unwrap_or("8080"),
+                idp.issuer
+            );
+        }
     }
     tracing::info!(listen = %config.listen, tenants = config.tenants.len(), "gatehouse starting");
     // `run` returns once the runtimes have stopped (after the grace period on SIGTERM, at once

@@ -61,8 +61,9 @@ fn check_warns_when_an_unlisted_method_falls_through_to_a_weaker_route() {
     let path = dir.path().join("fallthrough.yaml");
     std::fs::write(
         &path,
-        "tenants:\n  - name: a\n    hosts: [a.localhost]\n    upstreams:\n      - name: app\n        \
-         targets: [\"127.0.0.1:1\"]\n    routes:\n      - uri: /api/v1/admin/*\n        \
+        "identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]\n\
+         tenants:\n  - name: a\n    hosts: [a.localhost]\n    identity-provider: kc\n    upstreams:\n      \
+         - name: app\n        targets: [\"127.0.0.1:1\"]\n    routes:\n      - uri: /api/v1/admin/*\n        \
          methods: [GET, POST, PUT, DELETE]\n        roles: [admin]\n      - uri: /*\n        \
          roles: []\n",
     )
@@ -73,13 +74,48 @@ fn check_warns_when_an_unlisted_method_falls_through_to_a_weaker_route() {
     let file = path.display().to_string();
     assert!(
         err.contains(&format!(
-            "{file}:9: warning: tenants[0].routes[0].methods: route \"/api/v1/admin/*\" lists \
+            "{file}:11: warning: tenants[0].routes[0].methods: route \"/api/v1/admin/*\" lists \
              methods [GET, POST, PUT, DELETE]: HEAD, CONNECT, OPTIONS, TRACE, PATCH and any other \
-             method fall through to route \"/*\" (line 11), which asks less: roles [] instead of \
+             method fall through to route \"/*\" (line 13), which asks less: roles [] instead of \
              [admin]"
         )),
         "{err}"
     );
+}
+
+/// A tenant without an identity provider cannot authenticate anyone: a route that needs
+/// authentication there would answer 401 forever, so `check` refuses it where it is written.
+#[test]
+fn check_refuses_a_protected_route_on_a_tenant_without_an_identity_provider() {
+    let dir = TempDir::new("noidp");
+    let path = dir.path().join("noidp.yaml");
+    let tenant = "tenants:\n  - name: a\n    hosts: [a.localhost]\n    upstreams:\n      - name: app\n        \
+         targets: [\"127.0.0.1:1\"]\n    routes:\n      - uri: /public/*\n        white-listed: true\n      \
+         - uri: /api/*\n        roles: [user]\n";
+    std::fs::write(&path, tenant).unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    let file = path.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:10: tenants[0].routes[1]: route \"/api/*\" needs authentication but tenant \"a\" \
+             has no identity-provider"
+        )),
+        "{err}"
+    );
+    assert!(!out.contains("OK:"), "{out}");
+
+    // White-listed, the same tenant passes; with a provider, the protected route passes too.
+    std::fs::write(&path, tenant.replace("roles: [user]", "white-listed: true")).unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let with_provider = format!(
+        "identity-providers: [{{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}}]\n{}",
+        tenant.replace("    upstreams:", "    identity-provider: kc\n    upstreams:")
+    );
+    std::fs::write(&path, with_provider).unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]

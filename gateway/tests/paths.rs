@@ -3,18 +3,21 @@
 
 mod support;
 
+use std::path::Path;
+
 use support::*;
 
-fn config(p: &Ports, app: &Upstream) -> String {
+fn config(p: &Ports, dir: &Path, app: &Upstream) -> String {
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 max-request-header-size: 8KiB
 max-request-headers: 40
-tenants:
+{provider}tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: static
     upstreams:
       - name: app
         targets: ["{app}"]
@@ -30,7 +33,8 @@ tenants:
 "#,
         listen = p.listen,
         admin = p.admin,
-        app = app.target()
+        app = app.target(),
+        provider = static_provider(dir),
     )
 }
 
@@ -85,7 +89,7 @@ const TABLE: &[(&str, u16, Option<&str>)] = &[
 #[test]
 fn normalizes_paths_before_routing_and_forwards_the_normalized_path() {
     let app = Upstream::start("app");
-    let gw = Gateway::start("paths", |p, _| config(p, &app));
+    let gw = Gateway::start("paths", |p, dir| config(p, dir, &app));
     for &(target, status, upstream_path) in TABLE {
         let before = app.requests().len();
         let raw =
@@ -120,7 +124,7 @@ fn normalizes_paths_before_routing_and_forwards_the_normalized_path() {
 #[test]
 fn oversized_headers_get_431_and_smuggling_shapes_get_400() {
     let app = Upstream::start("app");
-    let gw = Gateway::start("limits", |p, _| config(p, &app));
+    let gw = Gateway::start("limits", |p, dir| config(p, dir, &app));
     let big = "x".repeat(9 * 1024);
     let r = gw.get_with("demo.localhost", "/a", &[("X-Big", &big)]);
     assert_eq!(r.status, 431);
@@ -166,7 +170,7 @@ fn oversized_headers_get_431_and_smuggling_shapes_get_400() {
 #[test]
 fn bad_chunked_bodies_get_400_and_never_complete_or_smuggle_at_the_upstream() {
     let app = Upstream::start("app");
-    let gw = Gateway::start("chunks", |p, _| config(p, &app));
+    let gw = Gateway::start("chunks", |p, dir| config(p, dir, &app));
     for shape in [
         "POST /chunk HTTP/1.1\r\nHost: demo.localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
         "POST /chunk HTTP/1.1\r\nHost: demo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
@@ -196,7 +200,7 @@ fn bad_chunked_bodies_get_400_and_never_complete_or_smuggle_at_the_upstream() {
 #[test]
 fn bodies_over_the_route_limit_get_413() {
     let app = Upstream::start("app");
-    let gw = Gateway::start("body", |p, _| config(p, &app));
+    let gw = Gateway::start("body", |p, dir| config(p, dir, &app));
     let body = "y".repeat(2048);
     let raw = format!("POST /upload/f HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     let before = app.requests().len();

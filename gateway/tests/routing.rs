@@ -3,11 +3,18 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use support::*;
 
-fn two_tenant_config(p: &Ports, app: &[&Upstream], other: &Upstream, balance: &str) -> String {
+fn two_tenant_config(
+    p: &Ports,
+    dir: &Path,
+    app: &[&Upstream],
+    other: &Upstream,
+    balance: &str,
+) -> String {
     let targets: Vec<String> = app.iter().map(|u| format!("\"{}\"", u.target())).collect();
     format!(
         r#"
@@ -15,9 +22,10 @@ listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 threads: 2
 trusted-proxies: [127.0.0.2/32]
-tenants:
+{provider}tenants:
   - name: demo
     hosts: [demo.localhost, "*.demo.localhost"]
+    identity-provider: static
     upstreams:
       - name: app
         targets: [{targets}]
@@ -51,6 +59,7 @@ tenants:
         admin = p.admin,
         targets = targets.join(", "),
         other = other.target(),
+        provider = static_provider(dir),
     )
 }
 
@@ -71,8 +80,8 @@ fn assert_security_headers(r: &Response) {
 fn routes_by_host_with_wildcards_case_and_port_and_refuses_unknown_hosts() {
     let app = Upstream::start("app");
     let other = Upstream::start("other");
-    let gw = Gateway::start("hosts", |p, _| {
-        two_tenant_config(p, &[&app], &other, "round-robin")
+    let gw = Gateway::start("hosts", |p, dir| {
+        two_tenant_config(p, dir, &[&app], &other, "round-robin")
     });
     for host in [
         "demo.localhost",
@@ -120,8 +129,8 @@ fn routes_by_host_with_wildcards_case_and_port_and_refuses_unknown_hosts() {
 fn longest_route_wins_methods_fall_through_and_protected_routes_are_refused() {
     let app = Upstream::start("app");
     let other = Upstream::start("other");
-    let gw = Gateway::start("routes", |p, _| {
-        two_tenant_config(p, &[&app], &other, "round-robin")
+    let gw = Gateway::start("routes", |p, dir| {
+        two_tenant_config(p, dir, &[&app], &other, "round-robin")
     });
     // /api/open/* is white-listed for GET only; POST falls through to /api/* (needs a role).
     assert_eq!(gw.get("demo.localhost", "/api/open/x").status, 200);
@@ -152,8 +161,8 @@ fn round_robin_spreads_requests_over_targets() {
     let b = Upstream::start("b");
     let c = Upstream::start("c");
     let other = Upstream::start("other");
-    let gw = Gateway::start("rr", |p, _| {
-        two_tenant_config(p, &[&a, &b, &c], &other, "round-robin")
+    let gw = Gateway::start("rr", |p, dir| {
+        two_tenant_config(p, dir, &[&a, &b, &c], &other, "round-robin")
     });
     let mut counts = std::collections::HashMap::new();
     for _ in 0..30 {
@@ -178,8 +187,8 @@ fn consistent_hash_keeps_each_client_ip_on_one_target() {
     let b = Upstream::start("b");
     let c = Upstream::start("c");
     let other = Upstream::start("other");
-    let gw = Gateway::start("ketama", |p, _| {
-        two_tenant_config(p, &[&a, &b, &c], &other, "consistent-hash")
+    let gw = Gateway::start("ketama", |p, dir| {
+        two_tenant_config(p, dir, &[&a, &b, &c], &other, "consistent-hash")
     });
     let mut chosen = std::collections::HashMap::new();
     for client in 1..=12u8 {
@@ -208,8 +217,8 @@ fn health_checks_take_a_killed_target_out_and_all_down_is_a_503() {
     let a = Upstream::start("a");
     let mut b = Upstream::start("b");
     let other = Upstream::start("other");
-    let gw = Gateway::start("health", |p, _| {
-        two_tenant_config(p, &[&a, &b], &other, "round-robin")
+    let gw = Gateway::start("health", |p, dir| {
+        two_tenant_config(p, dir, &[&a, &b], &other, "round-robin")
     });
     gw.wait_ready();
     b.kill();
@@ -263,8 +272,8 @@ fn health_checks_take_a_killed_target_out_and_all_down_is_a_503() {
 fn request_ids_are_kept_when_valid_and_replaced_otherwise() {
     let app = Upstream::start("app");
     let other = Upstream::start("other");
-    let gw = Gateway::start("reqid", |p, _| {
-        two_tenant_config(p, &[&app], &other, "round-robin")
+    let gw = Gateway::start("reqid", |p, dir| {
+        two_tenant_config(p, dir, &[&app], &other, "round-robin")
     });
     let r = gw.get_with(
         "demo.localhost",
@@ -339,8 +348,8 @@ fn request_ids_are_kept_when_valid_and_replaced_otherwise() {
 fn forwarded_headers_are_replaced_unless_the_peer_is_trusted() {
     let app = Upstream::start("app");
     let other = Upstream::start("other");
-    let gw = Gateway::start("xff", |p, _| {
-        two_tenant_config(p, &[&app], &other, "round-robin")
+    let gw = Gateway::start("xff", |p, dir| {
+        two_tenant_config(p, dir, &[&app], &other, "round-robin")
     });
     let spoof = "GET /public/f HTTP/1.1\r\nHost: demo.localhost\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nX-Original-URL: /api/secret\r\nX-Forwarded-Uri: /api/secret\r\nX-Auth-Subject: admin\r\nX_Auth_Userid: admin\r\nConnection: close\r\n\r\n";
     // Untrusted peer (127.0.0.1): everything replaced or dropped.
@@ -385,8 +394,8 @@ fn forwarded_headers_are_replaced_unless_the_peer_is_trusted() {
 fn admin_endpoints_answer() {
     let app = Upstream::start("app");
     let other = Upstream::start("other");
-    let gw = Gateway::start("admin", |p, _| {
-        two_tenant_config(p, &[&app], &other, "round-robin")
+    let gw = Gateway::start("admin", |p, dir| {
+        two_tenant_config(p, dir, &[&app], &other, "round-robin")
     });
     gw.wait_ready();
     assert_eq!(gw.get("demo.localhost", "/public/m").status, 200);

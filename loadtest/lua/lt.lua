@@ -13,7 +13,7 @@
 --
 -- done() prints machine-readable lines that loadtest/report.py parses:
 --   LT_SUMMARY requests=N duration_us=N bytes=N connect=N read=N write=N status=N timeout=N
---   LT_PCT <percentile> <latency_us>          (for the latency CDF)
+--   LT_PCT <percentile> <latency_us>          (the latency distribution, for the nines plot)
 --   LT_STATUS <code> <count>                  (miss and mix: responses counted per status)
 --   LT_WINDOW requests=N elapsed_us=N         (miss: wrk's own duration is always -d, even when
 --                                              the thread stops early, so the rate of the miss
@@ -121,9 +121,18 @@ function done(summary, latency, requests)
   io.write(string.format(
     "LT_SUMMARY requests=%d duration_us=%d bytes=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout))
+  -- The distribution as HdrHistogram plots it: ten percentiles per "nine" (p = 1 - 10^(-k/10),
+  -- up to 99.999 %), read from wrk's histogram of 1 us buckets, plus the usual round ones.
   local pcts = {1, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97.5, 99, 99.5, 99.9, 99.99}
+  for k = 1, 50 do pcts[#pcts + 1] = 100 * (1 - 10 ^ (-k / 10)) end
+  table.sort(pcts)
+  local written = {}
   for _, p in ipairs(pcts) do
-    io.write(string.format("LT_PCT %g %d\n", p, latency:percentile(p)))
+    local key = string.format("%g", p)
+    if not written[key] then
+      written[key] = true
+      io.write(string.format("LT_PCT %s %d\n", key, latency:percentile(p)))
+    end
   end
   io.write(string.format("LT_PCT 100 %d\n", latency.max))
   for _, t in ipairs(threads) do

@@ -36,7 +36,13 @@ pub enum Builtin {
     /// `/.well-known/oauth-protected-resource[/<path>]` on a tenant with `resource-metadata`:
     /// RFC 9728 metadata, served without authentication and never proxied.
     ResourceMetadata,
+    /// `/.well-known/gatehouse/jwks.json`: the public keys of the tenant's identity
+    /// assertions (404 on a tenant without `identity-assertion`; never proxied).
+    AssertionJwks,
 }
+
+/// The path of the tenant's assertion JWKS ([`Builtin::AssertionJwks`]).
+pub const ASSERTION_JWKS_PATH: &str = "/.well-known/gatehouse/jwks.json";
 
 impl Builtin {
     /// The built-in a normalized path names, if any.
@@ -48,6 +54,7 @@ impl Builtin {
             "/oauth/logout" => Builtin::Logout,
             "/oauth/userinfo" => Builtin::Userinfo,
             "/oauth/backchannel-logout" => Builtin::BackchannelLogout,
+            ASSERTION_JWKS_PATH => Builtin::AssertionJwks,
             _ => return None,
         })
     }

@@ -49,8 +49,11 @@ pub const REWRITE_HEADERS: [&str; 4] = [
 /// Headers never passed to an upstream from any peer: method overrides (a `GET` the gateway
 /// authorized must not become a `DELETE` behind it) and the identity headers of the proxies
 /// gatehouse replaces, which their upstreams trust (oauth2-proxy, Gatekeeper, Authelia).
-/// `X-Auth-Request-*` is covered by the `X-Auth-*` identity rule.
-pub const ALWAYS_REMOVED_HEADERS: [&str; 8] = [
+/// `X-Auth-Request-*` is covered by the `X-Auth-*` identity rule. The gateway's own assertion
+/// header in its usual spelling is here too, so no tenant's upstream ever gets a client's copy
+/// (a tenant that names another header has that one removed as well, see
+/// [`Forwarding::assertion_header`]).
+pub const ALWAYS_REMOVED_HEADERS: [&str; 9] = [
     "x-http-method-override",
     "x-method-override",
     "x-http-method",
@@ -59,6 +62,7 @@ pub const ALWAYS_REMOVED_HEADERS: [&str; 8] = [
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "remote-user",
+    "x-gatehouse-assertion",
 ];
 
 /// Whether header name `name` is `lower` (a lowercase name) in any case, with `_` and `-`
@@ -94,6 +98,9 @@ pub struct Forwarding<'a> {
     pub pass_rewrite_headers: bool,
     /// The request ID header name and value.
     pub request_id: (&'a HeaderName, HeaderValue),
+    /// The tenant's `identity-assertion` header: a client's copy is removed in any spelling
+    /// (the gateway sets its own when the request carries an identity).
+    pub assertion_header: Option<&'a HeaderName>,
 }
 
 /// Whether a client header name is an identity header in any spelling: `X-Auth-*` or one of
@@ -111,7 +118,10 @@ pub fn is_identity_header(name: &[u8], configured: &[(HeaderName, String)]) -> b
 /// may pass, proxy-only headers unless the peer is trusted, rewrite headers unless the peer is
 /// trusted and the tenant passes them.
 fn is_removed(name: &[u8], f: &Forwarding<'_>) -> bool {
-    if is_identity_header(name, f.identity_headers) {
+    if is_identity_header(name, f.identity_headers)
+        || f.assertion_header
+            .is_some_and(|h| same_name(name, h.as_str().as_bytes()))
+    {
         return true;
     }
     // Every name below starts with one of these; most request headers are decided here.
@@ -130,8 +140,9 @@ fn is_removed(name: &[u8], f: &Forwarding<'_>) -> bool {
 /// request ID, and a `traceparent` when the client sent no valid one. The caller then adds the
 /// identity headers it vouches for.
 pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    // Room for what is added below plus the caller's identity headers: one growth at most.
-    headers.reserve(8 + f.identity_headers.len());
+    // Room for what is added below plus the caller's identity headers and assertion: one
+    // growth at most.
+    headers.reserve(8 + f.identity_headers.len() + usize::from(f.assertion_header.is_some()));
     // One pass decides what to remove; the usual request has nothing to remove and allocates
     // nothing here.
     let mut remove: Vec<HeaderName> = Vec::new();
@@ -258,6 +269,7 @@ mod tests {
             identity_headers: configured,
             forward_access_token: false,
             pass_rewrite_headers: false,
+            assertion_header: None,
             request_id: (
                 id_name,
                 HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736"),
@@ -335,6 +347,7 @@ mod tests {
             let mut h = client_headers(&sent);
             let f = Forwarding {
                 pass_rewrite_headers: false,
+                assertion_header: None,
                 ..forwarding(&[], &id, trusted)
             };
             forward_request(&mut h, &f);
@@ -413,6 +426,38 @@ mod tests {
             h["traceparent"],
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
+    }
+
+    #[test]
+    fn client_assertions_are_removed_in_any_spelling_from_any_peer() {
+        let id = HeaderName::from_static("x-request-id");
+        let configured = HeaderName::from_static("x-pomerium-jwt-assertion");
+        for trusted in [false, true] {
+            let mut h = client_headers(&[
+                ("X-Gatehouse-Assertion", "forged"),
+                ("x_gatehouse_assertion", "forged"),
+                ("X-Pomerium-Jwt-Assertion", "forged"),
+                ("X_POMERIUM_JWT_ASSERTION", "forged"),
+                ("X-Pomerium-Jwt-Assertion-Extra", "kept"),
+            ]);
+            let f = Forwarding {
+                assertion_header: Some(&configured),
+                ..forwarding(&[], &id, trusted)
+            };
+            forward_request(&mut h, &f);
+            let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert!(
+                !left.iter().any(|k| k.contains("gatehouse")
+                    || k.contains("pomerium-jwt-assertion") && !k.ends_with("extra")
+                    || k.contains("pomerium_jwt")),
+                "{left:?}"
+            );
+            assert_eq!(h["x-pomerium-jwt-assertion-extra"], "kept");
+        }
+        // A tenant without the feature: the usual name is still removed.
+        let mut h = client_headers(&[("X-Gatehouse-Assertion", "forged")]);
+        forward_request(&mut h, &forwarding(&[], &id, false));
+        assert!(h.get("x-gatehouse-assertion").is_none());
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub struct TenantPolicy {
     pub cors: Option<CorsPolicy>,
     /// `resource-metadata` (RFC 9728), if the tenant has it.
     pub resource_metadata: Option<TenantResource>,
+    /// `identity-assertion.header`, when the tenant signs assertions.
+    pub assertion_header: Option<HeaderName>,
 }
 
 impl TenantPolicy {
@@ -247,6 +249,15 @@ impl TenantPolicy {
                 .resource_metadata
                 .as_ref()
                 .map(TenantResource::compile),
+            assertion_header: tenant
+                .identity_assertion
+                .as_ref()
+                .map(|a| {
+                    HeaderName::from_bytes(a.header.as_bytes()).map_err(|_| {
+                        err("identity-assertion header is not a valid header name".to_string())
+                    })
+                })
+                .transpose()?,
         })
     }
 }
@@ -565,9 +576,11 @@ mod tests {
     }
 
     const TWO_TENANTS: &str = r#"
+identity-providers: [{name: kc, issuer: "https://kc.localhost/realms/demo", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost, "*.demo.localhost"]
+    identity-provider: kc
     enable-default-deny: true
     upstreams:
       - name: app
@@ -588,6 +601,7 @@ tenants:
       Referrer-Policy: ""
   - name: other
     hosts: [other.localhost]
+    identity-provider: kc
     enable-default-deny: false
     request-id-header: X-Correlation-ID
     upstreams:

@@ -57,6 +57,8 @@ pub struct Claims {
     payload: Payload,
     /// Identity header values rendered from these claims (see [`Claims::identity_header_values`]).
     pub rendered: RenderedHeaders,
+    /// Identity assertions signed for these claims ([`crate::assertion`]).
+    pub assertions: crate::assertion::AssertionCache,
 }
 
 /// Bytes a `serde_json` tree takes per byte of the JSON text it was parsed from, for
@@ -203,6 +205,7 @@ impl Claims {
                 tree: OnceLock::from(raw),
             },
             rendered: RenderedHeaders::default(),
+            assertions: Default::default(),
         }
     }
 
@@ -251,6 +254,7 @@ impl Claims {
                 provider_audience: true,
                 payload: Payload::default(),
                 rendered: RenderedHeaders::default(),
+                assertions: Default::default(),
             };
             (claims, registered)
         };

@@ -24,7 +24,7 @@ use reqwest::Url;
 use serde_json::Value;
 
 use crate::error::BuildError;
-use crate::http::{fetchable_url, get_limited};
+use crate::http::{fetchable_url, get_limited, CallTimer, IdpCall, IdpObserver, IdpOutcome};
 
 /// After a discovery fetch, on-demand callers within this interval get its outcome without a
 /// new request, so an IdP outage costs one request per interval rather than one per login.
@@ -218,6 +218,8 @@ pub struct ProviderDiscovery {
     stale: AtomicBool,
     /// Held while fetching (single flight); the last fetch's time and error.
     last: tokio::sync::Mutex<LastFetch>,
+    /// Told of every call to this provider (discovery, keys, token, introspection).
+    observer: Option<Arc<dyn IdpObserver>>,
 }
 
 impl std::fmt::Debug for ProviderDiscovery {
@@ -249,7 +251,20 @@ impl ProviderDiscovery {
             document: ArcSwapOption::empty(),
             stale: AtomicBool::new(false),
             last: tokio::sync::Mutex::new(None),
+            observer: None,
         })
+    }
+
+    /// This discovery with `observer` told of every call made to the provider through it
+    /// (discovery, JWKS, token, refresh, introspection): kind, outcome, latency.
+    pub fn with_observer(mut self, observer: Arc<dyn IdpObserver>) -> ProviderDiscovery {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Starts timing one call to this provider.
+    pub(crate) fn timer(&self, kind: IdpCall) -> CallTimer<'_> {
+        CallTimer::start(self.observer.as_ref(), kind)
     }
 
     /// The HTTP client of this provider ([`crate::http::client`]).
@@ -344,10 +359,20 @@ impl ProviderDiscovery {
     async fn fetch_document(&self) -> Result<Document, DiscoveryError> {
         let allow_http = self.allow_insecure_http;
         fetchable_url(&self.url, allow_http).map_err(DiscoveryError::Fetch)?;
-        let bytes = get_limited(&self.http, &self.url)
-            .await
-            .map_err(DiscoveryError::Fetch)?;
-        Document::parse(&bytes, &self.url, &self.issuer, allow_http)
+        let timer = self.timer(IdpCall::Discovery);
+        let bytes = match get_limited(&self.http, &self.url).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                timer.finish(e.outcome);
+                return Err(DiscoveryError::Fetch(e.into()));
+            }
+        };
+        let doc = Document::parse(&bytes, &self.url, &self.issuer, allow_http);
+        timer.finish(match doc {
+            Ok(_) => IdpOutcome::Ok,
+            Err(_) => IdpOutcome::Invalid,
+        });
+        doc
     }
 }
 

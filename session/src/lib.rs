@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assertion;
 mod cache;
 pub mod claims;
 pub mod cookie;

@@ -36,7 +36,7 @@ use crate::cookie::random_token;
 use crate::discovery::{Document, ProviderDiscovery};
 pub use crate::discovery::{Endpoints, DISCOVERY_RETRY_INTERVAL};
 use crate::error::BuildError;
-use crate::http::{BodyError, MAX_DOCUMENT_BYTES};
+use crate::http::{BodyError, IdpCall, IdpOutcome, MAX_DOCUMENT_BYTES};
 use crate::verifier::{looks_like_jwt, now_secs, TokenUse, TokenVerifier};
 
 mod error;
@@ -186,12 +186,15 @@ impl OidcClient {
             return Err(OidcError::LoginExpired);
         }
         let response = self
-            .token_request(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", &state.code_verifier),
-            ])
+            .token_request(
+                IdpCall::Token,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", redirect_uri),
+                    ("code_verifier", &state.code_verifier),
+                ],
+            )
             .await?;
         let id_token = response
             .id_token
@@ -207,10 +210,13 @@ impl OidcClient {
     /// presented one is used up and the new one is in the result.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenSet, OidcError> {
         let response = self
-            .token_request(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-            ])
+            .token_request(
+                IdpCall::Refresh,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
             .await?;
         let id_claims = match response.id_token.as_deref() {
             Some(id_token) => Some(self.validate_id_token(id_token, None).await?),
@@ -253,8 +259,32 @@ impl OidcClient {
     }
 
     /// POSTs a grant to the token endpoint with client authentication and parses a 2xx answer.
-    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OidcError> {
+    async fn token_request(
+        &self,
+        kind: IdpCall,
+        form: &[(&str, &str)],
+    ) -> Result<TokenResponse, OidcError> {
         let endpoints = self.endpoints().await?;
+        let timer = self.discovery.timer(kind);
+        match self.post_token(&endpoints, form).await {
+            Ok(response) => {
+                timer.finish(IdpOutcome::Ok);
+                Ok(response)
+            }
+            Err((outcome, error)) => {
+                timer.finish(outcome);
+                Err(error)
+            }
+        }
+    }
+
+    /// The token endpoint call of [`token_request`](Self::token_request); a failure carries
+    /// the call's outcome for the metrics.
+    async fn post_token(
+        &self,
+        endpoints: &Endpoints,
+        form: &[(&str, &str)],
+    ) -> Result<TokenResponse, (IdpOutcome, OidcError)> {
         let mut params: Vec<(&str, &str)> = form.to_vec();
         let request = self
             .discovery
@@ -274,17 +304,24 @@ impl OidcClient {
             Err(e) => {
                 // The IdP may have moved; rediscover on the next call.
                 self.discovery.mark_stale();
-                return Err(OidcError::Network(e.without_url().to_string()));
+                return Err((
+                    IdpOutcome::of_send_error(&e),
+                    OidcError::Network(e.without_url().to_string()),
+                ));
             }
         };
         let status = response.status();
         let body = crate::http::read_body(response)
             .await
             .map_err(|e| match e {
-                BodyError::TooLarge => {
-                    OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes"))
-                }
-                BodyError::Read(e) => OidcError::Network(e.without_url().to_string()),
+                BodyError::TooLarge => (
+                    IdpOutcome::Invalid,
+                    OidcError::Network(format!("body over {MAX_DOCUMENT_BYTES} bytes")),
+                ),
+                BodyError::Read(e) => (
+                    IdpOutcome::of_send_error(&e),
+                    OidcError::Network(e.without_url().to_string()),
+                ),
             })?;
         if !status.is_success() {
             let detail = serde_json::from_slice::<Value>(&body)
@@ -297,29 +334,28 @@ impl OidcClient {
                     })
                 })
                 .unwrap_or_else(|| "no OAuth error in the response".to_string());
-            return Err(OidcError::TokenEndpoint(status.as_u16(), sanitize(&detail)));
+            return Err((
+                IdpOutcome::of_status(status),
+                OidcError::TokenEndpoint(status.as_u16(), sanitize(&detail)),
+            ));
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            OidcError::TokenEndpoint(
-                status.as_u16(),
-                "the response is not a token response".to_string(),
+        let invalid = |why: &str| {
+            (
+                IdpOutcome::Invalid,
+                OidcError::TokenEndpoint(status.as_u16(), why.to_string()),
             )
-        })?;
+        };
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|_| invalid("the response is not a token response"))?;
         if parsed
             .token_type
             .as_deref()
             .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
         {
-            return Err(OidcError::TokenEndpoint(
-                status.as_u16(),
-                "the token type is not Bearer".to_string(),
-            ));
+            return Err(invalid("the token type is not Bearer"));
         }
         if parsed.access_token.is_empty() {
-            return Err(OidcError::TokenEndpoint(
-                status.as_u16(),
-                "the access token is empty".to_string(),
-            ));
+            return Err(invalid("the access token is empty"));
         }
         Ok(parsed)
     }

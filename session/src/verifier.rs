@@ -27,6 +27,7 @@ use crate::claims::Claims;
 use crate::discovery::{Document, ProviderDiscovery};
 use crate::encoding::B64URL;
 use crate::error::{BuildError, JwksFileError};
+use crate::http::{IdpCall, IdpOutcome};
 use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
 
 mod error;
@@ -69,6 +70,13 @@ impl Audience<'_> {
     }
 }
 
+/// Milliseconds since the unix epoch (0 if the clock is before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A key set that can verify something: an empty one (every key of another type, algorithm or
 /// use, or an empty `keys` array) is an error, so it never replaces a working set.
 fn usable(set: KeySet) -> Result<KeySet, JwksFileError> {
@@ -98,6 +106,8 @@ pub struct TokenVerifier {
     keys: ArcSwapOption<KeySet>,
     /// Bumped after every key-set swap; lets a waiter see that someone else refetched.
     generation: AtomicU64,
+    /// When the keys in use were loaded or last fetched (unix milliseconds; 0: never).
+    keys_fetched_ms: AtomicU64,
     /// Held across an unknown-kid refetch (single flight); holds when the last one started.
     refetch: tokio::sync::Mutex<Option<Instant>>,
     min_refetch_interval: Duration,
@@ -186,6 +196,7 @@ impl TokenVerifier {
             }
             None => None,
         };
+        let has_keys = keys.is_some();
         Ok(TokenVerifier {
             name: provider.name.clone(),
             client_id: provider.client_id.clone(),
@@ -195,6 +206,7 @@ impl TokenVerifier {
             discovery,
             keys: ArcSwapOption::new(keys),
             generation: AtomicU64::new(0),
+            keys_fetched_ms: AtomicU64::new(if has_keys { unix_ms() } else { 0 }),
             refetch: tokio::sync::Mutex::new(None),
             min_refetch_interval: provider.jwks_min_refetch_interval,
             refresh_interval: provider.jwks_refresh_interval,
@@ -445,10 +457,27 @@ impl TokenVerifier {
                     None => self.discovery.get_with(Document::jwks_uri).await,
                 }
                 .map_err(|e| e.to_string())?;
-                crate::http::get_limited(self.discovery.http(), &uri).await?
+                let timer = self.discovery.timer(IdpCall::Jwks);
+                let set = match crate::http::get_limited(self.discovery.http(), &uri).await {
+                    Ok(bytes) => self.key_set(&bytes),
+                    Err(e) => {
+                        timer.finish(e.outcome);
+                        return Err(e.into());
+                    }
+                };
+                timer.finish(match set {
+                    Ok(_) => IdpOutcome::Ok,
+                    Err(_) => IdpOutcome::Invalid,
+                });
+                return set;
             }
         };
-        KeySet::from_jwks_json(&bytes, &self.algorithms)
+        self.key_set(&bytes)
+    }
+
+    /// The usable keys of a JWKS document.
+    fn key_set(&self, bytes: &[u8]) -> Result<KeySet, String> {
+        KeySet::from_jwks_json(bytes, &self.algorithms)
             .and_then(|set| usable(set).map_err(|e| e.to_string()))
     }
 
@@ -459,6 +488,7 @@ impl TokenVerifier {
         let set = Arc::new(set);
         let old = self.keys.swap(Some(Arc::clone(&set)));
         self.generation.fetch_add(1, Ordering::Release);
+        self.keys_fetched_ms.store(unix_ms(), Ordering::Relaxed);
         if let Some(old) = old {
             let gone = old.gone_in(&set);
             let evicted = self.cache.evict_signers(&gone);
@@ -482,6 +512,15 @@ impl TokenVerifier {
     /// Whether a key set has been loaded (for `/readyz`).
     pub fn keys_loaded(&self) -> bool {
         self.keys.load().is_some()
+    }
+
+    /// How long ago the keys in use were loaded or last fetched successfully (a refresh that
+    /// returns the same keys counts as a fetch); `None` before any keys are loaded.
+    pub fn keys_age(&self) -> Option<Duration> {
+        match self.keys_fetched_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(unix_ms().saturating_sub(at))),
+        }
     }
 
     /// Number of tokens in the verified-token cache.

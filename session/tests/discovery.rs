@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gatehouse_session::http::{IdpCall, IdpObserver, IdpOutcome};
 use gatehouse_session::oidc::{OidcClient, OidcError, DISCOVERY_RETRY_INTERVAL};
-use gatehouse_session::TokenVerifier;
+use gatehouse_session::{ProviderDiscovery, TokenVerifier};
 use gatehouse_test_support::config::{claims, provider};
 use gatehouse_test_support::keys::{jwks, keys};
 use serde_json::json;
@@ -21,6 +22,8 @@ struct Idp {
     named_issuer: Arc<Mutex<String>>,
     /// Delay before each discovery answer, to let readers pile up.
     delay: Arc<Mutex<Duration>>,
+    /// A status every request is answered with instead (an outage).
+    fail_with: Arc<Mutex<Option<u16>>>,
 }
 
 impl Idp {
@@ -37,11 +40,13 @@ impl Idp {
             discovery_hits: Arc::new(AtomicUsize::new(0)),
             named_issuer: Arc::new(Mutex::new(issuer.clone())),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
+            fail_with: Arc::new(Mutex::new(None)),
         };
-        let (hits, named, delay) = (
+        let (hits, named, delay, fail_with) = (
             Arc::clone(&idp.discovery_hits),
             Arc::clone(&idp.named_issuer),
             Arc::clone(&idp.delay),
+            Arc::clone(&idp.fail_with),
         );
         let keys = jwks(&[keys().rsa.jwk()]);
         tokio::spawn(async move {
@@ -66,8 +71,12 @@ impl Idp {
                 } else {
                     keys.clone()
                 };
+                let status = match *fail_with.lock().expect("lock") {
+                    Some(code) => format!("{code} Failing"),
+                    None => "200 OK".to_string(),
+                };
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = stream.write_all(response.as_bytes()).await;
@@ -159,4 +168,77 @@ async fn a_failed_fetch_stands_for_the_retry_interval_and_stale_refetches() {
     verifier.discovery().mark_stale();
     oidc.endpoints().await.expect("refetched");
     assert_eq!(idp.hits(), 3);
+}
+
+/// Every call to the provider, as reported.
+#[derive(Default)]
+struct Calls(Mutex<Vec<(IdpCall, IdpOutcome)>>);
+
+impl IdpObserver for Calls {
+    fn call(&self, kind: IdpCall, outcome: IdpOutcome, _: Duration) {
+        self.0.lock().expect("lock").push((kind, outcome));
+    }
+}
+
+impl Calls {
+    fn take(&self) -> Vec<(IdpCall, IdpOutcome)> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+fn observed(issuer: &str, calls: &Arc<Calls>) -> (Arc<TokenVerifier>, OidcClient) {
+    let p = provider(issuer, None, &["RS256"]);
+    let discovery = ProviderDiscovery::new(&p)
+        .expect("discovery")
+        .with_observer(Arc::clone(calls) as Arc<dyn IdpObserver>);
+    let verifier =
+        Arc::new(TokenVerifier::with_discovery(&p, 100, Arc::new(discovery)).expect("verifier"));
+    let oidc = OidcClient::new(&p, Arc::clone(&verifier)).expect("login client");
+    (verifier, oidc)
+}
+
+#[tokio::test]
+async fn every_call_is_reported_with_its_kind_and_outcome() {
+    use IdpCall::{Discovery, Jwks, Refresh};
+    use IdpOutcome::{Connect, Invalid, Status4xx, Status5xx};
+    let idp = Idp::start().await;
+    let calls = Arc::new(Calls::default());
+    let (verifier, oidc) = observed(&idp.issuer, &calls);
+    assert_eq!(verifier.keys_age(), None, "no keys yet");
+    assert_eq!(verifier.refresh_keys().await, Ok(1));
+    assert_eq!(
+        calls.take(),
+        vec![(Discovery, IdpOutcome::Ok), (Jwks, IdpOutcome::Ok)]
+    );
+    assert!(verifier.keys_age().expect("loaded") < Duration::from_secs(5));
+
+    // The token endpoint answers with something that is not a token response.
+    assert!(oidc.refresh("a-refresh-token").await.is_err());
+    assert_eq!(calls.take(), vec![(Refresh, Invalid)]);
+
+    *idp.fail_with.lock().expect("lock") = Some(503);
+    assert!(verifier.refresh_keys().await.is_err());
+    assert_eq!(calls.take(), vec![(Discovery, Status5xx)]);
+    assert!(oidc.refresh("a-refresh-token").await.is_err());
+    assert_eq!(calls.take(), vec![(Refresh, Status5xx)]);
+    *idp.fail_with.lock().expect("lock") = Some(401);
+    assert!(oidc.refresh("a-refresh-token").await.is_err());
+    assert_eq!(calls.take(), vec![(Refresh, Status4xx)]);
+
+    *idp.fail_with.lock().expect("lock") = None;
+    *idp.named_issuer.lock().expect("lock") = "http://other.example".into();
+    assert!(verifier.refresh_keys().await.is_err());
+    assert_eq!(calls.take(), vec![(Discovery, Invalid)], "another issuer");
+    assert!(
+        verifier.keys_age().is_some(),
+        "the keys in use stay, and age"
+    );
+
+    // Nothing listens: the connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone = format!("http://{}/realms/test", closed.local_addr().expect("addr"));
+    drop(closed);
+    let (verifier, _) = observed(&gone, &calls);
+    assert!(verifier.refresh_keys().await.is_err());
+    assert_eq!(calls.take(), vec![(Discovery, Connect)]);
 }

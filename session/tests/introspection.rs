@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{Secret, TokenEndpointAuthMethod};
-use gatehouse_session::{looks_like_jwt, TokenError, TokenVerifier};
+use gatehouse_session::http::{IdpCall, IdpObserver, IdpOutcome};
+use gatehouse_session::{looks_like_jwt, ProviderDiscovery, TokenError, TokenVerifier};
 use gatehouse_test_support::config::{claims, introspecting_provider, provider, CLIENT_ID};
 use gatehouse_test_support::fake_idp::FakeIdp;
 use gatehouse_test_support::keys::{jwks, keys, now};
@@ -371,5 +372,36 @@ async fn idp_down_is_unavailable() {
     assert_eq!(
         v.introspect("opaque").await,
         Err(TokenError::IntrospectionUnavailable)
+    );
+}
+
+/// Every call to the provider, as reported.
+#[derive(Default)]
+struct Calls(std::sync::Mutex<Vec<(IdpCall, IdpOutcome)>>);
+
+impl IdpObserver for Calls {
+    fn call(&self, kind: IdpCall, outcome: IdpOutcome, _: Duration) {
+        self.0.lock().expect("lock").push((kind, outcome));
+    }
+}
+
+#[tokio::test]
+async fn introspection_calls_are_reported_with_their_outcome() {
+    let idp = FakeIdp::start(jwks(&[keys().rsa.jwk()])).await;
+    let calls = Arc::new(Calls::default());
+    let p = introspecting_provider(&idp.issuer, BASIC);
+    let discovery = ProviderDiscovery::new(&p)
+        .expect("discovery")
+        .with_observer(Arc::clone(&calls) as Arc<dyn IdpObserver>);
+    let v = TokenVerifier::with_discovery(&p, 1000, Arc::new(discovery)).expect("verifier");
+    idp.set_introspection("opaque-1", active(&idp.issuer));
+    v.introspect("opaque-1").await.expect("active");
+    v.introspect("opaque-1").await.expect("cached: no call");
+    assert_eq!(
+        *calls.0.lock().expect("lock"),
+        vec![
+            (IdpCall::Discovery, IdpOutcome::Ok),
+            (IdpCall::Introspection, IdpOutcome::Ok)
+        ]
     );
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::SessionStoreConfig;
-use gatehouse_session::store::{from_config, MemoryStore, SessionRecord, SessionStore};
+use gatehouse_session::store::{
+    from_config, CacheLookup, CachedStore, MemoryStore, SessionRecord, SessionStore, StoreEvent,
+    StoreObserver, StoreOp, StoreOutcome,
+};
 use serde_json::json;
 
 fn record(sub: &str, sid: Option<&str>) -> SessionRecord {
@@ -282,4 +285,70 @@ async fn replace_writes_only_over_a_live_record_so_a_deleted_session_stays_delet
     assert_eq!(store.replace("d", &moved, HOUR).await, Ok(true));
     assert_eq!(store.delete_by_sub_or_sid(None, Some("s2")).await, Ok(1));
     assert_eq!(store.get("d").await, Ok(None));
+}
+
+/// Every report a store or cache made.
+#[derive(Default)]
+struct Recorder {
+    commands: std::sync::Mutex<Vec<(StoreOp, StoreOutcome)>>,
+    lookups: std::sync::Mutex<Vec<CacheLookup>>,
+}
+
+impl StoreObserver for Recorder {
+    fn command(&self, op: StoreOp, outcome: StoreOutcome, _: Duration) {
+        self.commands.lock().unwrap().push((op, outcome));
+    }
+    fn cache_lookup(&self, lookup: CacheLookup) {
+        self.lookups.lock().unwrap().push(lookup);
+    }
+    fn event(&self, _: StoreEvent) {}
+}
+
+#[tokio::test]
+async fn operations_and_cache_lookups_are_reported_and_the_count_is_exact() {
+    let recorder = Arc::new(Recorder::default());
+    let observer = || Some(recorder.clone() as Arc<dyn StoreObserver>);
+    let store = CachedStore::new(
+        MemoryStore::new().observed_by(observer()),
+        Duration::from_secs(60),
+        false,
+    )
+    .observed_by(observer());
+    store.put("a", &record("alice", None), HOUR).await.unwrap();
+    store
+        .inner()
+        .put("gone", &record("bob", None), Duration::from_millis(10))
+        .await
+        .unwrap();
+    store.invalidate("a");
+    assert!(
+        store.get("a").await.unwrap().is_some(),
+        "a miss: read from the store"
+    );
+    assert!(store.get("a").await.unwrap().is_some(), "a hit");
+    assert!(store.get("b").await.unwrap().is_none(), "a miss");
+    store.delete("a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(store.inner().len_hint(), Some(1), "expired, not swept");
+    assert_eq!(
+        store.inner().count_sessions().await,
+        Ok(Some(0)),
+        "the count leaves expired records out"
+    );
+    let ok = StoreOutcome::Ok;
+    assert_eq!(
+        *recorder.commands.lock().unwrap(),
+        vec![
+            (StoreOp::Put, ok),
+            (StoreOp::Put, ok),
+            (StoreOp::Get, ok),
+            (StoreOp::Get, ok),
+            (StoreOp::Delete, ok),
+            (StoreOp::Count, ok),
+        ]
+    );
+    assert_eq!(
+        *recorder.lookups.lock().unwrap(),
+        vec![CacheLookup::Miss, CacheLookup::Hit, CacheLookup::Miss]
+    );
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use gatehouse_config::{OnUnavailable, SessionStoreConfig, SessionStoreKind};
 use gatehouse_session::store::{
-    from_config, CachedStore, RedisStore, SessionRecord, SessionStore, StoreError,
+    from_config, CacheLookup, CachedStore, RedisStore, SessionRecord, SessionStore, StoreError,
+    StoreEvent, StoreObserver, StoreOp, StoreOutcome,
 };
 use gatehouse_test_support::redis;
 use redis::{cli, free_base, Cluster, Single};
@@ -59,6 +60,33 @@ async fn connected(cfg: &SessionStoreConfig) -> RedisStore {
     store
 }
 
+/// Every report a store made, in order.
+#[derive(Default)]
+struct Recorder {
+    commands: std::sync::Mutex<Vec<(StoreOp, StoreOutcome, Duration)>>,
+    events: std::sync::Mutex<Vec<StoreEvent>>,
+}
+
+impl StoreObserver for Recorder {
+    fn command(&self, op: StoreOp, outcome: StoreOutcome, elapsed: Duration) {
+        self.commands.lock().unwrap().push((op, outcome, elapsed));
+    }
+    fn cache_lookup(&self, _: CacheLookup) {}
+    fn event(&self, event: StoreEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    fn count(&self, op: StoreOp, outcome: StoreOutcome) -> usize {
+        let commands = self.commands.lock().unwrap();
+        commands
+            .iter()
+            .filter(|(o, r, _)| *o == op && *r == outcome)
+            .count()
+    }
+}
+
 async fn cluster_store(cluster: &Cluster) -> RedisStore {
     connected(&config(&cluster.url(), SessionStoreKind::RedisCluster, 500)).await
 }
@@ -83,10 +111,12 @@ async fn cluster_put_get_delete_spread_over_masters_with_ttls() {
     assert_eq!(masters.len(), 3, "and on every master");
 
     for (i, id) in ids.iter().enumerate() {
-        let r = record(&format!("user-{i}"), None);
+        let r = record(&format!("user-{i}"), Some(&format!("sid-{i}")));
         store.put(id, &r, HOUR).await.unwrap();
         assert_eq!(store.get(id).await, Ok(Some(r)));
     }
+    // The count scans every master for the session keys only (not the sub/sid indexes).
+    assert_eq!(store.count_sessions().await, Ok(Some(ids.len())));
     // Every record is where the cluster says, with its TTL.
     for id in &ids {
         let key = store.session_key(id);
@@ -107,6 +137,7 @@ async fn cluster_put_get_delete_spread_over_masters_with_ttls() {
         store.delete(id).await.unwrap();
         assert_eq!(store.get(id).await, Ok(None));
     }
+    assert_eq!(store.count_sessions().await, Ok(Some(0)));
 
     store
         .put("short", &record("u", None), Duration::from_millis(300))
@@ -378,8 +409,17 @@ async fn cached_store_over_redis_serves_validated_records_only_when_configured()
 async fn cluster_failover_recovers_and_keeps_replicated_records() {
     let _alone = MACHINE.write().await;
     let cluster = Cluster::start();
+    let recorder = Arc::new(Recorder::default());
+    let cfg = config(&cluster.url(), SessionStoreKind::RedisCluster, 200);
     let store =
-        Arc::new(connected(&config(&cluster.url(), SessionStoreKind::RedisCluster, 200)).await);
+        RedisStore::connect_observed(&cfg, Some(recorder.clone() as Arc<dyn StoreObserver>))
+            .await
+            .expect("connect");
+    assert!(
+        store.wait_connected(Duration::from_secs(10)).await,
+        "pool never connected"
+    );
+    let store = Arc::new(store);
     let before: Vec<String> = (0..200).map(|i| format!("pre-{i}")).collect();
     for id in &before {
         store.put(id, &record(id, None), HOUR).await.unwrap();
@@ -453,6 +493,55 @@ async fn cluster_failover_recovers_and_keeps_replicated_records() {
     assert!(
         last_failure < Duration::from_secs(10),
         "operations still failing {last_failure:?} into the run (killed at {killed_at:?})"
+    );
+    // Every operation was reported, each failure with the kind fred gave it.
+    let (puts, gets) = (StoreOp::Put, StoreOp::Get);
+    let reported_failures: usize = StoreOutcome::ALL
+        .iter()
+        .filter(|o| **o != StoreOutcome::Ok)
+        .map(|o| recorder.count(puts, *o) + recorder.count(gets, *o))
+        .sum();
+    let failures = failed.load(Ordering::Relaxed);
+    assert_eq!(
+        reported_failures, failures,
+        "each failed operation reported once"
+    );
+    assert!(failures > 0, "the kill made operations fail");
+    let kinds: HashSet<StoreOutcome> = recorder
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, o, _)| *o)
+        .filter(|o| *o != StoreOutcome::Ok)
+        .collect();
+    assert!(
+        kinds.iter().all(|k| matches!(
+            k,
+            StoreOutcome::Timeout
+                | StoreOutcome::ConnectionLost
+                | StoreOutcome::ClusterDown
+                | StoreOutcome::Redirect
+                | StoreOutcome::Routing
+        )),
+        "a dead master fails by timeout, lost connection or cluster state, never as other: {kinds:?}"
+    );
+    let timeouts = recorder
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, o, _)| *o == StoreOutcome::Timeout)
+        .map(|(_, _, took)| *took)
+        .collect::<Vec<_>>();
+    assert!(
+        timeouts.iter().all(|t| *t >= Duration::from_millis(150)),
+        "a timeout's latency is the wait it cost: {timeouts:?}"
+    );
+    let events = recorder.events.lock().unwrap().clone();
+    assert!(
+        events.contains(&StoreEvent::ConnectionError) || events.contains(&StoreEvent::Reconnect),
+        "the lost connection was reported: {events:?}"
     );
     assert!(after.len() > 100, "traffic flowed after recovery");
 

@@ -5,7 +5,8 @@
 // visit asks for a login again. See README.md beside this file.
 //
 //   node e2e.mjs --base http://demo.localhost:PORT --user alice --password alice-password \
-//     --expect-user alice [--post-logout URL] [--idp ISSUER] [--screenshot DIR]
+//     --expect-user alice [--post-logout URL] [--idp ISSUER] [--screenshot DIR] \
+//     [--app-path /app/page] [--expect-text TEXT]... [--check PATH=STATUS]...
 //
 // Stdout: exactly one JSON line (`ok`, each step's result and timing). Exit 0 when every step
 // passed, 1 on the first failure (the message is in the JSON line and on stderr), 2 on bad usage.
@@ -19,6 +20,7 @@ import { parseArgs } from 'node:util';
 const USAGE =
   'usage: node e2e.mjs --base http://demo.localhost:PORT --user USER --password PASS --expect-user NAME ' +
   '[--post-logout URL (default BASE/)] [--idp ISSUER] [--screenshot DIR] [--cookie-name gatehouse_session] ' +
+  '[--app-path /app/page] [--expect-text TEXT]... [--check PATH=STATUS]... ' +
   '[--chromium /usr/bin/chromium] [--step-timeout-ms 15000] [--total-timeout-ms 75000]';
 
 let opts;
@@ -33,6 +35,9 @@ try {
       idp: { type: 'string' },
       screenshot: { type: 'string' },
       'cookie-name': { type: 'string', default: 'gatehouse_session' },
+      'app-path': { type: 'string', default: '/app/page' },
+      'expect-text': { type: 'string', multiple: true, default: [] },
+      check: { type: 'string', multiple: true, default: [] },
       chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
       'step-timeout-ms': { type: 'string', default: '15000' },
       'total-timeout-ms': { type: 'string', default: '75000' },
@@ -57,7 +62,21 @@ for (const k of ['base', 'user', 'password', 'expect-user']) {
 
 const base = new URL(opts.base);
 const BASE = base.origin; // no trailing slash
-const APP = `${BASE}/app/page`;
+const APP_PATH = opts['app-path'];
+if (!APP_PATH.startsWith('/')) {
+  console.error(`--app-path must start with "/"\n${USAGE}`);
+  process.exit(2);
+}
+const APP = `${BASE}${APP_PATH}`;
+// --check PATH=STATUS: after the login, a navigation to PATH must answer STATUS.
+const CHECKS = opts.check.map((c) => {
+  const m = /^(\/[^=]*)=(\d{3})$/.exec(c);
+  if (!m) {
+    console.error(`--check ${c}: expected PATH=STATUS such as /admin/=403\n${USAGE}`);
+    process.exit(2);
+  }
+  return { path: m[1], status: Number(m[2]) };
+});
 const postLogout = new URL(opts['post-logout'] || `${BASE}/`);
 const idpIssuer = opts.idp ? opts.idp.replace(/\/+$/, '') : null;
 const STEP_MS = Math.min(Number(opts['step-timeout-ms']) || 15000, 15000);
@@ -215,9 +234,9 @@ async function expectLoginForm(mark) {
   const first = nav.find((e) => e.url === APP);
   if (!first) fail('no navigation to the protected page was seen');
   if (![302, 303, 307].includes(first.status))
-    fail(`GET /app/page without a session answered ${first.status}, expected a 302 to /oauth/login`);
+    fail(`GET ${APP_PATH} without a session answered ${first.status}, expected a 302 to /oauth/login`);
   if (!first.location || !new URL(first.location, APP).pathname.startsWith('/oauth/login'))
-    fail(`GET /app/page redirected to ${first.location}, expected /oauth/login?rd=...`);
+    fail(`GET ${APP_PATH} redirected to ${first.location}, expected /oauth/login?rd=...`);
   const login = nav.find((e) => sameOrigin(e.url, BASE) && pathOf(e.url) === '/oauth/login');
   if (!login) fail('the browser never reached /oauth/login');
   if (![302, 303, 307].includes(login.status) || !login.location || !isIdp(login.location))
@@ -226,12 +245,15 @@ async function expectLoginForm(mark) {
 }
 
 async function expectAppPage(response, what) {
-  if (!sameOrigin(page.url(), BASE) || pathOf(page.url()) !== '/app/page') fail(`${what}: not back at ${APP}`);
+  if (!sameOrigin(page.url(), BASE) || pathOf(page.url()) !== APP_PATH) fail(`${what}: not back at ${APP}`);
   if (!response) fail(`${what}: no response for ${APP}`);
   const status = response.status();
   const text = await bodyText();
   if (status !== 200) fail(`${what}: ${APP} answered ${status}`);
-  if (!text.includes('GET /app/page')) fail(`${what}: the page is not the upstream's echo: ${JSON.stringify(text.slice(0, 200))}`);
+  if (!text.includes(`GET ${APP_PATH}`)) fail(`${what}: the page is not the upstream's echo: ${JSON.stringify(text.slice(0, 200))}`);
+  for (const t of opts['expect-text']) {
+    if (!text.includes(t)) fail(`${what}: the page does not show ${JSON.stringify(t)}: ${JSON.stringify(text.slice(0, 400))}`);
+  }
   const upstream = (await response.allHeaders())['x-upstream'] ?? null;
   return { status, body: text.slice(0, 100), upstream };
 }
@@ -364,6 +386,23 @@ async function main() {
     return expectAppPage(res, 'after reload');
   });
 
+  // (5b) With --check: other pages answer as the user's roles say (a 403 page is the
+  // gateway's own, not a login).
+  if (CHECKS.length) {
+    await step(5.5, 'route-checks', async () => {
+      const seen = [];
+      for (const c of CHECKS) {
+        const res = await page.goto(`${BASE}${c.path}`, { waitUntil: 'load' });
+        const status = res ? res.status() : null;
+        if (!sameOrigin(page.url(), BASE) || pathOf(page.url()) !== c.path)
+          fail(`${c.path}: the browser left it for ${redact(page.url())} (expected ${c.status} there)`);
+        if (status !== c.status) fail(`${c.path} answered ${status}, expected ${c.status}`);
+        seen.push(`${c.path}=${status}`);
+      }
+      return { checks: seen };
+    });
+  }
+
   // (6) Logout: the gateway sends the browser to the IdP's end-session endpoint, whose page
   // submits itself, and the IdP sends it on to the post-logout URL.
   await step(6, 'logout', async (mark) => {
@@ -400,7 +439,7 @@ async function main() {
   // /oauth/login) and at the IdP (its login form, not a silent SSO return).
   await step(7, 'login-required-again', async (mark) => {
     await page.goto(APP, { waitUntil: 'load' });
-    if (sameOrigin(page.url(), BASE) && pathOf(page.url()) === '/app/page')
+    if (sameOrigin(page.url(), BASE) && pathOf(page.url()) === APP_PATH)
       fail('the protected page was served again after logout (the IdP session survived: silent SSO)');
     return expectLoginForm(mark);
   });

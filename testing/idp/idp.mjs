@@ -208,6 +208,11 @@ const bump = (obj, key) => { obj[key] = (obj[key] || 0) + 1; };
 // delay_ms=N waits N ms before answering (either way). Other grants are never affected.
 const refreshFault = { mode: 'off', delay_ms: 0 };
 const REFRESH_FAULT_MODES = new Set(['off', '503', 'invalid_grant']);
+
+// ---------------------------------------------------------------- outage (tests)
+// POST /__test/outage?mode=503 (loopback peers only): every request to the realm (discovery,
+// JWKS, token, introspection, login pages) answers 503 until mode=off. Counted in stats.
+const outage = { mode: 'off' };
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 const isLoopback = (addr) => addr === '127.0.0.1' || addr === '::1' || addr === '::ffff:127.0.0.1';
 
@@ -636,7 +641,20 @@ const server = http.createServer((req, res) => {
     refreshFault.delay_ms = delay;
     return sendJson(res, 200, refreshFault);
   }
+  if (path === '/__test/outage') {
+    if (!isLoopback(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'loopback only' });
+    if (req.method === 'GET') return sendJson(res, 200, outage);
+    if (req.method !== 'POST') return sendJson(res, 405, { error: 'method not allowed' });
+    const mode = new URLSearchParams(req.url.split('?')[1] || '').get('mode') ?? outage.mode;
+    if (mode !== 'off' && mode !== '503') return sendJson(res, 400, { error: 'mode is off or 503' });
+    outage.mode = mode;
+    return sendJson(res, 200, outage);
+  }
   if (path === '/health' || path === `${MOUNT}/health`) return sendJson(res, 200, { status: 'UP' });
+  if (outage.mode === '503' && (!MOUNT || path === MOUNT || path.startsWith(`${MOUNT}/`))) {
+    stats.outage_answers = (stats.outage_answers || 0) + 1;
+    return sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'test outage' });
+  }
   if (MOUNT && (path === MOUNT || path.startsWith(`${MOUNT}/`))) {
     req.originalUrl = req.url;
     req.url = req.url.slice(MOUNT.length) || '/';

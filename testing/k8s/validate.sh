@@ -15,10 +15,11 @@
 #   8. generate-monitoring.py --check: the PrometheusRules and dashboard copies are up to date
 # Prints `k8s: N passed, M failed` last and exits non-zero if anything failed.
 #
-# Needs: kubectl (>= 1.27, for kustomize v5 components), python3 with venv, the gatehouse binary
+# Needs: kubectl (>= 1.27, for kustomize v5 components; scripts/install-deps.sh installs it into
+# ~/.cache/gatehouse-tools/bin, searched first), python3 with venv, the gatehouse binary
 # ($CARGO_TARGET_DIR/{debug,release}/gatehouse, built with `cargo build -p gatehouse` if absent).
-# Creates a venv in $HOME/.cache/gatehouse-venv with kubernetes-validate and PyYAML from PyPI (the
-# only network use; later runs are offline).
+# Uses the venv of scripts/python-venv.sh ($HOME/.cache/gatehouse-venv, created once from PyPI:
+# the only network use; later runs are offline) for kubernetes-validate and PyYAML.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,28 +39,23 @@ finish() {
   exit $?
 }
 
-# -- 1. kubectl + kustomize
+# -- 1. kubectl + kustomize (never skipped: without it the check fails, in CI and out)
+# scripts/install-deps.sh installs kubectl here when none is on PATH.
+PATH="${GATEHOUSE_TOOLS:-$HOME/.cache/gatehouse-tools}/bin:$PATH"
 if ! command -v kubectl >/dev/null 2>&1 || ! kubectl kustomize --help >/dev/null 2>&1; then
-  fail "kubectl with built-in kustomize is not installed"
-  cat <<'EOF'
-       Install kubectl (>= 1.27), e.g. on Debian/Ubuntu from the Kubernetes apt repository:
-         curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.32/deb/Release.key | sudo gpg --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
-         echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.32/deb/ /' | sudo tee /etc/apt/sources.list.d/kubernetes.list
-         sudo apt-get update && sudo apt-get install -y kubectl
-       or the static binary:
-         curl -fsSLo /usr/local/bin/kubectl "https://dl.k8s.io/release/v1.32.4/bin/linux/amd64/kubectl" && chmod +x /usr/local/bin/kubectl
-EOF
+  fail "kubectl with built-in kustomize is not installed: run ./scripts/install-deps.sh (it installs kubectl >= 1.27 when none is on PATH)"
   finish
 fi
-pass "kubectl $(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' | sed 's/^/with kustomize /')"
-
-# -- the Python tools (venv, created once)
-if [ ! -x "$VENV/bin/kubernetes-validate" ] || ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-  echo "== creating $VENV (kubernetes-validate, PyYAML from PyPI)"
-  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'kubernetes-validate==1.37.0' 'PyYAML>=6,<7' \
-    || { fail "could not create the venv $VENV (python3-venv and PyPI access needed once)"; finish; }
+kminor="$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -1)"
+if [ "${kminor:-0}" -lt 27 ]; then
+  fail "$(command -v kubectl) is kubectl 1.${kminor:-?}: 1.27 or newer is needed (kustomize v5 components); run ./scripts/install-deps.sh"
+  finish
 fi
-PY="$VENV/bin/python"
+pass "kubectl 1.$kminor ($(command -v kubectl)) $(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p' | sed 's/^/with kustomize /')"
+
+# -- the Python tools (scripts/python-venv.sh: the venv, created once)
+PY="$(GATEHOUSE_VENV="$VENV" scripts/python-venv.sh)" && [ -x "$VENV/bin/kubernetes-validate" ] \
+  || { fail "could not create the venv $VENV (python3-venv and PyPI access needed once)"; finish; }
 
 # -- 2. render
 render() { # name dir

@@ -3,10 +3,9 @@
 
 Queries each of the panel's expressions over a time range with /api/v1/query_range (Grafana
 variables substituted as in promql.py: every tenant and route, $__rate_interval = 1m) and
-draws the series with a small pure-Python rasterizer and PNG encoder (zlib): no matplotlib,
-Python 3.11 standard library only.
+draws the series with matplotlib (the venv of scripts/python-venv.sh).
 
-  python3 testing/prometheus/plot_latency.py --prometheus http://127.0.0.1:9090 \
+  ~/.cache/gatehouse-venv/bin/python testing/prometheus/plot_latency.py --prometheus http://127.0.0.1:9090 \
       --out docs/latency.png [--since 1h | --start T --end T] [--step 15s] \
       [--panel "Request latency"] [--dashboard deploy/grafana/gatehouse-overview.json]
 
@@ -18,14 +17,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import math
 import re
-import struct
 import sys
 import time
-import zlib
 from pathlib import Path
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+except ImportError:  # the message is the point
+    sys.exit(
+        "plot_latency.py: matplotlib is missing: run ./scripts/install-deps.sh and run this with "
+        "the venv's python (scripts/python-venv.sh prints it)"
+    )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import promql  # noqa: E402  (the sibling module)
@@ -33,192 +43,46 @@ import promql  # noqa: E402  (the sibling module)
 DEFAULT_PANEL = "Request latency"
 
 # ------------------------------------------------------------------------------------------
-# PNG and a tiny raster canvas.
-
-
-def png_bytes(width: int, height: int, rgb: bytearray) -> bytes:
-    """An 8-bit RGB PNG (filter 0 on every row)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    stride = width * 3
-    raw = b"".join(b"\x00" + bytes(rgb[y * stride : (y + 1) * stride]) for y in range(height))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
-
-
-# 5x7 glyphs, one 5-bit row each (lowercase letters are drawn as capitals).
-_G = {
-    "0": "0e 11 13 15 19 11 0e", "1": "04 0c 04 04 04 04 0e", "2": "0e 11 01 02 04 08 1f",
-    "3": "1f 02 04 02 01 11 0e", "4": "02 06 0a 12 1f 02 02", "5": "1f 10 1e 01 01 11 0e",
-    "6": "06 08 10 1e 11 11 0e", "7": "1f 01 02 04 08 08 08", "8": "0e 11 11 0e 11 11 0e",
-    "9": "0e 11 11 0f 01 02 0c", "A": "0e 11 11 1f 11 11 11", "B": "1e 11 11 1e 11 11 1e",
-    "C": "0e 11 10 10 10 11 0e", "D": "1c 12 11 11 11 12 1c", "E": "1f 10 10 1e 10 10 1f",
-    "F": "1f 10 10 1e 10 10 10", "G": "0e 11 10 17 11 11 0f", "H": "11 11 11 1f 11 11 11",
-    "I": "0e 04 04 04 04 04 0e", "J": "07 02 02 02 02 12 0c", "K": "11 12 14 18 14 12 11",
-    "L": "10 10 10 10 10 10 1f", "M": "11 1b 15 15 11 11 11", "N": "11 11 19 15 13 11 11",
-    "O": "0e 11 11 11 11 11 0e", "P": "1e 11 11 1e 10 10 10", "Q": "0e 11 11 11 15 12 0d",
-    "R": "1e 11 11 1e 14 12 11", "S": "0f 10 10 0e 01 01 1e", "T": "1f 04 04 04 04 04 04",
-    "U": "11 11 11 11 11 11 0e", "V": "11 11 11 11 11 0a 04", "W": "11 11 11 15 15 15 0a",
-    "X": "11 11 0a 04 0a 11 11", "Y": "11 11 11 0a 04 04 04", "Z": "1f 01 02 04 08 10 1f",
-    " ": "00 00 00 00 00 00 00", ".": "00 00 00 00 00 0c 0c", ",": "00 00 00 00 0c 04 08",
-    ":": "00 0c 0c 00 0c 0c 00", "-": "00 00 00 1f 00 00 00", "_": "00 00 00 00 00 00 1f",
-    "/": "01 02 02 04 08 08 10", "*": "00 04 15 0e 15 04 00", "(": "02 04 08 08 08 04 02",
-    ")": "08 04 02 02 02 04 08", "[": "0e 08 08 08 08 08 0e", "]": "0e 02 02 02 02 02 0e",
-    "{": "02 04 04 08 04 04 02", "}": "08 04 04 02 04 04 08", "=": "00 00 1f 00 1f 00 00",
-    "%": "18 19 02 04 08 13 03", "+": "00 04 04 1f 04 04 00", "<": "02 04 08 10 08 04 02",
-    ">": "08 04 02 01 02 04 08", "'": "04 04 08 00 00 00 00", '"': "0a 0a 00 00 00 00 00",
-    "|": "04 04 04 04 04 04 04", "!": "04 04 04 04 04 00 04", "?": "0e 11 01 02 04 00 04",
-    "#": "0a 0a 1f 0a 1f 0a 0a", "~": "00 00 08 15 02 00 00", "&": "0c 12 14 08 15 12 0d",
-}
-GLYPHS = {c: [int(h, 16) for h in rows.split()] for c, rows in _G.items()}
+# Drawing (matplotlib, off-screen).
 
 PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]
-
-
-class Canvas:
-    def __init__(self, width: int, height: int, bg=(255, 255, 255)):
-        self.w, self.h = width, height
-        self.px = bytearray(bytes(bg) * (width * height))
-
-    def set(self, x: int, y: int, c) -> None:
-        if 0 <= x < self.w and 0 <= y < self.h:
-            i = (y * self.w + x) * 3
-            self.px[i : i + 3] = bytes(c)
-
-    def rect(self, x0: int, y0: int, x1: int, y1: int, c) -> None:
-        for y in range(max(0, y0), min(self.h, y1)):
-            i = (y * self.w + max(0, x0)) * 3
-            n = min(self.w, x1) - max(0, x0)
-            if n > 0:
-                self.px[i : i + 3 * n] = bytes(c) * n
-
-    def line(self, x0: int, y0: int, x1: int, y1: int, c, thick: int = 1) -> None:
-        dx, dy = abs(x1 - x0), -abs(y1 - y0)
-        sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
-        err = dx + dy
-        for _ in range(dx - dy + 2):  # bounded: one step per pixel of the longer axis
-            for ox in range(thick):
-                for oy in range(thick):
-                    self.set(x0 + ox, y0 + oy, c)
-            if x0 == x1 and y0 == y1:
-                break
-            e2 = 2 * err
-            if e2 >= dy:
-                err += dy
-                x0 += sx
-            if e2 <= dx:
-                err += dx
-                y0 += sy
-
-    def text(self, x: int, y: int, s: str, c=(0, 0, 0), scale: int = 1) -> int:
-        """Draws `s` with its top-left at (x, y); returns the x after the text."""
-        for ch in s:
-            rows = GLYPHS.get(ch.upper(), GLYPHS["?"])
-            for ry, bits in enumerate(rows):
-                for rx in range(5):
-                    if bits & (0x10 >> rx):
-                        self.rect(x + rx * scale, y + ry * scale, x + (rx + 1) * scale, y + (ry + 1) * scale, c)
-            x += 6 * scale
-        return x
-
-
-def text_width(s: str, scale: int = 1) -> int:
-    return len(s) * 6 * scale
-
-
-def nice_step(span: float, ticks: int = 5) -> float:
-    raw = span / max(1, ticks)
-    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    for m in (1, 2, 2.5, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
-
-
-def fmt_seconds(v: float, unit: str) -> str:
-    x = v * 1000 if unit == "ms" else v
-    s = f"{x:.3f}".rstrip("0").rstrip(".")
-    return f"{s} {unit}"
+LINESTYLES = ["-", "--", ":"]
 
 
 def render(series: list[tuple[str, list[tuple[float, float]]]], title: str, width: int, height: int) -> bytes:
-    """Line chart of (label, [(unix time, seconds)]) with axes, grid and a legend."""
-    cv = Canvas(width, height)
-    legend_cols = max(1, (width - 80) // 300)
-    legend_rows = math.ceil(len(series) / legend_cols)
-    left, right, top = 80, 20, 34
-    bottom = 40 + legend_rows * 14
-    pw, ph = width - left - right, height - top - bottom
-    if pw < 50 or ph < 50:
-        raise ValueError("image too small for the number of series")
-    cv.text(left, 10, title, scale=2)
-    points = [p for _, pts in series for p in pts if not math.isnan(p[1])]
-    t0 = min(t for t, _ in points)
-    t1 = max(t for t, _ in points)
-    if t1 <= t0:
-        t1 = t0 + 1
-    vmax = max(v for _, v in points)
-    vmax = vmax * 1.1 if vmax > 0 else 0.001
-    step = nice_step(vmax)
-    vmax = math.ceil(vmax / step) * step
-    unit = "ms" if vmax < 1 else "s"
-
-    def px(t: float, v: float) -> tuple[int, int]:
-        return (left + round((t - t0) / (t1 - t0) * (pw - 1)), top + ph - 1 - round(v / vmax * (ph - 1)))
-
-    grid, axis = (225, 225, 225), (60, 60, 60)
-    k = 0
-    while k * step <= vmax + step / 1000 and k < 50:
-        v = k * step
-        _, y = px(t0, v)
-        cv.rect(left, y, left + pw, y + 1, grid)
-        label = fmt_seconds(v, unit)
-        cv.text(left - 6 - text_width(label), y - 3, label, axis)
-        k += 1
-    tstep = nice_step(t1 - t0, 6)
-    for mult in (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
-        if mult >= tstep:
-            tstep = mult
-            break
-    t = math.ceil(t0 / tstep) * tstep
-    n = 0
-    while t <= t1 and n < 50:
-        x, _ = px(t, 0)
-        cv.rect(x, top, x + 1, top + ph, grid)
-        label = dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%H:%M:%S")
-        cv.text(x - text_width(label) // 2, top + ph + 6, label, axis)
-        t += tstep
-        n += 1
-    cv.rect(left, top, left + 1, top + ph, axis)
-    cv.rect(left, top + ph - 1, left + pw, top + ph, axis)
-    cv.text(left + pw - text_width("UTC"), top + ph + 18, "UTC", axis)
+    """Line chart of (label, [(unix time, seconds)]) over UTC time, latency in ms (or s when
+    above a second), a grid and a legend below; `width` x `height` pixels."""
+    points = [v for _, pts in series for _, v in pts if not math.isnan(v)]
+    if not points:
+        raise ValueError("no data points to draw")
+    scale, unit = (1000.0, "ms") if max(points) < 1 else (1.0, "s")
+    rows = math.ceil(len(series) / 2)
+    fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
     for i, (label, pts) in enumerate(series):
-        color = PALETTE[i % len(PALETTE)]
-        prev = None
-        for t, v in pts:
-            if math.isnan(v):
-                prev = None
-                continue
-            cur = px(t, v)
-            if prev is not None:
-                cv.line(prev[0], prev[1], cur[0], cur[1], color, thick=2)
-            else:
-                cv.rect(cur[0], cur[1], cur[0] + 2, cur[1] + 2, color)
-            prev = cur
-        col, row = i % legend_cols, i // legend_cols
-        lx, ly = left + col * 300, height - bottom + 32 + row * 14
-        cv.rect(lx, ly + 2, lx + 14, ly + 5, color)
-        cv.text(lx + 20, ly, label[:46], (0, 0, 0))
-    return png_bytes(width, height, cv.px)
+        ax.plot(
+            [dt.datetime.fromtimestamp(t, dt.timezone.utc) for t, _ in pts],
+            [v * scale for _, v in pts],  # NaN leaves a gap
+            label=label[:60],
+            color=PALETTE[i % len(PALETTE)],
+            linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)],
+            linewidth=1.6,
+            marker="." if len(pts) < 3 else None,
+        )
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.set_ylabel(f"latency ({unit})")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=dt.timezone.utc))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.18 + 0.035 * rows)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return out.getvalue()
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ Sources (by default, relative to the repository root):
 Usage:
   python3 testing/prometheus/promql.py list [--raw]
   python3 testing/prometheus/promql.py check --prometheus http://127.0.0.1:9090 \
-      [--allow-empty-file FILE] [--wait SECONDS]
+      [--allow-empty-file FILE] [--allow-flat-file FILE | --only-file FILE] [--wait SECONDS]
 
 Grafana variables are replaced so that the expression is plain PromQL:
   $__rate_interval -> 1m, $__interval -> 15s, $__range -> 1h (and their _ms/_s forms);
@@ -20,11 +20,18 @@ Grafana variables are replaced so that the expression is plain PromQL:
 `check` evaluates each expression with /api/v1/query and reports which return no data. An
 alerting rule is checked in its "bool form": `bool` is added to every comparison
 (`x > 0.05` -> `x > bool 0.05`), so the check says whether the series the alert watches
-exist, not whether the alert fires right now. An allow-empty file lists expression ids (shell
+exist, not whether the alert fires right now. An allow-empty file lists expression ids (exactly, or shell
 patterns, as printed by `list`) that may return no data; `#` starts a comment.
 
-Exit status: 0 when every expression returned data (or is allowed to be empty), 1 otherwise,
-2 for usage or source errors. Python 3.11 standard library only.
+A dashboard panel must also show data that moved: a panel whose every value is 0 or NaN (a
+rate of a counter that never changed, a quantile of a histogram that saw nothing) is FLAT and
+fails, like an empty one. Panels that only a fault moves (error rates, Redis events) are
+listed in an allow-flat file and checked by the fault scenario instead, with `--only-file`
+naming the same file: then only those panels are checked, and each must have moved.
+
+Exit status: 0 when every expression returned data (or is allowed to be empty) and every panel
+moved (or is allowed to be flat), 1 otherwise, 2 for usage or source errors. Python 3.11
+standard library only.
 """
 
 from __future__ import annotations
@@ -546,14 +553,28 @@ def api_get(base: str, endpoint: str, params: dict, timeout: float = 10.0) -> di
     return body["data"]
 
 
-def instant(base: str, query: str) -> tuple[int, bool]:
-    """Evaluates `query` now: (number of series, whether every value is NaN)."""
+def instant(base: str, query: str) -> tuple[int, bool, bool]:
+    """Evaluates `query` now: (number of series, whether every value is NaN, whether every
+    value is 0 or NaN)."""
     data = api_get(base, "/api/v1/query", {"query": query})
     kind, result = data.get("resultType"), data.get("result")
     if kind in ("scalar", "string"):
-        return 1, str(result[1]) == "NaN"
-    values = [s.get("value", [0, ""])[1] for s in result or []]
-    return len(values), bool(values) and all(v == "NaN" for v in values)
+        values = [str(result[1])]
+    else:
+        values = [s.get("value", [0, ""])[1] for s in result or []]
+    return len(values), bool(values) and all(v == "NaN" for v in values), flat(values)
+
+
+def flat(values: list[str]) -> bool:
+    """Whether no value moved: every one is 0 or NaN (Prometheus sends values as strings)."""
+    for v in values:
+        try:
+            x = float(v)
+        except ValueError:
+            return False
+        if x == x and x != 0.0:
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -591,9 +612,27 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _matches(e: Expr, patterns: list[str]) -> bool:
+    """An id equal to a pattern (ids end in `[A]`, which a shell pattern reads as a class),
+    or matching it as a shell pattern."""
+    return any(e.id == p or fnmatch.fnmatchcase(e.id, p) for p in patterns)
+
+
 def cmd_check(args) -> int:
     exprs = collect(*_sources(args))
     allowed = _allowed(args.allow_empty_file)
+    allowed_flat = _allowed(args.allow_flat_file)
+    only = _allowed(args.only_file)
+    if args.only_file:
+        if not only:
+            print(f"promql.py: {args.only_file} lists nothing", file=sys.stderr)
+            return 2
+        exprs = [e for e in exprs if _matches(e, only)]
+        unmatched = [p for p in only if not any(_matches(e, [p]) for e in exprs)]
+        if unmatched:
+            # A pattern that names no expression any more would silently check nothing.
+            print(f"promql.py: {args.only_file}: no expression matches {unmatched}", file=sys.stderr)
+            return 2
     status: dict[str, tuple[str, str]] = {}
     deadline = time.monotonic() + max(0.0, args.wait)
     pending = list(exprs)
@@ -603,7 +642,7 @@ def cmd_check(args) -> int:
         still = []
         for e in pending:
             try:
-                n, nan = instant(args.prometheus, e.query)
+                n, nan, is_flat = instant(args.prometheus, e.query)
             except ApiError as err:
                 msg = str(err)
                 # A query that Prometheus rejects is a bug in the expression; an unreachable
@@ -614,7 +653,12 @@ def cmd_check(args) -> int:
                 status[e.id] = ("UNREACHABLE", msg)
                 still.append(e)
                 continue
-            if n:
+            must_move = e.kind == "panel" and not _matches(e, allowed_flat)
+            if n and must_move and is_flat:
+                what = "all NaN (nothing observed)" if nan else "every value 0 or NaN (nothing moved)"
+                status[e.id] = ("FLAT", f"{n} series, {what}")
+                still.append(e)
+            elif n:
                 status[e.id] = ("OK", f"{n} series" + (", all NaN (no observations yet)" if nan else ""))
             else:
                 status[e.id] = ("EMPTY", "no data")
@@ -626,15 +670,15 @@ def cmd_check(args) -> int:
     failed = 0
     for e in exprs:
         state, detail = status[e.id]
-        if state == "EMPTY" and any(fnmatch.fnmatchcase(e.id, p) for p in allowed):
+        if state == "EMPTY" and _matches(e, allowed):
             state = "ALLOWED-EMPTY"
-        if state in ("EMPTY", "ERROR", "UNREACHABLE"):
+        if state in ("EMPTY", "ERROR", "UNREACHABLE", "FLAT"):
             failed += 1
         print(f"{state:<13} {e.id}: {detail}")
-        if state in ("EMPTY", "ERROR") and args.verbose:
+        if state in ("EMPTY", "ERROR", "FLAT") and args.verbose:
             print("    " + e.query.strip().replace("\n", "\n    "))
     ok = len(exprs) - failed
-    print(f"{ok}/{len(exprs)} expressions returned data or are allowed to be empty; {failed} failed")
+    print(f"{ok}/{len(exprs)} expressions returned data (panels: data that moved) or are allowed not to; {failed} failed")
     return 1 if failed else 0
 
 
@@ -651,6 +695,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
             p.add_argument("--allow-empty-file", help="expression ids (shell patterns) that may be empty")
+            flat_or_only = p.add_mutually_exclusive_group()
+            flat_or_only.add_argument("--allow-flat-file",
+                                      help="panel ids (shell patterns) that may be all 0/NaN: only a fault moves them")
+            flat_or_only.add_argument("--only-file",
+                                      help="check only these ids (shell patterns); each panel among them must move")
             p.add_argument("--wait", type=float, default=0.0,
                            help="retry empty expressions for up to this many seconds (default 0)")
             p.add_argument("-v", "--verbose", action="store_true", help="print failing queries")

@@ -2,6 +2,7 @@
 
 use super::*;
 
+use super::assertion::identity_assertion;
 use super::login::{cookie, login};
 use super::route::{cors, route, security_headers};
 
@@ -141,6 +142,11 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         }
     }
 
+    if f.identity_provider.is_none() {
+        let default_deny = flag(f.enable_default_deny, true);
+        protected_without_provider(d, path, &name, &routes, &route_index, default_deny);
+    }
+
     // Identity headers.
     let ih_key = join(path, "identity-headers");
     let mut identity_headers: Vec<(String, String)> = Vec::new();
@@ -227,6 +233,15 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         _ => {}
     }
 
+    let identity_assertion = f.identity_assertion.map(|a| {
+        let reserved: Vec<&str> = identity_headers
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .chain([request_id_header.as_str()])
+            .collect();
+        identity_assertion(d, a, &join(path, "identity-assertion"), &reserved)
+    });
+
     Tenant {
         name,
         hosts,
@@ -248,6 +263,43 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         tls_cert,
         tls_key,
         resource_metadata,
+        identity_assertion,
+    }
+}
+
+/// A tenant without an `identity-provider` can authenticate nobody, so every path of it that
+/// needs authentication would answer 401 forever: refused, on the route (or on
+/// `enable-default-deny: false`, which sends unmatched paths on with authentication required).
+/// White-listed routes need no one; `white-listed-anon` routes serve anonymous callers; routes
+/// with `introspect` are already refused for the same reason.
+fn protected_without_provider(
+    d: &mut Diag<'_>,
+    path: &str,
+    name: &str,
+    routes: &[Route],
+    route_index: &[usize],
+    enable_default_deny: bool,
+) {
+    let routes_key = join(path, "routes");
+    for (r, i) in routes.iter().zip(route_index) {
+        if r.white_listed || r.white_listed_anon || r.introspect {
+            continue;
+        }
+        d.error(
+            &index(&routes_key, *i),
+            format!(
+                "route {:?} needs authentication but tenant {name:?} has no identity-provider, so no request could pass; set the tenant's identity-provider, or white-listed: true for a public route",
+                r.name
+            ),
+        );
+    }
+    if !enable_default_deny {
+        d.error(
+            &join(path, "enable-default-deny"),
+            format!(
+                "false sends unmatched paths to the default upstream with authentication required, but tenant {name:?} has no identity-provider; set identity-provider, or leave enable-default-deny true"
+            ),
+        );
     }
 }
 

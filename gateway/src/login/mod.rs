@@ -85,6 +85,10 @@ pub async fn serve_builtin(
         },
         Builtin::BackchannelLogout => backchannel::serve(downstream, ctx, login, sessions).await,
         Builtin::ResourceMetadata => crate::resource_metadata::serve(downstream, ctx).await,
+        // Served by the proxy from the tenant's signer, never here.
+        Builtin::AssertionJwks => {
+            responses::refuse_login(downstream, ctx, LoginRefusal::NotConfigured, &[]).await
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The session store shared by every runtime (a reload keeps sessions) and the in-process
 //! refresh state kept beside it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,8 @@ pub struct Sessions {
     pub(super) refreshing: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Sessions whose last refresh failed for a passing reason: not retried before then.
     pub(super) retry_after: DashMap<String, Instant>,
+    /// Set while a session count runs (one at a time).
+    counting: Arc<AtomicBool>,
 }
 
 impl Sessions {
@@ -29,6 +32,7 @@ impl Sessions {
             store: tokio::sync::OnceCell::new(),
             refreshing: DashMap::new(),
             retry_after: DashMap::new(),
+            counting: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -48,13 +52,37 @@ impl Sessions {
         self.retry_after.retain(|_, at| *at > now);
     }
 
+    /// Counts the store's sessions in the background into `gatehouse_sessions_active`
+    /// (called by the maintenance loop; skipped while the previous count still runs, and
+    /// before the store is open). A failed count leaves the gauge as it was.
+    pub fn count_in_background(&self) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        if self.counting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, counting) = (Arc::clone(store), Arc::clone(&self.counting));
+        let gauge = self.metrics.sessions_active.clone();
+        tokio::spawn(async move {
+            match store.inner().count_sessions().await {
+                Ok(Some(n)) => gauge.set(i64::try_from(n).unwrap_or(i64::MAX)),
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, "session count failed"),
+            }
+            counting.store(false, Ordering::Release);
+        });
+    }
+
     /// The store, opened on first use.
     pub(crate) async fn store(
         &self,
     ) -> Result<&Arc<CachedStore<Arc<dyn SessionStore>>>, StoreError> {
         self.store
             .get_or_try_init(|| async {
-                let inner = gatehouse_session::store::from_config(&self.config)
+                let observer: Arc<dyn gatehouse_session::store::StoreObserver> =
+                    Arc::new(crate::observers::StoreMetrics::new(&self.metrics));
+                let inner = gatehouse_session::store::open(&self.config, Some(Arc::clone(&observer)))
                     .await
                     .map_err(|e| {
                         tracing::error!(error = %e, store = %self.config.redacted_url(), "cannot open the session store");
@@ -62,11 +90,10 @@ impl Sessions {
                     })?;
                 let serve_cached =
                     self.config.on_unavailable == gatehouse_config::OnUnavailable::ServeCached;
-                Ok(Arc::new(CachedStore::new(
-                    inner,
-                    self.config.local_cache_ttl,
-                    serve_cached,
-                )))
+                Ok(Arc::new(
+                    CachedStore::new(inner, self.config.local_cache_ttl, serve_cached)
+                        .observed_by(Some(observer)),
+                ))
             })
             .await
     }

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod alerts;
 mod metrics;
 mod prometheus;
 mod scrape;
@@ -17,14 +18,21 @@ use gatehouse_test_support::keys::{with_bad_signature as bad_signature, with_kid
 use support::idp::Idp;
 use support::*;
 
-/// One tenant with white-listed, authenticated and role-protected routes, an identity
-/// provider, a live upstream and one whose only target never answers.
-fn config(p: &Ports, app: &Upstream, dead_port: u16, issuer: &str) -> String {
+/// The cookie encryption key of the test tenant.
+const COOKIE_KEY: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+/// One tenant with white-listed, authenticated and role-protected routes, browser login
+/// (`/app/*`, sessions in `session_store`), an identity provider, a live upstream and one whose
+/// only target never answers. A session's access token is refreshed 2 s after it was issued
+/// (the IdP's tokens live 300 s), so browser traffic also moves the refresh calls.
+fn config(p: &Ports, app: &Upstream, dead_port: u16, issuer: &str, session_store: &str) -> String {
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 threads: 2
+session-store:
+{session_store}
 identity-providers:
   - name: keycloak
     issuer: {issuer}
@@ -34,6 +42,7 @@ identity-providers:
     audiences: [gatehouse]
     algorithms: [RS256, ES256]
     jwks-min-refetch-interval: 2s
+    jwks-refresh-interval: 3s
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -46,10 +55,21 @@ tenants:
       - name: dead
         targets: ["127.0.0.1:{dead_port}"]
         health-check: {{ interval: 300ms, timeout: 200ms }}
+    login:
+      redirect-url: http://demo.localhost:{listen}/oauth/callback
+      post-logout-redirect-url: http://demo.localhost:{listen}/
+      refresh-before-expiry: 298s
+    cookie:
+      secure: false
+      encryption-key: "{COOKIE_KEY}"
+      session-ttl: 1h
     routes:
       - uri: /public/*
         name: public
         white-listed: true
+      - uri: /app/*
+        name: app
+        roles: [user]
       - uri: /api/admin/*
         name: admin
         roles: [admin]
@@ -66,13 +86,38 @@ tenants:
     )
 }
 
-/// Starts the IdP, the upstream and the gateway, and waits until the gateway has the IdP's
-/// keys and has health-checked both pools (`app` healthy, `dead` not).
+/// Starts the IdP, the upstream and the gateway (sessions in memory), and waits until the
+/// gateway has the IdP's keys and has health-checked both pools (`app` healthy, `dead` not).
 fn start(tag: &str) -> (Idp, Upstream, Gateway) {
-    let idp = Idp::start(None, &[]);
+    start_with(tag, "  url: memory://\n  local-cache-ttl: 30s", &[])
+}
+
+/// [`start`] with a `session-store` block and more IdP environment. The IdP is started with
+/// the gateway's ports (its client's redirect URIs name the gateway's callback), before the
+/// gateway: no key fetch ever finds it down.
+fn start_with(
+    tag: &str,
+    session_store: &str,
+    idp_env: &[(&str, &str)],
+) -> (Idp, Upstream, Gateway) {
     let app = Upstream::start("app");
     let dead_port = free_port(); // bound then released: nothing listens there
-    let gw = Gateway::start(tag, |p, _| config(p, &app, dead_port, &idp.issuer));
+    let idp = std::cell::RefCell::new(None::<Idp>);
+    let gw = Gateway::start(tag, |p, _| {
+        let callback = format!("http://demo.localhost:{}/oauth/callback", p.listen);
+        let after_logout = format!("http://demo.localhost:{}/", p.listen);
+        let mut env = vec![
+            ("IDP_REDIRECT_URIS", callback.as_str()),
+            ("IDP_POST_LOGOUT_REDIRECT_URIS", after_logout.as_str()),
+        ];
+        env.extend_from_slice(idp_env);
+        // A retried start (ports taken) gets a new IdP for its new ports.
+        let started = Idp::start(None, &env);
+        let issuer = started.issuer.clone();
+        *idp.borrow_mut() = Some(started);
+        config(p, &app, dead_port, &issuer, session_store)
+    });
+    let idp = idp.into_inner().expect("the IdP was started");
     gw.wait_readiness(
         "demo/app up, demo/dead down, keys loaded",
         |status, text| {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::scrape::{Check, Scrape};
 use crate::support::idp::Idp;
+use crate::support::login::Browser;
 use crate::support::*;
 use crate::{assert_eventually, bearer, start};
 
@@ -209,44 +210,107 @@ fn auth_decisions_denials_and_token_verifications_are_counted() {
     });
 }
 
+/// The browser-session families move with a login and its session's traffic: the login, the
+/// store's operations and count, local-cache hits and misses, the IdP calls behind it
+/// (discovery, keys, the code exchange, a refresh) and the key set's age. (These families were
+/// asserted to stay at zero before they were wired; they must move now.)
 #[test]
-fn browser_session_families_exist_at_zero_before_any_login() {
+fn a_browser_session_moves_the_login_store_cache_and_idp_families() {
     let t = send_traffic("metrics-sessions");
+    let browser = Browser::new(t.gw.listen);
+    let page = browser.login_from("/app/page", "alice", "alice-password", false);
+    assert_eq!(page.status, 200, "login: {page:?}");
+    let cookie = browser.cookies();
+    let with_session = |want: u16| {
+        let r =
+            t.gw.get_with("demo.localhost", "/app/page", &[("Cookie", &cookie)]);
+        assert_eq!(r.status, want, "{}", r.text());
+    };
+    for _ in 0..3 {
+        with_session(200); // local-cache hits
+    }
+    // The access token is due for refresh 2 s after it was issued.
+    std::thread::sleep(Duration::from_millis(2500));
+    with_session(200);
+    let refreshed = |m: &Scrape| {
+        m.value("gatehouse_token_refresh_total", &[("result", "success")])
+            .unwrap_or(0.0)
+            >= 1.0
+    };
+    assert_eventually!(
+        Duration::from_secs(10),
+        || refreshed(&Scrape::fetch(&t.gw)),
+        "a refresh counted; /metrics:\n{}",
+        Scrape::fetch(&t.gw).text
+    );
     assert_metrics(&t.gw, |c, m| {
-        for (name, kind, labels) in [
-            (
-                "gatehouse_login_total",
-                "counter",
-                &["tenant", "result"][..],
-            ),
-            ("gatehouse_logout_total", "counter", &["tenant"][..]),
-            ("gatehouse_token_refresh_total", "counter", &["result"][..]),
-            (
-                "gatehouse_session_store_errors_total",
-                "counter",
-                &["op"][..],
-            ),
-            ("gatehouse_sessions_active", "gauge", &[][..]),
-        ] {
-            if c.family(name, kind, labels) {
-                c.all_zero(name);
+        let at_least = |c: &mut Check, name: &str, labels: &[(&str, &str)], n: f64| {
+            c.check(name, labels, &format!(">= {n}"), |v| v >= n)
+        };
+        let lt = "gatehouse_login_total";
+        if c.family(lt, "counter", &["tenant", "result"]) {
+            c.eq(lt, &[("tenant", "demo"), ("result", "success")], 1.0);
+            c.eq(lt, &[("tenant", "demo"), ("result", "failure")], 0.0);
+        }
+        if c.family("gatehouse_logout_total", "counter", &["tenant"]) {
+            c.eq("gatehouse_logout_total", &[("tenant", "demo")], 0.0);
+        }
+        let tr = "gatehouse_token_refresh_total";
+        if c.family(tr, "counter", &["result"]) {
+            at_least(c, tr, &[("result", "success")], 1.0);
+            c.eq(tr, &[("result", "failure")], 0.0);
+        }
+        if c.family("gatehouse_sessions_active", "gauge", &[]) {
+            c.eq("gatehouse_sessions_active", &[], 1.0);
+        }
+        let sd = "gatehouse_session_store_duration_seconds";
+        if c.family(sd, "histogram", &["op"]) {
+            let n = format!("{sd}_count");
+            for op in ["get", "put", "replace", "lock", "count"] {
+                at_least(c, &n, &[("op", op)], 1.0);
             }
         }
-        if c.family(
-            "gatehouse_session_store_duration_seconds",
-            "histogram",
-            &["op"],
-        ) {
-            c.all_zero("gatehouse_session_store_duration_seconds_count");
+        let se = "gatehouse_session_store_errors_total";
+        if c.family(se, "counter", &["op", "outcome"]) {
+            c.all_zero(se); // the memory store never fails
+            c.check(se, &[("op", "get"), ("outcome", "timeout")], "0", |v| {
+                v == 0.0
+            });
         }
-        for name in ["gatehouse_login_total", "gatehouse_logout_total"] {
-            if m.named(name).next().is_some()
-                && !m
-                    .named(name)
-                    .any(|s| s.labels.get("tenant").map(String::as_str) == Some("demo"))
-            {
-                c.fail(format!("{name}: no series for tenant demo"));
+        let ev = "gatehouse_session_store_events_total";
+        if c.family(ev, "counter", &["event"]) {
+            c.all_zero(ev); // no Redis client
+        }
+        let cl = "gatehouse_session_cache_lookups_total";
+        if c.family(cl, "counter", &["result"]) {
+            at_least(c, cl, &[("result", "hit")], 3.0);
+            at_least(c, cl, &[("result", "miss")], 1.0);
+            c.eq(cl, &[("result", "stale")], 0.0);
+        }
+        let ir = "gatehouse_idp_requests_total";
+        if c.family(ir, "counter", &["provider", "call", "outcome"]) {
+            let l = |call| [("provider", "keycloak"), ("call", call), ("outcome", "ok")];
+            at_least(c, ir, &l("discovery"), 1.0);
+            at_least(c, ir, &l("jwks"), 1.0);
+            c.eq(ir, &l("token"), 1.0);
+            at_least(c, ir, &l("refresh"), 1.0);
+            c.eq(ir, &l("introspection"), 0.0);
+            for s in m.named(ir) {
+                if s.labels["outcome"] != "ok" && s.value != 0.0 {
+                    c.fail(format!("{ir}{:?} = {}: no call failed", s.labels, s.value));
+                }
             }
+        }
+        let id = "gatehouse_idp_request_duration_seconds";
+        if c.family(id, "histogram", &["provider", "call"]) {
+            let n = format!("{id}_count");
+            c.eq(&n, &[("provider", "keycloak"), ("call", "token")], 1.0);
+        }
+        let age = "gatehouse_idp_keys_age_seconds";
+        if c.family(age, "gauge", &["provider"]) {
+            c.check(age, &[("provider", "keycloak")], "0..120 s", |v| {
+                (0.0..120.0).contains(&v)
+            });
         }
     });
 }

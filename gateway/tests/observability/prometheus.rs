@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::login::Browser;
 use crate::support::*;
 use crate::{bad_signature, bearer, start, unknown_kid};
 
 /// `name` on PATH (or in /usr/bin, where Debian installs prometheus and promtool).
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -19,7 +20,25 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn repo_root() -> PathBuf {
+/// The python of the project's Python-tools venv (`scripts/python-venv.sh`: `$GATEHOUSE_VENV`,
+/// default `~/.cache/gatehouse-venv`), when it has matplotlib for `plot_latency.py`.
+fn venv_python_with_matplotlib() -> Option<PathBuf> {
+    let venv = std::env::var_os("GATEHOUSE_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/gatehouse-venv"))
+        })?;
+    let python = venv.join("bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import matplotlib"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(python)
+}
+
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -39,19 +58,35 @@ fn rule_files() -> Vec<PathBuf> {
     files
 }
 
+/// `name` on PATH, or a skip (a failure under CI) naming `test`.
+pub(crate) fn tool(test: &str, name: &str) -> Option<PathBuf> {
+    let found = which(name);
+    if found.is_none() {
+        skip_or_fail(
+            test,
+            &format!("`{name}` is not installed (Debian: apt-get install -y prometheus)"),
+        );
+    }
+    found
+}
+
 /// A real Prometheus on a loopback port with its data in a temp dir; stopped on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log_path: PathBuf,
     _dir: TempDir,
 }
 
 impl Prometheus {
-    fn start(bin: &Path, scrape: std::net::SocketAddr) -> Prometheus {
+    pub(crate) fn start(
+        bin: &Path,
+        scrape: std::net::SocketAddr,
+        rule_files: &[PathBuf],
+    ) -> Prometheus {
         let dir = TempDir::new("prometheus");
         let port = free_port();
-        let rules: Vec<String> = rule_files()
+        let rules: Vec<String> = rule_files
             .iter()
             .map(|p| format!("\"{}\"", p.display()))
             .collect();
@@ -99,7 +134,30 @@ scrape_configs:
         p
     }
 
-    fn log(&self) -> String {
+    /// The value of `query` now (its first series), if any.
+    pub(crate) fn query(&self, query: &str) -> Option<f64> {
+        let addr = self.url.trim_start_matches("http://").parse().unwrap();
+        let path = format!("/api/v1/query?query={}", percent(query));
+        let r = get(addr, "127.0.0.1", &path, &[]).ok()?;
+        let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let value = &body["data"]["result"][0]["value"][1];
+        value.as_str()?.parse().ok()
+    }
+
+    /// Waits until Prometheus has scraped the gateway once, so every later change is seen as
+    /// one (a counter already moved at the first scrape shows no rate).
+    pub(crate) fn wait_scraped(&self) {
+        let scraped = wait_until(Duration::from_secs(20), || {
+            self.query(r#"up{job="gatehouse"}"#) == Some(1.0)
+        });
+        assert!(
+            scraped,
+            "prometheus never scraped the gateway; log:\n{}",
+            self.log()
+        );
+    }
+
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 }
@@ -116,8 +174,20 @@ impl Drop for Prometheus {
     }
 }
 
+/// `s` percent-encoded for a query string.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Runs a command from the repository root: (success, stdout + stderr).
-fn run(program: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn run(program: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(program)
         .args(args)
         .current_dir(repo_root())
@@ -135,11 +205,10 @@ fn run(program: &Path, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn prometheus_evaluates_every_dashboard_and_rule_expression() {
-    let Some(prometheus) = which("prometheus") else {
-        skip_or_fail(
-            "prometheus_evaluates_every_dashboard_and_rule_expression",
-            "`prometheus` is not installed (Debian: apt-get install -y prometheus)",
-        );
+    let Some(prometheus) = tool(
+        "prometheus_evaluates_every_dashboard_and_rule_expression",
+        "prometheus",
+    ) else {
         return;
     };
     let promtool = which("promtool").expect("promtool (installed with prometheus)");
@@ -156,7 +225,23 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
     assert!(ok, "promtool check rules failed:\n{out}");
 
     let (idp, _app, gw) = start("prometheus");
-    let prom = Prometheus::start(&prometheus, gw.admin);
+    let prom = Prometheus::start(&prometheus, gw.admin, &rule_files());
+    prom.wait_scraped();
+
+    // Browser sessions: one stays, one logs out at the end; a request held open (its body
+    // never sent) keeps one request in flight while the panels are checked.
+    let stays = Browser::new(gw.listen);
+    let leaves = Browser::new(gw.listen);
+    for b in [&stays, &leaves] {
+        let page = b.login_from("/app/page", "alice", "alice-password", false);
+        assert_eq!(page.status, 200, "login: {page:?}");
+    }
+    let mut held = std::net::TcpStream::connect(gw.listen).unwrap();
+    std::io::Write::write_all(
+        &mut held,
+        b"POST /public/held HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 100\r\n\r\n",
+    )
+    .unwrap();
 
     // ~15 s of mixed traffic (bounded): allowed, cached, refused, forged, unknown host, bad
     // path and 503, so every family and label the panels and rules read has data.
@@ -176,6 +261,7 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         (h, "/public/a%2Fb", None, 400),
         (h, "/down/x", None, 503),
     ];
+    let session = stays.cookies();
     let started = Instant::now();
     let mut sent = 0;
     for round in 0..300 {
@@ -192,12 +278,21 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
             assert_eq!(r.status, *want, "round {round}: {host}{path}: {}", r.text());
             sent += 1;
         }
+        let r = gw.get_with(h, "/app/page", &[("Cookie", &session)]);
+        assert_eq!(r.status, 200, "round {round}: the session: {}", r.text());
+        if round == 20 {
+            gw.signal("HUP"); // a reload, for the reload panels
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("sent {sent} requests in {:?}", started.elapsed());
+    let out = leaves.get("/oauth/logout");
+    assert!(out.status == 302 || out.status == 303, "logout: {out:?}");
 
-    // Every panel, variable and rule expression returns data (alerts in their bool form).
+    // Every panel, variable and rule expression returns data (alerts in their bool form), and
+    // every panel data that moved, but the fault panels (moved by the alerts test).
     let script = repo_root().join("testing/prometheus/promql.py");
+    let fault_panels = repo_root().join("testing/prometheus/fault-panels.txt");
     let (ok, out) = run(
         &python,
         &[
@@ -205,11 +300,14 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
             "check",
             "--prometheus",
             &prom.url,
+            "--allow-flat-file",
+            fault_panels.to_str().unwrap(),
             "--wait",
             "30",
             "--verbose",
         ],
     );
+    drop(held);
     println!("{out}");
     assert!(
         ok,
@@ -217,12 +315,19 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         prom.log()
     );
 
-    // The latency panel plots into a PNG.
+    // The latency panel plots into a PNG (matplotlib, from the Python tools' venv).
+    let Some(plot_python) = venv_python_with_matplotlib() else {
+        skip_or_fail(
+            "prometheus_evaluates_every_dashboard_and_rule_expression (the latency plot)",
+            "the Python tools' venv with matplotlib is missing: run ./scripts/install-deps.sh",
+        );
+        return;
+    };
     let out_dir = TempDir::new("plot");
     let png = out_dir.path().join("latency.png");
     let script = repo_root().join("testing/prometheus/plot_latency.py");
     let (ok, out) = run(
-        &python,
+        &plot_python,
         &[
             script.to_str().unwrap(),
             "--prometheus",
@@ -246,4 +351,107 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         bytes.len()
     );
     assert_eq!(&bytes[bytes.len() - 8..bytes.len() - 4], b"IEND");
+}
+
+#[test]
+fn every_alert_threshold_passes_its_promtool_unit_test() {
+    let test = "every_alert_threshold_passes_its_promtool_unit_test";
+    let Some(promtool) = tool(test, "promtool") else {
+        return;
+    };
+    let python = which("python3").expect("python3 runs testing/prometheus/*.py");
+    let script = repo_root().join("testing/prometheus/rulefiles.py");
+    let (ok, out) = run(
+        &python,
+        &[
+            script.to_str().unwrap(),
+            "unit",
+            "--promtool",
+            promtool.to_str().unwrap(),
+        ],
+    );
+    assert!(ok && out.contains("SUCCESS"), "promtool test rules:\n{out}");
+    // Every alert has a unit test.
+    let tests = std::fs::read_to_string(
+        repo_root().join("deploy/prometheus/tests/alerting-rules.test.yml"),
+    )
+    .unwrap();
+    let rules =
+        std::fs::read_to_string(repo_root().join("deploy/prometheus/alerting-rules.yml")).unwrap();
+    for alert in rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+    {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n")),
+            "alert {alert} has no promtool unit test"
+        );
+    }
+}
+
+/// The panel check fails on a panel whose every value is 0 (or NaN), and passes it when the
+/// panel is listed as a fault panel: a real Prometheus evaluates both.
+#[test]
+fn the_panel_check_fails_a_panel_that_returns_only_zeros() {
+    let test = "the_panel_check_fails_a_panel_that_returns_only_zeros";
+    let Some(prometheus) = tool(test, "prometheus") else {
+        return;
+    };
+    let python = which("python3").expect("python3 runs testing/prometheus/*.py");
+    let dir = TempDir::new("flat-panels");
+    let dashboard = dir.path().join("flat.json");
+    let panel = |id: u32, title: &str, expr: &str| {
+        serde_json::json!({"id": id, "type": "timeseries", "title": title,
+            "targets": [{"expr": expr, "refId": "A"}]})
+    };
+    std::fs::write(
+        &dashboard,
+        serde_json::json!({"panels": [
+            panel(1, "Zeros", "vector(0)"),
+            panel(2, "NaN", "vector(0) / 0"),
+            panel(3, "Moved", "vector(2)"),
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let no_rules: [PathBuf; 0] = [];
+    let empty_rules = dir.path().join("none.yml");
+    std::fs::write(&empty_rules, "groups: []\n").unwrap();
+    let prom = Prometheus::start(
+        &prometheus,
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        &no_rules,
+    );
+    let script = repo_root().join("testing/prometheus/promql.py");
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            script.to_str().unwrap(),
+            "check",
+            "--prometheus",
+            &prom.url,
+            "--dashboard",
+            dashboard.to_str().unwrap(),
+            "--rules",
+            empty_rules.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&python, &args)
+    };
+    let (ok, out) = check(&[]);
+    assert!(!ok, "a flat panel must fail the check:\n{out}");
+    assert!(
+        out.contains("FLAT          ") && out.contains("Zeros [A]") && out.contains("NaN [A]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("OK            ") && out.contains("Moved [A]"),
+        "{out}"
+    );
+    let allow = dir.path().join("faults.txt");
+    let id = |title: &str| format!("{} :: {title} [A]", dashboard.display());
+    std::fs::write(&allow, format!("{}\n{}\n", id("Zeros"), id("NaN"))).unwrap();
+    let (ok, out) = check(&["--allow-flat-file", allow.to_str().unwrap()]);
+    assert!(ok, "listed fault panels may be flat:\n{out}");
+    let (ok, out) = check(&["--only-file", allow.to_str().unwrap()]);
+    assert!(!ok, "a fault panel must move in its fault scenario:\n{out}");
 }

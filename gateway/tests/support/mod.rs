@@ -254,6 +254,25 @@ fn read_request(reader: &mut BufReader<TcpStream>, heads: &Mutex<Vec<String>>) -
     })
 }
 
+/// The issuer of [`static_provider`].
+pub const STATIC_ISSUER: &str = "https://static-idp.localhost/realms/demo";
+
+/// An `identity-providers:` section naming one provider, `static`, that needs no running IdP:
+/// its key is a JWKS file written into `dir` (a fresh P-256 key), loaded at start, so readiness
+/// does not wait for it. For tenants that need a provider only so that their protected routes
+/// are valid config, in tests of what happens before or without a token.
+pub fn static_provider(dir: &Path) -> String {
+    use gatehouse_test_support::keys::{jwks, Kind, TestKey};
+    let file = dir.join("static-jwks.json");
+    let key = TestKey::generate(Kind::P256, "static-1");
+    std::fs::write(&file, jwks(&[key.jwk()])).expect("write the static JWKS");
+    format!(
+        "identity-providers:\n  - name: static\n    issuer: {STATIC_ISSUER}\n    jwks-file: {}\n    \
+         client-id: gatehouse\n    algorithms: [ES256]\n",
+        file.display()
+    )
+}
+
 /// The `gatehouse` binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))

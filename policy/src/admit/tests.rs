@@ -6,9 +6,11 @@ const CONFIG: &str = r#"
 trusted-proxies: [127.0.0.1/32]
 max-request-header-size: 1KiB
 max-request-headers: 20
+identity-providers: [{name: kc, issuer: "https://kc.localhost/realms/demo", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: kc
     upstreams: [{name: app, targets: ["127.0.0.1:1"]}]
     cors:
       origins: ["https://app.demo.localhost"]
@@ -210,6 +212,22 @@ fn builtins_and_forward_auth() {
     );
     assert_eq!(Builtin::from_path("/oauth/logout"), Some(Builtin::Logout));
     assert_eq!(Builtin::from_path("/oauth/logout/"), None);
+    // The assertion JWKS is the gateway's on every tenant host, in any spelling of its path.
+    for path in [
+        "/.well-known/gatehouse/jwks.json",
+        "/.well-known/gatehouse/./jwks.json",
+        "/.well-known//gatehouse/jwks.json?x=1",
+    ] {
+        assert_eq!(
+            outcome(&req("GET", path, "demo.localhost", &[])),
+            Admission::Builtin(Builtin::AssertionJwks),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        Builtin::from_path("/.well-known/gatehouse/jwks.json/"),
+        None
+    );
     let mut check = req(
         "GET",
         "/oauth/auth",

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use super::memory::record_matches;
-use super::{LockGuard, SessionRecord, SessionStore, StoreError};
+use super::{
+    CacheLookup, LockGuard, Probe, SessionRecord, SessionStore, StoreError, StoreObserver,
+};
 
 struct Cached {
     record: Arc<SessionRecord>,
@@ -33,6 +35,7 @@ pub struct CachedStore<S> {
     local_ttl: Duration,
     serve_cached: bool,
     cache: DashMap<String, Cached>,
+    probe: Probe,
 }
 
 impl<S: SessionStore> CachedStore<S> {
@@ -44,7 +47,14 @@ impl<S: SessionStore> CachedStore<S> {
             local_ttl,
             serve_cached,
             cache: DashMap::new(),
+            probe: Probe::default(),
         }
+    }
+
+    /// This cache with `observer` told of every lookup's result (hit, miss, stale).
+    pub fn observed_by(mut self, observer: Option<Arc<dyn StoreObserver>>) -> Self {
+        self.probe = Probe::new(observer);
+        self
     }
 
     /// The store behind the cache.
@@ -58,9 +68,11 @@ impl<S: SessionStore> CachedStore<S> {
     pub async fn get(&self, id: &str) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         if let Some(hit) = self.cache.get(id) {
             if hit.validated.elapsed() < self.local_ttl && !hit.record.is_expired() {
+                self.probe.cache_lookup(CacheLookup::Hit);
                 return Ok(Some(Arc::clone(&hit.record)));
             }
         }
+        self.probe.cache_lookup(CacheLookup::Miss);
         match self.inner.get(id).await {
             Ok(Some(record)) => {
                 // Unchanged in the store since this instance last read it: keep the cached
@@ -81,7 +93,10 @@ impl<S: SessionStore> CachedStore<S> {
                 Ok(None)
             }
             Err(StoreError::Unavailable) if self.serve_cached => match self.cache.get(id) {
-                Some(stale) if !stale.record.is_expired() => Ok(Some(Arc::clone(&stale.record))),
+                Some(stale) if !stale.record.is_expired() => {
+                    self.probe.cache_lookup(CacheLookup::Stale);
+                    Ok(Some(Arc::clone(&stale.record)))
+                }
                 _ => Err(StoreError::Unavailable),
             },
             Err(e) => {

@@ -8,7 +8,11 @@ use async_trait::async_trait;
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
-use super::{LockGuard, LockHandle, SessionRecord, SessionStore, StoreError};
+use super::observe::outcome;
+use super::{
+    LockGuard, LockHandle, Probe, SessionRecord, SessionStore, StoreError, StoreObserver, StoreOp,
+    StoreOutcome,
+};
 
 /// How often the sweeper that [`super::from_config`] starts for a [`MemoryStore`] runs.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -37,6 +41,7 @@ pub struct MemoryStore {
     by_sub: DashMap<String, HashSet<String>>,
     by_sid: DashMap<String, HashSet<String>>,
     locks: Locks,
+    probe: Probe,
 }
 
 // Lock order: an index map's guard may be held while reading `sessions`, never the reverse, so
@@ -46,6 +51,12 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// This store with `observer` told of every operation (latency and outcome).
+    pub fn observed_by(mut self, observer: Option<Arc<dyn StoreObserver>>) -> MemoryStore {
+        self.probe = Probe::new(observer);
+        self
     }
 
     /// Removes expired records, index entries that point at no record, empty index sets and
@@ -109,9 +120,9 @@ fn remove(index: &DashMap<String, HashSet<String>>, key: &str, id: &str) {
     index.remove_if(key, |_, ids| ids.is_empty());
 }
 
-#[async_trait]
-impl SessionStore for MemoryStore {
-    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+// The operations themselves; the trait impl below times them.
+impl MemoryStore {
+    fn get_now(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         let now = Instant::now();
         match self.sessions.get(id) {
             None => return Ok(None),
@@ -124,7 +135,7 @@ impl SessionStore for MemoryStore {
         Ok(None)
     }
 
-    async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+    fn put_now(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
         let entry = Entry {
             record: record.clone(),
             deadline: Instant::now() + ttl.max(Duration::from_millis(1)),
@@ -139,7 +150,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn replace(
+    fn replace_now(
         &self,
         id: &str,
         record: &SessionRecord,
@@ -164,14 +175,14 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+    fn delete_now(&self, id: &str) -> Result<(), StoreError> {
         if let Some((_, e)) = self.sessions.remove(id) {
             self.unindex(id, &e.record);
         }
         Ok(())
     }
 
-    async fn delete_by_sub_or_sid(
+    fn delete_by_sub_or_sid_now(
         &self,
         sub: Option<&str>,
         sid: Option<&str>,
@@ -199,7 +210,7 @@ impl SessionStore for MemoryStore {
         Ok(deleted)
     }
 
-    async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
+    fn try_lock_now(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
         let now = Instant::now();
         let token = rand::random::<u128>();
         let fresh = LockEntry {
@@ -221,9 +232,74 @@ impl SessionStore for MemoryStore {
             token,
         }))))
     }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let started = Instant::now();
+        let r = self.get_now(id);
+        self.probe.command(StoreOp::Get, outcome(&r), started);
+        r
+    }
+
+    async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let r = self.put_now(id, record, ttl);
+        self.probe.command(StoreOp::Put, outcome(&r), started);
+        r
+    }
+
+    async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let r = self.replace_now(id, record, ttl);
+        self.probe.command(StoreOp::Replace, outcome(&r), started);
+        r
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let r = self.delete_now(id);
+        self.probe.command(StoreOp::Delete, outcome(&r), started);
+        r
+    }
+
+    async fn delete_by_sub_or_sid(
+        &self,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let started = Instant::now();
+        let r = self.delete_by_sub_or_sid_now(sub, sid);
+        self.probe
+            .command(StoreOp::DeleteBySubOrSid, outcome(&r), started);
+        r
+    }
+
+    async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
+        let started = Instant::now();
+        let r = self.try_lock_now(id, ttl);
+        self.probe.command(StoreOp::Lock, outcome(&r), started);
+        r
+    }
 
     fn len_hint(&self) -> Option<usize> {
         Some(self.sessions.len())
+    }
+
+    /// Exact: the records whose TTL has not run out (expired ones not yet swept are left out).
+    async fn count_sessions(&self) -> Result<Option<usize>, StoreError> {
+        let started = Instant::now();
+        let now = Instant::now();
+        let n = self.sessions.iter().filter(|e| e.deadline > now).count();
+        self.probe
+            .command(StoreOp::Count, StoreOutcome::Ok, started);
+        Ok(Some(n))
     }
 }
 

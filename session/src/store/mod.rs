@@ -7,6 +7,7 @@
 
 mod cached;
 mod memory;
+mod observe;
 mod redis;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,8 @@ use std::sync::Arc;
 
 pub use cached::CachedStore;
 pub use memory::{MemoryStore, DEFAULT_SWEEP_INTERVAL};
+pub(crate) use observe::Probe;
+pub use observe::{CacheLookup, StoreEvent, StoreObserver, StoreOp, StoreOutcome};
 pub use redis::RedisStore;
 
 /// One browser session's record; stored as serde JSON in Redis.
@@ -198,6 +201,14 @@ pub trait SessionStore: Send + Sync {
     /// Number of sessions, when cheaply knowable (memory store: may include expired records not
     /// yet swept); `None` for Redis.
     fn len_hint(&self) -> Option<usize>;
+
+    /// Counts the live sessions: a pass over every record, for a periodic gauge, never per
+    /// request (memory store: exact; Redis: a paced `SCAN` of the session keys on every
+    /// master). `Ok(None)` when the store cannot count. The default is
+    /// [`len_hint`](Self::len_hint).
+    async fn count_sessions(&self) -> Result<Option<usize>, StoreError> {
+        Ok(self.len_hint())
+    }
 }
 
 /// What a store does for the holder of one lock; implement it to give a custom
@@ -269,16 +280,27 @@ impl std::fmt::Debug for LockGuard {
 /// → a clustered one. Must be called inside a tokio runtime. Never fails because Redis is down
 /// (see [`RedisStore::connect`]); fails on a URL it cannot use.
 pub async fn from_config(cfg: &SessionStoreConfig) -> Result<Arc<dyn SessionStore>, String> {
+    open(cfg, None).await
+}
+
+/// [`from_config`] with `observer` told of every operation's latency and outcome (and, for
+/// Redis, of the client's connection events).
+pub async fn open(
+    cfg: &SessionStoreConfig,
+    observer: Option<Arc<dyn StoreObserver>>,
+) -> Result<Arc<dyn SessionStore>, String> {
     match cfg.kind {
         SessionStoreKind::Memory => {
-            let store = Arc::new(MemoryStore::new());
+            let store = Arc::new(MemoryStore::new().observed_by(observer));
             store.spawn_sweeper(DEFAULT_SWEEP_INTERVAL);
             Ok(store)
         }
         SessionStoreKind::Redis
         | SessionStoreKind::Rediss
         | SessionStoreKind::RedisCluster
-        | SessionStoreKind::RedissCluster => Ok(Arc::new(RedisStore::connect(cfg).await?)),
+        | SessionStoreKind::RedissCluster => {
+            Ok(Arc::new(RedisStore::connect_observed(cfg, observer).await?))
+        }
     }
 }
 
@@ -339,6 +361,10 @@ impl<T: SessionStore + ?Sized> SessionStore for Arc<T> {
 
     fn len_hint(&self) -> Option<usize> {
         (**self).len_hint()
+    }
+
+    async fn count_sessions(&self) -> Result<Option<usize>, StoreError> {
+        (**self).count_sessions().await
     }
 }
 

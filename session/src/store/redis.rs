@@ -2,12 +2,13 @@
 //! a pool of fred clients.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::{
-    Builder, ClientLike, Config, Error as FredError, ErrorKind, Expiration, KeysInterface,
-    LuaInterface, Pool, ReconnectPolicy, Server, ServerConfig, SetOptions, SetsInterface,
+    Builder, ClientLike, Config, Expiration, KeysInterface, LuaInterface, Pool, ReconnectPolicy,
+    Server, ServerConfig, SetOptions, SetsInterface,
 };
 use fred::types::ConnectHandle;
 use futures_util::future::join_all;
@@ -15,8 +16,15 @@ use gatehouse_config::{SessionStoreConfig, SessionStoreKind};
 
 use super::memory::record_matches;
 use super::{
-    lock_token, ttl_millis, LockGuard, LockHandle, SessionRecord, SessionStore, StoreError,
+    lock_token, ttl_millis, LockGuard, LockHandle, Probe, SessionRecord, SessionStore, StoreError,
+    StoreObserver, StoreOp,
 };
+
+mod observe;
+mod url;
+
+use observe::Failure;
+use url::parse_url;
 
 /// Adds ARGV[1] to the index set KEYS[1] and makes the set live at least ARGV[2] ms (never
 /// shortens it: the set must outlive its longest session).
@@ -81,6 +89,9 @@ pub struct RedisStore {
     prefix: String,
     clustered: bool,
     connections: Vec<ConnectHandle>,
+    probe: Probe,
+    /// The tasks forwarding fred's connection events to the observer.
+    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -90,111 +101,6 @@ impl std::fmt::Debug for RedisStore {
             .field("clustered", &self.clustered)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
-    }
-}
-
-/// The parts of a `redis(s)[-cluster]://[user[:password]@]host:port[,host:port...][/db]` URL.
-/// `Debug` hides the password.
-#[derive(PartialEq)]
-struct Target {
-    hosts: Vec<(String, u16)>,
-    username: Option<String>,
-    password: Option<String>,
-    database: Option<u8>,
-}
-
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target")
-            .field("hosts", &self.hosts)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("database", &self.database)
-            .finish()
-    }
-}
-
-fn parse_url(url: &str, cluster: bool) -> Result<Target, String> {
-    let (_, rest) = url
-        .split_once("://")
-        .ok_or_else(|| "session-store.url: missing scheme".to_string())?;
-    if rest.contains('?') || rest.contains('#') {
-        return Err("session-store.url: query strings and fragments are not supported".into());
-    }
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (username, password) = match userinfo {
-        None => (None, None),
-        Some(u) => {
-            let (user, pass) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
-            let user = decode(user)?;
-            let pass = pass.map(decode).transpose()?;
-            ((!user.is_empty()).then_some(user), pass)
-        }
-    };
-    let database = match path {
-        "" => None,
-        _ if cluster => return Err("session-store.url: Redis Cluster has no databases".into()),
-        db => Some(
-            db.parse::<u8>()
-                .map_err(|_| format!("session-store.url: invalid database {db:?}"))?,
-        ),
-    };
-    let hosts = hosts
-        .split(',')
-        .map(parse_host)
-        .collect::<Result<Vec<_>, _>>()?;
-    if !cluster && hosts.len() != 1 {
-        return Err("session-store.url: several hosts need redis-cluster://".into());
-    }
-    Ok(Target {
-        hosts,
-        username,
-        password,
-        database,
-    })
-}
-
-fn decode(s: &str) -> Result<String, String> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .map(|c| c.into_owned())
-        .map_err(|_| "session-store.url: credentials are not UTF-8".to_string())
-}
-
-fn parse_host(node: &str) -> Result<(String, u16), String> {
-    let node = node.trim();
-    let (host, port) = if let Some(v6) = node.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("session-store.url: invalid host {node:?}"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match node.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (node, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("session-store.url: missing host in {node:?}"));
-    }
-    let port = match port {
-        None => 6379,
-        Some(p) => p
-            .parse::<u16>()
-            .map_err(|_| format!("session-store.url: invalid port in {node:?}"))?,
-    };
-    Ok((host.to_string(), port))
-}
-
-fn fail(e: FredError) -> StoreError {
-    tracing::debug!(error.kind = ?e.kind(), error = %e.details(), "session store command failed");
-    match e.kind() {
-        ErrorKind::Parse => StoreError::Corrupt,
-        _ => StoreError::Unavailable,
     }
 }
 
@@ -212,6 +118,16 @@ impl RedisStore {
     /// (crate feature `redis-tls`, on by default); cluster nodes are then verified by the address
     /// they announce.
     pub async fn connect(cfg: &SessionStoreConfig) -> Result<RedisStore, String> {
+        Self::connect_observed(cfg, None).await
+    }
+
+    /// [`connect`](Self::connect) with `observer` told of every operation's latency and
+    /// outcome and of the clients' connection events (reconnects, cluster topology changes,
+    /// connection errors, unresponsive connections).
+    pub async fn connect_observed(
+        cfg: &SessionStoreConfig,
+        observer: Option<Arc<dyn StoreObserver>>,
+    ) -> Result<RedisStore, String> {
         let (cluster, tls) = match cfg.kind {
             SessionStoreKind::Redis => (false, false),
             SessionStoreKind::Rediss => (false, true),
@@ -276,12 +192,17 @@ impl RedisStore {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
             .build_pool(cfg.pool_size.max(1))
             .map_err(|e| format!("session-store: {}", e.details()))?;
+        let probe = Probe::new(observer);
+        // Listening before connecting, so the first connection errors are seen too.
+        let listeners = observe::spawn_event_listeners(&pool, &probe);
         let connections = pool.connect_pool();
         Ok(RedisStore {
             pool,
             prefix: cfg.key_prefix.clone(),
             clustered: cluster,
             connections,
+            probe,
+            listeners,
         })
     }
 
@@ -326,23 +247,18 @@ impl RedisStore {
         format!("{}sid:{sid}", self.prefix)
     }
 
-    async fn index(&self, key: String, id: &str, ms: i64) -> Result<(), StoreError> {
+    async fn index(&self, key: String, id: &str, ms: i64) -> Result<(), Failure> {
         self.pool
             .eval::<i64, _, _, _>(INDEX_SCRIPT, key, vec![id.to_string(), ms.to_string()])
             .await
             .map(|_| ())
-            .map_err(fail)
+            .map_err(Failure::from)
     }
 
     /// Adds `id` to the record's `sub` and `sid` index sets. Called before the record is
     /// written: a stored session must always be reachable by back-channel logout; a stale index
     /// entry (record never written, or expired) is harmless.
-    async fn index_record(
-        &self,
-        id: &str,
-        record: &SessionRecord,
-        ms: i64,
-    ) -> Result<(), StoreError> {
+    async fn index_record(&self, id: &str, record: &SessionRecord, ms: i64) -> Result<(), Failure> {
         let sub = self.index(self.sub_key(&record.sub), id, ms);
         match &record.sid {
             Some(sid) => {
@@ -360,15 +276,10 @@ impl RedisStore {
         id: &str,
         sub: Option<&str>,
         sid: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, Failure> {
         let key = self.session_key(id);
         for _ in 0..DELETE_ATTEMPTS {
-            let Some(raw) = self
-                .pool
-                .get::<Option<Vec<u8>>, _>(&key)
-                .await
-                .map_err(fail)?
-            else {
+            let Some(raw) = self.pool.get::<Option<Vec<u8>>, _>(&key).await? else {
                 return Ok(false);
             };
             // An undecodable record listed under this sub/sid is deleted too: it can never be
@@ -378,11 +289,7 @@ impl RedisStore {
             if !belongs {
                 return Ok(false);
             }
-            let deleted: i64 = self
-                .pool
-                .eval(DELETE_IF_SCRIPT, &key, vec![raw])
-                .await
-                .map_err(fail)?;
+            let deleted: i64 = self.pool.eval(DELETE_IF_SCRIPT, &key, vec![raw]).await?;
             if deleted == 1 {
                 return Ok(true);
             }
@@ -397,23 +304,31 @@ impl Drop for RedisStore {
         for handle in &self.connections {
             handle.abort();
         }
+        for handle in &self.listeners {
+            handle.abort();
+        }
     }
 }
 
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let raw: Option<Vec<u8>> = self.pool.get(self.session_key(id)).await.map_err(fail)?;
+// The operations themselves; the trait impl below times and classifies them.
+impl RedisStore {
+    async fn get_untimed(&self, id: &str) -> Result<Option<SessionRecord>, Failure> {
+        let raw: Option<Vec<u8>> = self.pool.get(self.session_key(id)).await?;
         match raw {
             None => Ok(None),
             Some(raw) => serde_json::from_slice(&raw)
                 .map(Some)
-                .map_err(|_| StoreError::Corrupt),
+                .map_err(|_| Failure::Corrupt),
         }
     }
 
-    async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(record).map_err(|_| StoreError::Corrupt)?;
+    async fn put_untimed(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<(), Failure> {
+        let json = serde_json::to_vec(record).map_err(|_| Failure::Corrupt)?;
         let ms = ttl_millis(ttl);
         self.index_record(id, record, ms).await?;
         self.pool
@@ -425,16 +340,16 @@ impl SessionStore for RedisStore {
                 false,
             )
             .await
-            .map_err(fail)
+            .map_err(Failure::from)
     }
 
-    async fn replace(
+    async fn replace_untimed(
         &self,
         id: &str,
         record: &SessionRecord,
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let json = serde_json::to_vec(record).map_err(|_| StoreError::Corrupt)?;
+    ) -> Result<bool, Failure> {
+        let json = serde_json::to_vec(record).map_err(|_| Failure::Corrupt)?;
         let ms = ttl_millis(ttl);
         self.index_record(id, record, ms).await?;
         let written: i64 = self
@@ -444,13 +359,12 @@ impl SessionStore for RedisStore {
                 self.session_key(id),
                 vec![json, ms.to_string().into_bytes()],
             )
-            .await
-            .map_err(fail)?;
+            .await?;
         Ok(written == 1)
     }
 
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let raw: Option<Vec<u8>> = self.pool.getdel(self.session_key(id)).await.map_err(fail)?;
+    async fn delete_untimed(&self, id: &str) -> Result<(), Failure> {
+        let raw: Option<Vec<u8>> = self.pool.getdel(self.session_key(id)).await?;
         // Tidy the indexes; an entry left behind (error here) only costs a no-op later.
         if let Some(record) = raw.and_then(|r| serde_json::from_slice::<SessionRecord>(&r).ok()) {
             let sub = self.pool.srem::<i64, _, _>(self.sub_key(&record.sub), id);
@@ -469,11 +383,11 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn delete_by_sub_or_sid(
+    async fn delete_by_sub_or_sid_untimed(
         &self,
         sub: Option<&str>,
         sid: Option<&str>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, Failure> {
         let mut indexes = Vec::with_capacity(2);
         if let Some(sub) = sub {
             indexes.push(self.sub_key(sub));
@@ -483,7 +397,7 @@ impl SessionStore for RedisStore {
         }
         let mut ids = HashSet::new();
         for index in &indexes {
-            let members: Vec<String> = self.pool.smembers(index).await.map_err(fail)?;
+            let members: Vec<String> = self.pool.smembers(index).await?;
             ids.extend(members);
         }
         let ids: Vec<String> = ids.into_iter().collect();
@@ -499,16 +413,17 @@ impl SessionStore for RedisStore {
         // the whole set: a session added meanwhile keeps its entry.
         if !ids.is_empty() {
             for index in &indexes {
-                self.pool
-                    .srem::<i64, _, _>(index, ids.clone())
-                    .await
-                    .map_err(fail)?;
+                self.pool.srem::<i64, _, _>(index, ids.clone()).await?;
             }
         }
         Ok(deleted)
     }
 
-    async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
+    async fn try_lock_untimed(
+        &self,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>, Failure> {
         let key = self.lock_key(id);
         let token = lock_token();
         let set: Option<String> = self
@@ -520,19 +435,84 @@ impl SessionStore for RedisStore {
                 Some(SetOptions::NX),
                 false,
             )
-            .await
-            .map_err(fail)?;
+            .await?;
         Ok(set.map(|_| {
             LockGuard::new(Box::new(RedisLock {
                 pool: self.pool.clone(),
                 key,
                 token,
+                probe: self.probe.clone(),
             }))
         }))
+    }
+}
+
+impl RedisStore {
+    /// Runs one operation, reports its latency and outcome, and maps its failure.
+    async fn timed<T>(
+        &self,
+        op: StoreOp,
+        run: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, StoreError> {
+        observe::timed(&self.probe, op, run).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.timed(StoreOp::Get, self.get_untimed(id)).await
+    }
+
+    async fn put(&self, id: &str, record: &SessionRecord, ttl: Duration) -> Result<(), StoreError> {
+        self.timed(StoreOp::Put, self.put_untimed(id, record, ttl))
+            .await
+    }
+
+    async fn replace(
+        &self,
+        id: &str,
+        record: &SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.timed(StoreOp::Replace, self.replace_untimed(id, record, ttl))
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.timed(StoreOp::Delete, self.delete_untimed(id)).await
+    }
+
+    async fn delete_by_sub_or_sid(
+        &self,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.timed(
+            StoreOp::DeleteBySubOrSid,
+            self.delete_by_sub_or_sid_untimed(sub, sid),
+        )
+        .await
+    }
+
+    async fn try_lock(&self, id: &str, ttl: Duration) -> Result<Option<LockGuard>, StoreError> {
+        self.timed(StoreOp::Lock, self.try_lock_untimed(id, ttl))
+            .await
     }
 
     fn len_hint(&self) -> Option<usize> {
         None
+    }
+
+    /// A paced `SCAN` of `{key_prefix}s:*` on every master (see the module's `count_keys`);
+    /// sessions whose TTL ran out are not returned by Redis.
+    async fn count_sessions(&self) -> Result<Option<usize>, StoreError> {
+        let pattern = format!("{}s:*", observe::glob_escape(&self.prefix));
+        self.timed(StoreOp::Count, async {
+            Ok(observe::count_keys(&self.pool, pattern, self.clustered).await?)
+        })
+        .await
+        .map(Some)
     }
 }
 
@@ -540,30 +520,44 @@ struct RedisLock {
     pool: Pool,
     key: String,
     token: String,
+    probe: Probe,
+}
+
+impl RedisLock {
+    async fn timed(
+        &self,
+        run: impl std::future::Future<Output = Result<bool, Failure>>,
+    ) -> Result<bool, StoreError> {
+        observe::timed(&self.probe, StoreOp::Unlock, run).await
+    }
 }
 
 #[async_trait]
 impl LockHandle for RedisLock {
     async fn renew(&self, ttl: Duration) -> Result<bool, StoreError> {
-        let renewed: i64 = self
-            .pool
-            .eval(
-                RENEW_SCRIPT,
-                &self.key,
-                vec![self.token.clone(), ttl_millis(ttl).to_string()],
-            )
-            .await
-            .map_err(fail)?;
-        Ok(renewed == 1)
+        self.timed(async {
+            let renewed: i64 = self
+                .pool
+                .eval(
+                    RENEW_SCRIPT,
+                    &self.key,
+                    vec![self.token.clone(), ttl_millis(ttl).to_string()],
+                )
+                .await?;
+            Ok(renewed == 1)
+        })
+        .await
     }
 
     async fn release(&self) -> Result<bool, StoreError> {
-        let released: i64 = self
-            .pool
-            .eval(DELETE_IF_SCRIPT, &self.key, vec![self.token.clone()])
-            .await
-            .map_err(fail)?;
-        Ok(released == 1)
+        self.timed(async {
+            let released: i64 = self
+                .pool
+                .eval(DELETE_IF_SCRIPT, &self.key, vec![self.token.clone()])
+                .await?;
+            Ok(released == 1)
+        })
+        .await
     }
 
     fn release_on_drop(&self) {

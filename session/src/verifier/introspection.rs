@@ -41,6 +41,7 @@ use crate::cache::TokenCache;
 use crate::claims::{numeric_date, Claims};
 use crate::discovery::{Document, ProviderDiscovery};
 use crate::error::BuildError;
+use crate::http::{IdpCall, IdpOutcome};
 
 /// How long (seconds, at most) a refused token (`active: false`, wrong issuer or audience,
 /// expired, too old) is remembered before the IdP is asked again.
@@ -306,14 +307,28 @@ impl Introspector {
             self.client_secret.as_ref(),
             self.method,
         );
-        let response = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| format!("POST {url}: {}", e.without_url()))?;
-        let body = crate::http::read_limited(response, "POST", url).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| format!("POST {url}: the introspection response is not JSON: {e}"))
+        let timer = self.discovery.timer(IdpCall::Introspection);
+        let response = match request.form(&form).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                timer.finish(IdpOutcome::of_send_error(&e));
+                return Err(format!("POST {url}: {}", e.without_url()));
+            }
+        };
+        let body = match crate::http::read_limited(response, "POST", url).await {
+            Ok(body) => body,
+            Err(e) => {
+                timer.finish(e.outcome);
+                return Err(e.into());
+            }
+        };
+        let doc = serde_json::from_slice(&body)
+            .map_err(|e| format!("POST {url}: the introspection response is not JSON: {e}"));
+        timer.finish(match doc {
+            Ok(_) => IdpOutcome::Ok,
+            Err(_) => IdpOutcome::Invalid,
+        });
+        doc
     }
 
     /// Checks an introspection response; returns the claims and until when they may be

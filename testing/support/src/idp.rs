@@ -223,6 +223,14 @@ impl Idp {
         assert_eq!(r.status, 200, "refresh-fault {mode}: {}", r.text());
     }
 
+    /// Makes every realm request answer 503 (`on`) or answer normally again
+    /// (`/__test/outage`).
+    pub fn outage(&self, on: bool) {
+        let mode = if on { "503" } else { "off" };
+        let r = self.post_form(&format!("/__test/outage?mode={mode}"), "");
+        assert_eq!(r.status, 200, "outage {mode}: {}", r.text());
+    }
+
     /// Refresh-grant requests and refresh-grant errors so far (`/__test/stats`).
     pub fn refreshes(&self) -> (u64, u64) {
         let s = self.stats();

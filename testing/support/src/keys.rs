@@ -120,6 +120,31 @@ impl TestKey {
         }
     }
 
+    /// The private key as PKCS#8 DER (EC and Ed25519 keys).
+    pub fn pkcs8_der(&self) -> Vec<u8> {
+        let der = match &self.signer {
+            Signer::Ec(k) => k.to_pkcs8v1().expect("EC PKCS#8"),
+            Signer::Ed(k) => k.to_pkcs8v1().expect("Ed25519 PKCS#8"),
+            Signer::Rsa(_) => panic!("PKCS#8 export is for EC and Ed25519 keys"),
+        };
+        der.as_ref().to_vec()
+    }
+
+    /// The private key as a PKCS#8 PEM file's text (EC and Ed25519 keys), as `openssl genpkey`
+    /// writes it.
+    pub fn pkcs8_pem(&self) -> String {
+        let body = base64::engine::general_purpose::STANDARD.encode(self.pkcs8_der());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
     /// Signs `input` with `alg` (which must fit the key).
     pub fn sign(&self, alg: &str, input: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
