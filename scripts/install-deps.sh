@@ -88,8 +88,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 # The test OpenID provider (oidc-provider) and the browser driver (playwright-core, driving
-# Debian's chromium; it never downloads a browser): reinstalled when their lockfiles change.
-for dir in testing/idp testing/browser; do
+# Debian's chromium; it never downloads a browser) and the MCP SDK's server and client
+# (testing/mcp): reinstalled when their lockfiles change.
+for dir in testing/idp testing/browser testing/mcp; do
   pkg="$(dirname "$0")/../$dir"
   sum="$(md5sum < "$pkg/package-lock.json")"
   if [ "$(cat "$pkg/node_modules/.lock-md5" 2>/dev/null)" != "$sum" ]; then

@@ -140,6 +140,36 @@ pub(crate) fn http_url(s: &str) -> Result<(), String> {
         .map_err(|why| format!("invalid URL {s:?}: {why}"))
 }
 
+/// An RFC 8707 resource indicator as a route's `resource`: an absolute http(s) URI with no
+/// query, fragment or user part, printable ASCII without `"` or `\` (it is quoted in
+/// `WWW-Authenticate` and compared byte for byte with a token's `aud`).
+pub(crate) fn resource_uri(s: &str) -> Result<(), String> {
+    let (_, authority, path) =
+        split_http_url(s).map_err(|why| format!("invalid resource {s:?}: {why}"))?;
+    if authority.contains('@') || path.contains(['?', '#']) {
+        return Err(format!(
+            "invalid resource {s:?}: must not have a user part, a query or a fragment (RFC 8707)"
+        ));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return Err(format!(
+            "invalid resource {s:?}: only printable ASCII without '\"' or '\\'"
+        ));
+    }
+    Ok(())
+}
+
+/// An RFC 6749 scope token (also the shape of an `acr` value): one or more of `!`, `#`-`[`,
+/// `]`-`~` (no space, `"` or `\`).
+pub(crate) fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == b'!' || (b'#'..=b'[').contains(&b) || (b']'..=b'~').contains(&b))
+}
+
 /// A CORS origin: `*`, or `scheme://host[:port]` without a path; returned lowercased.
 pub(crate) fn origin(s: &str) -> Result<String, String> {
     if s == "*" {

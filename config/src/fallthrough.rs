@@ -2,7 +2,8 @@
 //!
 //! A route that lists `methods` does not match the other methods: such a request falls through
 //! to the next route that matches its path (Gatekeeper semantics, kept on purpose). When that
-//! route asks for less (white-listed, or fewer roles, groups or claims), a method the author did
+//! route asks for less (white-listed, or fewer roles, groups or claims, another `resource`, a
+//! weaker `acr` or `max-auth-age`), a method the author did
 //! not list reaches the upstream with weaker requirements: `methods: [GET, POST, PUT, DELETE]`
 //! on `/admin/*` in front of `/*` lets any signed-in user `PATCH /admin/users`.
 //!
@@ -156,6 +157,9 @@ const AUTHENTICATED: Route = Route {
     upstream: String::new(),
     introspect: false,
     rate_limits: Vec::new(),
+    resource: None,
+    acr: Vec::new(),
+    max_auth_age: None,
 };
 
 /// The index of the route a request for `path` (normalized) and `method` (`None`: an
@@ -229,6 +233,29 @@ fn weaker_than(from: &Route, to: &Route) -> Vec<String> {
     }
     if from.introspect && !to.introspect {
         weaker.push("no introspect".to_string());
+    }
+    if from.resource.is_some() && from.resource != to.resource {
+        // Another resource, or the provider's audiences: tokens of another audience pass.
+        weaker.push(match &to.resource {
+            Some(r) => format!(
+                "resource {r} instead of {}",
+                from.resource.as_deref().unwrap_or("")
+            ),
+            None => "no resource (the provider's audiences)".to_string(),
+        });
+    }
+    let acr_kept = !to.acr.is_empty() && to.acr.iter().all(|a| from.acr.contains(a));
+    if !from.acr.is_empty() && !acr_kept {
+        weaker.push(format!(
+            "acr [{}] instead of [{}]",
+            to.acr.join(", "),
+            from.acr.join(", ")
+        ));
+    }
+    if let Some(need) = from.max_auth_age {
+        if to.max_auth_age.is_none_or(|have| have > need) {
+            weaker.push("an older authentication (max-auth-age)".to_string());
+        }
     }
     weaker
 }
@@ -393,6 +420,26 @@ mod tests {
             found[0].weaker,
             vec!["no match-claims on [email]", "no introspect"]
         );
+
+        // So do the resource and step-up demands.
+        let mut mcp = route("/mcp/*", &["POST"]);
+        mcp.resource = Some("https://h/mcp".to_string());
+        mcp.acr = vec!["gold".to_string()];
+        mcp.max_auth_age = Some(std::time::Duration::from_secs(60));
+        let found = weaker_fall_throughs(&[mcp.clone(), route("/*", &[])], true);
+        assert_eq!(
+            found[0].weaker,
+            vec![
+                "no resource (the provider's audiences)",
+                "acr [] instead of [gold]",
+                "an older authentication (max-auth-age)"
+            ]
+        );
+        let mut same = route("/*", &[]);
+        same.resource = mcp.resource.clone();
+        same.acr = vec!["gold".to_string()];
+        same.max_auth_age = Some(std::time::Duration::from_secs(30));
+        assert!(weaker_fall_throughs(&[mcp, same], true).is_empty());
     }
 
     #[test]

@@ -33,8 +33,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AccessLogConfig, AccessLogFormat, AssertionAlgorithm, AssertionKey, Balance, Config, Cookie,
     CookieKey, Cors, ForwardAuthHeaders, HealthCheck, IdentityAssertion, IdentityProvider, Login,
-    OnUnavailable, RateLimit, RateLimitKey, Route, SameSite, Secret, SessionStoreConfig,
-    SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    OnUnavailable, RateLimit, RateLimitKey, ResourceMetadata, Route, SameSite, Secret,
+    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -132,3 +132,5 @@ mod tests;
 mod tests_limits;
 #[cfg(test)]
 mod tests_providers;
+#[cfg(test)]
+mod tests_resource;

@@ -363,6 +363,9 @@ pub struct Tenant {
     pub tls_cert: Option<PathBuf>,
     /// `tls-key`: optional PEM key for this tenant's hosts; set with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// `resource-metadata`: RFC 9728 protected resource metadata is served at
+    /// `/.well-known/oauth-protected-resource[/<path>]` and every 401 names it; absent = neither.
+    pub resource_metadata: Option<ResourceMetadata>,
     /// `identity-assertion`: a JWT signed by the gateway on every proxied request that carries
     /// an identity (none when the key is absent).
     pub identity_assertion: Option<IdentityAssertion>,
@@ -430,6 +433,14 @@ impl fmt::Debug for AssertionKey {
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
     }
+}
+
+/// `resource-metadata` of a tenant (RFC 9728).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourceMetadata {
+    /// `scopes-supported`: the document's `scopes_supported`, and the `scope` of the tenant's
+    /// 401 challenges (RFC 6750 scope tokens; default empty: neither is sent).
+    pub scopes_supported: Vec<String>,
 }
 
 impl Tenant {
@@ -537,6 +548,15 @@ pub struct Route {
     pub introspect: bool,
     /// `rate-limits`: added to the tenant's for requests on this route (default none).
     pub rate_limits: Vec<RateLimit>,
+    /// `resource`: RFC 8707 resource identifier (an absolute http(s) URI without query or
+    /// fragment); a token's `aud` must contain it, instead of one of the provider's
+    /// `audiences` (default: none, the provider's audiences apply).
+    pub resource: Option<String>,
+    /// `acr`: step-up (RFC 9470): the token's `acr` must be one of these (default empty: any).
+    pub acr: Vec<String>,
+    /// `max-auth-age`: step-up (RFC 9470): the token's `auth_time` must be at most this old
+    /// (a token without `auth_time` is refused) (default: no limit).
+    pub max_auth_age: Option<Duration>,
 }
 
 /// What a rate limit counts by (`key`).

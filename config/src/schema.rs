@@ -292,6 +292,7 @@ pub(crate) struct FileTenant {
     pub cookie: Option<FileCookie>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub resource_metadata: Option<FileResourceMetadata>,
     pub identity_assertion: Option<FileIdentityAssertion>,
     pub rate_limits: Option<Vec<FileRateLimit>>,
 }
@@ -313,6 +314,12 @@ pub(crate) struct FileRateLimit {
     pub rate: Option<Text>,
     pub burst: Option<Int<u64>>,
     pub shared: Option<Flag>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct FileResourceMetadata {
+    pub scopes_supported: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -358,6 +365,9 @@ pub(crate) struct FileRoute {
     pub upstream: Option<String>,
     pub introspect: Option<Flag>,
     pub rate_limits: Option<Vec<FileRateLimit>>,
+    pub resource: Option<String>,
+    pub acr: Option<Vec<Text>>,
+    pub max_auth_age: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

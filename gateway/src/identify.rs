@@ -8,7 +8,7 @@ use std::sync::Arc;
 use gatehouse_policy::authz::Forbidden;
 use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
 use gatehouse_session::claims::Claims;
-use gatehouse_session::{looks_like_jwt, TokenError};
+use gatehouse_session::{looks_like_jwt, Audience, TokenError};
 use pingora::proxy::Session;
 
 use crate::auth::{bearer_token, ClaimsIdentity};
@@ -30,6 +30,7 @@ pub(crate) async fn verify_and_authorize(
     let route = tenant.route(route_ref);
     let demand = Demand {
         revocation_checked: route.introspect,
+        resource: route.resource.as_deref(),
         identity: if route.access == Access::Optional {
             Need::Optional
         } else {
@@ -55,7 +56,33 @@ pub(crate) async fn verify_and_authorize(
         .requirements
         .check(&identity)
         .map_err(Denial::Forbidden)?;
+    if let Some(step_up) = route.step_up.as_deref() {
+        if let Err(shortfall) = step_up.check(claims.acr.as_deref(), claims.auth_time, now_secs()) {
+            return Err(step_up_denial(downstream, ctx, tenant, step_up, shortfall));
+        }
+    }
     Ok(Some(claims))
+}
+
+/// A caller that falls short of the route's step-up: a browser navigation authenticated by
+/// its session logs in again at the IdP with the route's `acr_values`/`max_age` (and
+/// `prompt=login`), then returns to the page; everyone else gets the 401 challenge.
+fn step_up_denial(
+    downstream: &Session,
+    ctx: &RequestCtx,
+    tenant: &gatehouse_policy::snapshot::TenantPolicy,
+    step_up: &gatehouse_policy::resource::StepUp,
+    shortfall: gatehouse_policy::resource::Shortfall,
+) -> Denial {
+    let by_session =
+        bearer_token(downstream.req_header(), tenant.token_cookie.as_deref()) == Ok(None);
+    if by_session && !ctx.forward_auth && wants_html(downstream) {
+        let target = String::from_utf8_lossy(downstream.req_header().raw_path());
+        let mut location = login_location(&target);
+        location.push_str(&step_up.login_query());
+        return Denial::LoginRequired { location };
+    }
+    Denial::InsufficientAuthentication(shortfall)
 }
 
 /// Whether a request must name a caller.
@@ -69,11 +96,21 @@ pub(crate) enum Need {
 
 /// What [`identify`] demands of a caller.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Demand {
+pub(crate) struct Demand<'a> {
     /// A valid JWT must also be active at the introspection endpoint (`introspect` routes).
     pub revocation_checked: bool,
     /// Whether a caller is required.
     pub identity: Need,
+    /// The route's `resource` (RFC 8707): a bearer token's `aud` must contain it instead of
+    /// one of the provider's audiences.
+    pub resource: Option<&'a str>,
+}
+
+/// Seconds since the Unix epoch (for step-up's `max-auth-age`).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Who the caller is: a bearer token checked against the tenant's identity provider (also
@@ -86,7 +123,7 @@ pub(crate) async fn identify(
     tenant_index: usize,
     runtime: &crate::runtime::Runtime,
     sessions: &Sessions,
-    demand: Demand,
+    demand: Demand<'_>,
 ) -> Result<Option<Arc<Claims>>, Denial> {
     let optional = demand.identity == Need::Optional;
     let tenant = runtime.policy.tenant(tenant_index);
@@ -97,7 +134,11 @@ pub(crate) async fn identify(
                 tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
                 return Err(Denial::Unauthenticated);
             };
-            verify(provider, token, demand.revocation_checked).await?
+            let audience = match demand.resource {
+                Some(resource) => Audience::Resource(resource),
+                None => Audience::Provider,
+            };
+            verify(provider, token, demand.revocation_checked, audience).await?
         }
         Err(()) => {
             return Err(Denial::InvalidToken {
@@ -134,6 +175,7 @@ async fn verify(
     provider: &crate::auth::Provider,
     token: &str,
     introspect: bool,
+    audience: Audience<'_>,
 ) -> Result<Arc<Claims>, Denial> {
     let verifier = &provider.verifier;
     let started = std::time::Instant::now();
@@ -146,12 +188,20 @@ async fn verify(
     };
     let opaque = verifier.introspection_enabled() && !looks_like_jwt(token);
     let (claims, hit) = if opaque {
-        match verifier.introspect_cached(token) {
+        let (claims, hit) = match verifier.introspect_cached(token) {
             Some(claims) => (claims, true),
             None => (verifier.introspect(token).await.map_err(refused)?, false),
+        };
+        // The introspector checked the provider's audiences; a resource is checked here.
+        if let Audience::Resource(_) = audience {
+            audience.check(&claims).map_err(refused)?;
         }
+        (claims, hit)
     } else {
-        verifier.verify_noting_hit(token).await.map_err(refused)?
+        verifier
+            .verify_for_audience(token, audience)
+            .await
+            .map_err(refused)?
     };
     if introspect && !opaque {
         // Revocation-sensitive route: the signature is not enough, the IdP must still say active.
@@ -222,7 +272,7 @@ mod tests {
     #[test]
     fn a_signature_check_yields_once_and_a_cache_hit_does_not_yield() {
         let (provider, token) = provider_and_token();
-        let mut first = std::pin::pin!(verify(&provider, &token, false));
+        let mut first = std::pin::pin!(verify(&provider, &token, false, Audience::Provider));
         assert!(
             poll_once(first.as_mut()).is_pending(),
             "a cache miss yields after its signature check"
@@ -231,7 +281,7 @@ mod tests {
         let what = "the miss completes on its second poll";
         assert_eq!(subject(poll_once(first.as_mut()), what), alice);
         assert_eq!(provider.verify_miss.get_sample_count(), 1);
-        let mut second = std::pin::pin!(verify(&provider, &token, false));
+        let mut second = std::pin::pin!(verify(&provider, &token, false, Audience::Provider));
         let what = "a cache hit completes without yielding";
         assert_eq!(subject(poll_once(second.as_mut()), what), alice);
         assert_eq!(provider.verify_hit.get_sample_count(), 1);
@@ -240,7 +290,7 @@ mod tests {
         let i = forged.len() - 10; // inside the signature, away from its last (partial) character
         forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).expect("base64url");
-        let mut refused = std::pin::pin!(verify(&provider, &forged, false));
+        let mut refused = std::pin::pin!(verify(&provider, &forged, false, Audience::Provider));
         assert!(matches!(
             poll_once(refused.as_mut()),
             std::task::Poll::Ready(Err(Denial::InvalidToken { .. }))

@@ -26,6 +26,7 @@ mod proxy;
 mod ratelimit;
 mod readiness;
 mod reload;
+mod resource_metadata;
 mod responses;
 mod runtime;
 mod server;

@@ -31,6 +31,7 @@ use crate::runtime::SharedRuntime;
 const USERINFO_DEMAND: Demand = Demand {
     revocation_checked: false,
     identity: Need::Optional,
+    resource: None,
 };
 
 /// The gateway's `ProxyHttp` implementation.
@@ -133,6 +134,10 @@ impl ProxyHttp for Gateway {
             },
             Admission::Preflight(headers) => {
                 responses::preflight(session, ctx, headers).await?;
+                return Ok(true);
+            }
+            Admission::Builtin(Builtin::ResourceMetadata) => {
+                crate::resource_metadata::serve(session, ctx).await?;
                 return Ok(true);
             }
             Admission::Builtin(Builtin::AssertionJwks) => {

@@ -3,6 +3,7 @@
 //! paths' answers and pages), and the headers every response gets (security headers, request ID).
 
 use bytes::Bytes;
+use gatehouse_policy::challenge::Challenge;
 use gatehouse_policy::headers::respond;
 use gatehouse_policy::login::LoginRefusal;
 use gatehouse_policy::snapshot::{Denial, ResponseHeaders};
@@ -133,18 +134,10 @@ async fn write_denial(
         s => s,
     };
     let mut resp = ResponseHeader::build(status, Some(6))?;
+    if let Some(challenge) = challenge(session, ctx, &denial) {
+        resp.insert_header(WWW_AUTHENTICATE, challenge)?;
+    }
     match &denial {
-        Denial::Unauthenticated => {
-            let realm = ctx.tenant_name().unwrap_or("gatehouse");
-            resp.insert_header(WWW_AUTHENTICATE, format!("Bearer realm=\"{realm}\""))?;
-        }
-        Denial::InvalidToken { description, .. } => {
-            let realm = ctx.tenant_name().unwrap_or("gatehouse");
-            resp.insert_header(
-                WWW_AUTHENTICATE,
-                format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{description}\""),
-            )?;
-        }
         Denial::LoginRequired { location } => {
             resp.insert_header(LOCATION, location.as_str())?;
         }
@@ -208,6 +201,62 @@ fn rate_limit_headers(
     Ok(())
 }
 
+/// The `WWW-Authenticate` value of a 401 that asks for a credential (one builder:
+/// `gatehouse_policy::challenge`): the realm, the error of a refused token or a step-up, and,
+/// on a tenant with `resource-metadata`, the metadata URL and the scopes (RFC 9728 5.1).
+fn challenge(session: &Session, ctx: &RequestCtx, denial: &Denial) -> Option<String> {
+    let (error, description) = match denial {
+        Denial::Unauthenticated => (None, None),
+        Denial::InvalidToken { description, .. } => (Some("invalid_token"), Some(*description)),
+        Denial::InsufficientAuthentication(shortfall) => (
+            Some("insufficient_user_authentication"),
+            Some(shortfall.description()),
+        ),
+        // Every 401 names a scheme (RFC 9110 11.6.1): userinfo without an identity too.
+        _ if denial.status() == 401 => (None, None),
+        _ => return None,
+    };
+    let runtime = ctx.runtime.as_deref();
+    let tenant = runtime.zip(ctx.tenant).map(|(r, t)| r.policy.tenant(t));
+    let resource_metadata = crate::resource_metadata::challenge_url(session, ctx);
+    let step_up = match (denial, tenant, ctx.route) {
+        (Denial::InsufficientAuthentication(_), Some(t), Some(r)) => t.route(r).step_up.as_deref(),
+        _ => None,
+    };
+    let challenge = Challenge {
+        realm: ctx.tenant_name().unwrap_or("gatehouse"),
+        error,
+        description,
+        scope: tenant
+            .and_then(|t| t.resource_metadata.as_ref())
+            .and_then(|m| m.scope.as_deref()),
+        resource_metadata: resource_metadata.as_deref(),
+        acr_values: step_up.and_then(|s| s.acr_values.as_deref()),
+        max_age: step_up.and_then(|s| s.max_age),
+    };
+    Some(challenge.header_value())
+}
+
+/// Writes a public document (`status` 200, JSON) that clients may cache as `cache_control`
+/// says: the resource metadata.
+pub async fn document(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    body: Bytes,
+    cache_control: &'static str,
+) -> pingora::Result<()> {
+    let resp = ResponseHeader::build(200, Some(8))?;
+    finish_with(
+        session,
+        ctx,
+        resp,
+        &[],
+        Some(("application/json", body)),
+        cache_control,
+    )
+    .await
+}
+
 /// Writes an answer that is not a refusal (a redirect, userinfo's claims, a completed logout):
 /// `status`, `Location`, `Set-Cookie`s, an optional `(content type, body)`, never cached.
 pub async fn answer(
@@ -254,9 +303,21 @@ const HTML: &str = "text/html; charset=utf-8";
 async fn finish(
     session: &mut Session,
     ctx: &RequestCtx,
+    resp: ResponseHeader,
+    cookies: &[String],
+    body: Option<(&'static str, Bytes)>,
+) -> pingora::Result<()> {
+    finish_with(session, ctx, resp, cookies, body, "no-store").await
+}
+
+/// [`finish`] with another `Cache-Control`.
+async fn finish_with(
+    session: &mut Session,
+    ctx: &RequestCtx,
     mut resp: ResponseHeader,
     cookies: &[String],
     body: Option<(&'static str, Bytes)>,
+    cache_control: &'static str,
 ) -> pingora::Result<()> {
     for c in cookies {
         resp.append_header(SET_COOKIE, c.as_str())?;
@@ -266,7 +327,7 @@ async fn finish(
         resp.insert_header(CONTENT_TYPE, *content_type)?;
     }
     resp.insert_header(CONTENT_LENGTH, len)?;
-    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    resp.insert_header(CACHE_CONTROL, cache_control)?;
     apply_common_headers(&mut resp, ctx);
     let head_only = session.req_header().method == http::Method::HEAD;
     match body {

@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::cors::{is_preflight, CorsHeaders};
 use crate::forward_auth::{is_forward_auth_path, original_request};
 use crate::path::{normalize_path, PathError};
+use crate::resource::metadata_suffix;
 use crate::snapshot::{Access, Denial, RouteRef, Snapshot};
 
 /// The built-in browser paths on every tenant host.
@@ -32,6 +33,9 @@ pub enum Builtin {
     Userinfo,
     /// `/oauth/backchannel-logout`: the IdP ends sessions (OIDC Back-Channel Logout).
     BackchannelLogout,
+    /// `/.well-known/oauth-protected-resource[/<path>]` on a tenant with `resource-metadata`:
+    /// RFC 9728 metadata, served without authentication and never proxied.
+    ResourceMetadata,
     /// `/.well-known/gatehouse/jwks.json`: the public keys of the tenant's identity
     /// assertions (404 on a tenant without `identity-assertion`; never proxied).
     AssertionJwks,
@@ -192,6 +196,10 @@ pub fn admit(policy: &Snapshot, req: &RequestHead<'_>, conn: &Connection<'_>) ->
             };
             return decision;
         }
+    }
+    if tenant.resource_metadata.is_some() && metadata_suffix(&path).is_some() {
+        decision.admission = Admission::Builtin(Builtin::ResourceMetadata);
+        return decision;
     }
     if let Some(builtin) = Builtin::from_path(&path) {
         decision.admission = Admission::Builtin(builtin);

@@ -24,6 +24,7 @@
 
 pub mod admit;
 pub mod authz;
+pub mod challenge;
 pub mod cors;
 pub mod forward_auth;
 pub mod headers;
@@ -34,5 +35,6 @@ pub mod proxies;
 pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
+pub mod resource;
 pub mod routes;
 pub mod snapshot;

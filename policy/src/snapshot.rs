@@ -15,6 +15,7 @@ use crate::host::HostTable;
 use crate::login::LoginRefusal;
 use crate::path::PathError;
 use crate::proxies::TrustedProxies;
+use crate::resource::{Shortfall, StepUp, TenantResource};
 use crate::routes::{MethodSet, RouteTable};
 
 /// What a route demands of the caller.
@@ -46,6 +47,11 @@ pub struct RoutePolicy {
     pub max_body_size: u64,
     /// `introspect`: a valid JWT is also checked at the provider's introspection endpoint.
     pub introspect: bool,
+    /// `resource` (RFC 8707): a token's `aud` must contain it, instead of one of the
+    /// provider's audiences.
+    pub resource: Option<Box<str>>,
+    /// `acr` / `max-auth-age` (RFC 9470), when the route has either.
+    pub step_up: Option<Box<StepUp>>,
 }
 
 /// Which route a request matched: one of the tenant's routes, or the tenant's fallback for
@@ -124,6 +130,8 @@ pub struct TenantPolicy {
     pub token_cookie: Option<String>,
     /// `cors`, if the tenant has it.
     pub cors: Option<CorsPolicy>,
+    /// `resource-metadata` (RFC 9728), if the tenant has it.
+    pub resource_metadata: Option<TenantResource>,
     /// `identity-assertion.header`, when the tenant signs assertions.
     pub assertion_header: Option<HeaderName>,
 }
@@ -181,6 +189,8 @@ impl TenantPolicy {
                     Access::Authenticated
                 },
                 introspect: route.introspect,
+                resource: route.resource.as_deref().map(Box::from),
+                step_up: StepUp::compile(route).map(Box::new),
                 upstream: upstream_index(&route.upstream)?,
                 max_body_size: route.max_body_size,
             });
@@ -204,6 +214,8 @@ impl TenantPolicy {
                 upstream: default_upstream,
                 max_body_size: gatehouse_config::DEFAULT_MAX_BODY_SIZE,
                 introspect: false,
+                resource: None,
+                step_up: None,
             },
             response_headers: ResponseHeaders::compile(&tenant.security_headers)?,
             request_id_header: HeaderName::from_bytes(tenant.request_id_header.as_bytes())
@@ -233,6 +245,10 @@ impl TenantPolicy {
                 .map(CorsPolicy::compile)
                 .transpose()
                 .map_err(err)?,
+            resource_metadata: tenant
+                .resource_metadata
+                .as_ref()
+                .map(TenantResource::compile),
             assertion_header: tenant
                 .identity_assertion
                 .as_ref()
@@ -359,6 +375,9 @@ pub enum Denial {
         /// Short description for `error_description`; leaks nothing.
         description: &'static str,
     },
+    /// A valid token whose authentication falls short of the route's `acr` or `max-auth-age`
+    /// (RFC 9470): 401 with `error="insufficient_user_authentication"`.
+    InsufficientAuthentication(Shortfall),
     /// Authenticated, but the route's requirements are not met: 403.
     Forbidden(Forbidden),
     /// `enable-https-redirection` and the request came over plain HTTP: 308 to `location`.
@@ -408,7 +427,9 @@ impl Denial {
             | Denial::ForwardAuthTarget(_) => 400,
             Denial::HeadersTooLarge => 431,
             Denial::BodyTooLarge => 413,
-            Denial::Unauthenticated | Denial::InvalidToken { .. } => 401,
+            Denial::Unauthenticated
+            | Denial::InvalidToken { .. }
+            | Denial::InsufficientAuthentication(_) => 401,
             Denial::Forbidden(_) => 403,
             Denial::HttpsRequired { .. } => 308,
             Denial::LoginRequired { .. } => 302,
@@ -444,6 +465,7 @@ impl Denial {
             Denial::BodyTooLarge => "body_too_large",
             Denial::Unauthenticated => "unauthenticated",
             Denial::InvalidToken { reason, .. } => reason,
+            Denial::InsufficientAuthentication(s) => s.reason(),
             Denial::Forbidden(f) => f.reason(),
             Denial::HttpsRequired { .. } => "https_required",
             Denial::LoginRequired { .. } => "login_required",
@@ -497,6 +519,7 @@ mod tests {
                 },
                 401,
             ),
+            (Denial::InsufficientAuthentication(Shortfall::Acr), 401),
             (Denial::Forbidden(Forbidden::MissingRole), 403),
             (
                 Denial::HttpsRequired {

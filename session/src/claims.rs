@@ -44,6 +44,15 @@ pub struct Claims {
     pub iat: Option<u64>,
     /// `auth_time` in seconds since the Unix epoch.
     pub auth_time: Option<u64>,
+    /// `acr` (the authentication context class), when it is a string.
+    pub acr: Option<String>,
+    /// `aud`: the string, or the string elements of the array.
+    pub aud: Vec<String>,
+    /// Whether `aud` names one of the verifying provider's `audiences`: set by the verifier, so
+    /// a token cached for a `resource` route (where that check does not apply) is still
+    /// refused by a route that needs it. `true` until the verifier says otherwise: claims it
+    /// did not check (introspection, sessions) had their audience checked where they came from.
+    pub(crate) provider_audience: bool,
     /// The whole payload, for dotted-path lookups ([`Claims::raw`]).
     payload: Payload,
     /// Identity header values rendered from these claims (see [`Claims::identity_header_values`]).
@@ -119,6 +128,8 @@ struct Members<'a> {
     #[serde(borrow, default)]
     auth_time: Option<&'a RawValue>,
     #[serde(default)]
+    acr: Option<Lenient<Option<String>>>,
+    #[serde(default)]
     iss: Option<Lenient<Option<String>>>,
     #[serde(default)]
     aud: Option<Lenient<Audiences>>,
@@ -182,6 +193,13 @@ impl Claims {
             exp: raw.get("exp").and_then(numeric_date).unwrap_or(0),
             iat: raw.get("iat").and_then(numeric_date),
             auth_time: raw.get("auth_time").and_then(numeric_date),
+            acr: string(raw.get("acr")),
+            aud: match raw.get("aud") {
+                Some(Value::String(aud)) => vec![aud.clone()],
+                Some(auds) => string_list(auds),
+                None => Vec::new(),
+            },
+            provider_audience: true,
             payload: Payload {
                 text: Box::default(),
                 tree: OnceLock::from(raw),
@@ -231,6 +249,9 @@ impl Claims {
                 exp: registered.exp.unwrap_or(0),
                 iat: registered.iat,
                 auth_time: auth_time.unwrap_or(None),
+                acr: read(m.acr),
+                aud: registered.aud.clone(),
+                provider_audience: true,
                 payload: Payload::default(),
                 rendered: RenderedHeaders::default(),
                 assertions: Default::default(),
@@ -259,6 +280,8 @@ impl Claims {
             + optional(&self.sub)
             + optional(&self.preferred_username)
             + optional(&self.email)
+            + optional(&self.acr)
+            + strings(&self.aud)
             + strings(&self.realm_roles)
             + strings(&self.groups)
             + self
@@ -268,6 +291,16 @@ impl Claims {
                 .sum::<usize>()
             + self.payload.text.len()
             + text * TREE_BYTES_PER_TEXT_BYTE
+    }
+
+    /// Whether `aud` names one of the verifying provider's `audiences` (see the field).
+    pub fn provider_audience(&self) -> bool {
+        self.provider_audience
+    }
+
+    /// Whether `aud` contains `resource` (RFC 8707), compared byte for byte.
+    pub fn has_audience(&self, resource: &str) -> bool {
+        self.aud.iter().any(|aud| aud == resource)
     }
 
     /// The whole payload as a JSON tree (built on the first call for a verified token).

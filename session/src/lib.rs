@@ -35,6 +35,6 @@ pub use store::{
     CachedStore, LockGuard, MemoryStore, RedisStore, SessionRecord, SessionStore, StoreError,
 };
 pub use verifier::{
-    looks_like_jwt, Introspector, TokenError, TokenUse, TokenVerifier,
+    looks_like_jwt, Audience, Introspector, TokenError, TokenUse, TokenVerifier,
     MAX_CONCURRENT_INTROSPECTIONS, MAX_TOKEN_BYTES, REFUSED_CACHE_SECS,
 };

@@ -134,6 +134,17 @@ impl OidcClient {
         redirect_uri: &str,
         return_to: &str,
     ) -> Result<(String, LoginState), OidcError> {
+        self.begin_with(redirect_uri, return_to, &[]).await
+    }
+
+    /// [`begin`](Self::begin) with `extra` parameters appended to the authorization URL (a
+    /// step-up login's `acr_values`, `max_age`, `prompt`).
+    pub async fn begin_with(
+        &self,
+        redirect_uri: &str,
+        return_to: &str,
+        extra: &[(&str, String)],
+    ) -> Result<(String, LoginState), OidcError> {
         let endpoints = self.endpoints().await?;
         let state = LoginState {
             state: random_token(),
@@ -154,6 +165,9 @@ impl OidcClient {
             .append_pair("nonce", &state.nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        for (name, value) in extra {
+            url.query_pairs_mut().append_pair(name, value);
+        }
         Ok((url.into(), state))
     }
 

@@ -45,6 +45,31 @@ pub(crate) use rules::now_secs;
 use rules::Rules;
 pub use rules::MAX_TOKEN_BYTES;
 
+/// Whose audience a bearer token must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// One of the provider's `audiences` (default: its `client-id`).
+    Provider,
+    /// This RFC 8707 resource indicator (a route's `resource`), instead of the provider's
+    /// audiences.
+    Resource(&'a str),
+}
+
+impl Audience<'_> {
+    /// Whether verified `claims` carry this audience: [`TokenError::WrongAudience`] if not.
+    pub fn check(self, claims: &Claims) -> Result<(), TokenError> {
+        let ok = match self {
+            Audience::Provider => claims.provider_audience(),
+            Audience::Resource(resource) => claims.has_audience(resource),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(TokenError::WrongAudience)
+        }
+    }
+}
+
 /// Milliseconds since the unix epoch (0 if the clock is before it).
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -214,16 +239,30 @@ impl TokenVerifier {
     /// [`TokenVerifier::verify`], also saying whether the claims came from the cache (for a
     /// hit/miss metric without hashing the token twice).
     pub async fn verify_noting_hit(&self, token: &str) -> Result<(Arc<Claims>, bool), TokenError> {
+        self.verify_for_audience(token, Audience::Provider).await
+    }
+
+    /// Verifies `token` as an access token for `audience` ([`Audience`]), saying whether the
+    /// claims came from the cache. The cache is shared by both kinds of audience: a token
+    /// verified for a resource is cached with whether it also names one of the provider's
+    /// audiences, and each lookup checks its own rule.
+    pub async fn verify_for_audience(
+        &self,
+        token: &str,
+        audience: Audience<'_>,
+    ) -> Result<(Arc<Claims>, bool), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
         let key = self.cache.key(token);
         if let Some(hit) = self.cache.get(key, now_secs()) {
+            audience.check(&hit)?;
             return Ok((hit, true));
         }
         let now = now_secs();
-        let (claims, valid_until, signer) =
-            self.verify_uncached(token, TokenUse::Access, now).await?;
+        let (claims, valid_until, signer) = self
+            .verify_uncached(token, TokenUse::Access, audience, now)
+            .await?;
         let weight = claims.retained_bytes();
         let claims = Arc::new(claims);
         self.cache
@@ -233,6 +272,7 @@ impl TokenVerifier {
             // sweep looked: its entry must not outlive the key.
             self.cache.remove(key);
         }
+        audience.check(&claims)?;
         Ok((claims, false))
     }
 
@@ -259,7 +299,9 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
-        let (claims, _, _) = self.verify_uncached(token, usage, now_secs()).await?;
+        let (claims, _, _) = self
+            .verify_uncached(token, usage, Audience::Provider, now_secs())
+            .await?;
         Ok(Arc::new(claims))
     }
 
@@ -269,6 +311,7 @@ impl TokenVerifier {
         &self,
         token: &str,
         usage: TokenUse,
+        audience: Audience<'_>,
         now: u64,
     ) -> Result<(Claims, u64, u64), TokenError> {
         let parts = split_token(token)?;
@@ -280,17 +323,20 @@ impl TokenVerifier {
             }
             other => other?,
         };
-        let (claims, valid_until) = self.check_claims(&parts, usage, now)?;
+        let (claims, valid_until) = self.check_claims(&parts, usage, audience, now)?;
         Ok((claims, valid_until, signer))
     }
 
-    /// The cached claims of `token` if it was verified before and has not expired; never
-    /// verifies anything (the synchronous fast path for callers that want to avoid a future).
+    /// The cached claims of `token` if it was verified before for the provider's audiences
+    /// and has not expired; never verifies anything (the synchronous fast path for callers
+    /// that want to avoid a future).
     pub fn verify_cached(&self, token: &str) -> Option<Arc<Claims>> {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
-        self.cache.get(self.cache.key(token), now_secs())
+        self.cache
+            .get(self.cache.key(token), now_secs())
+            .filter(|claims| claims.provider_audience())
     }
 
     /// Checks the signature; returns the verifying key's fingerprint.
@@ -314,18 +360,22 @@ impl TokenVerifier {
     }
 
     /// Checks the registered claims of a signature-verified token and its kind for `usage`;
-    /// returns the claims and until when they may be served from the cache.
+    /// returns the claims and until when they may be served from the cache. The provider's
+    /// audiences are required for [`Audience::Provider`]; for a resource they are only noted
+    /// in the claims (the resource itself is checked by [`Audience::check`]).
     fn check_claims(
         &self,
         parts: &Parts<'_>,
         usage: TokenUse,
+        audience: Audience<'_>,
         now: u64,
     ) -> Result<(Claims, u64), TokenError> {
         let bytes = B64URL
             .decode(parts.payload_b64)
             .map_err(|_| TokenError::Malformed)?;
         let text = String::from_utf8(bytes).map_err(|_| TokenError::Malformed)?;
-        let (claims, registered) = Claims::from_json(text).map_err(|_| TokenError::Malformed)?;
+        let (mut claims, registered) =
+            Claims::from_json(text).map_err(|_| TokenError::Malformed)?;
         let exp = registered.exp.ok_or(TokenError::Malformed)?;
         if exp.saturating_add(self.rules.leeway) <= now {
             return Err(TokenError::Expired);
@@ -343,7 +393,8 @@ impl TokenVerifier {
         if registered.iss.as_deref() != Some(self.rules.issuer.as_str()) {
             return Err(TokenError::WrongIssuer);
         }
-        if !registered.aud.iter().any(|aud| self.rules.audience_ok(aud)) {
+        claims.provider_audience = registered.aud.iter().any(|aud| self.rules.audience_ok(aud));
+        if !claims.provider_audience && matches!(audience, Audience::Provider) {
             return Err(TokenError::WrongAudience);
         }
         kind::check_use(usage, parts.typ.as_deref(), &registered)?;

@@ -46,6 +46,19 @@ const RESOURCE = 'urn:gatehouse'; // resource indicator (RFC 8707) every access 
 const AUDIENCE = 'gatehouse';
 const EXTRA_AUDIENCE = ['account']; // Keycloak adds "account"; appended in the JWT customizer
 const SCOPES = ['openid', 'email', 'profile', 'offline_access'];
+// Scopes of the other resources (RFC 8707) the IdP issues tokens for: any http(s) URL on a
+// loopback host (127.0.0.1, localhost, *.localhost), with the URL itself as the audience.
+const RESOURCE_SCOPES = ['mcp:tools'];
+// Authentication context classes (RFC 9470 step-up): a login reaches the first of the
+// requested `acr_values` the IdP knows, else the lowest.
+const ACR_VALUES = ['bronze', 'silver', 'gold'];
+function loopbackResource(indicator) {
+  let url;
+  try { url = new URL(indicator); } catch { return false; }
+  const host = url.hostname;
+  return (url.protocol === 'http:' || url.protocol === 'https:') && !url.hash && !url.search
+    && (host === '127.0.0.1' || host === 'localhost' || host.endsWith('.localhost'));
+}
 
 // Keycloak-style endpoint paths (relative to the issuer)
 const ROUTES = {
@@ -241,7 +254,7 @@ const configuration = {
       redirect_uris: REDIRECT_URIS,
       post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
       token_endpoint_auth_method: 'client_secret_basic', // client_secret_post is accepted too
-      scope: SCOPES.join(' '),
+      scope: [...SCOPES, ...RESOURCE_SCOPES].join(' '),
       id_token_signed_response_alg: SIGNING_ALG,
       require_auth_time: true,
     },
@@ -253,7 +266,7 @@ const configuration = {
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
-      scope: SCOPES.join(' '),
+      scope: [...SCOPES, ...RESOURCE_SCOPES].join(' '),
       id_token_signed_response_alg: SIGNING_ALG,
     })),
   ],
@@ -264,7 +277,8 @@ const configuration = {
     token_endpoint_auth_method: 'client_secret_basic',
   },
   jwks: { keys: KEYS },
-  scopes: SCOPES,
+  scopes: [...SCOPES, ...RESOURCE_SCOPES],
+  acrValues: ACR_VALUES,
   responseTypes: ['code'],
   claims: {
     acr: null,
@@ -311,10 +325,19 @@ const configuration = {
     },
     resourceIndicators: {
       enabled: true,
-      defaultResource: async () => RESOURCE,
+      defaultResource: async (ctx, client, oneOf) => (Array.isArray(oneOf) && oneOf.length ? oneOf[0] : RESOURCE),
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, resourceIndicator) => {
-        if (resourceIndicator !== RESOURCE) throw new Provider.errors.InvalidTarget();
+        if (resourceIndicator !== RESOURCE) {
+          if (!loopbackResource(resourceIndicator)) throw new Provider.errors.InvalidTarget();
+          return {
+            scope: [...RESOURCE_SCOPES, ...SCOPES].join(' '),
+            audience: resourceIndicator,
+            accessTokenTTL: ACCESS_TOKEN_TTL,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: SIGNING_ALG, kid: SIGNING_KEY.kid } },
+          };
+        }
         return {
           scope: SCOPES.join(' '),
           audience: AUDIENCE,
@@ -331,7 +354,11 @@ const configuration = {
       const u = USERS_BY_SUB.get(token.accountId);
       if (!u) return undefined;
       const { sub, ...claims } = userClaims(u.name);
-      return { ...claims, typ: 'Bearer', azp: token.clientId, ...(token.sid ? { sid: token.sid } : {}) };
+      // The login behind the grant (RFC 9470 step-up claims): the code, or the refresh token.
+      const { AuthorizationCode: code, RefreshToken: refresh } = ctx.oidc?.entities ?? {};
+      const login = code ?? refresh;
+      const auth = login ? { ...(login.acr ? { acr: login.acr } : {}), ...(login.authTime ? { auth_time: login.authTime } : {}) } : {};
+      return { ...claims, ...auth, typ: 'Bearer', azp: token.clientId, ...(token.sid ? { sid: token.sid } : {}) };
     }
     const sa = serviceAccountClaims(token.clientId);
     return sa ? { ...sa, typ: 'Bearer', azp: token.clientId } : { typ: 'Bearer', azp: token.clientId };
@@ -469,8 +496,10 @@ provider.use(async (ctx, next) => {
           return;
         }
         stats.logins += 1;
+        const requested = String(params.acr_values ?? '').split(' ').filter((v) => ACR_VALUES.includes(v));
+        const acr = requested[0] ?? ACR_VALUES[0];
         const returnTo = await provider.interactionResult(ctx.req, ctx.res, {
-          login: { accountId: user.sub, remember: false },
+          login: { accountId: user.sub, remember: false, acr },
         }, { mergeWithLastSubmission: false });
         ctx.status = 303;
         ctx.redirect(returnTo);

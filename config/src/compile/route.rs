@@ -93,6 +93,14 @@ pub(super) fn route(
     }
     let rate_limits =
         super::limits::rate_limits(d, f.rate_limits, &join(path, "rate-limits"), redis);
+    let (resource, acr, max_auth_age) = step_up(
+        d,
+        (f.resource, f.acr, f.max_auth_age),
+        path,
+        shown,
+        white_listed,
+        introspect,
+    );
     let uri = uri?;
     Some(Route {
         name: f.name.unwrap_or_else(|| uri.clone()),
@@ -108,7 +116,69 @@ pub(super) fn route(
         upstream,
         introspect,
         rate_limits,
+        resource,
+        acr,
+        max_auth_age,
     })
+}
+
+/// A route's `resource`, `acr` and `max-auth-age`: what a token must show beyond its
+/// signature (RFC 8707 audience, RFC 9470 authentication level and age).
+fn step_up(
+    d: &mut Diag<'_>,
+    (resource, acr_list, max_auth_age): (Option<String>, Option<Vec<Text>>, Option<Dur>),
+    path: &str,
+    shown: &str,
+    white_listed: bool,
+    introspect: bool,
+) -> (Option<String>, Vec<String>, Option<Duration>) {
+    if let Some(r) = &resource {
+        if let Err(e) = crate::checks::resource_uri(r) {
+            d.error(&join(path, "resource"), e);
+        } else if introspect {
+            d.error(
+                &join(path, "resource"),
+                format!("route {shown:?}: resource cannot be combined with introspect (the introspection answer is checked against the provider's audiences)"),
+            );
+        }
+    }
+    let mut acr = Vec::new();
+    if let Some(list) = &acr_list {
+        let key = join(path, "acr");
+        if list.is_empty() {
+            d.error(
+                &key,
+                "must list at least one acr value (leave the key out for any)",
+            );
+        }
+        for (i, v) in list.iter().enumerate() {
+            if crate::checks::is_scope_token(&v.0) {
+                acr.push(v.0.clone());
+            } else {
+                d.error(
+                    &index(&key, i),
+                    format!(
+                        "invalid acr value {:?} (no spaces, quotes or backslashes)",
+                        v.0
+                    ),
+                );
+            }
+        }
+    }
+    let max_auth_age = max_auth_age.map(|a| a.0);
+    if max_auth_age.is_some_and(|a| a.is_zero()) {
+        d.error(
+            &join(path, "max-auth-age"),
+            "must be greater than zero (leave the key out for no limit)",
+        );
+    }
+    if white_listed && (resource.is_some() || acr_list.is_some() || max_auth_age.is_some()) {
+        d.error(
+            &join(path, "white-listed"),
+            format!("route {shown:?} is white-listed (no authentication) but also has resource, acr or max-auth-age"),
+        );
+    }
+    (resource, acr, max_auth_age)
 }
 
 pub(super) fn cors(d: &mut Diag<'_>, f: FileCors, path: &str) -> Cors {

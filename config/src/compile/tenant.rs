@@ -195,6 +195,15 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         );
     }
 
+    let resource_metadata = f
+        .resource_metadata
+        .map(|m| resource_metadata(d, m, &join(path, "resource-metadata")));
+    if resource_metadata.is_some() && f.identity_provider.is_none() {
+        d.error(
+            &join(path, "resource-metadata"),
+            "resource-metadata requires the tenant's identity-provider (its issuer is the authorization server)",
+        );
+    }
     let login = f.login.map(|l| login(d, l, &join(path, "login"), &hosts));
     if login.is_some() && f.identity_provider.is_none() {
         d.error(
@@ -264,6 +273,7 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         cookie,
         tls_cert,
         tls_key,
+        resource_metadata,
         identity_assertion,
         rate_limits,
     }
@@ -303,6 +313,31 @@ fn protected_without_provider(
             ),
         );
     }
+}
+
+/// `resource-metadata`: RFC 9728 metadata for the tenant's hosts.
+fn resource_metadata(d: &mut Diag<'_>, f: FileResourceMetadata, path: &str) -> ResourceMetadata {
+    let key = join(path, "scopes-supported");
+    let mut scopes_supported = Vec::new();
+    for (i, scope) in f
+        .scopes_supported
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        if crate::checks::is_scope_token(&scope.0) {
+            scopes_supported.push(scope.0);
+        } else {
+            d.error(
+                &index(&key, i),
+                format!(
+                    "invalid scope {:?} (no spaces, quotes or backslashes)",
+                    scope.0
+                ),
+            );
+        }
+    }
+    ResourceMetadata { scopes_supported }
 }
 
 pub(super) fn upstream(d: &mut Diag<'_>, f: FileUpstream, path: &str) -> Option<Upstream> {

@@ -1,10 +1,13 @@
 //! `/oauth/login?rd=<path>`: starts the code flow at the IdP, with the return path checked
-//! against the tenant's allowed redirect hosts and the login state in its own cookie.
+//! against the tenant's allowed redirect hosts and the login state in its own cookie. A step-up
+//! (`&acr_values=...&max_age=...`, from a route whose demand a session fell short of) asks the
+//! IdP for that authentication, with `prompt=login`.
 
 use std::borrow::Cow;
 
 use gatehouse_policy::login::LoginRefusal;
 use gatehouse_policy::redirect::safe_redirect;
+use gatehouse_policy::resource::step_up_authorization;
 use gatehouse_session::cookie::set_cookie_header;
 use pingora::proxy::Session;
 
@@ -23,9 +26,14 @@ pub(super) async fn serve(
     let host = crate::ctx::client_host(req).unwrap_or("");
     let rd = form::param(req.uri.query(), "rd").unwrap_or(Cow::Borrowed("/"));
     let return_to = safe_redirect(&rd, host, &login.redirect_hosts);
+    let query = req.uri.query();
+    let step_up = step_up_authorization(
+        form::param(query, "acr_values").as_deref(),
+        form::param(query, "max_age").as_deref(),
+    );
     let (url, login_state) = match login
         .oidc
-        .begin(&login.login.redirect_url, &return_to)
+        .begin_with(&login.login.redirect_url, &return_to, &step_up)
         .await
     {
         Ok(started) => started,

@@ -167,6 +167,40 @@ impl Idp {
             .to_string()
     }
 
+    /// A client-credentials access token (JWT) for `resource` (RFC 8707 `resource=`): the IdP
+    /// issues it with `aud` = that resource alone (any http(s) URL on a loopback host; the
+    /// default resource `urn:gatehouse` gives the usual `["gatehouse","account"]`).
+    pub fn token_for_resource(&self, client: &str, resource: &str) -> String {
+        let body = format!(
+            "grant_type=client_credentials&client_id={client}&client_secret={client}-secret&resource={}",
+            percent_encode(resource)
+        );
+        let r = self.post_form("/realms/demo/protocol/openid-connect/token", &body);
+        assert_eq!(
+            r.status,
+            200,
+            "token request for {client} and {resource}: {}",
+            r.text()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// The authorization-code grant's token response for `code` (client `gatehouse`).
+    pub fn exchange_code(&self, code: &str, redirect_uri: &str) -> serde_json::Value {
+        let body = format!(
+            "grant_type=authorization_code&client_id=gatehouse&client_secret=gatehouse-secret&code={}&redirect_uri={}",
+            percent_encode(code),
+            percent_encode(redirect_uri)
+        );
+        let r = self.post_form("/realms/demo/protocol/openid-connect/token", &body);
+        assert_eq!(r.status, 200, "code exchange: {}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
     /// `/__test/stats`: token requests by grant type and JWKS fetches.
     pub fn stats(&self) -> serde_json::Value {
         let r = get(
@@ -236,4 +270,16 @@ impl Drop for Idp {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `application/x-www-form-urlencoded` / query encoding of `s` (unreserved characters kept).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,0 +1,82 @@
+//! RFC 9728 protected resource metadata of a tenant with `resource-metadata`: the document at
+//! `/.well-known/oauth-protected-resource[/<path>]` (answered here, without authentication,
+//! never proxied) and the URL of it every 401 of the tenant names. What the document says is
+//! decided by `gatehouse_policy::resource`; this module reads the request and writes.
+
+use bytes::Bytes;
+use gatehouse_policy::forward_auth::original_host_header;
+use gatehouse_policy::path::normalize_path;
+use gatehouse_policy::resource::{metadata_suffix, metadata_url, origin, TenantResource};
+use gatehouse_policy::snapshot::RouteRef;
+use pingora::proxy::Session;
+
+use crate::ctx::{client_host, RequestCtx};
+use crate::responses;
+
+/// How long a client may keep the document (it changes only with the config).
+const CACHE_CONTROL: &str = "public, max-age=300";
+
+/// Answers a metadata request: the JSON document (GET, HEAD), 404 when the path names a
+/// resource identifier this tenant does not serve, 405 for other methods.
+pub async fn serve(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    let method = &session.req_header().method;
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return responses::error_status(session, ctx, 405).await;
+    }
+    match document(session, ctx) {
+        Some(body) => responses::document(session, ctx, body, CACHE_CONTROL).await,
+        None => responses::error_status(session, ctx, 404).await,
+    }
+}
+
+/// The document for this request, `None` when there is none to give.
+fn document(session: &Session, ctx: &RequestCtx) -> Option<Bytes> {
+    let runtime = ctx.runtime.as_deref()?;
+    let t = ctx.tenant?;
+    let tenant = runtime.policy.tenant(t);
+    let metadata = tenant.resource_metadata.as_ref()?;
+    let issuer = runtime.provider(t)?.verifier.issuer();
+    let req = session.req_header();
+    let raw = req.raw_path();
+    let raw = raw.split(|&b| b == b'?').next().unwrap_or_default();
+    let path = normalize_path(raw).ok()?;
+    let suffix = metadata_suffix(&path)?;
+    let origin = origin(ctx.secure, client_host(req)?)?;
+    let resource = TenantResource::resource_for(tenant, &origin, suffix)?;
+    let body = serde_json::json!({
+        "resource": resource,
+        "authorization_servers": [issuer],
+        "scopes_supported": metadata.scopes_supported,
+        "bearer_methods_supported": ["header"],
+    });
+    Some(Bytes::from(body.to_string()))
+}
+
+/// The `resource_metadata` URL of a 401 on a tenant with `resource-metadata`: derived from the
+/// route's `resource` when it has one, else the bare document on the host the client reached
+/// (for a forward-auth check, the original host a trusted proxy names). `None` on other
+/// tenants, or when the host cannot be part of a URL.
+pub fn challenge_url(session: &Session, ctx: &RequestCtx) -> Option<String> {
+    let runtime = ctx.runtime.as_deref()?;
+    let tenant = runtime.policy.tenant(ctx.tenant?);
+    tenant.resource_metadata.as_ref()?;
+    let route = tenant.route(ctx.route.unwrap_or(RouteRef::Unmatched));
+    if let Some(resource) = route.resource.as_deref() {
+        return Some(metadata_url(resource));
+    }
+    let req = session.req_header();
+    let mut host = client_host(req)?;
+    if ctx.forward_auth && ctx.trusted_peer {
+        if let Some(original) = original_host_header(runtime.policy.forward_auth_headers)
+            .and_then(|name| req.headers.get(name))
+            .and_then(|v| v.to_str().ok())
+        {
+            host = original;
+        }
+    }
+    let origin = origin(ctx.secure, host)?;
+    Some(format!(
+        "{origin}{}",
+        gatehouse_policy::resource::METADATA_PATH
+    ))
+}
