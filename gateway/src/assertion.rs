@@ -1,6 +1,6 @@
 //! Identity assertions for upstreams: each tenant's signer (kept across reloads while its
 //! `identity-assertion` is unchanged, so the assertions kept with cached identities stay
-//! usable) and the header set on proxied requests. The JWKS endpoint is `assertion_jwks.rs`
+//! usable) and the header set on proxied requests. The JWKS endpoint is in `well_known.rs`
 //! (it writes responses, which read the request context, which holds the runtime that holds
 //! these signers).
 

@@ -9,7 +9,6 @@
 mod accesslog;
 mod admin;
 mod assertion;
-mod assertion_jwks;
 mod auth;
 mod connections;
 mod ctx;
@@ -31,6 +30,7 @@ mod responses;
 mod runtime;
 mod server;
 mod tls;
+mod well_known;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

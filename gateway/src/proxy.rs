@@ -136,14 +136,8 @@ impl ProxyHttp for Gateway {
                 responses::preflight(session, ctx, headers).await?;
                 return Ok(true);
             }
-            Admission::Builtin(Builtin::ResourceMetadata) => {
-                crate::resource_metadata::serve(session, ctx).await?;
-                return Ok(true);
-            }
-            Admission::Builtin(Builtin::AssertionJwks) => {
-                let t = ctx.tenant.expect("built-ins are served on tenant hosts");
-                let assertion = runtime.assertions[t].as_deref();
-                crate::assertion_jwks::serve(session, ctx, assertion).await?;
+            Admission::Builtin(builtin @ (Builtin::ResourceMetadata | Builtin::AssertionJwks)) => {
+                crate::well_known::serve(builtin, session, ctx, &runtime).await?;
                 return Ok(true);
             }
             Admission::Builtin(builtin) => {

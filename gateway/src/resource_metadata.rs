@@ -1,36 +1,22 @@
 //! RFC 9728 protected resource metadata of a tenant with `resource-metadata`: the document at
-//! `/.well-known/oauth-protected-resource[/<path>]` (answered here, without authentication,
-//! never proxied) and the URL of it every 401 of the tenant names. What the document says is
-//! decided by `gatehouse_policy::resource`; this module reads the request and writes.
+//! `/.well-known/oauth-protected-resource[/<path>]` (written by `well_known.rs`, without
+//! authentication, never proxied) and the URL of it every 401 of the tenant names. What the
+//! document says is decided by `gatehouse_policy::resource`; this module reads the request.
 
 use bytes::Bytes;
 use gatehouse_policy::forward_auth::original_host_header;
 use gatehouse_policy::path::normalize_path;
-use gatehouse_policy::resource::{metadata_suffix, metadata_url, origin, TenantResource};
+use gatehouse_policy::resource::{metadata_suffix, metadata_url, origin};
 use gatehouse_policy::snapshot::RouteRef;
 use pingora::proxy::Session;
 
 use crate::ctx::{client_host, RequestCtx};
-use crate::responses;
 
 /// How long a client may keep the document (it changes only with the config).
-const CACHE_CONTROL: &str = "public, max-age=300";
-
-/// Answers a metadata request: the JSON document (GET, HEAD), 404 when the path names a
-/// resource identifier this tenant does not serve, 405 for other methods.
-pub async fn serve(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
-    let method = &session.req_header().method;
-    if method != http::Method::GET && method != http::Method::HEAD {
-        return responses::error_status(session, ctx, 405).await;
-    }
-    match document(session, ctx) {
-        Some(body) => responses::document(session, ctx, body, CACHE_CONTROL).await,
-        None => responses::error_status(session, ctx, 404).await,
-    }
-}
+pub const CACHE_CONTROL: &str = "public, max-age=300";
 
 /// The document for this request, `None` when there is none to give.
-fn document(session: &Session, ctx: &RequestCtx) -> Option<Bytes> {
+pub fn document(session: &Session, ctx: &RequestCtx) -> Option<Bytes> {
     let runtime = ctx.runtime.as_deref()?;
     let t = ctx.tenant?;
     let tenant = runtime.policy.tenant(t);
@@ -42,7 +28,7 @@ fn document(session: &Session, ctx: &RequestCtx) -> Option<Bytes> {
     let path = normalize_path(raw).ok()?;
     let suffix = metadata_suffix(&path)?;
     let origin = origin(ctx.secure, client_host(req)?)?;
-    let resource = TenantResource::resource_for(tenant, &origin, suffix)?;
+    let resource = tenant.metadata_resource(&origin, suffix)?;
     let body = serde_json::json!({
         "resource": resource,
         "authorization_servers": [issuer],

@@ -26,6 +26,7 @@ pub mod admit;
 pub mod authz;
 pub mod challenge;
 pub mod cors;
+pub mod denial;
 pub mod forward_auth;
 pub mod headers;
 pub mod host;

@@ -5,10 +5,8 @@
 //! RFC 9728 3.1 builds a metadata URL by inserting `/.well-known/oauth-protected-resource`
 //! between the host and the path of the resource identifier, so the path after that prefix *is*
 //! the identifier's path; 3.3 makes a client refuse a document whose `resource` differs from
-//! the identifier it derived the URL from. [`TenantResource::resource_for`] therefore answers
+//! the identifier it derived the URL from. [`TenantPolicy::metadata_resource`](crate::snapshot::TenantPolicy::metadata_resource) therefore answers
 //! exactly that identifier, or nothing when the route it names is bound to another one.
-
-use crate::snapshot::TenantPolicy;
 
 /// The well-known path of RFC 9728 protected resource metadata.
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -71,23 +69,6 @@ impl TenantResource {
         TenantResource {
             scopes_supported: scopes.clone(),
             scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
-        }
-    }
-
-    /// The resource identifier the metadata request for `suffix` ([`metadata_suffix`]) names
-    /// on `origin` ([`origin`]): `origin/` for the bare document; else `origin + suffix`,
-    /// unless the route that path matches is bound to a different `resource` (then `None`: a
-    /// document for that identifier would state a resource tokens are not checked against).
-    #[must_use]
-    pub fn resource_for(tenant: &TenantPolicy, origin: &str, suffix: &str) -> Option<String> {
-        if suffix.is_empty() {
-            return Some(format!("{origin}/"));
-        }
-        let identifier = format!("{origin}{suffix}");
-        let route = tenant.route(tenant.lookup(suffix, &http::Method::GET));
-        match route.resource.as_deref() {
-            Some(bound) if bound != identifier => None,
-            _ => Some(identifier),
         }
     }
 }
@@ -375,7 +356,7 @@ tenants:
         let metadata = tenant.resource_metadata.as_ref().expect("compiled");
         assert_eq!(metadata.scope.as_deref(), Some("mcp:tools read"));
         let origin = "http://mcp.localhost:8080";
-        let resource = |suffix| TenantResource::resource_for(tenant, origin, suffix);
+        let resource = |suffix| tenant.metadata_resource(origin, suffix);
         assert_eq!(resource("").as_deref(), Some("http://mcp.localhost:8080/"));
         assert_eq!(
             resource("/mcp").as_deref(),
@@ -384,7 +365,7 @@ tenants:
         // Under the bound route but another identifier: tokens are checked against /mcp.
         assert_eq!(resource("/mcp/tools"), None);
         // Reached on another host: the route's resource names a different origin.
-        let other = TenantResource::resource_for(tenant, "https://mcp.localhost", "/mcp");
+        let other = tenant.metadata_resource("https://mcp.localhost", "/mcp");
         assert_eq!(other, None);
         assert_eq!(
             resource("/other").as_deref(),

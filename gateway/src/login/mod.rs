@@ -84,9 +84,8 @@ pub async fn serve_builtin(
             None => responses::refuse_login(downstream, ctx, LoginRefusal::NoIdentity, &[]).await,
         },
         Builtin::BackchannelLogout => backchannel::serve(downstream, ctx, login, sessions).await,
-        Builtin::ResourceMetadata => crate::resource_metadata::serve(downstream, ctx).await,
-        // Served by the proxy from the tenant's signer, never here.
-        Builtin::AssertionJwks => {
+        // The well-known documents are served by `well_known.rs`, never here.
+        Builtin::ResourceMetadata | Builtin::AssertionJwks => {
             responses::refuse_login(downstream, ctx, LoginRefusal::NotConfigured, &[]).await
         }
     }
