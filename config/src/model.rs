@@ -9,6 +9,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+mod assertion;
+mod limits;
+pub use assertion::{AssertionAlgorithm, AssertionKey, IdentityAssertion};
+pub use limits::{RateLimit, RateLimitKey};
+
 /// A validated gatehouse configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -373,68 +378,6 @@ pub struct Tenant {
     pub rate_limits: Vec<RateLimit>,
 }
 
-/// `tenants[].identity-assertion`: the signed identity an upstream can verify.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IdentityAssertion {
-    /// `header` (required): the request header that carries the JWT; a client's own header of
-    /// this name is always removed.
-    pub header: String,
-    /// `signing-key` (required): one PEM file or a list; the first signs, every one is
-    /// published in the tenant's JWKS (rotation: add the new key second, then move it first,
-    /// then drop the old one).
-    pub signing_keys: Vec<AssertionKey>,
-    /// `ttl`: the assertion's lifetime, `exp - iat` (default 60s; 1s..=1h).
-    pub ttl: std::time::Duration,
-    /// `audience`: the `aud` of every assertion; default: the name of the upstream the request
-    /// goes to.
-    pub audience: Option<String>,
-}
-
-/// Which signature a [`AssertionKey`] makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssertionAlgorithm {
-    /// ECDSA on P-256 with SHA-256 (JWS `ES256`).
-    Es256,
-    /// Ed25519 (JWS `EdDSA`).
-    EdDsa,
-}
-
-/// A private key read from a PEM file: its DER (PKCS#8, or SEC1 for EC keys) and the
-/// algorithm it signs with. `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AssertionKey {
-    /// The file it was read from, as written in the config.
-    pub path: PathBuf,
-    /// The algorithm the key's type implies.
-    pub algorithm: AssertionAlgorithm,
-    der: Vec<u8>,
-}
-
-impl AssertionKey {
-    /// Wraps a key's DER bytes.
-    pub fn new(path: PathBuf, algorithm: AssertionAlgorithm, der: Vec<u8>) -> AssertionKey {
-        AssertionKey {
-            path,
-            algorithm,
-            der,
-        }
-    }
-
-    /// The private key's DER bytes; never log them.
-    pub fn der(&self) -> &[u8] {
-        &self.der
-    }
-}
-
-impl fmt::Debug for AssertionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AssertionKey")
-            .field("path", &self.path)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `resource-metadata` of a tenant (RFC 9728).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResourceMetadata {
@@ -557,45 +500,6 @@ pub struct Route {
     /// `max-auth-age`: step-up (RFC 9470): the token's `auth_time` must be at most this old
     /// (a token without `auth_time` is refused) (default: no limit).
     pub max_auth_age: Option<Duration>,
-}
-
-/// What a rate limit counts by (`key`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateLimitKey {
-    /// `client-ip`: the client's address (the TCP peer, or the address a trusted proxy's
-    /// `X-Forwarded-For` names).
-    ClientIp,
-    /// `subject`: the authenticated `sub`; anonymous requests count by client address.
-    Subject,
-    /// `tenant`: one bucket for the whole tenant (or route).
-    Tenant,
-}
-
-impl RateLimitKey {
-    /// The name as written in the config (`client-ip`, `subject`, `tenant`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RateLimitKey::ClientIp => "client-ip",
-            RateLimitKey::Subject => "subject",
-            RateLimitKey::Tenant => "tenant",
-        }
-    }
-}
-
-/// One entry of a tenant's or a route's `rate-limits`: a token bucket of `burst` tokens
-/// refilled at `count` per `period`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RateLimit {
-    /// `key` (required).
-    pub key: RateLimitKey,
-    /// `rate` (required) `N/s | N/m | N/h`: N, at least 1.
-    pub count: u64,
-    /// The unit of `rate`: 1s, 1m or 1h.
-    pub period: Duration,
-    /// `burst`: bucket size, at least 1 (default: the rate per second, rounded up, at least 1).
-    pub burst: u64,
-    /// `shared`: counted across replicas in the session store's Redis (default false).
-    pub shared: bool,
 }
 
 impl Route {
