@@ -306,9 +306,12 @@ mod tests {
     }
 
     const YAML: &str = "
+identity-providers:
+  - { name: idp, issuer: \"https://idp.example\", client-id: gatehouse }
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: idp
     upstreams: [{ name: app, targets: [\"127.0.0.1:1\"] }]
     rate-limits:
       - { key: client-ip, rate: 1/m, burst: 2 }
