@@ -118,7 +118,8 @@ def load(results):
 
 
 INSTR_ORDER = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt",
-               "baseline-white-listed", "baseline-jwt", "gatehouse-session"]
+               "gatehouse-jwt-assertion", "gatehouse-jwt-ratelimit", "baseline-white-listed",
+               "baseline-jwt", "gatehouse-session"]
 
 
 def instruction_rows(instr):
@@ -446,7 +447,10 @@ def main():
           "here), so they show A/B differences between commits that req/s hides. "
           "**bare-proxy-timeouts** is bare-proxy with gatehouse's default timeouts armed "
           "(`BARE_PROXY_TIMEOUTS=1`): the framework's timer cost alone. **baseline-*** rows "
-          "(with `LT_BASELINE`) are the same routes on a gatehouse built from an earlier commit.\n")
+          "(with `LT_BASELINE`) are the same routes on a gatehouse built from an earlier commit. "
+          "**gatehouse-jwt-assertion** and **gatehouse-jwt-ratelimit** are the JWT route with a "
+          "signed identity assertion (EC P-256, cached per identity) and with a client-ip rate "
+          "limit too high to refuse anything: each feature's cost on vs off.\n")
         rows = instruction_rows(instr)
         if any(len(r["per"]) > 1 for r in rows):
             w("With `LT_INSTR_ROUNDS` > 1 the gatehouse and baseline servers ran that many rounds, "
@@ -470,6 +474,13 @@ def main():
               f"{r['net_median']:,.0f}{net_spread} | {vs} | {r['non_2xx']} |")
         w("")
         by_name = {r["server"]: r for r in rows}
+        jwt = by_name.get("gatehouse-jwt")
+        for feature in ("assertion", "ratelimit"):
+            on = by_name.get(f"gatehouse-jwt-{feature}")
+            if on and jwt:
+                w(f"- gatehouse-jwt-{feature} against gatehouse-jwt (the feature on vs off): "
+                  f"{(on['median'] / jwt['median'] - 1) * 100:+.2f} % per request, "
+                  f"{(on['net_median'] / jwt['net_median'] - 1) * 100:+.2f} % net (medians)")
         for route in ("jwt", "white-listed"):
             now, before = by_name.get(f"gatehouse-{route}"), by_name.get(f"baseline-{route}")
             if now and before:

@@ -14,7 +14,9 @@
 # subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions),
 # LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind), LT_INSTR_ROUNDS (1;
 # rounds of the gatehouse and baseline instruction counts, medians reported), LT_INSTR_CONNS (16;
-# wrk's connections there: 1 makes every request its own wake-up, the steadiest A/B), LT_BASELINE (a
+# wrk's connections there: 1 makes every request its own wake-up, the steadiest A/B),
+# LT_INSTR_FEATURES (1; 0 leaves out the JWT route with an identity assertion and with a rate
+# limit), LT_BASELINE (a
 # gatehouse binary built from an earlier commit: the instructions step also counts its
 # white-listed and JWT routes, as baseline-*, for a before/after in one run),
 # LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5, and one
@@ -810,9 +812,27 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
     { echo "admin-listen: 127.0.0.1:$P_CG_ADMIN"; gatehouse_conf "$P_IDLE" gatehouse-cg 1; } > "$WORK/gatehouse-cg.yaml"
     # Keys the baseline does not know yet are left out of its copy of the config.
     grep -v -E '^\s*(allow-insecure-http):' "$WORK/gatehouse-cg.yaml" > "$WORK/gatehouse-cg-baseline.yaml"
+    # The JWT route with one feature on (the first tenant gets the lines after its
+    # identity-provider): a signed identity assertion per request (cached per identity), and a
+    # client-ip rate limit too high to refuse anything.
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/assertion.pem" 2> /dev/null
+    with_tenant_lines() {  # $1 output, then the lines
+      local out=$1; shift
+      awk -v add="$(printf '%s\n' "$@")" '{ print } !done && /^    identity-provider: lt$/ { printf "%s", add; done = 1 }' \
+        "$WORK/gatehouse-cg.yaml" > "$out"
+      "$GATEHOUSE" check --config "$out" > /dev/null || die "$out does not validate"
+    }
+    with_tenant_lines "$WORK/gatehouse-cg-assertion.yaml" "    identity-assertion:" \
+      "      header: X-Gatehouse-Assertion" "      signing-key: $WORK/assertion.pem"
+    with_tenant_lines "$WORK/gatehouse-cg-ratelimit.yaml" "    rate-limits:" \
+      "      - { key: client-ip, rate: 1000000/s, burst: 1000000 }"
     gatehouse_instr() {
       instr_run gatehouse-white-listed lt.localhost "$bearer" /public/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
       instr_run gatehouse-jwt lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
+      if [[ ${LT_INSTR_FEATURES:-1} == 1 ]]; then
+        instr_run gatehouse-jwt-assertion lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg-assertion.yaml"
+        instr_run gatehouse-jwt-ratelimit lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg-ratelimit.yaml"
+      fi
     }
     baseline_instr() {  # the same routes on a gatehouse built from an earlier commit (LT_BASELINE)
       [[ -n ${LT_BASELINE:-} ]] || return 0
