@@ -11,9 +11,11 @@ fn rate_limits_on_tenants_and_routes_parse_with_defaults() {
     let src = "\
 session-store:
   url: redis-cluster://127.0.0.1:7000
+identity-providers: [{name: kc, issuer: \"https://kc.localhost/realms/demo\", client-id: gatehouse}]
 tenants:
   - name: demo
     hosts: [demo.localhost]
+    identity-provider: kc
     upstreams:
       - name: app
         targets: [\"127.0.0.1:1\"]
@@ -88,7 +90,7 @@ fn bad_connection_keys() {
 }
 
 /// `BASE` with a tenant `rate-limits` list of one item, written as `item` (indented under
-/// `- `), starting on line 12.
+/// `- `), starting on line 14.
 fn tenant_limit(item: &str) -> String {
     format!("{BASE}    rate-limits:\n      - {item}\n")
 }
@@ -105,7 +107,7 @@ fn bad_rates() {
         let e = errs(&tenant_limit(&format!(
             "key: client-ip\n        rate: {rate}"
         )));
-        assert_error(&e, 13, "tenants[0].rate-limits[0].rate", text);
+        assert_error(&e, 15, "tenants[0].rate-limits[0].rate", text);
         assert_eq!(e.len(), 1, "{rate}: {e:?}");
     }
 }
@@ -117,32 +119,32 @@ fn bad_key_kind_burst_and_missing_keys() {
     ));
     assert_error(
         &e,
-        12,
+        14,
         "tenants[0].rate-limits[0].key",
         "invalid key \"user\" (expected client-ip, subject or tenant)",
     );
-    assert_error(&e, 14, "tenants[0].rate-limits[0].burst", "at least 1");
+    assert_error(&e, 16, "tenants[0].rate-limits[0].burst", "at least 1");
     let e = errs(&tenant_limit("burst: 5"));
     assert_error(
         &e,
-        12,
+        14,
         "tenants[0].rate-limits[0].key",
         "missing required key",
     );
     assert_error(
         &e,
-        12,
+        14,
         "tenants[0].rate-limits[0].rate",
         "missing required key",
     );
     let e = errs(&tenant_limit(
         "key: tenant\n        rate: 1/s\n        burst: -3",
     ));
-    assert_error(&e, 14, "tenants[0].rate-limits[0].burst", "invalid integer");
+    assert_error(&e, 16, "tenants[0].rate-limits[0].burst", "invalid integer");
     let e = errs(&tenant_limit(
         "key: tenant\n        rate: 1/s\n        per: ip",
     ));
-    assert_error(&e, 14, "tenants[0].rate-limits[0].per", "unknown");
+    assert_error(&e, 16, "tenants[0].rate-limits[0].per", "unknown");
 }
 
 #[test]
@@ -152,7 +154,7 @@ fn shared_needs_a_redis_session_store() {
     ));
     assert_error(
         &e,
-        14,
+        16,
         "tenants[0].rate-limits[0].shared",
         "session-store.url is not redis",
     );
@@ -162,7 +164,7 @@ fn shared_needs_a_redis_session_store() {
     ));
     assert_error(
         &e,
-        11,
+        13,
         "tenants[0].routes[1].rate-limits[0].shared",
         "Redis",
     );
