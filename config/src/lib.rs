@@ -129,3 +129,5 @@ fn parse_into(
 mod tests;
 #[cfg(test)]
 mod tests_providers;
+#[cfg(test)]
+mod tests_upgrades;

@@ -353,7 +353,13 @@ pub struct Tenant {
     pub tls_cert: Option<PathBuf>,
     /// `tls-key`: optional PEM key for this tenant's hosts; set with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// `upgrade-idle-timeout`: an upgraded connection (WebSocket) with no bytes in either
+    /// direction for this long is closed (default 1h, [`DEFAULT_UPGRADE_IDLE_TIMEOUT`]).
+    pub upgrade_idle_timeout: Duration,
 }
+
+/// The default `upgrade-idle-timeout`: one hour.
+pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Tenant {
     /// The upstream called `name`.

@@ -289,6 +289,7 @@ pub(crate) struct FileTenant {
     pub cookie: Option<FileCookie>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub upgrade_idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

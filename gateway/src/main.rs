@@ -25,6 +25,7 @@ mod responses;
 mod runtime;
 mod server;
 mod tls;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

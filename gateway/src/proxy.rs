@@ -25,6 +25,7 @@ use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
 use crate::responses;
 use crate::runtime::SharedRuntime;
+use crate::upgrade;
 
 /// `/oauth/userinfo` answers for whoever the caller is, and for nobody.
 const USERINFO_DEMAND: Demand = Demand {
@@ -192,7 +193,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
         let runtime = ctx.runtime.as_deref().expect("set in early_request_filter");
@@ -214,8 +215,11 @@ impl ProxyHttp for Gateway {
             None => &key[..0],
         };
         match pool.select(key) {
-            Some(peer) => {
+            Some(mut peer) => {
                 ctx.upstream = Some((upstream, std::time::Instant::now()));
+                if let Some(idle) = upgrade::upstream_read_timeout(session.req_header(), ctx) {
+                    peer.options.read_timeout = Some(idle);
+                }
                 Ok(peer)
             }
             None => {
@@ -284,10 +288,13 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if upgrade::completes_upgrade(upstream_response.status.as_u16(), session) {
+            upgrade::upgraded(session, ctx, &self.metrics);
+        }
         responses::apply_common_headers(upstream_response, ctx);
         Ok(())
     }
@@ -333,6 +340,7 @@ impl ProxyHttp for Gateway {
             return; // the request never got past header parsing
         }
         self.metrics.in_flight.dec();
+        upgrade::closed(ctx);
         let runtime = ctx.runtime.as_deref().expect("checked above");
         let status = session
             .response_written()

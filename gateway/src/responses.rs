@@ -199,14 +199,15 @@ pub async fn answer(
 }
 
 /// Whether the request is a browser navigation (it accepts HTML): one that lacks a session is
-/// sent to log in rather than answered 401, and refusals get a page rather than JSON.
+/// sent to log in rather than answered 401, and refusals get a page rather than JSON. A
+/// WebSocket handshake never is, whatever it accepts: its client cannot follow a redirect.
 pub fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
+    let req = session.req_header();
+    req.headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"))
+        && !crate::upgrade::is_websocket_upgrade(req)
 }
 
 /// Writes a bare error status (proxy failures: 502, 503, 504, ...) with the common headers.

@@ -218,6 +218,9 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         _ => {}
     }
 
+    let upgrade_idle_timeout = dur(f.upgrade_idle_timeout, DEFAULT_UPGRADE_IDLE_TIMEOUT);
+    positive(d, &join(path, "upgrade-idle-timeout"), upgrade_idle_timeout);
+
     Tenant {
         name,
         hosts,
@@ -238,6 +241,7 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         cookie,
         tls_cert,
         tls_key,
+        upgrade_idle_timeout,
     }
 }
 
