@@ -3,8 +3,9 @@
 # pieces Pingora, OpenSSL and aws-lc build with (cmake, pkg-config, OpenSSL headers), the real
 # programs the tests drive (curl, openssl, nginx for forward-auth behind auth_request, Prometheus
 # and promtool for the dashboards and rules, redis-server for the Redis Cluster, Debian's
-# chromium for the browser test, Python 3, Node.js for the test OpenID provider) and the test
-# IdP's npm packages (testing/idp, from its lockfile). Safe to run again; installs only what is
+# chromium for the browser test, Python 3, Node.js for the test OpenID provider), the test
+# IdP's npm packages (testing/idp, from its lockfile) and the Python gRPC test tools
+# (testing/grpc/requirements.txt, in the test venv). Safe to run again; installs only what is
 # missing.
 set -euo pipefail
 
@@ -44,4 +45,15 @@ for dir in testing/idp testing/browser; do
     echo "$sum" > "$pkg/node_modules/.lock-md5"
   fi
 done
+# The Python test tools' venv (testing/k8s/validate.sh adds its own there): the gRPC client and
+# server of gateway/tests/grpc.rs, reinstalled when testing/grpc/requirements.txt changes.
+venv="${GATEHOUSE_VENV:-$HOME/.cache/gatehouse-venv}"
+req="$(dirname "$0")/../testing/grpc/requirements.txt"
+sum="$(md5sum < "$req")"
+if [ "$(cat "$venv/.grpc-requirements-md5" 2>/dev/null)" != "$sum" ]; then
+  echo "install-deps: pip install -r testing/grpc/requirements.txt into $venv"
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$req"
+  echo "$sum" > "$venv/.grpc-requirements-md5"
+fi
 echo "install-deps: ok"

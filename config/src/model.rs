@@ -43,6 +43,9 @@ pub struct Config {
     pub graceful_shutdown_timeout: Duration,
     /// `keepalive-timeout`: downstream idle keep-alive timeout (default 60s).
     pub keepalive_timeout: Duration,
+    /// `listen-h2c`: `listen` also accepts HTTP/2 with prior knowledge (h2c), e.g. for gRPC
+    /// without TLS (default false; read at start, a reload does not change it).
+    pub listen_h2c: bool,
     /// `upgrade-sock`: Unix socket for handing listeners to a new process on graceful upgrade
     /// (default `/tmp/gatehouse_upgrade.sock`).
     pub upgrade_sock: PathBuf,

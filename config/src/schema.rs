@@ -202,6 +202,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 pub(crate) struct FileConfig {
     pub listen: Option<String>,
     pub tls_listen: Option<String>,
+    pub listen_h2c: Option<Flag>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub admin_listen: Option<String>,

@@ -1,4 +1,5 @@
-//! Upgraded connections (WebSocket): the tenant's `upgrade-idle-timeout`. One const snippet per
+//! Upgraded connections (WebSocket): the tenant's `upgrade-idle-timeout`; HTTP/2 without TLS:
+//! the top-level `listen-h2c`. One const snippet per
 //! invalid value class, asserting line, key and message.
 
 use std::time::Duration;
@@ -46,4 +47,12 @@ fn upgrade_idle_timeout_refuses_a_list() {
         "tenants[0].upgrade-idle-timeout",
         "invalid duration a list",
     );
+}
+
+#[test]
+fn listen_h2c_defaults_to_off_and_takes_a_boolean() {
+    assert!(!ok(BASE).listen_h2c);
+    assert!(ok(&format!("listen-h2c: true\n{BASE}")).listen_h2c);
+    let e = errs(&format!("listen-h2c: sometimes\n{BASE}"));
+    assert_error(&e, 1, "listen-h2c", "invalid boolean \"sometimes\"");
 }

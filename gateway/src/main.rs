@@ -11,6 +11,7 @@ mod admin;
 mod auth;
 mod ctx;
 mod demo;
+mod grpc;
 mod identify;
 mod import;
 mod login;

@@ -182,10 +182,13 @@ impl ProxyHttp for Gateway {
             ctx.body_seen += chunk.len() as u64;
             if ctx.body_seen > ctx.body_limit {
                 ctx.denial = Some(Denial::BodyTooLarge);
-                return Error::e_explain(
+                // The client's fault: Pingora ends the request at once for a downstream error,
+                // where an HTTP/2 upstream would otherwise be awaited for the rest of the body.
+                return Err(Error::explain(
                     ErrorType::HTTPStatus(413),
                     "request body exceeds max-body-size",
-                );
+                )
+                .into_down());
             }
         }
         Ok(())

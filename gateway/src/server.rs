@@ -90,6 +90,14 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         "gatehouse proxy",
     );
     proxy.add_tcp(&config.listen);
+    if config.listen_h2c {
+        // Each new plain-text connection is peeked for the HTTP/2 preface; HTTP/1.1 goes on.
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = proxy.app_logic_mut() {
+            app.server_options = Some(options);
+        }
+    }
     if let Some(tls_listen) = &config.tls_listen {
         let callbacks = Box::new(SniCertificates(Arc::clone(&runtime)));
         let mut settings = match TlsSettings::with_callbacks(callbacks) {
