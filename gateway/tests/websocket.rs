@@ -514,3 +514,39 @@ fn a_browser_session_authenticates_a_handshake_and_none_gets_401_not_a_login_red
         seen[0]
     );
 }
+
+#[test]
+fn http2_offers_no_extended_connect_so_websockets_stay_on_http11() {
+    let rt = runtime();
+    let echo = EchoServer::start(&rt);
+    let dir = TempDir::new("ws-keys");
+    let signer = Signer::new(&dir);
+    let gw = Gateway::start("ws-h2", |p, _| {
+        config(p, &signer, &echo, "1h", "30s").replacen("listen:", "listen-h2c: true\nlisten:", 1)
+    });
+    gw.wait_ready();
+    rt.block_on(async {
+        let tcp = TcpStream::connect(gw.listen).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.expect("h2c");
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        // One exchange, so the server's SETTINGS have been read.
+        let req = http::Request::get("http://demo.localhost/ws/x")
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 401);
+        assert!(
+            !client.is_extended_connect_protocol_enabled(),
+            "RFC 8441 is not offered (README: WebSocket)"
+        );
+        // A CONNECT is refused before any phase of the gateway runs.
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::connect("demo.localhost:443")
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        assert_eq!(resp.await.unwrap().status(), 405);
+    });
+    assert!(echo.handshakes().is_empty());
+}
