@@ -224,7 +224,8 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
     let bob = token(&key, "bob", &[]);
 
     let calls = json!([
-        {"rpc": "unary", "request": {"message": "hello"}, "metadata": bearer(&alice), "timeout": 30},
+        {"rpc": "unary", "request": {"message": "hello"}, "timeout": 30,
+         "metadata": [["authorization", format!("Bearer {alice}")], ["x-auth-subject", "mallory"]]},
         {"rpc": "count", "request": {"n": 50}, "metadata": bearer(&alice)},
         {"rpc": "unary", "request": {"message": "no such thing", "fail_code": 5}, "metadata": bearer(&alice)},
         {"rpc": "unary", "request": {"message": "slow", "delay_ms": 5000}, "metadata": bearer(&alice), "timeout": 0.5},
@@ -258,6 +259,7 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
         let reply = &unary["replies"][0];
         assert_eq!(reply["message"], "hello");
         let seen = &reply["metadata"];
+        // (repeated keys would be joined with ","; the client's own value is gone)
         assert_eq!(seen["x-auth-subject"], "alice", "{name}: {seen}");
         assert!(seen.get("authorization").is_none(), "{name}: {seen}");
         assert!(seen.get("x-request-id").is_some(), "{name}: {seen}");
