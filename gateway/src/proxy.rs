@@ -220,8 +220,15 @@ impl ProxyHttp for Gateway {
         match pool.select(key) {
             Some(mut peer) => {
                 ctx.upstream = Some((upstream, std::time::Instant::now()));
-                if let Some(idle) = upgrade::upstream_read_timeout(session.req_header(), ctx) {
+                let req = session.req_header();
+                if let Some(idle) = upgrade::upstream_read_timeout(req, ctx) {
                     peer.options.read_timeout = Some(idle);
+                } else if let Some(deadline) = crate::grpc::call_read_timeout(
+                    req,
+                    peer.options.read_timeout,
+                    runtime.policy.tenant(tenant).upgrade_idle_timeout,
+                ) {
+                    peer.options.read_timeout = Some(deadline);
                 }
                 Ok(peer)
             }

@@ -152,6 +152,7 @@ tenants:
       - name: grpc
         targets: ["127.0.0.1:{port}"]
         h2: true
+        read-timeout: 1s
     identity-headers:
       X-Auth-Subject: sub
     routes:
@@ -233,6 +234,8 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
         {"rpc": "unary", "request": {"message": "forged"}, "metadata": bearer(&format!("{alice}x"))},
         {"rpc": "count", "request": {"n": 1}, "metadata": bearer(&bob)},
         {"rpc": "unary", "request": {"message": "x".repeat(1024)}, "metadata": bearer(&alice)},
+        {"rpc": "unary", "request": {"message": "patient", "delay_ms": 2000}, "metadata": bearer(&alice), "timeout": 10},
+        {"rpc": "unary", "request": {"message": "no deadline", "delay_ms": 2000}, "metadata": bearer(&alice)},
     ]);
     let h2c = gw.listen.to_string();
     let tls = gw.tls.unwrap().to_string();
@@ -249,7 +252,8 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
             "{name}: the calls took {:?}",
             started.elapsed()
         );
-        let [unary, stream, failed, deadline, anonymous, forged, forbidden, too_big] = &r[..]
+        let [unary, stream, failed, deadline, anonymous, forged, forbidden, too_big, patient, no_deadline] =
+            &r[..]
         else {
             panic!("{name}: {r:?}")
         };
@@ -294,6 +298,15 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
         assert_eq!(failed["code"], "NOT_FOUND", "{name}: {failed}");
         assert_eq!(failed["details"], "no such thing");
         assert_eq!(deadline["code"], "DEADLINE_EXCEEDED", "{name}: {deadline}");
+        // The upstream's read-timeout is 1 s: a call whose deadline is longer waits for the
+        // server as long as its client does; one without a deadline is ended by the gateway.
+        assert_eq!(patient["code"], "OK", "{name}: {patient}");
+        assert_eq!(patient["replies"][0]["message"], "patient");
+        assert_eq!(
+            no_deadline["code"], "DEADLINE_EXCEEDED",
+            "{name}: {no_deadline}"
+        );
+        assert!(meta(&no_deadline["trailing"], "x-request-id").is_some());
         // The gateway's refusals: trailers-only (everything in the trailing metadata, no
         // headers before it), the gRPC code, the reason and the request ID.
         for (call, code, reason) in [
