@@ -57,6 +57,16 @@ impl EchoServer {
                         seen.lock().unwrap().push(req.headers().clone());
                         Ok(resp)
                     };
+                    // Pingora 0.9.1 closes an upgraded connection at once when the upstream's
+                    // 101 is read before the handshake's end of body has been passed on (its
+                    // upstream half then takes that end for the end of the upgraded stream):
+                    // a race with a fast upstream, in the product too (README: WebSocket).
+                    // Waiting for the handshake's first bytes and 50 ms keeps these tests off it.
+                    let mut probe = [0u8; 1];
+                    if stream.peek(&mut probe).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, record).await {
                         echo(ws).await;
                     }
@@ -211,9 +221,13 @@ fn upgraded_gauge(gw: &Gateway, tenant: &str) -> Option<i64> {
 }
 
 async fn next_text(ws: &mut Client) -> String {
+    try_next_text(ws).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn try_next_text(ws: &mut Client) -> Result<String, String> {
     match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-        Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
-        other => panic!("expected a text message, got {other:?}"),
+        Ok(Some(Ok(Message::Text(t)))) => Ok(t.to_string()),
+        other => Err(format!("expected a text message, got {other:?}")),
     }
 }
 
@@ -394,13 +408,25 @@ fn an_upgraded_connection_outlives_the_read_timeouts_while_used_and_closes_when_
     let mut ws = rt
         .block_on(connect(gw.listen, "/ws/idle", &[("Authorization", &auth)]))
         .expect("accepted");
+    let started = Instant::now();
+    let log = |e: String| -> String {
+        std::thread::sleep(Duration::from_millis(300)); // the access log is written every 20 ms
+        panic!(
+            "{e}\nat {:?}; gateway log:\n{}",
+            started.elapsed(),
+            gw.log()
+        )
+    };
     rt.block_on(async {
         // Pauses longer than the upstream read-timeout, shorter than the idle timeout.
         ws.send(Message::text("ping")).await.unwrap();
-        assert_eq!(next_text(&mut ws).await, "ping");
+        assert_eq!(try_next_text(&mut ws).await.unwrap_or_else(log), "ping");
         tokio::time::sleep(Duration::from_millis(1800)).await;
         ws.send(Message::text("still here")).await.unwrap();
-        assert_eq!(next_text(&mut ws).await, "still here");
+        assert_eq!(
+            try_next_text(&mut ws).await.unwrap_or_else(log),
+            "still here"
+        );
         // Only the client speaks for 4.5 s (longer than the idle timeout): the connection
         // is not idle, although the upstream sends nothing back.
         for i in 0..9 {
@@ -410,10 +436,13 @@ fn an_upgraded_connection_outlives_the_read_timeouts_while_used_and_closes_when_
         // Only the upstream speaks for 4.5 s: not idle either.
         ws.send(Message::text("push:9:500")).await.unwrap();
         for i in 0..9 {
-            assert_eq!(next_text(&mut ws).await, format!("pushed-{i}"));
+            assert_eq!(
+                try_next_text(&mut ws).await.unwrap_or_else(log),
+                format!("pushed-{i}")
+            );
         }
         ws.send(Message::text("alive")).await.unwrap();
-        assert_eq!(next_text(&mut ws).await, "alive");
+        assert_eq!(try_next_text(&mut ws).await.unwrap_or_else(log), "alive");
     });
     assert_eq!(upgraded_gauge(&gw, "demo"), Some(1));
     // Now nothing either way: closed after the idle timeout (3 s), not before.
