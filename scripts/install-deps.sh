@@ -6,8 +6,8 @@
 # and promtool for the dashboards and rules, redis-server for the Redis Cluster, Debian's
 # chromium for the browser test, Python 3, Node.js for the test OpenID provider), kubectl when
 # none is on PATH, the Python tools' venv (scripts/python-venv.sh: kubernetes-validate, PyYAML,
-# matplotlib) and the test IdP's and browser driver's npm packages (from their lockfiles). Safe
-# to run again; installs only what is missing.
+# matplotlib, PyJWT, grpcio) and the npm packages of the test IdP, the browser driver and the
+# MCP client (from their lockfiles). Safe to run again; installs only what is missing.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libssl-dev curl jq git openssl ca-certificates nginx-light prometheus python3 python3-venv redis-server chromium)
@@ -80,7 +80,7 @@ PY
 }
 kubectl_usable || install_kubectl
 
-# The Python tools (kubernetes-validate, PyYAML, matplotlib, PyJWT) in their venv.
+# The Python tools (kubernetes-validate, PyYAML, matplotlib, PyJWT, grpcio) in their venv.
 "$(dirname "$0")/python-venv.sh" >/dev/null
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -305,6 +305,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         grace_period: dur(f.grace_period, Duration::from_secs(30)),
         graceful_shutdown_timeout: dur(f.graceful_shutdown_timeout, Duration::from_secs(10)),
         keepalive_timeout: dur(f.keepalive_timeout, Duration::from_secs(60)),
+        listen_h2c: flag(f.listen_h2c, false),
         upgrade_sock,
         pid_file,
         error_log,

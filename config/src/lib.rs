@@ -134,3 +134,5 @@ mod tests_limits;
 mod tests_providers;
 #[cfg(test)]
 mod tests_resource;
+#[cfg(test)]
+mod tests_upgrades;

@@ -58,6 +58,9 @@ pub struct Config {
     pub graceful_shutdown_timeout: Duration,
     /// `keepalive-timeout`: downstream idle keep-alive timeout (default 60s).
     pub keepalive_timeout: Duration,
+    /// `listen-h2c`: `listen` also accepts HTTP/2 with prior knowledge (h2c), e.g. for gRPC
+    /// without TLS (default false; read at start, a reload does not change it).
+    pub listen_h2c: bool,
     /// `upgrade-sock`: Unix socket for handing listeners to a new process on graceful upgrade
     /// (default `/tmp/gatehouse_upgrade.sock`).
     pub upgrade_sock: PathBuf,
@@ -376,6 +379,9 @@ pub struct Tenant {
     pub identity_assertion: Option<IdentityAssertion>,
     /// `rate-limits`: token buckets every proxied request of the tenant passes (default none).
     pub rate_limits: Vec<RateLimit>,
+    /// `upgrade-idle-timeout`: an upgraded connection (WebSocket) with no bytes in either
+    /// direction for this long is closed (default 1h, [`DEFAULT_UPGRADE_IDLE_TIMEOUT`]).
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// `resource-metadata` of a tenant (RFC 9728).
@@ -385,6 +391,9 @@ pub struct ResourceMetadata {
     /// 401 challenges (RFC 6750 scope tokens; default empty: neither is sent).
     pub scopes_supported: Vec<String>,
 }
+
+/// The default `upgrade-idle-timeout`: one hour.
+pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Tenant {
     /// The upstream called `name`.

@@ -202,6 +202,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 pub(crate) struct FileConfig {
     pub listen: Option<String>,
     pub tls_listen: Option<String>,
+    pub listen_h2c: Option<Flag>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub admin_listen: Option<String>,
@@ -295,6 +296,7 @@ pub(crate) struct FileTenant {
     pub resource_metadata: Option<FileResourceMetadata>,
     pub identity_assertion: Option<FileIdentityAssertion>,
     pub rate_limits: Option<Vec<FileRateLimit>>,
+    pub upgrade_idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,6 +78,9 @@ pub struct RequestCtx {
     pub auth: Option<&'static str>,
     /// When the request started (after its header was read).
     pub started: Instant,
+    /// The tenant's `gatehouse_upgraded_connections` gauge, once the connection was upgraded
+    /// (decremented when the request ends).
+    pub upgraded: Option<prometheus::IntGauge>,
 }
 
 impl RequestCtx {
@@ -115,6 +118,7 @@ impl RequestCtx {
             forward_auth: false,
             denial: None,
             started: Instant::now(),
+            upgraded: None,
         }
     }
 }

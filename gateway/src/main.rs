@@ -13,6 +13,7 @@ mod auth;
 mod connections;
 mod ctx;
 mod demo;
+mod grpc;
 mod identify;
 mod import;
 mod login;
@@ -30,6 +31,7 @@ mod responses;
 mod runtime;
 mod server;
 mod tls;
+mod upgrade;
 mod well_known;
 
 use std::path::PathBuf;

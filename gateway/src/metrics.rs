@@ -83,6 +83,7 @@ pub struct Metrics {
     rate_limit_fallbacks: IntCounterVec,
     connections_refused: IntCounterVec,
     connections_open: IntGaugeVec,
+    upgraded_connections: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -306,6 +307,12 @@ impl Metrics {
             ),
             last_reload_success,
             access_log_dropped,
+            upgraded_connections: gauge(
+                &r,
+                "gatehouse_upgraded_connections",
+                "Upgraded (WebSocket) connections open now, by tenant",
+                &["tenant"],
+            ),
             registry: r,
         }
     }
@@ -323,6 +330,7 @@ impl Metrics {
                 self.logins.with_label_values(&[t, result]);
             }
             self.logouts.with_label_values(&[t]);
+            self.upgraded_connections.with_label_values(&[t]);
             self.auth_decisions.with_label_values(&[t, "allowed", "ok"]);
             self.auth_decisions
                 .with_label_values(&[t, "unauthenticated", "unauthenticated"]);
@@ -457,6 +465,12 @@ impl Metrics {
     /// A pool's `gatehouse_upstream_healthy_targets` gauge.
     pub fn healthy_targets_gauge(&self, tenant: &str, upstream: &str) -> IntGauge {
         self.healthy_targets.with_label_values(&[tenant, upstream])
+    }
+
+    /// A tenant's `gatehouse_upgraded_connections` gauge (resolved once per upgrade, not per
+    /// request).
+    pub fn upgraded_connections(&self, tenant: &str) -> IntGauge {
+        self.upgraded_connections.with_label_values(&[tenant])
     }
 
     /// Records a config load or reload.

@@ -25,6 +25,7 @@ use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
 use crate::responses;
 use crate::runtime::SharedRuntime;
+use crate::upgrade;
 
 mod steps;
 
@@ -200,10 +201,13 @@ impl ProxyHttp for Gateway {
             ctx.body_seen += chunk.len() as u64;
             if ctx.body_seen > ctx.body_limit {
                 ctx.denial = Some(Denial::BodyTooLarge);
-                return Error::e_explain(
+                // The client's fault: Pingora ends the request at once for a downstream error,
+                // where an HTTP/2 upstream would otherwise be awaited for the rest of the body.
+                return Err(Error::explain(
                     ErrorType::HTTPStatus(413),
                     "request body exceeds max-body-size",
-                );
+                )
+                .into_down());
             }
         }
         Ok(())
@@ -211,7 +215,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
         let runtime = ctx.runtime.as_deref().expect("set in early_request_filter");
@@ -233,8 +237,18 @@ impl ProxyHttp for Gateway {
             None => &key[..0],
         };
         match pool.select(key) {
-            Some(peer) => {
+            Some(mut peer) => {
                 ctx.upstream = Some((upstream, std::time::Instant::now()));
+                let req = session.req_header();
+                if let Some(idle) = upgrade::upstream_read_timeout(req, ctx) {
+                    peer.options.read_timeout = Some(idle);
+                } else if let Some(deadline) = crate::grpc::call_read_timeout(
+                    req,
+                    peer.options.read_timeout,
+                    runtime.policy.tenant(tenant).upgrade_idle_timeout,
+                ) {
+                    peer.options.read_timeout = Some(deadline);
+                }
                 Ok(peer)
             }
             None => {
@@ -318,10 +332,13 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if upgrade::completes_upgrade(upstream_response.status.as_u16(), session) {
+            upgrade::upgraded(session, ctx, &self.metrics);
+        }
         responses::apply_common_headers(upstream_response, ctx);
         Ok(())
     }
@@ -371,6 +388,7 @@ impl ProxyHttp for Gateway {
             return; // the request never got past header parsing
         }
         self.metrics.in_flight.dec();
+        upgrade::closed(ctx);
         let runtime = ctx.runtime.as_deref().expect("checked above");
         let status = session
             .response_written()

@@ -164,6 +164,11 @@ async fn write_denial(
         status,
         "request denied"
     );
+    if !ctx.forward_auth && crate::grpc::is_grpc(&session.req_header().headers) {
+        let message = crate::grpc::message(denial.reason(), ctx.request_id());
+        ctx.denial = Some(denial);
+        return grpc_refusal(session, ctx, status, &message).await;
+    }
     let body = match &denial {
         // A person whose session cannot be used right now is told so, and that it is not a
         // logout.
@@ -275,14 +280,15 @@ pub async fn answer(
 }
 
 /// Whether the request is a browser navigation (it accepts HTML): one that lacks a session is
-/// sent to log in rather than answered 401, and refusals get a page rather than JSON.
+/// sent to log in rather than answered 401, and refusals get a page rather than JSON. A
+/// WebSocket handshake never is, whatever it accepts: its client cannot follow a redirect.
 pub fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
+    let req = session.req_header();
+    req.headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"))
+        && !crate::upgrade::is_websocket_upgrade(req)
 }
 
 /// Writes a bare error status (proxy failures: 502, 503, 504, ...) with the common headers.
@@ -291,12 +297,53 @@ pub async fn error_status(
     ctx: &RequestCtx,
     status: u16,
 ) -> pingora::Result<()> {
+    if !ctx.forward_auth && crate::grpc::is_grpc(&session.req_header().headers) {
+        // A refusal decided mid-proxy (body size, no healthy target) keeps its own status:
+        // Pingora may report the failure it caused as another error.
+        let (status, reason) = match &ctx.denial {
+            Some(d) => (d.status(), d.reason()),
+            None => (
+                status,
+                http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("error"),
+            ),
+        };
+        let message = crate::grpc::message(reason, ctx.request_id());
+        return grpc_refusal(session, ctx, status, &message).await;
+    }
     let resp = ResponseHeader::build(status, Some(6))?;
     let body = error_body(status, ctx.request_id());
     finish(session, ctx, resp, &[], Some(("application/json", body))).await
 }
 
 const HTML: &str = "text/html; charset=utf-8";
+
+/// Answers a gRPC call the gateway refuses (`status`: the HTTP status it would have had) the
+/// way gRPC clients read it: trailers-only, HTTP 200 with `grpc-status` and `grpc-message`
+/// in the HEADERS frame that ends the stream (`crate::grpc`), and the common headers.
+async fn grpc_refusal(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    message: &str,
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(8))?;
+    resp.insert_header(CONTENT_TYPE, "application/grpc")?;
+    resp.insert_header("grpc-status", crate::grpc::status_code(status).to_string())?;
+    resp.insert_header("grpc-message", message)?;
+    if let pingora::protocols::http::ServerSession::H2(h2) = session.as_downstream_mut() {
+        apply_common_headers(&mut resp, ctx);
+        // The proxy session's writer never ends an HTTP/2 stream with its HEADERS frame (it
+        // sends an empty DATA frame after), which a gRPC client reads as a call with no
+        // status: the stream's own writer can.
+        return h2.write_response_header(Box::new(resp), true);
+    }
+    resp.insert_header(CONTENT_LENGTH, 0)?;
+    apply_common_headers(&mut resp, ctx);
+    session.write_response_header(Box::new(resp), true).await
+}
 
 /// Completes `resp` (`Set-Cookie`s, content type and length, `no-store`, the common headers)
 /// and writes it with `body` (not for a HEAD request).

@@ -103,10 +103,17 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             )));
         }
     }
+    let mut http_proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    if config.listen_h2c {
+        // Each new plain-text connection is peeked for the HTTP/2 preface; HTTP/1.1 goes on.
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        http_proxy.server_options = Some(options);
+    }
     let mut proxy = Service::new(
         "gatehouse proxy".to_string(),
         Guarded::new(
-            pingora::proxy::http_proxy(&server.configuration, gateway),
+            http_proxy,
             listeners,
             config.request_header_timeout,
             Arc::clone(&runtime),

@@ -132,6 +132,9 @@ pub struct TenantPolicy {
     pub resource_metadata: Option<TenantResource>,
     /// `identity-assertion.header`, when the tenant signs assertions.
     pub assertion_header: Option<HeaderName>,
+    /// `upgrade-idle-timeout`: an upgraded connection with no bytes either way for this long
+    /// is closed.
+    pub upgrade_idle_timeout: std::time::Duration,
 }
 
 impl TenantPolicy {
@@ -254,6 +257,7 @@ impl TenantPolicy {
             forward_access_token: tenant.forward_access_token,
             pass_rewrite_headers: tenant.pass_rewrite_headers,
             token_cookie: tenant.token_cookie.clone(),
+            upgrade_idle_timeout: tenant.upgrade_idle_timeout,
             cors: tenant
                 .cors
                 .as_ref()

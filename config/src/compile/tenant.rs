@@ -252,6 +252,8 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
     });
     let rate_limits =
         super::limits::rate_limits(d, f.rate_limits, &join(path, "rate-limits"), ctx.redis);
+    let upgrade_idle_timeout = dur(f.upgrade_idle_timeout, DEFAULT_UPGRADE_IDLE_TIMEOUT);
+    positive(d, &join(path, "upgrade-idle-timeout"), upgrade_idle_timeout);
 
     Tenant {
         name,
@@ -276,6 +278,7 @@ pub(super) fn tenant(d: &mut Diag<'_>, f: FileTenant, path: &str, ctx: &TenantCt
         resource_metadata,
         identity_assertion,
         rate_limits,
+        upgrade_idle_timeout,
     }
 }
 
