@@ -160,9 +160,36 @@ fn contract_parses_with_expected_values() {
             "/api/v1/user/*",
             "/api/v1/reports/*",
             "/api/v1/upload/*",
+            "/api/v1/mcp/*",
             "/*"
         ]
     );
+    // Keys the contract gained for issues 19-21 (the route's `dpop` is not built yet).
+    assert_eq!(c.request_header_timeout, Duration::from_secs(10));
+    assert_eq!((c.max_connections, c.max_connections_per_ip), (10000, 256));
+    let mcp = t.routes.iter().find(|r| r.uri == "/api/v1/mcp/*").unwrap();
+    assert_eq!(
+        mcp.resource.as_deref(),
+        Some("http://demo.localhost:8080/api/v1/mcp")
+    );
+    assert_eq!(mcp.acr, ["gold", "platinum"]);
+    assert_eq!(mcp.max_auth_age, Some(Duration::from_secs(300)));
+    assert_eq!(mcp.rate_limits.len(), 1);
+    assert_eq!(
+        (
+            t.rate_limits[0].count,
+            t.rate_limits[0].burst,
+            t.rate_limits[0].shared
+        ),
+        (100, 200, false)
+    );
+    assert_eq!(
+        t.resource_metadata.as_ref().unwrap().scopes_supported,
+        ["mcp:tools"]
+    );
+    let assertion = t.identity_assertion.as_ref().unwrap();
+    assert_eq!(assertion.header, "X-Gatehouse-Assertion");
+    assert_eq!(assertion.ttl, Duration::from_secs(60));
     let r = &t.routes;
     assert!(r[0].white_listed && !r[0].is_prefix());
     assert_eq!(r[0].name, "/health");

@@ -21,7 +21,7 @@ fn upgrade_idle_timeout_refuses_a_non_duration() {
     let e = errs(&format!("{BASE}    upgrade-idle-timeout: forever\n"));
     assert_error(
         &e,
-        11,
+        13,
         "tenants[0].upgrade-idle-timeout",
         "invalid duration \"forever\"",
     );
@@ -32,7 +32,7 @@ fn upgrade_idle_timeout_refuses_zero() {
     let e = errs(&format!("{BASE}    upgrade-idle-timeout: 0s\n"));
     assert_error(
         &e,
-        11,
+        13,
         "tenants[0].upgrade-idle-timeout",
         "must be greater than zero",
     );
@@ -43,7 +43,7 @@ fn upgrade_idle_timeout_refuses_a_list() {
     let e = errs(&format!("{BASE}    upgrade-idle-timeout: [1h]\n"));
     assert_error(
         &e,
-        11,
+        13,
         "tenants[0].upgrade-idle-timeout",
         "invalid duration a list",
     );
