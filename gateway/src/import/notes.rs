@@ -158,6 +158,7 @@ pub const MAPPED: &[&str] = &[
     "server-idle-timeout",
     "server-grace-timeout",
     "enable-pkce",
+    "enable-loa",
     "enable-logout-redirect",
     "verbose",
 ];
@@ -231,7 +232,6 @@ pub const NOT_CARRIED: &[(&str, &str, &str)] = &[
     ("opa-authz-uri", "no Open Policy Agent call", "nothing to do"),
     ("pat-retry-count", "no UMA", "nothing to do"),
     ("pat-retry-interval", "no UMA", "nothing to do"),
-    ("enable-loa", "no step-up (acr) authentication in this gatehouse version", "require the level with match-claims on acr"),
     ("no-proxy", "gatehouse is a proxy; its forward-auth answer is the /oauth/auth endpoint on every tenant host", "point the ingress's auth_request / ForwardAuth at /oauth/auth (docs/forward-auth.md)"),
     ("enable-x-forwarded-headers", "X-Forwarded-* are believed only from trusted-proxies", "list the proxy in front in trusted-proxies"),
     ("custom-http-methods", "routes match any method unless they list methods", "nothing to do"),

@@ -444,11 +444,9 @@ pub fn auth_keys(
         );
     }
     if !need.acr.is_empty() {
-        notes.not_carried(
-            at,
-            "acr (step-up) has no equivalent in this gatehouse version: the route admits any authentication level",
-            Some("match-claims: { acr: \"^(level1|level2)$\" } refuses lower levels (without sending the user to step up)"),
-        );
+        // Gatekeeper's level of authentication (enable-loa): the route's `acr`, which sends a
+        // browser to the provider with acr_values and refuses a weaker token (RFC 9470).
+        r.insert("acr".into(), strings(&need.acr));
     }
 }
 

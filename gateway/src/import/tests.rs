@@ -447,6 +447,30 @@ fn weakening_differences_are_named() {
 }
 
 #[test]
+fn acr_levels_become_the_routes_step_up() {
+    let text = format!(
+        "{BASE}enable-loa: true\nresources:\n  - {{uri: /bank/*, roles: [user], acr: [level2, level3]}}\n"
+    );
+    let (v, notes) = run(&text, &[]);
+    let bank = tenant(&v)["routes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["uri"] == "/bank/*")
+        .expect("route");
+    assert_eq!(
+        bank["acr"],
+        serde_yaml::from_str::<Value>("[level2, level3]").unwrap()
+    );
+    let all: Vec<String> = notes.items.iter().map(|n| n.to_string()).collect();
+    assert!(
+        !all.iter()
+            .any(|n| n.contains("acr") || n.contains("enable-loa")),
+        "{all:?}"
+    );
+}
+
+#[test]
 fn small_helpers() {
     assert_eq!(
         issuer_of("https://k/realms/r/.well-known/openid-configuration"),
