@@ -818,7 +818,7 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/assertion.pem" 2> /dev/null
     with_tenant_lines() {  # $1 output, then the lines
       local out=$1; shift
-      awk -v add="$(printf '%s\n' "$@")" '{ print } !done && /^    identity-provider: lt$/ { printf "%s", add; done = 1 }' \
+      awk -v add="$(printf '%s\n' "$@")" '{ print } !done && /^    identity-provider: lt$/ { print add; done = 1 }' \
         "$WORK/gatehouse-cg.yaml" > "$out"
       "$GATEHOUSE" check --config "$out" > /dev/null || die "$out does not validate"
     }
