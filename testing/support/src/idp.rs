@@ -83,9 +83,23 @@ impl Idp {
         panic!("the IdP did not start: {last}");
     }
 
-    /// Starts the IdP on `port`.
+    /// Starts the IdP on `port`. A port picked before the gateway that calls it was started
+    /// can be held for a moment by something else (a connection the gateway opened towards the
+    /// not-yet-listening port can connect to itself from that very port): the start is retried
+    /// while the address is in use, for up to 15 s.
     pub fn start_on(port: u16, keys: Option<&Path>, env: &[(&str, &str)], dir: TempDir) -> Idp {
-        Idp::try_start_on(port, keys, env, dir).unwrap_or_else(|e| panic!("{e}"))
+        let mut dir = Some(dir);
+        for _ in 0..30 {
+            let attempt = dir.take().unwrap_or_else(|| TempDir::new("idp"));
+            match Idp::try_start_on(port, keys, env, attempt) {
+                Ok(idp) => return idp,
+                Err(e) if e.contains("EADDRINUSE") => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the IdP could not listen on port {port} within 15 s: the address stayed in use");
     }
 
     fn try_start_on(
