@@ -21,6 +21,21 @@ pub fn client_host(req: &pingora::http::RequestHeader) -> Option<&str> {
     gatehouse_policy::host::request_host(authority, req.headers.get(http::header::HOST))
 }
 
+/// The host a request is decided for: [`client_host`], except that a forward-auth check from a
+/// trusted proxy (`trusted_check`) names the original request's host, in the one header family
+/// the config believes (`x-original` has none: the check's own Host is the original's).
+pub fn decided_host(
+    req: &pingora::http::RequestHeader,
+    trusted_check: bool,
+    family: gatehouse_config::ForwardAuthHeaders,
+) -> Option<&str> {
+    let original = gatehouse_policy::forward_auth::original_host_header(family)
+        .filter(|_| trusted_check)
+        .and_then(|name| req.headers.get(name))
+        .and_then(|v| v.to_str().ok());
+    original.or_else(|| client_host(req))
+}
+
 /// The authority of an `http`/`https` absolute-form request target (`http://host:port/path`).
 pub fn absolute_form_authority(target: &[u8]) -> Option<&str> {
     use pingora::protocols::http::authority::{

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_policy::admit::Admission;
-use gatehouse_policy::forward_auth::{is_forward_auth_path, original_host_header};
+use gatehouse_policy::forward_auth::is_forward_auth_path;
 use gatehouse_policy::headers::{forward_request, Forwarding};
 use gatehouse_policy::request_id::is_valid_request_id;
 use gatehouse_policy::snapshot::Denial;
@@ -19,7 +19,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
 use crate::connections::HeadTimed;
-use crate::ctx::{client_host, RequestCtx};
+use crate::ctx::{client_host, decided_host, RequestCtx};
 use crate::identify::{identify, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
@@ -91,17 +91,9 @@ impl ProxyHttp for Gateway {
                     .get_header("x-forwarded-proto")
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
         let req = session.req_header();
-        let mut host = client_host(req).unwrap_or("");
-        // A forward-auth check from a trusted proxy names the original host, in the one header
-        // family the config believes (`x-original` uses the check's own Host).
-        if let Some(name) = original_host_header(runtime.policy.forward_auth_headers)
-            .filter(|_| ctx.trusted_peer && is_forward_auth_path(req.uri.path()))
-        {
-            if let Some(original) = req.headers.get(name).and_then(|h| h.to_str().ok()) {
-                host = original;
-            }
-        }
-        ctx.tenant = runtime.policy.tenant_for_host(host);
+        let trusted_check = ctx.trusted_peer && is_forward_auth_path(req.uri.path());
+        let host = decided_host(req, trusted_check, runtime.policy.forward_auth_headers);
+        ctx.tenant = runtime.policy.tenant_for_host(host.unwrap_or(""));
         let id_header = match ctx.tenant {
             Some(t) => &runtime.policy.tenant(t).request_id_header,
             None => &runtime.policy.default_request_id_header,

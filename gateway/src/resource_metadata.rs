@@ -4,13 +4,12 @@
 //! document says is decided by `gatehouse_policy::resource`; this module reads the request.
 
 use bytes::Bytes;
-use gatehouse_policy::forward_auth::original_host_header;
 use gatehouse_policy::path::normalize_path;
 use gatehouse_policy::resource::{metadata_suffix, metadata_url, origin};
 use gatehouse_policy::snapshot::RouteRef;
 use pingora::proxy::Session;
 
-use crate::ctx::{client_host, RequestCtx};
+use crate::ctx::{client_host, decided_host, RequestCtx};
 
 /// How long a client may keep the document (it changes only with the config).
 pub const CACHE_CONTROL: &str = "public, max-age=300";
@@ -50,16 +49,11 @@ pub fn challenge_url(session: &Session, ctx: &RequestCtx) -> Option<String> {
     if let Some(resource) = route.resource.as_deref() {
         return Some(metadata_url(resource));
     }
-    let req = session.req_header();
-    let mut host = client_host(req)?;
-    if ctx.forward_auth && ctx.trusted_peer {
-        if let Some(original) = original_host_header(runtime.policy.forward_auth_headers)
-            .and_then(|name| req.headers.get(name))
-            .and_then(|v| v.to_str().ok())
-        {
-            host = original;
-        }
-    }
+    let host = decided_host(
+        session.req_header(),
+        ctx.forward_auth && ctx.trusted_peer,
+        runtime.policy.forward_auth_headers,
+    )?;
     let origin = origin(ctx.secure, host)?;
     Some(format!(
         "{origin}{}",
