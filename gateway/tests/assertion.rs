@@ -137,18 +137,14 @@ fn config(p: &Ports, idp_port: u16, py: &PyUpstream, plain: &Upstream, keys: &[&
         .iter()
         .map(|k| format!("\"{}\"", k.display()))
         .collect();
+    let provider = keycloak_provider(&format!("http://127.0.0.1:{idp_port}/realms/demo"));
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 trusted-proxies: [127.0.0.2/32]
 identity-providers:
-  - name: keycloak
-    issuer: http://127.0.0.1:{idp_port}/realms/demo
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
 tenants:
   - name: demo
     hosts: [demo.localhost, 127.0.0.1]

@@ -12,17 +12,13 @@ use support::idp::{make_keys, Idp};
 use support::*;
 
 fn config(p: &Ports, app: &Upstream, issuer: &str, extra_provider: &str) -> String {
+    let provider = keycloak_provider(issuer);
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 identity-providers:
-  - name: keycloak
-    issuer: {issuer}
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
     algorithms: [RS256, ES256]
     jwks-min-refetch-interval: 2s
 {extra_provider}
@@ -541,17 +537,13 @@ fn expired_tokens_are_refused_and_static_jwks_files_work_without_discovery() {
 }
 
 fn introspection_config(p: &Ports, app: &Upstream, issuer: &str) -> String {
+    let provider = keycloak_provider(issuer);
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 identity-providers:
-  - name: keycloak
-    issuer: {issuer}
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
     introspection: true
     introspection-cache-ttl: 1s
 tenants:

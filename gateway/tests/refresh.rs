@@ -29,6 +29,7 @@ fn config_on(
     refresh_before: &str,
     session_store: &str,
 ) -> String {
+    let provider = keycloak_provider(&format!("http://127.0.0.1:{idp_port}/realms/demo"));
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -36,12 +37,7 @@ admin-listen: 127.0.0.1:{admin}
 session-store:
 {session_store}
 identity-providers:
-  - name: keycloak
-    issuer: http://127.0.0.1:{idp_port}/realms/demo
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
 tenants:
   - name: demo
     hosts: [demo.localhost]

@@ -13,18 +13,14 @@ use support::login::Browser;
 use support::*;
 
 fn config(listen: u16, admin: u16, app: &Upstream, idp_port: u16) -> String {
+    let provider = keycloak_provider(&format!("http://127.0.0.1:{idp_port}/realms/demo"));
     format!(
         r#"
 listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 trusted-proxies: [127.0.0.1/32]
 identity-providers:
-  - name: keycloak
-    issuer: http://127.0.0.1:{idp_port}/realms/demo
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
 tenants:
   - name: demo
     hosts: [demo.localhost]

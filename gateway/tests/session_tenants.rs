@@ -42,6 +42,7 @@ fn config(p: &Ports, app: &Upstream, other_app: &Upstream, idp_port: u16) -> Str
             app = app.target(),
         )
     };
+    let provider = keycloak_provider(&format!("http://127.0.0.1:{idp_port}/realms/demo"));
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -49,12 +50,7 @@ admin-listen: 127.0.0.1:{admin}
 session-store:
   url: memory://
 identity-providers:
-  - name: keycloak
-    issuer: http://127.0.0.1:{idp_port}/realms/demo
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
 tenants:{demo}{other}"#,
         listen = p.listen,
         admin = p.admin,

@@ -20,6 +20,7 @@ fn config(
     session_store: &str,
     refresh_before: &str,
 ) -> String {
+    let provider = keycloak_provider(&format!("http://127.0.0.1:{idp_port}/realms/demo"));
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -27,12 +28,7 @@ admin-listen: 127.0.0.1:{admin}
 session-store:
 {session_store}
 identity-providers:
-  - name: keycloak
-    issuer: http://127.0.0.1:{idp_port}/realms/demo
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
 tenants:
   - name: demo
     hosts: [demo.localhost]

@@ -467,6 +467,7 @@ fn an_upgraded_connection_outlives_the_read_timeouts_while_used_and_closes_when_
 
 /// Tenant `demo` with browser login (the real IdP) and the WebSocket route `/ws/*`.
 fn session_config(p: &Ports, echo: &EchoServer, idp_port: u16) -> String {
+    let provider = keycloak_provider(&format!("http://127.0.0.1:{idp_port}/realms/demo"));
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -474,12 +475,7 @@ admin-listen: 127.0.0.1:{admin}
 session-store:
   url: memory://
 identity-providers:
-  - name: keycloak
-    issuer: http://127.0.0.1:{idp_port}/realms/demo
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
 tenants:
   - name: demo
     hosts: [demo.localhost]

@@ -26,6 +26,7 @@ const COOKIE_KEY: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 /// only target never answers. A session's access token is refreshed 2 s after it was issued
 /// (the IdP's tokens live 300 s), so browser traffic also moves the refresh calls.
 fn config(p: &Ports, app: &Upstream, dead_port: u16, issuer: &str, session_store: &str) -> String {
+    let provider = keycloak_provider(issuer);
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -34,12 +35,7 @@ threads: 2
 session-store:
 {session_store}
 identity-providers:
-  - name: keycloak
-    issuer: {issuer}
-    allow-insecure-http: true
-    client-id: gatehouse
-    client-secret: gatehouse-secret
-    audiences: [gatehouse]
+{provider}
     algorithms: [RS256, ES256]
     jwks-min-refetch-interval: 2s
     jwks-refresh-interval: 3s

@@ -578,3 +578,17 @@ pub fn request_on(stream: std::net::TcpStream, raw: &str) -> Response {
     s.write_all(raw.as_bytes()).unwrap();
     read_response(&mut std::io::BufReader::new(s), false).unwrap()
 }
+
+/// The test IdP as the `keycloak` entry of `identity-providers` (a list item at the top
+/// level): the confidential client `gatehouse` the tests log in with, plain http allowed, its
+/// tokens' audience `gatehouse`. Lines that follow it (indented four) add to the entry.
+pub fn keycloak_provider(issuer: &str) -> String {
+    format!(
+        "  - name: keycloak
+    issuer: {issuer}
+    allow-insecure-http: true
+    client-id: gatehouse
+    client-secret: gatehouse-secret
+    audiences: [gatehouse]"
+    )
+}
