@@ -8,7 +8,8 @@ use gatehouse_policy::headers::respond;
 use gatehouse_policy::login::LoginRefusal;
 use gatehouse_policy::snapshot::{Denial, ResponseHeaders};
 use http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE,
+    WWW_AUTHENTICATE,
 };
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -243,14 +244,25 @@ fn challenge(session: &Session, ctx: &RequestCtx, denial: &Denial) -> Option<Str
 }
 
 /// Writes a public document (`status` 200, JSON) that clients may cache as `cache_control`
-/// says: the resource metadata.
+/// says: the resource metadata, the assertion JWKS.
 pub async fn document(
     session: &mut Session,
     ctx: &RequestCtx,
     body: Bytes,
     cache_control: &'static str,
 ) -> pingora::Result<()> {
-    let resp = ResponseHeader::build(200, Some(8))?;
+    let mut resp = ResponseHeader::build(200, Some(8))?;
+    // Public documents any web page may read: a browser-based MCP client discovers the
+    // authorization server from the metadata. A tenant with a CORS policy of its own decides by
+    // that policy instead (apply_common_headers).
+    let tenant_cors = ctx
+        .runtime
+        .as_deref()
+        .zip(ctx.tenant)
+        .is_some_and(|(runtime, t)| runtime.policy.tenant(t).cors.is_some());
+    if !tenant_cors {
+        resp.insert_header(ACCESS_CONTROL_ALLOW_ORIGIN, "*")?;
+    }
     finish_with(
         session,
         ctx,

@@ -43,6 +43,17 @@ tenants:
       - uri: /fresh/*
         max-auth-age: 3s
       - uri: /api/*
+  - name: cors
+    hosts: [cors.localhost]
+    identity-provider: keycloak
+    resource-metadata: {{}}
+    cors:
+      origins: ["https://app.example"]
+    upstreams:
+      - name: app
+        targets: ["{app}"]
+    routes:
+      - uri: /*
   - name: plain
     hosts: [plain.localhost]
     identity-provider: keycloak
@@ -137,6 +148,8 @@ fn metadata_documents_are_served_here_and_every_401_names_them() {
     assert_eq!(bare.status, 200, "{}", bare.text());
     assert_eq!(bare.header("content-type"), Some("application/json"));
     assert_eq!(bare.header("cache-control"), Some("public, max-age=300"));
+    // Any page may read it (a browser-based MCP client discovers the authorization server here).
+    assert_eq!(bare.header("access-control-allow-origin"), Some("*"));
     let doc: Value = serde_json::from_slice(&bare.body).unwrap();
     assert_eq!(doc["resource"], format!("{origin}/"));
     assert_eq!(
@@ -233,6 +246,22 @@ fn metadata_documents_are_served_here_and_every_401_names_them() {
     assert_eq!(proxied.header("x-upstream"), Some("app"));
     let r = gw.get("plain.localhost", "/x");
     assert_eq!(challenge(&r), "Bearer realm=\"plain\"");
+
+    // A tenant with a CORS policy of its own: that policy decides who may read the document.
+    let path = "/.well-known/oauth-protected-resource";
+    let allowed = gw.get_with("cors.localhost", path, &[("Origin", "https://app.example")]);
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let other = gw.get_with(
+        "cors.localhost",
+        path,
+        &[("Origin", "https://evil.example")],
+    );
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("access-control-allow-origin"), None);
 }
 
 /// Sends raw bytes to the gateway and reads one response.
