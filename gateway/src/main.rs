@@ -99,10 +99,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => {
-            println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Command::Version => print_out(&format!("gatehouse {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Check { config } => check(&config),
         Command::ImportGatekeeper { file, out, args } => import::run(&file, out.as_ref(), &args),
         Command::Run {
@@ -132,8 +129,8 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     let upstreams: usize = config.tenants.iter().map(|t| t.upstreams.len()).sum();
     let routes: usize = config.tenants.iter().map(|t| t.routes.len()).sum();
-    println!(
-        "{}: OK: {} tenant(s), {} route(s), {} upstream(s), {} identity provider(s)",
+    let mut summary = format!(
+        "{}: OK: {} tenant(s), {} route(s), {} upstream(s), {} identity provider(s)\n",
         path.display(),
         config.tenants.len(),
         routes,
@@ -141,8 +138,8 @@ fn check(path: &std::path::Path) -> ExitCode {
         config.identity_providers.len()
     );
     for t in &config.tenants {
-        println!(
-            "  tenant {}: hosts [{}], {} route(s), upstreams [{}]",
+        summary += &format!(
+            "  tenant {}: hosts [{}], {} route(s), upstreams [{}]\n",
             t.name,
             t.hosts.join(", "),
             t.routes.len(),
@@ -153,7 +150,21 @@ fn check(path: &std::path::Path) -> ExitCode {
                 .join(", ")
         );
     }
-    ExitCode::SUCCESS
+    print_out(&summary)
+}
+
+/// Writes a command's output to stdout. A reader that went away (`gatehouse check | head -1`)
+/// ends the command quietly instead of the panic `println!` gives on a broken pipe.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stdout: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `file:line: warning: key: message`, the shape compilers use, so editors jump to the line.

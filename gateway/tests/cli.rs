@@ -186,3 +186,32 @@ fn a_skipped_real_component_test_fails_when_ci_is_true() {
         skip_or_fail_in(ci, "t", "prometheus missing"); // returns: a local skip is allowed
     }
 }
+
+#[test]
+fn output_to_a_reader_that_went_away_ends_quietly() {
+    // `gatehouse check ... | head -0`: the pipe's read end is closed before gatehouse writes
+    // (Python makes the pipe, so the order is certain), and the write fails with EPIPE.
+    let example = examples_dir().join("full.yaml");
+    let closed_pipe = "import os, subprocess, sys\n\
+        r, w = os.pipe()\n\
+        os.close(r)\n\
+        p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)\n\
+        sys.stderr.write(p.stderr.decode())\n\
+        sys.exit(p.returncode)\n";
+    for args in [
+        vec!["version"],
+        vec!["check", "--config", example.to_str().unwrap()],
+    ] {
+        let out = std::process::Command::new("python3")
+            .args(["-c", closed_pipe])
+            .arg(binary())
+            .args(&args)
+            .env("OIDC_CLIENT_SECRET", "s3cret")
+            .env("COOKIE_KEY", "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+            .output()
+            .expect("python3");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -120,10 +120,8 @@ pub fn run(file: &Path, out: Option<&PathBuf>, args: &[String]) -> ExitCode {
         Some(path) => {
             std::fs::write(path, &imported.yaml).map_err(|e| format!("{}: {e}", path.display()))
         }
-        None => {
-            print!("{}", imported.yaml);
-            Ok(())
-        }
+        None if crate::print_out(&imported.yaml) == ExitCode::SUCCESS => Ok(()),
+        None => return ExitCode::from(1),
     };
     if let Err(e) = written {
         eprintln!("{e}");
