@@ -20,12 +20,17 @@ over rounds. Ratios divide by a reference measured in the same run:
                      one Redis node; session table and goals only)
 RESULTS_DIR/raw/apache-session-redis-rROUND.txt (INFO commandstats of that Redis node, reset
 before the round's apache-session run) gives the Redis commands per request.
+The ws-echo and ratelimit scenarios (issue 19) have their own sections (report_features.py):
+ws-echo's runs are `ws-bench client` outputs in the same LT_* form (a message echoed counts as a
+request) and divide by bare-proxy and nginx of ws-echo; ratelimit divides by its plain JWT route.
 """
 import json
 import os
 import re
 import statistics
 import sys
+
+import report_features
 
 try:
     import matplotlib
@@ -37,7 +42,8 @@ except ImportError:  # pragma: no cover - the message is the point
     sys.exit("report.py: matplotlib is missing: run ./scripts/install-deps.sh and run this with "
              "the venv's python (scripts/python-venv.sh prints it)")
 
-SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000", "session"]
+SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000", "session",
+                  "ws-echo", "ratelimit"]
 SCENARIO_TITLE = {
     "plain": "plain: white-listed route / plain proxy",
     "jwt-warm": "jwt-warm: bearer JWT, same token (verified-token cache warm)",
@@ -81,6 +87,10 @@ def parse_wrk(path):
             elif line.startswith("LT_STATUS"):
                 _, code, n = line.split()
                 run["codes"][code] = int(n)
+            elif line.startswith("LT_WS "):  # ws-bench client: its connections and reopens
+                for kv in line.split()[1:]:
+                    k, v = kv.split("=")
+                    run["ws_" + k] = int(v)
     if "requests" not in run or not run.get("duration_us"):
         return None
     run["rps"] = run["requests"] / (run["duration_us"] / 1e6)
@@ -194,8 +204,10 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def throughput_chart(path, title, labels, means, mins, maxs, ref_line=None):
-    """Horizontal bars of the mean req/s per peer, the min-max of the rounds as error bars."""
+def throughput_chart(path, title, labels, means, mins, maxs, ref_line=None,
+                     xlabel="requests per second"):
+    """Horizontal bars of the mean req/s (or `xlabel`) per peer, the min-max of the rounds as
+    error bars."""
     fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.45 * len(labels)))
     y = list(range(len(labels)))[::-1]
     err = [[m - lo for m, lo in zip(means, mins)], [hi - m for m, hi in zip(means, maxs)]]
@@ -208,7 +220,7 @@ def throughput_chart(path, title, labels, means, mins, maxs, ref_line=None):
         ax.axvline(ref_line[1], color="#c00000", linestyle="--", linewidth=1.2)
         ax.text(ref_line[1], len(labels) - 0.45, f" {ref_line[0]}", color="#c00000", fontsize=9,
                 va="bottom")
-    ax.set_xlabel("requests per second (mean of the rounds; bars: min-max)")
+    ax.set_xlabel(f"{xlabel} (mean of the rounds; bars: min-max)")
     ax.set_xlim(0, max(maxs + ([ref_line[1]] if ref_line else [])) * 1.18)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"))
     ax.grid(axis="x", alpha=0.3)
@@ -317,6 +329,11 @@ def main():
         if s not in agg:
             continue
         peers = agg[s]
+        if s in report_features.SECTIONS:
+            charts = {"throughput": throughput_chart, "latency": latency_chart, "meta": meta}
+            summary["scenarios"][s] = report_features.SECTIONS[s](peers, runs[s], results, w,
+                                                                  charts)
+            continue
         w(f"## {SCENARIO_TITLE.get(s, s)}\n")
         if s == "session":
             pub = (peers.get("gatehouse-public") or {}).get("rps")

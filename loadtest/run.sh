@@ -11,7 +11,9 @@
 # Environment (all optional): LT_DURATION (seconds per run), LT_ROUNDS, LT_CONNS (64),
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
-# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions),
+# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session ws-echo ratelimit idle-10k
+# instructions), LT_WS_CONNS (LT_CONNS; WebSockets held open by ws-echo's client), LT_WS_MESSAGES
+# (3000, 1000 with --quick: messages echoed per WebSocket), LT_WS_SIZE (64: bytes per message),
 # LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind), LT_INSTR_ROUNDS (1;
 # rounds of the gatehouse and baseline instruction counts, medians reported), LT_INSTR_CONNS (16;
 # wrk's connections there: 1 makes every request its own wake-up, the steadiest A/B),
@@ -44,9 +46,12 @@ else
   DURATION=${LT_DURATION:-10}; ROUNDS=${LT_ROUNDS:-3}; MISS_TOKENS=${LT_MISS_TOKENS:-60000}
 fi
 CONNS=${LT_CONNS:-64}
+WS_CONNS=${LT_WS_CONNS:-$CONNS}
+WS_MESSAGES=${LT_WS_MESSAGES:-$([[ $QUICK == 1 ]] && echo 1000 || echo 3000)}
+WS_SIZE=${LT_WS_SIZE:-64}
 IDLE_CONNS=${LT_IDLE_CONNS:-10000}
 TENANTS=${LT_TENANTS:-10000}
-SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session idle-10k instructions"}
+SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session ws-echo ratelimit idle-10k instructions"}
 REDIS_BASE=${LT_REDIS_BASE:-21400}
 ISSUER="http://127.0.0.1:18090/realms/demo"   # only a string in the tokens: no IdP is started
 TOKEN_TTL=$(( 3600 + ROUNDS * 1200 ))
@@ -61,7 +66,15 @@ P_IDP=$((B + 11)); P_GHS_MEM=$((B + 12)); P_GHS_R0=$((B + 13)); P_GHS_R5=$((B + 
 # ... and Apache mod_auth_openidc as OIDC client with its session cache in one Redis node
 P_APACHE_S=$((B + 15)); REDIS_APACHE=$((REDIS_BASE + 10))
 P_CG_ADMIN=$((B + 16))  # the admin listener of the gatehouse under callgrind (its /readyz)
+# ws-echo: the WebSocket echo upstream (ws-bench echo), and bare-proxy, nginx and gatehouse in
+# front of it; ratelimit: one gatehouse with the JWT route plain and rate limited
+P_WS_UP=$((B + 17)); P_WS_BARE=$((B + 18)); P_WS_NGINX=$((B + 19)); P_WS_GH=$((B + 20))
+P_RL_GH=$((B + 21)); P_RL_ADMIN=$((B + 22))
 SESSION=0; [[ " $SCENARIOS " == *" session "* ]] && SESSION=1
+WS=0; [[ " $SCENARIOS " == *" ws-echo "* ]] && WS=1
+RL=0; [[ " $SCENARIOS " == *" ratelimit "* ]] && RL=1
+# The Redis Cluster serves the session scenario and the ratelimit scenario's `shared: true` route.
+CLUSTER=0; ((SESSION || RL)) && CLUSTER=1
 IDP_ISSUER="http://127.0.0.1:$P_IDP/realms/demo"
 
 log() { printf '[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -98,13 +111,18 @@ install_missing() {
 # ---------------------------------------------------------------------------------------------
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ ${LT_SKIP_BUILD:-0} != 1 ]]; then
-  log "building gatehouse and bare-proxy (release) into $TARGET_DIR"
-  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet -p gatehouse -p bare-proxy) \
+  log "building gatehouse, bare-proxy and ws-bench (release) into $TARGET_DIR"
+  # Two invocations: built together, ws-bench's dependencies' features would be unified into
+  # gatehouse's and move (and rebuild) the binaries measured.
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet -p gatehouse -p bare-proxy \
+    && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet -p ws-bench) \
     || die "cargo build failed"
 fi
 GATEHOUSE="$TARGET_DIR/release/gatehouse"
 BARE="$TARGET_DIR/release/bare-proxy"
+WSBENCH="$TARGET_DIR/release/ws-bench"
 [[ -x $GATEHOUSE && -x $BARE ]] || die "binaries not found in $TARGET_DIR/release"
+((WS == 0)) || [[ -x $WSBENCH ]] || die "ws-bench not found in $TARGET_DIR/release"
 
 # ---------------------------------------------------------------------------------------------
 # 3. Work dir, teardown, file descriptors.
@@ -156,7 +174,10 @@ if (( IDLE_CONNS + 300 > NOFILE )); then
 fi
 
 LT_PORTS="$P_UP $P_BARE $P_NGINX $P_HAP $P_HAPJWT $P_APACHE $P_GH $P_GH10K $P_GHMISS $P_IDLE $P_CG_ADMIN"
-((SESSION)) && LT_PORTS+=" $P_IDP $P_GHS_MEM $P_GHS_R0 $P_GHS_R5 $P_APACHE_S $(seq -s ' ' "$REDIS_BASE" $((REDIS_BASE + 5))) $REDIS_APACHE"
+((SESSION)) && LT_PORTS+=" $P_IDP $P_GHS_MEM $P_GHS_R0 $P_GHS_R5 $P_APACHE_S $REDIS_APACHE"
+((CLUSTER)) && LT_PORTS+=" $(seq -s ' ' "$REDIS_BASE" $((REDIS_BASE + 5)))"
+((WS)) && LT_PORTS+=" $P_WS_UP $P_WS_BARE $P_WS_NGINX $P_WS_GH"
+((RL)) && LT_PORTS+=" $P_RL_GH $P_RL_ADMIN"
 for p in $LT_PORTS; do
   if ss -Hltn "sport = :$p" | grep -q .; then die "port $p is taken (set LT_PORT_BASE)"; fi
 done
@@ -359,6 +380,68 @@ if [[ " $SCENARIOS " == *" tenants-1-vs-10000 "* ]]; then
 fi
 "$GATEHOUSE" check --config "$WORK/gatehouse.yaml" > /dev/null || die "gatehouse.yaml does not validate"
 
+REDIS_URL="redis-cluster://$(for i in 0 1 2 3 4 5; do printf '127.0.0.1:%d,' $((REDIS_BASE + i)); done | sed 's/,$//')"
+
+# ws-echo: the same gatehouse config with the WebSocket echo upstream (ws-bench echo) as its
+# app: the handshake is a request of the JWT route /api/* (bearer token, role user), as for
+# jwt-warm; nginx proxies the upgrade as its documentation says (no auth: the handshake's cost
+# is outside the measured window anyway, the frames are what is measured).
+if ((WS)); then
+  gatehouse_conf "$P_WS_GH" gatehouse-ws 1 | sed "s/\"127.0.0.1:$P_UP\"/\"127.0.0.1:$P_WS_UP\"/" > "$WORK/gatehouse-ws.yaml"
+  grep -q "127.0.0.1:$P_WS_UP" "$WORK/gatehouse-ws.yaml" || die "gatehouse-ws.yaml has no WebSocket upstream"
+  "$GATEHOUSE" check --config "$WORK/gatehouse-ws.yaml" > /dev/null || die "gatehouse-ws.yaml does not validate"
+  cat > "$WORK/nginx-ws.conf" <<EOF
+# nginx WebSocket proxy (proxy_pass with Upgrade/Connection passed on), one worker.
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-ws.pid;
+error_log $WORK/logs/nginx-ws.err warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  $NGX_TEMPS
+  upstream ws { server 127.0.0.1:$P_WS_UP; }
+  server {
+    listen 127.0.0.1:$P_WS_NGINX backlog=4096;
+    location / {
+      proxy_pass http://ws;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 300s;
+      proxy_send_timeout 300s;
+    }
+  }
+}
+EOF
+fi
+
+# ratelimit: one instance, the JWT route /api/* plain and three copies of it with a client-ip
+# limit (every wrk connection comes from 127.0.0.1: one key): one too high to refuse anything
+# (the limiter's cost), one that refuses nearly every request with 429 (the refusal's cost), and
+# the first one counted in the Redis Cluster (`shared: true`: one Lua script call per request).
+if ((RL)); then
+  { printf 'admin-listen: 127.0.0.1:%d\nsession-store:\n  url: "%s"\n' "$P_RL_ADMIN" "$REDIS_URL"
+    gatehouse_conf "$P_RL_GH" gatehouse-rl 1
+    cat <<EOF
+      - uri: /rl-local/*
+        roles: [user]
+        rate-limits:
+          - { key: client-ip, rate: 1000000/s, burst: 1000000 }
+      - uri: /rl-refuse/*
+        roles: [user]
+        rate-limits:
+          - { key: client-ip, rate: 10/m, burst: 10 }
+      - uri: /rl-shared/*
+        roles: [user]
+        rate-limits:
+          - { key: client-ip, rate: 1000000/s, burst: 1000000, shared: true }
+EOF
+  } > "$WORK/gatehouse-rl.yaml"
+  "$GATEHOUSE" check --config "$WORK/gatehouse-rl.yaml" > /dev/null || die "gatehouse-rl.yaml does not validate"
+fi
+
 # Session scenario: a tenant with `login` + `cookie` behind the test IdP; the same config on
 # three session stores. /public/* is white-listed (the baseline), /app/* needs a session.
 gatehouse_session_conf() {  # $1 port, $2 name, $3 store url, $4 local-cache-ttl
@@ -403,7 +486,6 @@ tenants:
 EOF
 }
 if ((SESSION)); then
-  REDIS_URL="redis-cluster://$(for i in 0 1 2 3 4 5; do printf '127.0.0.1:%d,' $((REDIS_BASE + i)); done | sed 's/,$//')"
   gatehouse_session_conf "$P_GHS_MEM" gatehouse-session-memory "memory://" 5s > "$WORK/gatehouse-session-memory.yaml"
   # local-cache-ttl 0s: CachedStore never answers from its local cache, every get is a Redis
   # round trip (an unchanged record keeps its parsed claims: session/src/store/cached.rs)
@@ -460,7 +542,8 @@ EOF
   apache2 -t -f "$WORK/apache-session.conf" > "$WORK/logs/apache-session-configtest.txt" 2>&1 \
     || { cat "$WORK/logs/apache-session-configtest.txt" >&2; die "apache-session.conf does not validate (see $WORK/logs/apache-session-configtest.txt)"; }
 fi
-cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK"/gatehouse.yaml "$WORK"/gatehouse-session-*.yaml "$RESULTS/" 2>/dev/null || true
+cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK"/gatehouse.yaml "$WORK"/gatehouse-session-*.yaml "$WORK"/gatehouse-ws.yaml \
+  "$WORK"/gatehouse-rl.yaml "$RESULTS/" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------------------------
 # 6. Servers (each in the foreground of a background job: its pid is ours to stop).
@@ -503,12 +586,24 @@ if [[ -f $WORK/gatehouse-10k.yaml ]]; then
   log "gatehouse with $TENANTS tenants listened after $(( STARTUP_10K / 1000 )).$(( STARTUP_10K % 1000 / 100 )) s"
 fi
 
-declare -A COOKIE=()   # session scenario: instance -> Cookie header value (login.py)
-if ((SESSION)); then
-  log "session: Redis Cluster on 127.0.0.1:$REDIS_BASE-$((REDIS_BASE + 5)), test IdP on :$P_IDP"
+if ((CLUSTER)); then
+  log "Redis Cluster on 127.0.0.1:$REDIS_BASE-$((REDIS_BASE + 5)) (session, ratelimit)"
   mkdir -p "$WORK/redis"
   timeout 120 "$ROOT/testing/redis/cluster.sh" start "$WORK/redis" "$REDIS_BASE" > "$WORK/logs/redis-cluster.out" 2>&1 \
     || { cat "$WORK/logs/redis-cluster.out" >&2; die "Redis Cluster did not start"; }
+fi
+if ((WS)); then
+  log "ws-echo: ws-bench echo on :$P_WS_UP, bare-proxy :$P_WS_BARE, nginx :$P_WS_NGINX, gatehouse :$P_WS_GH"
+  start_server ws-echo "$P_WS_UP" "$WSBENCH" echo --listen "127.0.0.1:$P_WS_UP" --handshake-delay-ms 50
+  start_server bare-proxy-ws "$P_WS_BARE" env BARE_PROXY_THREADS=1 "$BARE" "127.0.0.1:$P_WS_BARE" "127.0.0.1:$P_WS_UP"
+  start_server nginx-ws "$P_WS_NGINX" nginx -p "$WORK" -c "$WORK/nginx-ws.conf"
+  gh_start gatehouse-ws "$P_WS_GH"
+fi
+((RL)) && gh_start gatehouse-rl "$P_RL_GH"
+
+declare -A COOKIE=()   # session scenario: instance -> Cookie header value (login.py)
+if ((SESSION)); then
+  log "session: test IdP on :$P_IDP"
   # mod_auth_openidc cannot use a Redis Cluster (see apache-session.conf): one plain node.
   log "session: one standalone Redis on 127.0.0.1:$REDIS_APACHE for Apache mod_auth_openidc"
   timeout 60 "$ROOT/testing/redis/cluster.sh" single "$WORK/redis-apache" "$REDIS_APACHE" > "$WORK/logs/redis-apache.out" 2>&1 \
@@ -548,6 +643,11 @@ fi
 # 7. Preflight: every peer answers what the scenario expects, or the run stops here.
 # ---------------------------------------------------------------------------------------------
 TOKEN=$(head -1 "$KEYS/token.txt")
+# gatehouse-rl's shared-limit fallbacks so far (gatehouse_rate_limit_shared_fallback_total)
+rl_fallbacks() {
+  curl -s --max-time 5 "http://127.0.0.1:$P_RL_ADMIN/metrics" \
+    | awk '/^gatehouse_rate_limit_shared_fallback_total/ { n += $NF } END { printf "%d\n", n }'
+}
 FORGED=$(head -1 "$KEYS/forged.txt")
 expect() {  # $1 expected status, $2 what, curl args...
   local want=$1 what=$2; shift 2
@@ -587,6 +687,38 @@ if ((SESSION)); then
   [[ $loc == "$IDP_ISSUER/protocol/openid-connect/auth?"* ]] \
     || die "preflight: apache-session without a cookie redirected to '$loc', expected the IdP's authorization endpoint (see $WORK/logs/apache-session.err)"
 fi
+if ((WS)); then
+  # A few echoes through each WebSocket proxy; gatehouse refuses a handshake without a token.
+  for peer in "bare-proxy $P_WS_BARE" "nginx $P_WS_NGINX" "gatehouse $P_WS_GH"; do
+    set -- $peer
+    timeout 30 "$WSBENCH" client --url "ws://127.0.0.1:$2/api/ws" --host lt.localhost \
+      --header "Authorization: Bearer $TOKEN" --conns 2 --messages 10 --timeout 20 > "$WORK/logs/ws-preflight-$1.txt" 2>&1 \
+      || die "preflight: WebSocket echo through $1 failed (see $WORK/logs/ws-preflight-$1.txt)"
+  done
+  expect 401 "gatehouse-ws handshake without a token" -H 'Host: lt.localhost' -H 'Connection: Upgrade' \
+    -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \
+    "http://127.0.0.1:$P_WS_GH/api/ws"
+fi
+if ((RL)); then
+  for path in /api/x /rl-local/x /rl-shared/x; do
+    expect 200 "gatehouse-rl $path with a valid token" -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_RL_GH$path"
+    expect 401 "gatehouse-rl $path without a token" -H 'Host: lt.localhost' "http://127.0.0.1:$P_RL_GH$path"
+  done
+  for _ in $(seq 12); do  # past the burst of 10
+    curl -s -o /dev/null --max-time 5 -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_RL_GH/rl-refuse/x" || true
+  done
+  expect 429 "gatehouse-rl /rl-refuse/x past its burst" -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_RL_GH/rl-refuse/x"
+  curl -s --max-time 5 "http://127.0.0.1:$P_RL_ADMIN/metrics" | grep -q '^gatehouse_rate_limited_total{' \
+    || die "preflight: gatehouse-rl's metrics show no rate-limit refusal"
+  # The shared route counts in Redis, not in its local fallback (the first requests may have
+  # come before the cluster connection was up: counted from here on).
+  sleep 1
+  f0=$(rl_fallbacks)
+  for _ in $(seq 20); do
+    curl -s -o /dev/null --max-time 5 -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$P_RL_GH/rl-shared/x" || true
+  done
+  [[ $(rl_fallbacks) == "$f0" ]] || die "preflight: gatehouse-rl's shared limit fell back to its local bucket (Redis Cluster not used)"
+fi
 log "preflight passed: every peer answers 200 / 401 / 302 as expected"
 
 # ---------------------------------------------------------------------------------------------
@@ -601,7 +733,16 @@ peers_of() {
     mix-80-20) echo "gatehouse haproxy-jwt" ;;
     tenants-1-vs-10000) echo "gatehouse-1-tenant gatehouse-10000-tenants" ;;
     session) echo "bare-proxy gatehouse-public gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s apache-session" ;;
+    ws-echo) echo "bare-proxy nginx gatehouse" ;;
+    ratelimit) echo "gatehouse-jwt gatehouse-rl-local gatehouse-rl-refuse gatehouse-rl-shared" ;;
   esac
+}
+# ws-bench client arguments of a ws-echo peer, one per line: every handshake carries the same
+# Host and bearer token (gatehouse's route needs it; the others pass it on unread).
+ws_target_of() {
+  local port
+  case $1 in bare-proxy) port=$P_WS_BARE ;; nginx) port=$P_WS_NGINX ;; gatehouse) port=$P_WS_GH ;; esac
+  printf '%s\n' --url "ws://127.0.0.1:$port/api/ws" --host lt.localhost --header "Authorization: Bearer $TOKEN"
 }
 # wrk arguments ([-H HEADER] URL -- MODE HOST FILES) of one scenario x peer, one per line
 target_of() {
@@ -631,6 +772,12 @@ target_of() {
       printf '%s\n' -H "Cookie: $c" "http://127.0.0.1:$port$path" -- plain demo.localhost; return ;;
   esac
   case $s in
+    ratelimit)
+      local path=/api/x
+      case $p in gatehouse-rl-local) path=/rl-local/x ;; gatehouse-rl-refuse) path=/rl-refuse/x ;; gatehouse-rl-shared) path=/rl-shared/x ;; esac
+      printf '%s\n' "http://127.0.0.1:$P_RL_GH$path" -- token lt.localhost "$KEYS/token.txt"; return ;;
+  esac
+  case $s in
     plain|tenants-1-vs-10000) printf '%s\n' http://127.0.0.1:$port/public/x -- plain lt.localhost ;;
     jwt-warm) printf '%s\n' http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt ;;
     jwt-miss) printf '%s\n' http://127.0.0.1:$port/api/x -- miss lt.localhost $KEYS/miss.txt - $MISS_TOKENS ;;
@@ -651,7 +798,7 @@ for s in "${LOAD_SCENARIOS[@]}"; do set -- $(peers_of "$s"); TOTAL=$(( TOTAL + $
 cat > "$RESULTS/run.json" <<EOF
 {"stamp": "$STAMP", "quick": $QUICK, "duration_s": $DURATION, "rounds": $ROUNDS,
  "connections": $CONNS, "instr_conns": ${LT_INSTR_CONNS:-16}, "wrk_threads": 1, "miss_tokens": $MISS_TOKENS, "tenants": $TENANTS,
- "idle_conns": $IDLE_CONNS, "scenarios": "$SCENARIOS", "tenants_startup_ms": $STARTUP_10K,
+ "idle_conns": $IDLE_CONNS, "ws_conns": $WS_CONNS, "ws_messages": $WS_MESSAGES, "ws_size": $WS_SIZE, "scenarios": "$SCENARIOS", "tenants_startup_ms": $STARTUP_10K,
  "host": "$(uname -srm)", "cpus": $(nproc), "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "versions": {"gatehouse": "$("$GATEHOUSE" version | awk '{print $2}')", "nginx": "$(nginx -v 2>&1 | sed 's/.*nginx\///')",
    "haproxy": "$(haproxy -v | head -1 | awk '{print $3}')", "apache": "$(apache2 -v | head -1 | sed 's/.*Apache\///; s/ .*//')",
@@ -677,6 +824,18 @@ if ((${#LOAD_SCENARIOS[@]})); then
       wrk -t1 -c"$CONNS" -d1s -s "$LUA" "${targs[@]}" > /dev/null 2>&1 || true
     done
   fi
+  if ((WS)); then
+    for p in $(peers_of ws-echo); do
+      mapfile -t wargs < <(ws_target_of "$p")
+      timeout 60 "$WSBENCH" client "${wargs[@]}" --conns "$WS_CONNS" --messages 100 --timeout 30 > /dev/null 2>&1 || true
+    done
+  fi
+  if ((RL)); then
+    for p in $(peers_of ratelimit); do
+      mapfile -t targs < <(target_of ratelimit "$p")
+      wrk -t1 -c"$CONNS" -d1s -s "$LUA" "${targs[@]}" > /dev/null 2>&1 || true
+    done
+  fi
   log "measuring: $TOTAL runs of ${DURATION}s, $ROUNDS round(s), wrk -t1 -c$CONNS"
 fi
 
@@ -698,14 +857,33 @@ for ((r = 1; r <= ROUNDS; r++)); do
         timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_APACHE" config resetstat > /dev/null 2>&1 \
           || log "WARNING: CONFIG RESETSTAT on Apache's Redis node failed"
       fi
-      # shellcheck disable=SC2046
-      timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" \
-        "${targs[@]}" > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
+      if [[ $p == gatehouse-rl-shared ]]; then  # count the Redis Cluster's commands in this run
+        for port in $(seq "$REDIS_BASE" $((REDIS_BASE + 5))); do
+          timeout 5 redis-cli -h 127.0.0.1 -p "$port" config resetstat > /dev/null 2>&1 \
+            || log "WARNING: CONFIG RESETSTAT on Redis node $port failed"
+        done
+      fi
+      if [[ $s == ws-echo ]]; then
+        # Bounded by count (connections x messages) and by --timeout.
+        mapfile -t wargs < <(ws_target_of "$p")
+        timeout $((DURATION + 90)) "$WSBENCH" client "${wargs[@]}" --conns "$WS_CONNS" --messages "$WS_MESSAGES" \
+          --size "$WS_SIZE" --timeout $((DURATION + 60)) > "$out" 2> "$RAW/${s}__${p}__r${r}.err" \
+          || log "ws-bench client exited non-zero for $s/$p (see $out and its .err)"
+      else
+        # shellcheck disable=SC2046
+        timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" \
+          "${targs[@]}" > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
+      fi
+      if [[ $p == gatehouse-rl-shared ]]; then  # not named *__*__rN.txt: report.py reads it apart
+        for port in $(seq "$REDIS_BASE" $((REDIS_BASE + 5))); do
+          timeout 5 redis-cli -h 127.0.0.1 -p "$port" info commandstats 2>&1 || true
+        done > "$RAW/ratelimit-shared-redis-r$r.txt"
+      fi
       if [[ $p == apache-session ]]; then  # not named *__*__rN.txt: report.py reads it apart
         timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_APACHE" info commandstats > "$RAW/apache-session-redis-r$r.txt" 2>&1 \
           || log "WARNING: INFO commandstats on Apache's Redis node failed"
       fi
-      awk -v n="$N" -v t="$TOTAL" -v r="$r" -v R="$ROUNDS" -v s="$s" -v p="$p" '
+      awk -v n="$N" -v t="$TOTAL" -v r="$r" -v R="$ROUNDS" -v s="$s" -v p="$p" -v unit="$([[ $s == ws-echo ]] && echo 'msg/s' || echo 'req/s')" '
         /^LT_SUMMARY/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
         /^LT_WINDOW/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); w[kv[1]] = kv[2] } }
         /^LT_PCT 99 / { p99 = $3 }
@@ -714,13 +892,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
           rps = v["duration_us"] > 0 ? v["requests"] / (v["duration_us"] / 1e6) : 0
           if (w["elapsed_us"] > 0) rps = w["requests"] / (w["elapsed_us"] / 1e6)
           err = v["connect"] + v["read"] + v["write"] + v["timeout"]
-          printf "[%3d/%d] round %d/%d  %-19s %-24s %8.1fk req/s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %d  errors %d\n",
-            n, t, r, R, s, p, rps / 1000, p50 / 1000, p99 / 1000, v["status"], err
+          printf "[%3d/%d] round %d/%d  %-19s %-24s %8.1fk %s  p50 %6.2f ms  p99 %6.2f ms  non-2xx %d  errors %d\n",
+            n, t, r, R, s, p, rps / 1000, unit, p50 / 1000, p99 / 1000, v["status"], err
         }' "$out" >&2
     done
   done
 done
 stop_server gatehouse-miss
+if ((RL)); then  # report.py: the shared limit's local fallbacks over the whole run
+  echo "LT_RL_FALLBACKS $(rl_fallbacks)" > "$RAW/ratelimit-fallbacks.txt"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 9. Idle keep-alive connections: a fresh instance of each server, IDLE_CONNS connections that

@@ -16,9 +16,9 @@ import report  # noqa: E402
 PCTS = [10, 50, 90, 99, 99.9, 99.99, 99.999, 100]
 
 
-def wrk_output(requests, base_us):
+def wrk_output(requests, base_us, non2xx=0):
     lines = [f"LT_SUMMARY requests={requests} duration_us=2000000 bytes=1 connect=0 read=0 "
-             "write=0 status=0 timeout=0"]
+             f"write=0 status={non2xx} timeout=0"]
     lines += [f"LT_PCT {p:g} {int(base_us * (1 + p / 25))}" for p in PCTS]
     return "\n".join(lines) + "\n"
 
@@ -57,6 +57,58 @@ class ReportTest(unittest.TestCase):
                 w, h = png_size(os.path.join(results, png))
                 self.assertGreaterEqual(w, 800, png)
                 self.assertGreaterEqual(h, 150, png)
+
+    def test_ws_echo_and_ratelimit_sections_give_their_ratios(self):
+        with tempfile.TemporaryDirectory() as results:
+            raw = os.path.join(results, "raw")
+            os.mkdir(raw)
+
+            def put(name, text):
+                with open(os.path.join(raw, name), "w") as f:
+                    f.write(text)
+
+            # ws-bench client outputs: 2 s windows, so msgs/s = messages / 2
+            for peer, msgs, reopened in (("gatehouse", 90000, 1), ("bare-proxy", 100000, 0),
+                                         ("nginx", 60000, 0)):
+                put(f"ws-echo__{peer}__r1.txt", wrk_output(msgs, 400) +
+                    f"LT_WS conns=64 messages=2000 size=64 reconnects={reopened} "
+                    "handshake_p50_us=51000 handshake_max_us=60000\n")
+            for peer, reqs, refused in (("gatehouse-jwt", 100000, 0),
+                                        ("gatehouse-rl-local", 98000, 0),
+                                        ("gatehouse-rl-shared", 60000, 0),
+                                        ("gatehouse-rl-refuse", 120000, 119990)):
+                put(f"ratelimit__{peer}__r1.txt", wrk_output(reqs, 300, refused))
+            # two nodes' INFO commandstats: 30000 + 30000 script calls for 60000 requests
+            put("ratelimit-shared-redis-r1.txt",
+                "# Commandstats\ncmdstat_evalsha:calls=30000,usec=1,usec_per_call=0.1\n"
+                "cmdstat_get:calls=5,usec=1\n# Commandstats\n"
+                "cmdstat_evalsha:calls=29990,usec=1\ncmdstat_eval:calls=10,usec=1\n")
+            put("ratelimit-fallbacks.txt", "LT_RL_FALLBACKS 0\n")
+            with open(os.path.join(results, "run.json"), "w") as f:
+                f.write('{"ws_conns": 64, "ws_messages": 2000, "ws_size": 64}')
+            out = subprocess.run([sys.executable, report.__file__, results], capture_output=True,
+                                 text=True, check=False)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            with open(os.path.join(results, "report.md")) as f:
+                md = f.read()
+            self.assertIn("64 WebSockets opened", md)
+            self.assertIn("| gatehouse, JWT route (bearer token checked at the handshake) | 45.0k "
+                          "| 1.20 | 1.98 | 2.00 | 0.90 | 1.50 | 1 | 0 |", md)
+            self.assertIn("gatehouse / bare Pingora = **0.90x**, gatehouse / nginx = **1.50x**",
+                          md)
+            self.assertIn("![throughput ws-echo](throughput-ws-echo.png)", md)
+            self.assertIn("| `/rl-local/*`: + client-ip limit 1 000 000/s (never refuses) | 49.0k "
+                          "| 0.90 | 1.49 | 1.50 | 0.98 | 0 (0.00 %) | 0 |", md)
+            self.assertIn("| 30.0k | 0.90 | 1.49 | 1.50 | 0.60 | 0 (0.00 %) |", md)
+            self.assertIn("| 1.20 | 119990 (99.99 %) |", md)
+            self.assertIn("per `/rl-shared/*` request: **1.00** (60000 requests", md)
+            self.assertIn("`gatehouse_rate_limit_shared_fallback_total` at the end of the run: 0",
+                          md)
+            self.assertNotIn("not a clean measurement", md)
+            self.assertIn("![throughput ratelimit](throughput-ratelimit.png)", md)
+            for png in ("throughput-ws-echo.png", "latency-ratelimit.png"):
+                w, h = png_size(os.path.join(results, png))
+                self.assertGreaterEqual(w, 800, png)
 
     def capture(self, draw, *args):
         figures = []

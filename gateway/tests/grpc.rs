@@ -4,7 +4,7 @@
 //! and server-streaming calls, the upstream's status, message and trailers passed through,
 //! `te: trailers` kept (grpcio's server refuses a call without it), `grpc-timeout` reaching the
 //! upstream, identity headers as metadata, and every refusal of the gateway a trailers-only
-//! gRPC answer with its status code and the request ID.
+//! gRPC answer with its status code and the request ID (a rate limit's included).
 
 mod support;
 
@@ -107,16 +107,24 @@ impl Drop for Server {
     }
 }
 
-fn make_cert(dir: &Path, cn: &str) -> (String, String) {
+/// A self-signed certificate for `names` (the first one its CN), and its key.
+fn make_cert(dir: &Path, names: &[&str]) -> (String, String) {
     let cert = dir.join("tls.crt");
     let key = dir.join("tls.key");
     let status = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
         ])
-        .arg(format!("/CN={cn}"))
+        .arg(format!("/CN={}", names[0]))
         .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{cn}"))
+        .arg(format!(
+            "subjectAltName={}",
+            names
+                .iter()
+                .map(|n| format!("DNS:{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -129,7 +137,7 @@ fn make_cert(dir: &Path, cn: &str) -> (String, String) {
 }
 
 fn config(p: &Ports, dir: &Path, jwks_file: &Path, server: &Server) -> String {
-    let (cert, key) = make_cert(dir, "demo.localhost");
+    let (cert, key) = make_cert(dir, &["demo.localhost", "limited.localhost"]);
     format!(
         r#"
 listen: 127.0.0.1:{listen}
@@ -169,6 +177,17 @@ tenants:
         h2: true
     routes:
       - uri: /*
+  - name: limited
+    hosts: [limited.localhost]
+    identity-provider: static
+    upstreams:
+      - name: grpc
+        targets: ["127.0.0.1:{port}"]
+        h2: true
+    routes:
+      - uri: /gatehouse.test.Echo/*
+        rate-limits:
+          - {{ key: subject, rate: 1/h, burst: 2 }}
 "#,
         listen = p.listen,
         tls = p.tls,
@@ -338,9 +357,58 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
         meta(&down[0]["trailing"], "x-request-id").is_some(),
         "{down:?}"
     );
+    // Over a rate limit (2 calls per subject, then one an hour): RESOURCE_EXHAUSTED,
+    // trailers-only, the reason and the request ID, on the h2c and on the TLS listener alike
+    // (one bucket per subject: the TLS call comes after the h2c calls emptied it).
+    let unary =
+        json!({"rpc": "unary", "request": {"message": "limited"}, "metadata": bearer(&alice)});
+    let mut limited = tools.call(
+        &h2c,
+        "limited.localhost",
+        &json!([unary, unary, unary]),
+        None,
+    );
+    limited.extend(tools.call(
+        &tls,
+        "limited.localhost",
+        &json!([unary]),
+        Some(ca.to_str().unwrap()),
+    ));
+    let [first, second, refused @ ..] = &limited[..] else {
+        panic!("{limited:?}")
+    };
+    for allowed in [first, second] {
+        assert_eq!(allowed["code"], "OK", "{allowed}");
+        assert_eq!(allowed["replies"][0]["message"], "limited");
+    }
+    assert_eq!(refused.len(), 2, "{limited:?}");
+    for call in refused {
+        assert_eq!(call["code"], "RESOURCE_EXHAUSTED", "{call}");
+        let id = meta(&call["trailing"], "x-request-id")
+            .unwrap_or_else(|| panic!("the request ID: {call}"));
+        let details = call["details"].as_str().unwrap();
+        assert!(
+            details.starts_with("rate_limited") && details.contains(id),
+            "{details:?} names rate_limited and {id}"
+        );
+        assert_eq!(call["initial"], json!([]), "trailers-only: {call}");
+    }
     // The refusals never reached the upstream: it saw each allowed call only (checked by
     // the gateway's own metrics: refusals by reason).
     let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
+    assert!(
+        m.contains(
+            r#"gatehouse_rate_limited_total{key="subject",route="/gatehouse.test.Echo/*",tenant="limited"} 2"#
+        ),
+        "{m}"
+    );
+    // ... and only the two allowed calls of that tenant reached its upstream.
+    assert!(
+        m.contains(
+            r#"gatehouse_upstream_duration_seconds_count{tenant="limited",upstream="grpc"} 2"#
+        ),
+        "{m}"
+    );
     assert!(
         m.contains(r#"gatehouse_denials_total{reason="unauthenticated",tenant="demo"} 2"#),
         "{m}"

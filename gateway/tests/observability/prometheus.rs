@@ -244,7 +244,13 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
     .unwrap();
 
     // ~15 s of mixed traffic (bounded): allowed, cached, refused, forged, unknown host, bad
-    // path and 503, so every family and label the panels and rules read has data.
+    // path, 503 and over a rate limit (its one request an hour spent here), so every family
+    // and label the panels and rules read has data.
+    let first = gw.get_with("demo.localhost", "/limited/x", &[]);
+    assert_eq!(
+        first.status, 200,
+        "the rate-limited route's one request: {first:?}"
+    );
     let admin = idp.token("svc-admin");
     let user = idp.token("svc-user");
     let (bad_sig, bad_kid) = (bad_signature(&admin), unknown_kid(&admin));
@@ -260,6 +266,7 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         ("nobody.example", "/", None, 404),
         (h, "/public/a%2Fb", None, 400),
         (h, "/down/x", None, 503),
+        (h, "/limited/x", None, 429),
     ];
     let session = stays.cookies();
     let started = Instant::now();
@@ -283,11 +290,36 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         if round == 20 {
             gw.signal("HUP"); // a reload, for the reload panels
         }
+        if round % 10 == 0 {
+            // 41 connections from 127.0.0.2 against max-connections-per-ip 40: the last one is
+            // closed at once (the connection-limit panel); held a moment so it is accepted
+            // while the 40 are open.
+            let many: Vec<_> = (0..41)
+                .map(|_| socket_from("127.0.0.2", gw.listen))
+                .collect();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(many);
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("sent {sent} requests in {:?}", started.elapsed());
     let out = leaves.get("/oauth/logout");
     assert!(out.status == 302 || out.status == 303, "logout: {out:?}");
+    // A WebSocket handshake upgraded and held open while the panels are checked (the
+    // upgraded-connections panel).
+    let mut upgraded = std::net::TcpStream::connect(gw.listen).unwrap();
+    upgraded
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut upgraded,
+        b"GET /ws/x HTTP/1.1\r\nHost: demo.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut upgraded, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101", "the upgrade was answered");
 
     // Every panel, variable and rule expression returns data (alerts in their bool form), and
     // every panel data that moved, but the fault panels (moved by the alerts test).
@@ -308,6 +340,7 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         ],
     );
     drop(held);
+    drop(upgraded);
     println!("{out}");
     assert!(
         ok,
