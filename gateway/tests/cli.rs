@@ -206,6 +206,7 @@ fn output_to_a_reader_that_went_away_ends_quietly() {
             .args(["-c", closed_pipe])
             .arg(binary())
             .args(&args)
+            .current_dir(examples_dir().join("../.."))
             .env("OIDC_CLIENT_SECRET", "s3cret")
             .env("COOKIE_KEY", "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
             .output()
