@@ -267,7 +267,7 @@ impl TokenVerifier {
             Some(exp) => {
                 let bad = exp.saturating_add(leeway) <= now;
                 let detail = if bad {
-                    format!("expired {} (leeway {leeway} s)", relative(exp, now))
+                    format!("{} (leeway {leeway} s)", relative(exp, now))
                 } else {
                     format!("expires {}", relative(exp, now))
                 };

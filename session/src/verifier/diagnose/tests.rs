@@ -117,11 +117,7 @@ fn every_check_is_reported_after_the_first_failure_with_expected_and_got() {
     );
     let by = |n: &str| d.checks.iter().find(|c| c.name == n).expect(n);
     assert_eq!(by("exp").failed, Some(TokenError::Expired));
-    assert!(
-        by("exp").detail.starts_with("expired 9"),
-        "{}",
-        by("exp").detail
-    );
+    assert!(by("exp").detail.starts_with("9"), "{}", by("exp").detail);
     assert_eq!(by("iss").expected.as_deref(), Some(ISSUER));
     assert_eq!(by("iss").got.as_deref(), Some("https://evil.localhost"));
     assert_eq!(by("aud").got.as_deref(), Some("[x, y]"));
