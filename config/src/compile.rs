@@ -141,6 +141,12 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
             addrs.push(("admin-listen", a));
         }
     }
+    if f.admin_explain.as_ref().is_some_and(|v| v.0) && f.admin_listen.is_none() {
+        d.warn(
+            "admin-explain",
+            "has no effect without admin-listen (POST /debug/explain is an admin endpoint)",
+        );
+    }
     for (i, (k, a)) in addrs.iter().enumerate() {
         if let Some((other, _)) = addrs[..i].iter().find(|(_, b)| b == a) {
             d.error(k, format!("address {a} is already used by {other}"));
@@ -294,6 +300,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         tls_cert,
         tls_key,
         admin_listen: f.admin_listen.map(|s| s.trim().to_string()),
+        admin_explain: flag(f.admin_explain, false),
         threads,
         trusted_proxies,
         forward_auth_headers,

@@ -28,6 +28,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// `admin-listen`: optional listener for `/metrics`, `/healthz`, `/readyz`.
     pub admin_listen: Option<String>,
+    /// `admin-explain`: the admin listener answers `POST /debug/explain` (the same decision
+    /// as `gatehouse explain`, with the process's live keys and session store). Default false:
+    /// the endpoint answers 404.
+    pub admin_explain: bool,
     /// `threads`: proxy worker threads (>= 1); `None` = number of CPUs.
     pub threads: Option<usize>,
     /// `trusted-proxies`: peers whose `X-Forwarded-*` / `X-Original-*` headers are believed; a

@@ -206,6 +206,7 @@ pub(crate) struct FileConfig {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub admin_listen: Option<String>,
+    pub admin_explain: Option<Flag>,
     pub threads: Option<Int<usize>>,
     pub trusted_proxies: Option<Vec<String>>,
     pub forward_auth_headers: Option<String>,

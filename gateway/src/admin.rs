@@ -1,6 +1,8 @@
 //! The admin listener: `GET /healthz` (live), `/readyz` (this process can serve; `?verbose`
 //! adds each pool's and identity provider's state, see [`crate::readiness`]), `/metrics`
-//! (Prometheus text).
+//! (Prometheus text), and with `admin-explain: true` `POST /debug/explain` (a request's
+//! explanation with this process's live keys and session store, see [`crate::explain`]; 404
+//! when off).
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::login::Sessions;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::runtime::SharedRuntime;
@@ -18,7 +21,15 @@ pub struct Admin {
     pub runtime: SharedRuntime,
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// The proxy's session store, read by `POST /debug/explain`.
+    pub sessions: Arc<Sessions>,
 }
+
+/// The largest `POST /debug/explain` body read (a request head with its credentials).
+const MAX_EXPLAIN_BODY: usize = 64 * 1024;
+
+/// `POST /debug/explain` path.
+pub const EXPLAIN_PATH: &str = "/debug/explain";
 
 /// Whether the query string has a `verbose` parameter (`?verbose`, `?verbose=1`).
 fn wants_verbose(query: Option<&str>) -> bool {
@@ -42,6 +53,15 @@ fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if req.uri.path() == EXPLAIN_PATH {
+            if !self.runtime.load().config.admin_explain {
+                return text(404, "text/plain", b"not found\n".to_vec());
+            }
+            if req.method != http::Method::POST {
+                return text(405, "text/plain", b"method not allowed: POST\n".to_vec());
+            }
+            return self.explain(session).await;
+        }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return text(405, "text/plain", b"method not allowed\n".to_vec());
         }
@@ -55,6 +75,50 @@ impl ServeHttp for Admin {
             }
             "/metrics" => text(200, "text/plain; version=0.0.4", self.metrics.render()),
             _ => text(404, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}
+
+impl Admin {
+    /// `POST /debug/explain`: the JSON body is a [`crate::explain::Query`]; the answer is the
+    /// report as `gatehouse explain --json` prints it (200), or 400 with the reason the body
+    /// does not describe a request (413 over 64 KiB).
+    async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_EXPLAIN_BODY {
+                        return text(413, "text/plain", b"body too large\n".to_vec());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return text(400, "text/plain", b"unreadable body\n".to_vec()),
+            }
+        }
+        let query: crate::explain::Query = match serde_json::from_slice(&body) {
+            Ok(q) => q,
+            Err(e) => {
+                // Not serde's message: it can quote a value sent, and that may be a token.
+                let msg = format!(
+                    "the body is not an explain request ({:?} error at line {}, column {}): \
+                     expected {{\"method\", \"url\", \"headers\": [\"Name: value\"], \"from\"}}\n",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                );
+                return text(400, "text/plain", msg.into_bytes());
+            }
+        };
+        let runtime = self.runtime.load_full();
+        match crate::explain::explain(&runtime, &self.sessions, &query).await {
+            Ok(report) => {
+                let mut json = crate::explain::json(&report).into_bytes();
+                json.push(b'\n');
+                text(200, "application/json", json)
+            }
+            Err(e) => text(400, "text/plain", format!("{e}\n").into_bytes()),
         }
     }
 }

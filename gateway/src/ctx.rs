@@ -36,6 +36,42 @@ pub fn decided_host(
     original.or_else(|| client_host(req))
 }
 
+/// What the gateway knows of a request once its head is in, before admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The TCP peer is in `trusted-proxies`.
+    pub trusted_peer: bool,
+    /// The client used HTTPS: TLS here, or `X-Forwarded-Proto: https` from a trusted proxy.
+    pub secure: bool,
+    /// The tenant of the decided host ([`decided_host`]).
+    pub tenant: Option<usize>,
+}
+
+/// The peer's trust, the scheme the client used and the tenant, from the connection (`peer`,
+/// `tls`) and the head: `early_request_filter`'s decisions, shared with `gatehouse explain`.
+pub fn arrival(
+    policy: &gatehouse_policy::snapshot::Snapshot,
+    req: &pingora::http::RequestHeader,
+    peer: Option<IpAddr>,
+    tls: bool,
+) -> Arrival {
+    let trusted_peer = peer.is_some_and(|ip| policy.trusted_proxies.contains(ip));
+    let secure = tls
+        || (trusted_peer
+            && req
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
+    let trusted_check =
+        trusted_peer && gatehouse_policy::forward_auth::is_forward_auth_path(req.uri.path());
+    let host = decided_host(req, trusted_check, policy.forward_auth_headers);
+    Arrival {
+        trusted_peer,
+        secure,
+        tenant: policy.tenant_for_host(host.unwrap_or("")),
+    }
+}
+
 /// The authority of an `http`/`https` absolute-form request target (`http://host:port/path`).
 pub fn absolute_form_authority(target: &[u8]) -> Option<&str> {
     use pingora::protocols::http::authority::{

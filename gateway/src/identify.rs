@@ -6,29 +6,38 @@
 use std::sync::Arc;
 
 use gatehouse_policy::authz::Forbidden;
-use gatehouse_policy::snapshot::{Access, Denial, RouteRef};
+use gatehouse_policy::snapshot::{Access, Denial, RoutePolicy, RouteRef};
 use gatehouse_session::claims::Claims;
 use gatehouse_session::{looks_like_jwt, Audience, TokenError};
-use pingora::proxy::Session;
+use pingora::http::RequestHeader;
 
 use crate::auth::{bearer_token, ClaimsIdentity};
 use crate::ctx::RequestCtx;
 use crate::login::{login_location, session_claims, SessionOutcome, Sessions};
-use crate::responses::wants_html;
+use crate::responses::wants_html_head;
 
 /// The caller's identity, then the route's requirements checked against its claims.
 /// `Ok(None)`: an anonymous caller on a `white-listed-anon` route.
 pub(crate) async fn verify_and_authorize(
-    downstream: &Session,
+    req: &RequestHeader,
     ctx: &RequestCtx,
     tenant_index: usize,
     route_ref: RouteRef,
     runtime: &crate::runtime::Runtime,
     sessions: &Sessions,
 ) -> Result<Option<Arc<Claims>>, Denial> {
-    let tenant = runtime.policy.tenant(tenant_index);
-    let route = tenant.route(route_ref);
-    let demand = Demand {
+    let route = runtime.policy.tenant(tenant_index).route(route_ref);
+    let demand = route_demand(route);
+    let Some(claims) = identify(req, ctx, tenant_index, runtime, sessions, demand).await? else {
+        return Ok(None);
+    };
+    authorize(req, ctx, tenant_index, route_ref, runtime, &claims)?;
+    Ok(Some(claims))
+}
+
+/// What a route demands of its caller's identity.
+pub(crate) fn route_demand(route: &RoutePolicy) -> Demand<'_> {
+    Demand {
         revocation_checked: route.introspect,
         resource: route.resource.as_deref(),
         identity: if route.access == Access::Optional {
@@ -36,21 +45,27 @@ pub(crate) async fn verify_and_authorize(
         } else {
             Need::Required
         },
-    };
-    let Some(claims) = identify(downstream, ctx, tenant_index, runtime, sessions, demand).await?
-    else {
-        return Ok(None);
-    };
+    }
+}
+
+/// Whether an identified caller may use the route: the tenant's default deny, the route's
+/// roles, groups and claims, then its step-up (`acr`, `max-auth-age`).
+pub(crate) fn authorize(
+    req: &RequestHeader,
+    ctx: &RequestCtx,
+    tenant_index: usize,
+    route_ref: RouteRef,
+    runtime: &crate::runtime::Runtime,
+    claims: &Claims,
+) -> Result<(), Denial> {
+    let tenant = runtime.policy.tenant(tenant_index);
+    let route = tenant.route(route_ref);
     if route.access == Access::DefaultDeny {
         return Err(Denial::Forbidden(Forbidden::NoRoute));
     }
-    let client_id = runtime
-        .provider(tenant_index)
-        .map(|p| p.verifier.client_id())
-        .unwrap_or_default();
     let identity = ClaimsIdentity {
-        claims: &claims,
-        client_id,
+        claims,
+        client_id: client_id(runtime, tenant_index),
     };
     route
         .requirements
@@ -58,26 +73,33 @@ pub(crate) async fn verify_and_authorize(
         .map_err(Denial::Forbidden)?;
     if let Some(step_up) = route.step_up.as_deref() {
         if let Err(shortfall) = step_up.check(claims.acr.as_deref(), claims.auth_time, now_secs()) {
-            return Err(step_up_denial(downstream, ctx, tenant, step_up, shortfall));
+            return Err(step_up_denial(req, ctx, tenant, step_up, shortfall));
         }
     }
-    Ok(Some(claims))
+    Ok(())
+}
+
+/// The tenant's provider's `client-id`: the client of bare role names ("" without a provider).
+pub(crate) fn client_id(runtime: &crate::runtime::Runtime, tenant_index: usize) -> &str {
+    runtime
+        .provider(tenant_index)
+        .map(|p| p.verifier.client_id())
+        .unwrap_or_default()
 }
 
 /// A caller that falls short of the route's step-up: a browser navigation authenticated by
 /// its session logs in again at the IdP with the route's `acr_values`/`max_age` (and
 /// `prompt=login`), then returns to the page; everyone else gets the 401 challenge.
 fn step_up_denial(
-    downstream: &Session,
+    req: &RequestHeader,
     ctx: &RequestCtx,
     tenant: &gatehouse_policy::snapshot::TenantPolicy,
     step_up: &gatehouse_policy::resource::StepUp,
     shortfall: gatehouse_policy::resource::Shortfall,
 ) -> Denial {
-    let by_session =
-        bearer_token(downstream.req_header(), tenant.token_cookie.as_deref()) == Ok(None);
-    if by_session && !ctx.forward_auth && wants_html(downstream) {
-        let target = String::from_utf8_lossy(downstream.req_header().raw_path());
+    let by_session = bearer_token(req, tenant.token_cookie.as_deref()) == Ok(None);
+    if by_session && !ctx.forward_auth && wants_html_head(req) {
+        let target = String::from_utf8_lossy(req.raw_path());
         let mut location = login_location(&target);
         location.push_str(&step_up.login_query());
         return Denial::LoginRequired { location };
@@ -118,7 +140,7 @@ fn now_secs() -> u64 {
 /// `Ok(None)` when the identity is optional, else 401 — or, for a browser navigation on a
 /// tenant with `login`, a redirect to the login.
 pub(crate) async fn identify(
-    downstream: &Session,
+    req: &RequestHeader,
     ctx: &RequestCtx,
     tenant_index: usize,
     runtime: &crate::runtime::Runtime,
@@ -128,7 +150,7 @@ pub(crate) async fn identify(
     let optional = demand.identity == Need::Optional;
     let tenant = runtime.policy.tenant(tenant_index);
     let provider = runtime.provider(tenant_index);
-    let claims = match bearer_token(downstream.req_header(), tenant.token_cookie.as_deref()) {
+    let claims = match bearer_token(req, tenant.token_cookie.as_deref()) {
         Ok(Some(token)) => {
             let Some(provider) = provider else {
                 tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
@@ -147,12 +169,11 @@ pub(crate) async fn identify(
             })
         }
         Ok(None) => match runtime.logins[tenant_index].as_ref() {
-            Some(login) => match session_claims(downstream, login, sessions).await {
+            Some(login) => match session_claims(req, login, sessions).await {
                 SessionOutcome::Authenticated(claims) => claims,
                 SessionOutcome::None if optional => return Ok(None),
-                SessionOutcome::None if !ctx.forward_auth && wants_html(downstream) => {
-                    let target =
-                        String::from_utf8_lossy(downstream.req_header().raw_path()).into_owned();
+                SessionOutcome::None if !ctx.forward_auth && wants_html_head(req) => {
+                    let target = String::from_utf8_lossy(req.raw_path()).into_owned();
                     return Err(Denial::LoginRequired {
                         location: login_location(&target),
                     });

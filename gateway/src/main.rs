@@ -2,7 +2,8 @@
 //!
 //! `gatehouse run --config FILE` serves; `gatehouse check --config FILE` validates a config and
 //! prints a summary (exit 0) or every error (exit 1); `gatehouse import-gatekeeper FILE` converts
-//! a Gatekeeper config; `gatehouse version` prints the version.
+//! a Gatekeeper config; `gatehouse explain` says what the gateway does with one request and
+//! why; `gatehouse version` prints the version.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ mod auth;
 mod connections;
 mod ctx;
 mod demo;
+mod explain;
 mod grpc;
 mod identify;
 mod import;
@@ -92,6 +94,10 @@ enum Command {
         #[arg(last = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Explain what the gateway does with one request, step by step: the tenant, the path,
+    /// the route, each credential check, the requirements and the verdict with its reason.
+    /// Exit 0 when allowed, 1 when refused, 2 for a bad config or request.
+    Explain(explain::cli::Args),
     /// Print the version.
     Version,
 }
@@ -102,6 +108,7 @@ fn main() -> ExitCode {
         Command::Version => print_out(&format!("gatehouse {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Check { config } => check(&config),
         Command::ImportGatekeeper { file, out, args } => import::run(&file, out.as_ref(), &args),
+        Command::Explain(args) => explain::cli::run(args),
         Command::Run {
             config,
             upgrade,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_policy::admit::Admission;
-use gatehouse_policy::forward_auth::is_forward_auth_path;
 use gatehouse_policy::headers::{forward_request, Forwarding};
 use gatehouse_policy::request_id::is_valid_request_id;
 use gatehouse_policy::snapshot::Denial;
@@ -19,7 +18,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::accesslog::{AccessLog, Entry};
 use crate::auth::each_identity_header;
 use crate::connections::HeadTimed;
-use crate::ctx::{client_host, decided_host, RequestCtx};
+use crate::ctx::{arrival, client_host, RequestCtx};
 use crate::identify::{identify, Demand, Need};
 use crate::login::{self, Builtin, Sessions};
 use crate::metrics::Metrics;
@@ -28,6 +27,8 @@ use crate::runtime::SharedRuntime;
 use crate::upgrade;
 
 mod steps;
+
+pub(crate) use steps::request_head;
 
 /// `/oauth/userinfo` answers for whoever the caller is, and for nobody.
 const USERINFO_DEMAND: Demand = Demand {
@@ -81,19 +82,12 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        ctx.trusted_peer = ctx
-            .client_ip
-            .is_some_and(|ip| runtime.policy.trusted_proxies.contains(ip));
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        ctx.secure = ctx.tls
-            || (ctx.trusted_peer
-                && session
-                    .get_header("x-forwarded-proto")
-                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")));
         let req = session.req_header();
-        let trusted_check = ctx.trusted_peer && is_forward_auth_path(req.uri.path());
-        let host = decided_host(req, trusted_check, runtime.policy.forward_auth_headers);
-        ctx.tenant = runtime.policy.tenant_for_host(host.unwrap_or(""));
+        let arrived = arrival(&runtime.policy, req, ctx.client_ip, ctx.tls);
+        ctx.trusted_peer = arrived.trusted_peer;
+        ctx.secure = arrived.secure;
+        ctx.tenant = arrived.tenant;
         let id_header = match ctx.tenant {
             Some(t) => &runtime.policy.tenant(t).request_id_header,
             None => &runtime.policy.default_request_id_header,
@@ -138,10 +132,17 @@ impl ProxyHttp for Gateway {
                 let t = ctx.tenant.expect("built-ins are served on tenant hosts");
                 // userinfo answers for whoever the caller is (bearer token or session).
                 let claims = if builtin == Builtin::Userinfo {
-                    identify(session, ctx, t, &runtime, &self.sessions, USERINFO_DEMAND)
-                        .await
-                        .ok()
-                        .flatten()
+                    identify(
+                        session.req_header(),
+                        ctx,
+                        t,
+                        &runtime,
+                        &self.sessions,
+                        USERINFO_DEMAND,
+                    )
+                    .await
+                    .ok()
+                    .flatten()
                 } else {
                     None
                 };

@@ -295,7 +295,11 @@ pub async fn answer(
 /// sent to log in rather than answered 401, and refusals get a page rather than JSON. A
 /// WebSocket handshake never is, whatever it accepts: its client cannot follow a redirect.
 pub fn wants_html(session: &Session) -> bool {
-    let req = session.req_header();
+    wants_html_head(session.req_header())
+}
+
+/// [`wants_html`] of a request head.
+pub fn wants_html_head(req: &pingora::http::RequestHeader) -> bool {
     req.headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())

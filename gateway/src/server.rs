@@ -139,6 +139,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
             runtime: Arc::clone(&runtime),
             metrics: Arc::clone(&metrics),
             readiness: Default::default(),
+            sessions: Arc::clone(&sessions),
         };
         let mut admin = Service::new("gatehouse admin".to_string(), HttpServer::new_app(admin));
         admin.add_tcp(admin_listen);
@@ -254,7 +255,7 @@ fn check_listen_addresses(config: &gatehouse_config::Config, demo: bool) -> Resu
 }
 
 /// `:8443` when the TLS listener is not on 443, so HTTPS redirects land on it.
-fn https_port_suffix(config: &Config) -> String {
+pub(crate) fn https_port_suffix(config: &Config) -> String {
     config
         .tls_listen
         .as_deref()

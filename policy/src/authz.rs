@@ -121,6 +121,48 @@ impl Requirements {
         }
         Ok(())
     }
+
+    /// Whether `require-all` is set (every listed role and group, not one of each).
+    pub fn require_all(&self) -> bool {
+        self.require_all
+    }
+
+    /// Each listed role, group and claim, and whether `identity` has it: what `gatehouse
+    /// explain` shows next to the verdict, which is always [`Requirements::check`]'s.
+    pub fn report(&self, identity: &impl Identity) -> Vec<RequirementCheck<'_>> {
+        let roles = self.roles.iter().map(|r| RequirementCheck {
+            kind: "role",
+            name: r,
+            pattern: None,
+            met: identity.has_role(r),
+        });
+        let groups = self.groups.iter().map(|g| RequirementCheck {
+            kind: "group",
+            name: g,
+            pattern: None,
+            met: identity.in_group(g),
+        });
+        let claims = self.claims.iter().map(|(path, re)| RequirementCheck {
+            kind: "claim",
+            name: path,
+            pattern: Some(re.as_str()),
+            met: identity.claim_matches(path, re),
+        });
+        roles.chain(groups).chain(claims).collect()
+    }
+}
+
+/// One of a route's requirements and whether an identity meets it ([`Requirements::report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequirementCheck<'a> {
+    /// `role`, `group` or `claim`.
+    pub kind: &'static str,
+    /// The role, group, or the claim's dotted path.
+    pub name: &'a str,
+    /// A claim's anchored pattern.
+    pub pattern: Option<&'a str>,
+    /// Whether the identity has it.
+    pub met: bool,
 }
 
 #[cfg(test)]
@@ -184,6 +226,36 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         Requirements::new(&s(roles), &s(groups), all, &c).unwrap()
+    }
+
+    #[test]
+    fn the_report_lists_each_requirement_and_agrees_with_the_check() {
+        let a = alice();
+        let r = req(
+            &["admin", "nope"],
+            &["/developers", "ops"],
+            true,
+            &[("email", ".*@example\\.com")],
+        );
+        let report = r.report(&a);
+        let met: Vec<(&str, &str, bool)> = report.iter().map(|c| (c.kind, c.name, c.met)).collect();
+        assert_eq!(
+            met,
+            [
+                ("role", "admin", true),
+                ("role", "nope", false),
+                ("group", "/developers", true),
+                ("group", "ops", false),
+                ("claim", "email", true),
+            ]
+        );
+        assert_eq!(report[4].pattern, Some("^(?:.*@example\\.com)$"));
+        assert!(r.require_all());
+        assert_eq!(r.check(&a), Err(Forbidden::MissingRole));
+        // Any-of: one met role and group each is enough, as the report shows.
+        let any = req(&["admin", "nope"], &["/developers", "ops"], false, &[]);
+        assert_eq!(any.check(&a), Ok(()));
+        assert!(any.report(&a).iter().any(|c| c.kind == "role" && c.met));
     }
 
     #[test]

@@ -30,12 +30,14 @@ use crate::error::{BuildError, JwksFileError};
 use crate::http::{IdpCall, IdpOutcome};
 use crate::jwks::{self, JwksSource, KeyMiss, KeySet};
 
+mod diagnose;
 mod error;
 mod introspection;
 mod jws;
 mod kind;
 mod rules;
 
+pub use diagnose::{fingerprint, Diagnosis, TokenCheck};
 pub use error::TokenError;
 pub use introspection::{Introspector, MAX_CONCURRENT_INTROSPECTIONS, REFUSED_CACHE_SECS};
 pub use jws::looks_like_jwt;

@@ -18,7 +18,10 @@ pub(super) async fn serve(
     sessions: &Sessions,
 ) -> pingora::Result<()> {
     let mut id_token = None;
-    if let (Some(id), Ok(store)) = (session_id(downstream, login), sessions.store().await) {
+    if let (Some(id), Ok(store)) = (
+        session_id(downstream.req_header(), login),
+        sessions.store().await,
+    ) {
         match store.get(&id).await {
             Ok(Some(record)) if !record.belongs_to(&login.tenant, &login.issuer) => {}
             Ok(Some(record)) => {

@@ -41,6 +41,7 @@ use crate::responses;
 pub use crate::login_settings::tenant::TenantLogin;
 /// The built-in browser paths on every tenant host (recognized during admission).
 pub use gatehouse_policy::admit::Builtin;
+pub(crate) use sessions::session_id;
 pub use sessions::{session_claims, SessionOutcome};
 pub use store::Sessions;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use gatehouse_session::claims::Claims;
 use gatehouse_session::cookie::find_cookie;
-use pingora::proxy::Session;
+use pingora::http::RequestHeader;
 
 use super::clock::unix_now;
 use super::refresh::{refresh, refresh_due, Refreshed};
@@ -14,8 +14,8 @@ use crate::login_settings::cookies::request_cookies;
 use crate::login_settings::tenant::{TenantLogin, PURPOSE_SESSION};
 
 /// The session ID in the request's session cookie, if the cookie opens for this tenant.
-pub(crate) fn session_id(downstream: &Session, login: &TenantLogin) -> Option<String> {
-    let sealed = find_cookie(request_cookies(downstream), &login.cookie.name)?;
+pub(crate) fn session_id(req: &RequestHeader, login: &TenantLogin) -> Option<String> {
+    let sealed = find_cookie(request_cookies(req), &login.cookie.name)?;
     let id = login.codec.open(PURPOSE_SESSION, sealed)?;
     String::from_utf8(id).ok()
 }
@@ -35,11 +35,11 @@ pub enum SessionOutcome {
 /// is within `refresh-before-expiry` of expiring (see the module docs for the rules). A record
 /// created for another tenant or issuer is no session.
 pub async fn session_claims(
-    downstream: &Session,
+    req: &RequestHeader,
     login: &TenantLogin,
     sessions: &Sessions,
 ) -> SessionOutcome {
-    let Some(id) = session_id(downstream, login) else {
+    let Some(id) = session_id(req, login) else {
         return SessionOutcome::None;
     };
     let store = match sessions.store().await {

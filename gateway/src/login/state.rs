@@ -38,7 +38,7 @@ pub(super) fn seal(login: &TenantLogin, state: &LoginState) -> Option<String> {
 
 /// The login state in the request's cookie `name`, if one opens for this tenant.
 pub(super) fn open(downstream: &Session, login: &TenantLogin, name: &str) -> Option<LoginState> {
-    let sealed = find_cookie(request_cookies(downstream), name)?;
+    let sealed = find_cookie(request_cookies(downstream.req_header()), name)?;
     let json = login.codec.open(PURPOSE_STATE, sealed)?;
     serde_json::from_slice(&json).ok()
 }

@@ -6,13 +6,11 @@
 use gatehouse_config::Config;
 use http::header::COOKIE;
 use http::HeaderMap;
-use pingora::proxy::Session;
+use pingora::http::RequestHeader;
 
 /// The request's `Cookie` header values (those that are text), in order.
-pub(crate) fn request_cookies(downstream: &Session) -> impl Iterator<Item = &str> {
-    downstream
-        .req_header()
-        .headers
+pub(crate) fn request_cookies(req: &RequestHeader) -> impl Iterator<Item = &str> {
+    req.headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -22,31 +22,11 @@ impl Gateway {
         ctx: &mut RequestCtx,
         runtime: &crate::runtime::Runtime,
     ) -> Admission {
-        let req = session.req_header();
-        let h1 = session.as_downstream().as_http1();
-        let header_bytes = match h1 {
-            Some(h1) => h1.get_headers_raw_bytes().len(),
-            None => {
-                req.headers
-                    .iter()
-                    .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                    .sum::<usize>()
-                    + req.uri.to_string().len()
-            }
-        };
-        // Pingora drops Content-Length when Transfer-Encoding is present: the raw head tells.
-        let both_lengths = req.headers.contains_key(TRANSFER_ENCODING)
-            && h1.is_some_and(|h1| has_header_line(&h1.get_headers_raw_bytes(), b"content-length"));
-        let (raw_path, query) = split_target(req);
-        let head = RequestHead {
-            method: &req.method,
-            raw_path,
-            query,
-            headers: &req.headers,
-            host: client_host(req),
-            header_bytes,
-            both_lengths,
-        };
+        let raw = session
+            .as_downstream()
+            .as_http1()
+            .map(|h1| h1.get_headers_raw_bytes());
+        let head = request_head(session.req_header(), raw.as_deref());
         let conn = Connection {
             tenant: ctx.tenant,
             secure: ctx.secure,
@@ -146,8 +126,15 @@ impl Gateway {
             return Err(Denial::Unauthenticated);
         };
         let tenant = runtime.policy.tenant(t);
-        let result =
-            verify_and_authorize(session, ctx, t, route_ref, runtime, &self.sessions).await;
+        let result = verify_and_authorize(
+            session.req_header(),
+            ctx,
+            t,
+            route_ref,
+            runtime,
+            &self.sessions,
+        )
+        .await;
         let outcome = match &result {
             Ok(_) => {
                 runtime.tenant_metrics[t].auth_allowed.inc();
@@ -166,6 +153,34 @@ impl Gateway {
     }
 }
 
+/// The facts `policy::admit` decides on, from a request head and, for HTTP/1, its raw bytes:
+/// their length is what `max-request-header-size` counts, and since Pingora drops
+/// Content-Length when Transfer-Encoding is present, only they tell that both were sent.
+pub(crate) fn request_head<'a>(req: &'a RequestHeader, raw_h1: Option<&[u8]>) -> RequestHead<'a> {
+    let header_bytes = match raw_h1 {
+        Some(raw) => raw.len(),
+        None => {
+            req.headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum::<usize>()
+                + req.uri.to_string().len()
+        }
+    };
+    let both_lengths = req.headers.contains_key(TRANSFER_ENCODING)
+        && raw_h1.is_some_and(|raw| has_header_line(raw, b"content-length"));
+    let (raw_path, query) = split_target(req);
+    RequestHead {
+        method: &req.method,
+        raw_path,
+        query,
+        headers: &req.headers,
+        host: client_host(req),
+        header_bytes,
+        both_lengths,
+    }
+}
+
 /// Replaces the request target with `target` (origin form). A URI with an authority (HTTP/2's
 /// `:scheme` and `:authority`) keeps it, so the upstream still gets the request's host.
 fn set_target(req: &mut RequestHeader, target: &[u8]) -> Result<(), ()> {
@@ -181,7 +196,7 @@ fn set_target(req: &mut RequestHeader, target: &[u8]) -> Result<(), ()> {
 }
 
 /// The path and query of the request target (origin-form, or the path of an absolute-form).
-fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
+pub(crate) fn split_target(req: &RequestHeader) -> (&[u8], Option<&[u8]>) {
     let raw = if req.uri.authority().is_some() || req.raw_path().first() != Some(&b'/') {
         req.uri
             .path_and_query()
