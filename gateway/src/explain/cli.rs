@@ -89,10 +89,13 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(USAGE_ERROR);
             }
         };
-        if args.json {
-            println!("{}", super::json(&report));
+        let output = if args.json {
+            format!("{}\n", super::json(&report))
         } else {
-            print!("{}", super::text(&report));
+            super::text(&report)
+        };
+        if crate::print_out(&output) != ExitCode::SUCCESS {
+            return ExitCode::from(USAGE_ERROR);
         }
         if report.verdict.allowed {
             ExitCode::SUCCESS
