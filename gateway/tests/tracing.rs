@@ -584,6 +584,31 @@ fn a_ratio_of_zero_exports_nothing_without_a_sampled_client_trace() {
         "only the sampled client trace was exported: {}",
         describe(&all.into_iter().map(|(_, s)| s).collect::<Vec<_>>())
     );
+    // `tracing` is read at start: a reload that changes it says so and changes nothing.
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        config.replace("sampling-ratio: 0\n", "sampling-ratio: 1\n"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    assert_eventually!(
+        Duration::from_secs(10),
+        || gw
+            .log()
+            .contains("`tracing` changed: it takes effect at the next restart"),
+        "the reload warns: {}",
+        gw.log()
+    );
+    let r = gw.get("demo.localhost", "/page");
+    assert_eq!(r.status, 200);
+    let tp = app
+        .last()
+        .unwrap()
+        .header("traceparent")
+        .unwrap()
+        .to_string();
+    assert!(tp.ends_with("-00"), "still not traced: {tp}");
 }
 
 /// A minimal upstream for latency figures: every response in one write, `TCP_NODELAY`, so no
