@@ -67,6 +67,7 @@ admin-listen: 127.0.0.1:{admin}
 {tracing}
 identity-providers:
 {provider}
+    introspection: true
 tenants:
   - name: demo
     hosts: [demo.localhost]
@@ -86,6 +87,9 @@ tenants:
         white-listed: true
       - name: api
         uri: /api/*
+      - name: revocable
+        uri: /revocable/*
+        introspect: true
       - uri: /app/*
         roles: [user]
 "#,
@@ -236,6 +240,32 @@ fn spans_are_exported_with_their_children_the_continued_trace_and_no_secrets() {
         named(&spans, "verify token").is_empty(),
         "{}",
         describe(&spans)
+    );
+
+    // A revocation-sensitive route: the IdP's introspection endpoint is a child too.
+    let rid4 = "7bf92f3577b34da6a3ce929d0e0e4739";
+    let r = get(
+        gw.listen,
+        "demo.localhost",
+        "/revocable/x",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("X-Request-ID", rid4),
+        ],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = collector.trace(rid4, |s| !named(s, "idp introspection").is_empty());
+    let server = server_span(&spans);
+    let introspection = named(&spans, "idp introspection")[0];
+    assert_eq!(introspection.parent_span_id, server.span_id);
+    assert_eq!(
+        attr(introspection, "gatehouse.idp.call").as_deref(),
+        Some("introspection")
+    );
+    assert_eq!(
+        attr(introspection, "gatehouse.idp.outcome").as_deref(),
+        Some("ok")
     );
 
     // A refusal: the server span says why; nothing went upstream.
