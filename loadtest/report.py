@@ -42,14 +42,16 @@ except ImportError:  # pragma: no cover - the message is the point
     sys.exit("report.py: matplotlib is missing: run ./scripts/install-deps.sh and run this with "
              "the venv's python (scripts/python-venv.sh prints it)")
 
-SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000", "session",
-                  "ws-echo", "ratelimit"]
+SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000", "jwt-tracing",
+                  "session", "ws-echo", "ratelimit"]
 SCENARIO_TITLE = {
     "plain": "plain: white-listed route / plain proxy",
     "jwt-warm": "jwt-warm: bearer JWT, same token (verified-token cache warm)",
     "jwt-miss": "jwt-miss: bearer JWT, a fresh token per request (cache miss, RS256 verify)",
     "mix-80-20": "mix-80-20: 80 % valid tokens / 20 % forged (401)",
     "tenants-1-vs-10000": "tenants-1-vs-10000: white-listed route, 1 vs 10 000 tenants in the config",
+    "jwt-tracing": ("jwt-tracing: bearer JWT (cache warm), tracing not configured vs OpenTelemetry "
+                    "tracing at sampling-ratio 0.01 exporting to a local OTLP/HTTP sink"),
     "session": ("Sessions (issue 5): cookie session (browser login) on memory / Redis Cluster, "
                 "and Apache mod_auth_openidc (OIDC client, sessions in Redis)"),
 }
@@ -128,7 +130,8 @@ def load(results):
 
 
 INSTR_ORDER = ["bare-proxy", "bare-proxy-timeouts", "gatehouse-white-listed", "gatehouse-jwt",
-               "gatehouse-jwt-assertion", "gatehouse-jwt-ratelimit", "baseline-white-listed",
+               "gatehouse-jwt-assertion", "gatehouse-jwt-ratelimit", "gatehouse-jwt-tracing",
+               "baseline-white-listed",
                "baseline-jwt", "gatehouse-session"]
 
 
@@ -467,7 +470,9 @@ def main():
           "(with `LT_BASELINE`) are the same routes on a gatehouse built from an earlier commit. "
           "**gatehouse-jwt-assertion** and **gatehouse-jwt-ratelimit** are the JWT route with a "
           "signed identity assertion (EC P-256, cached per identity) and with a client-ip rate "
-          "limit too high to refuse anything: each feature's cost on vs off.\n")
+          "limit too high to refuse anything, and **gatehouse-jwt-tracing** with OpenTelemetry "
+          "tracing at sampling-ratio 0.01 (exporting to a local sink): each feature's cost on vs "
+          "off.\n")
         rows = instruction_rows(instr)
         if any(len(r["per"]) > 1 for r in rows):
             w("With `LT_INSTR_ROUNDS` > 1 the gatehouse and baseline servers ran that many rounds, "
@@ -543,6 +548,11 @@ def main():
         r = t10["rps"] / t1["rps"]
         goal("10 000 tenants vs 1 tenant, throughput", f"{r:.2f}x", "within 5 % (>= 0.95x)",
              r >= 0.95)
+    tp, tt = get("jwt-tracing", "gatehouse"), get("jwt-tracing", "gatehouse-tracing")
+    if tp and tt:
+        r = tt["rps"] / tp["rps"]
+        goal("issue 22: JWT route, tracing at ratio 0.01 vs not configured", f"{r:.3f}x",
+             "within 3 % (>= 0.97x)", r >= 0.97)
     ib = next((d for d in idle if d["server"] == "bare-proxy"), None)
     ig = next((d for d in idle if d["server"] == "gatehouse"), None)
     if ib and ig:

@@ -11,8 +11,8 @@
 # Environment (all optional): LT_DURATION (seconds per run), LT_ROUNDS, LT_CONNS (64),
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
-# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session ws-echo ratelimit idle-10k
-# instructions), LT_WS_CONNS (LT_CONNS; WebSockets held open by ws-echo's client), LT_WS_MESSAGES
+# subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 jwt-tracing session ws-echo ratelimit
+# idle-10k instructions), LT_WS_CONNS (LT_CONNS; WebSockets held open by ws-echo's client), LT_WS_MESSAGES
 # (3000, 1000 with --quick: messages echoed per WebSocket), LT_WS_SIZE (64: bytes per message),
 # LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind), LT_INSTR_ROUNDS (1;
 # rounds of the gatehouse and baseline instruction counts, medians reported), LT_INSTR_CONNS (16;
@@ -51,7 +51,7 @@ WS_MESSAGES=${LT_WS_MESSAGES:-$([[ $QUICK == 1 ]] && echo 1000 || echo 3000)}
 WS_SIZE=${LT_WS_SIZE:-64}
 IDLE_CONNS=${LT_IDLE_CONNS:-10000}
 TENANTS=${LT_TENANTS:-10000}
-SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 session ws-echo ratelimit idle-10k instructions"}
+SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 jwt-tracing session ws-echo ratelimit idle-10k instructions"}
 REDIS_BASE=${LT_REDIS_BASE:-21400}
 ISSUER="http://127.0.0.1:18090/realms/demo"   # only a string in the tokens: no IdP is started
 TOKEN_TTL=$(( 3600 + ROUNDS * 1200 ))
@@ -70,6 +70,8 @@ P_CG_ADMIN=$((B + 16))  # the admin listener of the gatehouse under callgrind (i
 # front of it; ratelimit: one gatehouse with the JWT route plain and rate limited
 P_WS_UP=$((B + 17)); P_WS_BARE=$((B + 18)); P_WS_NGINX=$((B + 19)); P_WS_GH=$((B + 20))
 P_RL_GH=$((B + 21)); P_RL_ADMIN=$((B + 22))
+# jwt-tracing: gatehouse with OpenTelemetry tracing (ratio 0.01) and the OTLP sink it exports to
+P_GHTR=$((B + 23)); P_SINK=$((B + 24))
 SESSION=0; [[ " $SCENARIOS " == *" session "* ]] && SESSION=1
 WS=0; [[ " $SCENARIOS " == *" ws-echo "* ]] && WS=1
 RL=0; [[ " $SCENARIOS " == *" ratelimit "* ]] && RL=1
@@ -214,6 +216,12 @@ http {
   server {
     listen 127.0.0.1:$P_UP backlog=4096;
     location / { default_type text/plain; return 200 "gatehouse loadtest\r\n"; }
+  }
+  # jwt-tracing's OTLP/HTTP sink: accepts every export (an empty 200 is a full success).
+  server {
+    listen 127.0.0.1:$P_SINK;
+    client_max_body_size 64m;
+    location / { return 200; }
   }
 }
 EOF
@@ -377,6 +385,15 @@ gatehouse_conf "$P_GHMISS" gatehouse-miss 1 > "$WORK/gatehouse-miss.yaml"
 gatehouse_conf "$P_IDLE" gatehouse-idle 1 > "$WORK/gatehouse-idle.yaml"
 if [[ " $SCENARIOS " == *" tenants-1-vs-10000 "* ]]; then
   gatehouse_conf "$P_GH10K" gatehouse-10k "$TENANTS" > "$WORK/gatehouse-10k.yaml"
+fi
+# The JWT instance with OpenTelemetry tracing at the default ratio, exporting to the sink.
+tracing_conf() {  # $1 port, $2 name
+  printf 'tracing:\n  otlp-endpoint: http://127.0.0.1:%d/v1/traces\n  sampling-ratio: 0.01\n' "$P_SINK"
+  gatehouse_conf "$1" "$2" 1
+}
+if [[ " $SCENARIOS " == *" jwt-tracing "* ]]; then
+  tracing_conf "$P_GHTR" gatehouse-tracing > "$WORK/gatehouse-tracing.yaml"
+  "$GATEHOUSE" check --config "$WORK/gatehouse-tracing.yaml" > /dev/null || die "gatehouse-tracing.yaml does not validate"
 fi
 "$GATEHOUSE" check --config "$WORK/gatehouse.yaml" > /dev/null || die "gatehouse.yaml does not validate"
 
@@ -576,6 +593,7 @@ gh_start() {  # $1 name, $2 port, [$3 timeout in tenths of a second]
   wait_port "$2" "$1" "${3:-300}"
 }
 gh_start gatehouse "$P_GH"
+[[ -f $WORK/gatehouse-tracing.yaml ]] && gh_start gatehouse-tracing "$P_GHTR"
 STARTUP_10K=null
 if [[ -f $WORK/gatehouse-10k.yaml ]]; then
   # Started before any measurement and alone: its start-up is CPU-bound and would distort runs.
@@ -732,6 +750,7 @@ peers_of() {
     jwt-miss) echo "gatehouse haproxy-jwt" ;;
     mix-80-20) echo "gatehouse haproxy-jwt" ;;
     tenants-1-vs-10000) echo "gatehouse-1-tenant gatehouse-10000-tenants" ;;
+    jwt-tracing) echo "gatehouse gatehouse-tracing" ;;
     session) echo "bare-proxy gatehouse-public gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s apache-session" ;;
     ws-echo) echo "bare-proxy nginx gatehouse" ;;
     ratelimit) echo "gatehouse-jwt gatehouse-rl-local gatehouse-rl-refuse gatehouse-rl-shared" ;;
@@ -751,6 +770,7 @@ target_of() {
     bare-proxy) port=$P_BARE ;; nginx) port=$P_NGINX ;; haproxy) port=$P_HAP ;;
     haproxy-jwt) port=$P_HAPJWT ;; apache-jwt) port=$P_APACHE ;;
     gatehouse|gatehouse-1-tenant) port=$P_GH ;; gatehouse-10000-tenants) port=$P_GH10K ;;
+    gatehouse-tracing) port=$P_GHTR ;;
   esac
   [[ $s == jwt-miss && $p == gatehouse ]] && port=$P_GHMISS
   case $p in
@@ -779,7 +799,7 @@ target_of() {
   esac
   case $s in
     plain|tenants-1-vs-10000) printf '%s\n' http://127.0.0.1:$port/public/x -- plain lt.localhost ;;
-    jwt-warm) printf '%s\n' http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt ;;
+    jwt-warm|jwt-tracing) printf '%s\n' http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt ;;
     jwt-miss) printf '%s\n' http://127.0.0.1:$port/api/x -- miss lt.localhost $KEYS/miss.txt - $MISS_TOKENS ;;
     mix-80-20) printf '%s\n' http://127.0.0.1:$port/api/x -- mix lt.localhost $KEYS/valid.txt $KEYS/forged.txt ;;
   esac
@@ -815,6 +835,9 @@ if ((${#LOAD_SCENARIOS[@]})); then
   for p in gatehouse haproxy-jwt apache-jwt; do
     wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of jwt-warm "$p") > /dev/null 2>&1 || true
   done
+  if [[ -n ${PIDS[gatehouse-tracing]:-} ]]; then
+    wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of jwt-tracing gatehouse-tracing) > /dev/null 2>&1 || true
+  fi
   if [[ -n ${PIDS[gatehouse-10k]:-} ]]; then
     wrk -t1 -c"$CONNS" -d1s -s "$LUA" $(target_of tenants-1-vs-10000 gatehouse-10000-tenants) > /dev/null 2>&1 || true
   fi
@@ -1007,12 +1030,15 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
       "      header: X-Gatehouse-Assertion" "      signing-key: $WORK/assertion.pem"
     with_tenant_lines "$WORK/gatehouse-cg-ratelimit.yaml" "    rate-limits:" \
       "      - { key: client-ip, rate: 1000000/s, burst: 1000000 }"
+    # OpenTelemetry tracing at the default ratio 0.01, exporting to the sink.
+    { echo "admin-listen: 127.0.0.1:$P_CG_ADMIN"; tracing_conf "$P_IDLE" gatehouse-cg; } > "$WORK/gatehouse-cg-tracing.yaml"
     gatehouse_instr() {
       instr_run gatehouse-white-listed lt.localhost "$bearer" /public/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
       instr_run gatehouse-jwt lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg.yaml"
       if [[ ${LT_INSTR_FEATURES:-1} == 1 ]]; then
         instr_run gatehouse-jwt-assertion lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg-assertion.yaml"
         instr_run gatehouse-jwt-ratelimit lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg-ratelimit.yaml"
+        instr_run gatehouse-jwt-tracing lt.localhost "$bearer" /api/x "$GATEHOUSE" run --config "$WORK/gatehouse-cg-tracing.yaml"
       fi
     }
     baseline_instr() {  # the same routes on a gatehouse built from an earlier commit (LT_BASELINE)

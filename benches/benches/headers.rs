@@ -110,6 +110,7 @@ fn chosen_upstream(req: &mut RequestHeader, identity: &[(HeaderName, String)], i
             forward_access_token: false,
             pass_rewrite_headers: false,
             assertion_header: None,
+            traceparent: None,
             request_id: (id, HeaderValue::from_static(REQUEST_ID)),
         },
     );

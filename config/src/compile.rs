@@ -219,6 +219,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
 
     let session_store = session_store(d, f.session_store.unwrap_or_default());
     let access_log = access_log(d, f.access_log.unwrap_or_default());
+    let tracing = f.tracing.and_then(|t| tracing::tracing(d, t));
 
     let mut identity_providers = Vec::new();
     let mut provider_names: HashMap<String, usize> = HashMap::new();
@@ -319,6 +320,7 @@ pub(crate) fn compile(f: FileConfig, d: &mut Diag<'_>) -> Config {
         watch_config: flag(f.watch_config, true),
         session_store,
         access_log,
+        tracing,
         identity_providers,
         tenants,
         warnings: Vec::new(),
@@ -461,6 +463,7 @@ mod login;
 mod provider;
 mod route;
 mod tenant;
+mod tracing;
 
 use provider::identity_provider;
 pub use route::anchored_pattern;

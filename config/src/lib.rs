@@ -34,7 +34,8 @@ pub use model::{
     AccessLogConfig, AccessLogFormat, AssertionAlgorithm, AssertionKey, Balance, Config, Cookie,
     CookieKey, Cors, ForwardAuthHeaders, HealthCheck, IdentityAssertion, IdentityProvider, Login,
     OnUnavailable, RateLimit, RateLimitKey, ResourceMetadata, Route, SameSite, Secret,
-    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, TracingConfig, Upstream,
+    DEFAULT_SAMPLING_RATIO, DEFAULT_SERVICE_NAME,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -134,5 +135,7 @@ mod tests_limits;
 mod tests_providers;
 #[cfg(test)]
 mod tests_resource;
+#[cfg(test)]
+mod tests_tracing;
 #[cfg(test)]
 mod tests_upgrades;

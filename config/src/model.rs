@@ -11,8 +11,10 @@ use ipnet::IpNet;
 
 mod assertion;
 mod limits;
+mod tracing;
 pub use assertion::{AssertionAlgorithm, AssertionKey, IdentityAssertion};
 pub use limits::{RateLimit, RateLimitKey};
+pub use tracing::{TracingConfig, DEFAULT_SAMPLING_RATIO, DEFAULT_SERVICE_NAME};
 
 /// A validated gatehouse configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +81,9 @@ pub struct Config {
     pub session_store: SessionStoreConfig,
     /// `access-log`: one line per request on stdout.
     pub access_log: AccessLogConfig,
+    /// `tracing`: OpenTelemetry spans exported over OTLP/HTTP; `None` (the key left out): no
+    /// span is built or exported. Read at start; a reload does not change it.
+    pub tracing: Option<TracingConfig>,
     /// `identity-providers`: OIDC providers, names unique, in file order.
     pub identity_providers: Vec<IdentityProvider>,
     /// `tenants`: at least one; names unique; no host claimed by two tenants.

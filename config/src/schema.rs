@@ -224,6 +224,7 @@ pub(crate) struct FileConfig {
     pub watch_config: Option<Flag>,
     pub session_store: Option<FileSessionStore>,
     pub access_log: Option<FileAccessLog>,
+    pub tracing: Option<FileTracing>,
     pub identity_providers: Option<Vec<FileIdentityProvider>>,
     pub tenants: Option<Vec<FileTenant>>,
 }
@@ -245,6 +246,15 @@ pub(crate) struct FileAccessLog {
     pub enabled: Option<Flag>,
     pub format: Option<String>,
     pub sample_rate: Option<f64>,
+}
+
+/// `tracing`: OpenTelemetry spans over OTLP/HTTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(crate) struct FileTracing {
+    pub otlp_endpoint: Option<String>,
+    pub sampling_ratio: Option<f64>,
+    pub service_name: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

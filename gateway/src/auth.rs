@@ -46,9 +46,12 @@ impl Provider {
     /// Builds the verifier and the login client, which share the provider's discovery document
     /// and HTTP client (reads a `jwks-file` now, if configured; no network).
     pub fn new(definition: &IdentityProvider, metrics: &Metrics) -> Result<Provider, BuildError> {
-        let observer = crate::observers::IdpMetrics::new(metrics, &definition.name);
-        let discovery = gatehouse_session::ProviderDiscovery::new(definition)?
-            .with_observer(Arc::new(observer));
+        let observer = crate::otel::scope::idp_observer(
+            Arc::new(crate::observers::IdpMetrics::new(metrics, &definition.name)),
+            &definition.name,
+        );
+        let discovery =
+            gatehouse_session::ProviderDiscovery::new(definition)?.with_observer(observer);
         let mut verifier = TokenVerifier::with_discovery(
             definition,
             gatehouse_session::DEFAULT_CACHE_CAPACITY,

@@ -132,6 +132,11 @@ pub struct RequestCtx {
     /// The tenant's `gatehouse_upgraded_connections` gauge, once the connection was upgraded
     /// (decremented when the request ends).
     pub upgraded: Option<prometheus::IntGauge>,
+    /// This request's trace, when `tracing` is configured and the request is traced.
+    pub trace: Option<Box<crate::otel::RequestTrace>>,
+    /// The `traceparent` the upstream gets instead of the client's (`tracing` configured);
+    /// `None`: the client's valid one, else one from the request ID (`forward_request`).
+    pub traceparent: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -170,6 +175,8 @@ impl RequestCtx {
             denial: None,
             started: Instant::now(),
             upgraded: None,
+            trace: None,
+            traceparent: None,
         }
     }
 }

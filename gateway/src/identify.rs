@@ -200,12 +200,15 @@ async fn verify(
 ) -> Result<Arc<Claims>, Denial> {
     let verifier = &provider.verifier;
     let started = std::time::Instant::now();
-    let refused = |e: TokenError| match e {
-        TokenError::IntrospectionUnavailable => Denial::AuthUnavailable,
-        e => Denial::InvalidToken {
-            reason: e.reason(),
-            description: e.description(),
-        },
+    let refused = |e: TokenError| {
+        crate::otel::scope::verification(&provider.definition.name, e.reason(), started);
+        match e {
+            TokenError::IntrospectionUnavailable => Denial::AuthUnavailable,
+            e => Denial::InvalidToken {
+                reason: e.reason(),
+                description: e.description(),
+            },
+        }
     };
     let opaque = verifier.introspection_enabled() && !looks_like_jwt(token);
     let (claims, hit) = if opaque {
@@ -236,6 +239,10 @@ async fn verify(
         &provider.verify_miss
     };
     histogram.observe(started.elapsed().as_secs_f64());
+    if !hit {
+        // A traced request's verification span (nothing outside a traced request's scope).
+        crate::otel::scope::verification(&provider.definition.name, "ok", started);
+    }
     if !hit && !opaque {
         // A signature check is the longest stretch of CPU a request spends here. Yielding once after it sends this request's upstream write out with those of
         // the other requests checked in the same scheduler pass, so an idle upstream and client

@@ -23,6 +23,7 @@ mod login_settings;
 mod maintenance;
 mod metrics;
 mod observers;
+mod otel;
 mod pools;
 mod proxy;
 mod ratelimit;

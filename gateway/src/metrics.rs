@@ -79,6 +79,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
     access_log_dropped: IntCounter,
+    trace_spans: IntCounterVec,
     rate_limited: IntCounterVec,
     rate_limit_fallbacks: IntCounterVec,
     connections_refused: IntCounterVec,
@@ -280,6 +281,12 @@ impl Metrics {
                 "gatehouse_config_reload_total",
                 "Config loads and reloads by result",
                 &["result"],
+            ),
+            trace_spans: counter(
+                &r,
+                "gatehouse_trace_spans_total",
+                "OpenTelemetry spans by outcome: exported, dropped (the export queue was full) or failed (the export did not succeed)",
+                &["outcome"],
             ),
             rate_limited: counter(
                 &r,
@@ -504,6 +511,16 @@ impl Metrics {
         self.token_refreshes
             .with_label_values(&[if ok { "success" } else { "failure" }])
             .inc();
+    }
+
+    /// `gatehouse_trace_spans_total`'s handles (creating its series at 0).
+    pub fn trace_span_counters(&self) -> crate::otel::export::SpanCounters {
+        let outcome = |o: &str| self.trace_spans.with_label_values(&[o]);
+        crate::otel::export::SpanCounters {
+            exported: outcome("exported"),
+            dropped: outcome("dropped"),
+            failed: outcome("failed"),
+        }
     }
 
     /// Counts an access log line dropped under back-pressure.

@@ -53,6 +53,8 @@ pub struct Gateway {
     pub sessions: Arc<Sessions>,
     /// The Redis buckets of `shared` rate limits (the connection outlives reloads).
     pub shared_limits: Arc<crate::ratelimit::SharedBuckets>,
+    /// OpenTelemetry traces, when `tracing` is configured (read at start).
+    pub tracer: crate::otel::SharedTracer,
 }
 
 #[async_trait]
@@ -100,6 +102,10 @@ impl ProxyHttp for Gateway {
         {
             ctx.request_id = v.clone();
         }
+        if let Some(tracer) = &self.tracer {
+            (ctx.trace, ctx.traceparent) =
+                tracer.begin(&req.headers, ctx.request_id.as_bytes(), ctx.started);
+        }
         ctx.runtime = Some(runtime);
         self.metrics.in_flight.inc();
         Ok(())
@@ -110,77 +116,17 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let runtime = Arc::clone(ctx.runtime.as_ref().expect("set in early_request_filter"));
-        let denial = match self.admit(session, ctx, &runtime) {
-            Admission::Proxy if ctx.forward_auth => {
-                responses::forward_auth_allowed(session, ctx).await?;
-                return Ok(true);
-            }
-            Admission::Proxy => match self.rate_limit(session, ctx, &runtime).await {
-                Ok(()) => return Ok(false),
-                Err(denial) => denial,
-            },
-            Admission::Preflight(headers) => {
-                responses::preflight(session, ctx, headers).await?;
-                return Ok(true);
-            }
-            Admission::Builtin(builtin @ (Builtin::ResourceMetadata | Builtin::AssertionJwks)) => {
-                crate::well_known::serve(builtin, session, ctx, &runtime).await?;
-                return Ok(true);
-            }
-            Admission::Builtin(builtin) => {
-                let t = ctx.tenant.expect("built-ins are served on tenant hosts");
-                // userinfo answers for whoever the caller is (bearer token or session).
-                let claims = if builtin == Builtin::Userinfo {
-                    identify(
-                        session.req_header(),
-                        ctx,
-                        t,
-                        &runtime,
-                        &self.sessions,
-                        USERINFO_DEMAND,
-                    )
-                    .await
-                    .ok()
-                    .flatten()
-                } else {
-                    None
-                };
-                login::serve_builtin(
-                    builtin,
-                    session,
-                    ctx,
-                    runtime.logins[t].as_ref(),
-                    &self.sessions,
-                    claims,
-                )
-                .await?;
-                return Ok(true);
-            }
-            Admission::Deny(denial) => {
-                // A refused forward-auth check, or a request with two credentials, is an
-                // authentication decision too.
-                if ctx.forward_auth || denial == Denial::DuplicateAuthorization {
-                    let tenant = ctx.tenant_name().unwrap_or("-");
-                    self.metrics
-                        .record_auth_refusal(tenant, denial.auth_result(), denial.reason());
-                }
-                denial
-            }
-            Admission::Authenticate => match self.authenticate(session, ctx, &runtime).await {
-                Ok(()) if ctx.forward_auth => {
-                    responses::forward_auth_allowed(session, ctx).await?;
-                    return Ok(true);
-                }
-                Ok(()) => match self.rate_limit(session, ctx, &runtime).await {
-                    Ok(()) => return Ok(false),
-                    Err(denial) => denial,
-                },
-                Err(denial) => denial,
-            },
-        };
-        responses::deny(session, ctx, denial).await?;
-        Ok(true)
+        if ctx.trace.is_none() {
+            return self.decide_and_act(session, ctx).await;
+        }
+        // A traced request: the verification, IdP and store calls made while deciding are
+        // its child spans.
+        let (result, children) =
+            crate::otel::scope::collect(self.decide_and_act(session, ctx)).await;
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.children = children;
+        }
+        result
     }
 
     async fn request_body_filter(
@@ -276,6 +222,7 @@ impl ProxyHttp for Gateway {
             pass_rewrite_headers: tenant.is_some_and(|t| t.pass_rewrite_headers),
             request_id: (id_header, ctx.request_id.clone()),
             assertion_header: tenant.and_then(|t| t.assertion_header.as_ref()),
+            traceparent: ctx.traceparent.as_ref(),
         };
         edit_request_headers(upstream_request, |headers| {
             forward_request(headers, &forwarding);
@@ -382,6 +329,7 @@ impl ProxyHttp for Gateway {
         }
         self.metrics.in_flight.dec();
         upgrade::closed(ctx);
+        let trace = ctx.trace.take();
         let runtime = ctx.runtime.as_deref().expect("checked above");
         let status = session
             .response_written()
@@ -397,25 +345,39 @@ impl ProxyHttp for Gateway {
         );
         let tenant = ctx.tenant.map(|t| runtime.policy.tenant(t));
         let tenant_name = tenant.map(|t| t.name.as_str()).unwrap_or("-");
+        if let (Some(trace), Some(tracer)) = (trace, &self.tracer) {
+            tracer.finish(
+                &trace,
+                &crate::otel::Finished {
+                    method: method.as_str(),
+                    path: logged_path(session.req_header()),
+                    tenant: tenant_name,
+                    route: route_name(tenant, ctx.route),
+                    status,
+                    auth: ctx.auth,
+                    denial: ctx.denial.as_ref().map(|d| d.reason()),
+                    request_id: ctx.request_id(),
+                    upstream: ctx.upstream.and_then(|(u, chosen)| {
+                        Some((runtime.pools[ctx.tenant?][u].label.as_str(), chosen))
+                    }),
+                    ended: std::time::Instant::now(),
+                },
+            );
+        }
         if let Some(denial) = &ctx.denial {
             self.metrics.record_denial(tenant_name, denial.reason());
         }
         if let Some(log) = self.access_log.as_ref().filter(|l| l.wants(status)) {
-            let route = match (tenant, ctx.route) {
-                (Some(t), Some(r)) => t.route(r).name.as_str(),
-                _ => "-",
-            };
+            let route = route_name(tenant, ctx.route);
             let upstream = ctx
                 .upstream
                 .and_then(|(u, _)| ctx.tenant.map(|t| runtime.pools[t][u].label.as_str()));
-            let raw = session.req_header().raw_path();
-            let path = raw.split(|&b| b == b'?').next().unwrap_or_default();
             log.record(&Entry {
                 request_id: ctx.request_id(),
                 tenant: tenant_name,
                 route,
                 method: method.as_str(),
-                path: std::str::from_utf8(path).unwrap_or("(not utf-8)"),
+                path: logged_path(session.req_header()),
                 status,
                 duration: elapsed,
                 upstream,
@@ -427,6 +389,107 @@ impl ProxyHttp for Gateway {
             });
         }
     }
+}
+
+impl Gateway {
+    /// `request_filter`'s work: admit, authenticate, rate-limit, then proxy (`Ok(false)`) or
+    /// answer (`Ok(true)`, the response written).
+    async fn decide_and_act(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let runtime = Arc::clone(ctx.runtime.as_ref().expect("set in early_request_filter"));
+        let denial = match self.admit(session, ctx, &runtime) {
+            Admission::Proxy if ctx.forward_auth => {
+                responses::forward_auth_allowed(session, ctx).await?;
+                return Ok(true);
+            }
+            Admission::Proxy => match self.rate_limit(session, ctx, &runtime).await {
+                Ok(()) => return Ok(false),
+                Err(denial) => denial,
+            },
+            Admission::Preflight(headers) => {
+                responses::preflight(session, ctx, headers).await?;
+                return Ok(true);
+            }
+            Admission::Builtin(builtin @ (Builtin::ResourceMetadata | Builtin::AssertionJwks)) => {
+                crate::well_known::serve(builtin, session, ctx, &runtime).await?;
+                return Ok(true);
+            }
+            Admission::Builtin(builtin) => {
+                let t = ctx.tenant.expect("built-ins are served on tenant hosts");
+                // userinfo answers for whoever the caller is (bearer token or session).
+                let claims = if builtin == Builtin::Userinfo {
+                    identify(
+                        session.req_header(),
+                        ctx,
+                        t,
+                        &runtime,
+                        &self.sessions,
+                        USERINFO_DEMAND,
+                    )
+                    .await
+                    .ok()
+                    .flatten()
+                } else {
+                    None
+                };
+                login::serve_builtin(
+                    builtin,
+                    session,
+                    ctx,
+                    runtime.logins[t].as_ref(),
+                    &self.sessions,
+                    claims,
+                )
+                .await?;
+                return Ok(true);
+            }
+            Admission::Deny(denial) => {
+                // A refused forward-auth check, or a request with two credentials, is an
+                // authentication decision too.
+                if ctx.forward_auth || denial == Denial::DuplicateAuthorization {
+                    let tenant = ctx.tenant_name().unwrap_or("-");
+                    self.metrics
+                        .record_auth_refusal(tenant, denial.auth_result(), denial.reason());
+                }
+                denial
+            }
+            Admission::Authenticate => match self.authenticate(session, ctx, &runtime).await {
+                Ok(()) if ctx.forward_auth => {
+                    responses::forward_auth_allowed(session, ctx).await?;
+                    return Ok(true);
+                }
+                Ok(()) => match self.rate_limit(session, ctx, &runtime).await {
+                    Ok(()) => return Ok(false),
+                    Err(denial) => denial,
+                },
+                Err(denial) => denial,
+            },
+        };
+        responses::deny(session, ctx, denial).await?;
+        Ok(true)
+    }
+}
+
+/// The route's name for logs and spans, `-` without one.
+fn route_name(
+    tenant: Option<&gatehouse_policy::snapshot::TenantPolicy>,
+    route: Option<gatehouse_policy::snapshot::RouteRef>,
+) -> &str {
+    match (tenant, route) {
+        (Some(t), Some(r)) => t.route(r).name.as_str(),
+        _ => "-",
+    }
+}
+
+/// The request's path as logs and spans show it: the normalized target (admission rewrote it)
+/// without its query, which may carry secrets.
+fn logged_path(req: &RequestHeader) -> &str {
+    let raw = req.raw_path();
+    let path = raw.split(|&b| b == b'?').next().unwrap_or_default();
+    std::str::from_utf8(path).unwrap_or("(not utf-8)")
 }
 
 /// Edits a request header's map in place. Pingora's `RequestHeader` keeps a second,

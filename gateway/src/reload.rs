@@ -43,14 +43,20 @@ impl ReloadService {
             let listeners_changed = config.listen != previous.config.listen
                 || config.tls_listen != previous.config.tls_listen
                 || config.admin_listen != previous.config.admin_listen;
+            let tracing_changed = config.tracing != previous.config.tracing;
             Runtime::compile(Arc::new(config), Some(&previous), &metrics)
-                .map(|r| (r, listeners_changed))
+                .map(|r| (r, listeners_changed, tracing_changed))
         })
         .await;
         match result {
-            Ok(Ok((runtime, listeners_changed))) => {
+            Ok(Ok((runtime, listeners_changed, tracing_changed))) => {
                 if listeners_changed {
                     tracing::warn!("listener addresses changed: they take effect at the next restart or upgrade");
+                }
+                if tracing_changed {
+                    tracing::warn!(
+                        "`tracing` changed: it takes effect at the next restart or upgrade"
+                    );
                 }
                 let tenants = runtime.config.tenants.len();
                 self.runtime.store(Arc::new(runtime));

@@ -21,6 +21,7 @@ use crate::demo::{EchoUpstream, DEMO_CONFIG, DEMO_UPSTREAM_ADDR};
 use crate::login::Sessions;
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
+use crate::otel::Tracer;
 use crate::proxy::Gateway;
 use crate::reload::ReloadService;
 use crate::runtime::Runtime;
@@ -47,6 +48,17 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         tracing::warn!(warning = %w, "config warning (see gatehouse check)");
     }
     let metrics = Arc::new(Metrics::new());
+    // Before the runtime: the identity providers' and the store's observers record spans
+    // only when built after this.
+    let (tracer, span_exporter) = match config.tracing.as_ref().map(|t| Tracer::start(t, &metrics))
+    {
+        None => (None, None),
+        Some(Ok((tracer, exporter))) => (Some(Arc::new(tracer)), Some(Arc::new(exporter))),
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match Runtime::compile(Arc::clone(&config), None, &metrics) {
         Ok(r) => r,
         Err(e) => {
@@ -86,6 +98,7 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         access_log,
         sessions: Arc::clone(&sessions),
         shared_limits: Arc::clone(&shared_limits),
+        tracer,
     };
     // The proxy behind the connection limits and the request-head deadline (connections.rs).
     let mut listeners = Vec::new();
@@ -149,6 +162,12 @@ pub fn run(path: Option<PathBuf>, upgrade: bool, daemon: bool) -> ExitCode {
         server.add_service(GenBackgroundService::new(
             "gatehouse access log".to_string(),
             Arc::clone(writer),
+        ));
+    }
+    if let Some(exporter) = span_exporter {
+        server.add_service(GenBackgroundService::new(
+            "gatehouse span export".to_string(),
+            exporter,
         ));
     }
     server.add_service(GenBackgroundService::new(

@@ -101,6 +101,10 @@ pub struct Forwarding<'a> {
     /// The tenant's `identity-assertion` header: a client's copy is removed in any spelling
     /// (the gateway sets its own when the request carries an identity).
     pub assertion_header: Option<&'a HeaderName>,
+    /// The `traceparent` to send instead of the client's (OpenTelemetry tracing configured: the
+    /// gateway's upstream span as parent, or an unsampled one); `None`: a client's valid one
+    /// is passed on, else one is started from the request ID.
+    pub traceparent: Option<&'a HeaderValue>,
 }
 
 /// Whether a client header name is an identity header in any spelling: `X-Auth-*` or one of
@@ -186,10 +190,12 @@ pub fn forward_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         }
     }
     let (id_name, id_value) = &f.request_id;
-    let traceparent_ok = headers
+    if let Some(traceparent) = f.traceparent {
+        headers.insert(TRACEPARENT, traceparent.clone());
+    } else if !headers
         .get(TRACEPARENT)
-        .is_some_and(|v| is_valid_traceparent(v.as_bytes()));
-    if !traceparent_ok {
+        .is_some_and(|v| is_valid_traceparent(v.as_bytes()))
+    {
         headers.insert(TRACEPARENT, new_traceparent(id_value.as_bytes()));
     }
     headers.insert((*id_name).clone(), id_value.clone());
@@ -270,6 +276,7 @@ mod tests {
             forward_access_token: false,
             pass_rewrite_headers: false,
             assertion_header: None,
+            traceparent: None,
             request_id: (
                 id_name,
                 HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736"),
@@ -538,5 +545,26 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_given_traceparent_replaces_the_clients_and_none_keeps_it() {
+        let id = HeaderName::from_static("x-request-id");
+        let client = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let ours =
+            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01");
+        let mut h = HeaderMap::new();
+        h.insert(TRACEPARENT, HeaderValue::from_static(client));
+        forward_request(&mut h, &forwarding(&[], &id, false));
+        assert_eq!(h[TRACEPARENT], client, "passed on unchanged");
+        let f = Forwarding {
+            traceparent: Some(&ours),
+            ..forwarding(&[], &id, false)
+        };
+        forward_request(&mut h, &f);
+        assert_eq!(h[TRACEPARENT], ours, "replaced");
+        let mut none = HeaderMap::new();
+        forward_request(&mut none, &f);
+        assert_eq!(none[TRACEPARENT], ours, "set without a client's");
     }
 }

@@ -80,8 +80,9 @@ impl Sessions {
     ) -> Result<&Arc<CachedStore<Arc<dyn SessionStore>>>, StoreError> {
         self.store
             .get_or_try_init(|| async {
-                let observer: Arc<dyn gatehouse_session::store::StoreObserver> =
-                    Arc::new(crate::observers::StoreMetrics::new(&self.metrics));
+                let observer = crate::otel::scope::store_observer(Arc::new(
+                    crate::observers::StoreMetrics::new(&self.metrics),
+                ));
                 let inner = gatehouse_session::store::open(&self.config, Some(Arc::clone(&observer)))
                     .await
                     .map_err(|e| {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod login;
+pub mod otlp;
 
 // Shared with the session tests and benches (`testing/support`); re-exported so every test
 // reaches them as `support::…`.
