@@ -32,9 +32,10 @@ pub use compile::{
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AccessLogConfig, AccessLogFormat, AssertionAlgorithm, AssertionKey, Balance, Config, Cookie,
-    CookieKey, Cors, ForwardAuthHeaders, HealthCheck, IdentityAssertion, IdentityProvider, Login,
-    OnUnavailable, RateLimit, RateLimitKey, ResourceMetadata, Route, SameSite, Secret,
-    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, Upstream,
+    CookieKey, Cors, Dpop, DpopMode, ForwardAuthHeaders, HealthCheck, IdentityAssertion,
+    IdentityProvider, Login, OnUnavailable, RateLimit, RateLimitKey, ResourceMetadata, Route,
+    SameSite, Secret, SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod,
+    Upstream, DEFAULT_DPOP_PROOF_WINDOW,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -128,6 +129,8 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dpop;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod auth;
 mod connections;
 mod ctx;
 mod demo;
+mod dpop;
 mod grpc;
 mod identify;
 mod import;

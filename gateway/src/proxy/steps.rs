@@ -146,8 +146,16 @@ impl Gateway {
             return Err(Denial::Unauthenticated);
         };
         let tenant = runtime.policy.tenant(t);
-        let result =
-            verify_and_authorize(session, ctx, t, route_ref, runtime, &self.sessions).await;
+        let result = verify_and_authorize(
+            session,
+            ctx,
+            t,
+            route_ref,
+            runtime,
+            &self.sessions,
+            &self.shared_limits,
+        )
+        .await;
         let outcome = match &result {
             Ok(_) => {
                 runtime.tenant_metrics[t].auth_allowed.inc();
