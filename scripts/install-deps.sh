@@ -89,8 +89,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 # The test OpenID provider (oidc-provider) and the browser driver (playwright-core, driving
 # Debian's chromium; it never downloads a browser) and the MCP SDK's server and client
-# (testing/mcp): reinstalled when their lockfiles change.
-for dir in testing/idp testing/browser testing/mcp; do
+# (testing/mcp), and the DPoP client library (testing/dpop): reinstalled when their lockfiles
+# change.
+for dir in testing/idp testing/browser testing/mcp testing/dpop; do
   pkg="$(dirname "$0")/../$dir"
   sum="$(md5sum < "$pkg/package-lock.json")"
   if [ "$(cat "$pkg/node_modules/.lock-md5" 2>/dev/null)" != "$sum" ]; then

@@ -160,6 +160,11 @@ const AUTHENTICATED: Route = Route {
     resource: None,
     acr: Vec::new(),
     max_auth_age: None,
+    dpop: crate::model::Dpop {
+        mode: crate::model::DpopMode::Off,
+        proof_window: crate::model::DEFAULT_DPOP_PROOF_WINDOW,
+        nonce: false,
+    },
 };
 
 /// The index of the route a request for `path` (normalized) and `method` (`None`: an
@@ -256,6 +261,18 @@ fn weaker_than(from: &Route, to: &Route) -> Vec<String> {
         if to.max_auth_age.is_none_or(|have| have > need) {
             weaker.push("an older authentication (max-auth-age)".to_string());
         }
+    }
+    use crate::model::DpopMode;
+    let dpop_rank = |m: DpopMode| match m {
+        DpopMode::Off => 0,
+        DpopMode::Optional => 1,
+        DpopMode::Required => 2,
+    };
+    if dpop_rank(to.dpop.mode) < dpop_rank(from.dpop.mode) {
+        weaker.push(match to.dpop.mode {
+            DpopMode::Off => "no dpop (bearer tokens)".to_string(),
+            _ => "dpop optional instead of required".to_string(),
+        });
     }
     weaker
 }

@@ -32,10 +32,11 @@ pub use compile::{
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AccessLogConfig, AccessLogFormat, AssertionAlgorithm, AssertionKey, Balance, Config, Cookie,
-    CookieKey, Cors, ForwardAuthHeaders, HealthCheck, IdentityAssertion, IdentityProvider, Login,
-    OnUnavailable, RateLimit, RateLimitKey, ResourceMetadata, Route, SameSite, Secret,
-    SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod, TracingConfig, Upstream,
-    DEFAULT_SAMPLING_RATIO, DEFAULT_SERVICE_NAME,
+    CookieKey, Cors, Dpop, DpopMode, ForwardAuthHeaders, HealthCheck, IdentityAssertion,
+    IdentityProvider, Login, OnUnavailable, RateLimit, RateLimitKey, ResourceMetadata, Route,
+    SameSite, Secret, SessionStoreConfig, SessionStoreKind, Tenant, TokenEndpointAuthMethod,
+    TracingConfig, Upstream, DEFAULT_DPOP_PROOF_WINDOW, DEFAULT_SAMPLING_RATIO,
+    DEFAULT_SERVICE_NAME,
 };
 pub use units::{parse_duration, parse_size};
 
@@ -129,6 +130,8 @@ fn parse_into(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dpop;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]

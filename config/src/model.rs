@@ -518,6 +518,50 @@ pub struct Route {
     /// `max-auth-age`: step-up (RFC 9470): the token's `auth_time` must be at most this old
     /// (a token without `auth_time` is refused) (default: no limit).
     pub max_auth_age: Option<Duration>,
+    /// `dpop`, `dpop-proof-window`, `dpop-nonce`: proof of possession (RFC 9449) (default:
+    /// `off`).
+    pub dpop: Dpop,
+}
+
+/// Whether a route demands DPoP proofs (RFC 9449): its `dpop` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    /// `off` (default): tokens are bearer tokens, as without DPoP; an `Authorization: DPoP`
+    /// credential is refused like any scheme other than `Bearer`.
+    #[default]
+    Off,
+    /// `optional`: an unbound token may be sent as `Bearer`; a DPoP-bound token (`cnf.jkt`)
+    /// must come as `Authorization: DPoP` with a valid proof.
+    Optional,
+    /// `required`: only a DPoP-bound token with a valid proof is accepted.
+    Required,
+}
+
+/// A route's DPoP settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dpop {
+    /// `dpop`: `required | optional | off` (default `off`).
+    pub mode: DpopMode,
+    /// `dpop-proof-window`: how old a proof's `iat` may be (the provider's `leeway` added, also
+    /// for an `iat` in the future); a proof's `jti` is remembered this long (default 60s, at
+    /// most 10m).
+    pub proof_window: Duration,
+    /// `dpop-nonce`: proofs must carry a nonce the gateway issued (`DPoP-Nonce`, answered with
+    /// 401 `use_dpop_nonce` otherwise) (default false).
+    pub nonce: bool,
+}
+
+/// The default `dpop-proof-window`.
+pub const DEFAULT_DPOP_PROOF_WINDOW: Duration = Duration::from_secs(60);
+
+impl Default for Dpop {
+    fn default() -> Self {
+        Dpop {
+            mode: DpopMode::Off,
+            proof_window: DEFAULT_DPOP_PROOF_WINDOW,
+            nonce: false,
+        }
+    }
 }
 
 impl Route {

@@ -381,6 +381,9 @@ pub(crate) struct FileRoute {
     pub resource: Option<String>,
     pub acr: Option<Vec<Text>>,
     pub max_auth_age: Option<Dur>,
+    pub dpop: Option<Text>,
+    pub dpop_proof_window: Option<Dur>,
+    pub dpop_nonce: Option<Flag>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -164,7 +164,7 @@ fn contract_parses_with_expected_values() {
             "/*"
         ]
     );
-    // Keys the contract gained for issues 19-21 (the route's `dpop` is not built yet).
+    // Keys the contract gained for issues 19-21.
     assert_eq!(c.request_header_timeout, Duration::from_secs(10));
     assert_eq!((c.max_connections, c.max_connections_per_ip), (10000, 256));
     let mcp = t.routes.iter().find(|r| r.uri == "/api/v1/mcp/*").unwrap();
@@ -173,6 +173,9 @@ fn contract_parses_with_expected_values() {
         Some("http://demo.localhost:8080/api/v1/mcp")
     );
     assert_eq!(mcp.acr, ["gold", "platinum"]);
+    assert_eq!(mcp.dpop.mode, crate::DpopMode::Required);
+    assert_eq!(mcp.dpop.proof_window, Duration::from_secs(60));
+    assert!(!mcp.dpop.nonce);
     assert_eq!(mcp.max_auth_age, Some(Duration::from_secs(300)));
     assert_eq!(mcp.rate_limits.len(), 1);
     assert_eq!(

@@ -31,6 +31,9 @@ pub struct Provider {
     pub verifier: Arc<TokenVerifier>,
     /// The OIDC code-flow client of this provider (used by tenants with `login`).
     pub oidc: Arc<gatehouse_session::oidc::OidcClient>,
+    /// The provider's algorithms as a DPoP challenge's `algs` (space-separated): the
+    /// algorithms a proof may use on its tenants' DPoP routes.
+    pub dpop_algs: String,
     /// `gatehouse_token_verify_duration_seconds{cache="hit"}` for this provider.
     pub verify_hit: prometheus::Histogram,
     /// `gatehouse_token_verify_duration_seconds{cache="miss"}` for this provider.
@@ -62,7 +65,14 @@ impl Provider {
         }
         let (verify_hit, verify_miss) = metrics.token_verify_histograms(&definition.name);
         let verifier = Arc::new(verifier);
+        let dpop_algs = verifier
+            .algorithms()
+            .iter()
+            .map(|a| gatehouse_session::jwks::algorithm_name(*a))
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(Provider {
+            dpop_algs,
             oidc: Arc::new(gatehouse_session::oidc::OidcClient::new(
                 definition,
                 Arc::clone(&verifier),

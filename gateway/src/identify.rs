@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use gatehouse_policy::authz::Forbidden;
+use gatehouse_policy::resource::{credential, Scheme};
 use gatehouse_policy::snapshot::{Access, Denial, RoutePolicy, RouteRef};
 use gatehouse_session::claims::Claims;
 use gatehouse_session::{looks_like_jwt, Audience, TokenError};
@@ -13,6 +14,7 @@ use pingora::http::RequestHeader;
 
 use crate::auth::{bearer_token, ClaimsIdentity};
 use crate::ctx::RequestCtx;
+use crate::dpop::DpopDemand;
 use crate::login::{login_location, session_claims, SessionOutcome, Sessions};
 use crate::responses::wants_html_head;
 
@@ -25,9 +27,10 @@ pub(crate) async fn verify_and_authorize(
     route_ref: RouteRef,
     runtime: &crate::runtime::Runtime,
     sessions: &Sessions,
+    shared: &crate::ratelimit::SharedBuckets,
 ) -> Result<Option<Arc<Claims>>, Denial> {
     let route = runtime.policy.tenant(tenant_index).route(route_ref);
-    let demand = route_demand(route);
+    let demand = route_demand(route, Some(shared));
     let Some(claims) = identify(req, ctx, tenant_index, runtime, sessions, demand).await? else {
         return Ok(None);
     };
@@ -35,9 +38,14 @@ pub(crate) async fn verify_and_authorize(
     Ok(Some(claims))
 }
 
-/// What a route demands of its caller's identity.
-pub(crate) fn route_demand(route: &RoutePolicy) -> Demand<'_> {
+/// What a route demands of its caller's identity. `shared`: where a DPoP proof's single use is
+/// recorded; `None` checks a proof without using it up (`gatehouse explain`).
+pub(crate) fn route_demand<'a>(
+    route: &'a RoutePolicy,
+    shared: Option<&'a crate::ratelimit::SharedBuckets>,
+) -> Demand<'a> {
     Demand {
+        dpop: route.dpop.map(|rule| DpopDemand { rule, shared }),
         revocation_checked: route.introspect,
         resource: route.resource.as_deref(),
         identity: if route.access == Access::Optional {
@@ -126,6 +134,8 @@ pub(crate) struct Demand<'a> {
     /// The route's `resource` (RFC 8707): a bearer token's `aud` must contain it instead of
     /// one of the provider's audiences.
     pub resource: Option<&'a str>,
+    /// The route's `dpop` (RFC 9449), `None` for `off`.
+    pub dpop: Option<DpopDemand<'a>>,
 }
 
 /// Seconds since the Unix epoch (for step-up's `max-auth-age`).
@@ -150,8 +160,13 @@ pub(crate) async fn identify(
     let optional = demand.identity == Need::Optional;
     let tenant = runtime.policy.tenant(tenant_index);
     let provider = runtime.provider(tenant_index);
-    let claims = match bearer_token(req, tenant.token_cookie.as_deref()) {
-        Ok(Some(token)) => {
+    let presented = match demand.dpop {
+        None => bearer_token(req, tenant.token_cookie.as_deref())
+            .map(|token| token.map(|t| (Scheme::Bearer, t))),
+        Some(_) => dpop_credential(req, tenant.token_cookie.as_deref()),
+    };
+    let claims = match presented {
+        Ok(Some((scheme, token))) => {
             let Some(provider) = provider else {
                 tracing::warn!(tenant = %tenant.name, "protected route but the tenant has no identity-provider");
                 return Err(Denial::Unauthenticated);
@@ -160,13 +175,39 @@ pub(crate) async fn identify(
                 Some(resource) => Audience::Resource(resource),
                 None => Audience::Provider,
             };
-            verify(provider, token, demand.revocation_checked, audience).await?
+            let claims = verify(provider, token, demand.revocation_checked, audience).await?;
+            if let Some(dpop) = demand.dpop {
+                crate::dpop::check(
+                    req,
+                    ctx,
+                    runtime,
+                    tenant_index,
+                    dpop,
+                    crate::dpop::Presented {
+                        scheme,
+                        token,
+                        claims: &claims,
+                        provider,
+                    },
+                )
+                .await?;
+            }
+            claims
         }
         Err(()) => {
             return Err(Denial::InvalidToken {
                 reason: "malformed",
-                description: "the Authorization header is not a Bearer credential",
+                description: if demand.dpop.is_some() {
+                    "the Authorization header is not a Bearer or DPoP credential"
+                } else {
+                    "the Authorization header is not a Bearer credential"
+                },
             })
+        }
+        // `dpop: required` takes a DPoP-bound token only: no session, no anonymous caller. No
+        // credential was sent, so the `DPoP` challenge names no error (RFC 6750 3.1).
+        Ok(None) if demand.dpop.is_some_and(|d| d.rule.required) => {
+            return Err(Denial::Unauthenticated)
         }
         Ok(None) => match runtime.logins[tenant_index].as_ref() {
             Some(login) => match session_claims(req, login, sessions).await {
@@ -186,6 +227,20 @@ pub(crate) async fn identify(
         },
     };
     Ok(Some(claims))
+}
+
+/// The credential of a request on a DPoP route: `Authorization: Bearer` or `DPoP` (RFC 9449
+/// 7.1), else the tenant's `token-cookie` (a bearer token). `Err(())` for an `Authorization`
+/// header that is neither.
+#[allow(clippy::result_unit_err)]
+fn dpop_credential<'a>(
+    req: &'a pingora::http::RequestHeader,
+    cookie_name: Option<&str>,
+) -> Result<Option<(Scheme, &'a str)>, ()> {
+    match req.headers.get(http::header::AUTHORIZATION) {
+        Some(value) => credential(value.as_bytes()).map(Some).ok_or(()),
+        None => bearer_token(req, cookie_name).map(|token| token.map(|t| (Scheme::Bearer, t))),
+    }
 }
 
 /// The token's claims: a JWT is verified against the provider's keys (a cache hit costs no

@@ -14,6 +14,7 @@ mod auth;
 mod connections;
 mod ctx;
 mod demo;
+mod dpop;
 mod explain;
 mod grpc;
 mod identify;

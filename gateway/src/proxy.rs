@@ -35,6 +35,7 @@ const USERINFO_DEMAND: Demand = Demand {
     revocation_checked: false,
     identity: Need::Optional,
     resource: None,
+    dpop: None,
 };
 
 /// The gateway's `ProxyHttp` implementation.

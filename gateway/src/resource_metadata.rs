@@ -28,12 +28,24 @@ pub fn document(session: &Session, ctx: &RequestCtx) -> Option<Bytes> {
     let suffix = metadata_suffix(&path)?;
     let origin = origin(ctx.secure, client_host(req)?)?;
     let resource = tenant.metadata_resource(&origin, suffix)?;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "resource": resource,
         "authorization_servers": [issuer],
         "scopes_supported": metadata.scopes_supported,
         "bearer_methods_supported": ["header"],
     });
+    if let Some(dpop) = tenant.metadata_dpop(suffix) {
+        let algs = runtime
+            .provider(t)
+            .map(|p| p.verifier.algorithms())
+            .unwrap_or_default();
+        let names: Vec<&str> = algs
+            .iter()
+            .map(|a| gatehouse_session::jwks::algorithm_name(*a))
+            .collect();
+        body["dpop_signing_alg_values_supported"] = serde_json::json!(names);
+        body["dpop_bound_access_tokens_required"] = serde_json::json!(dpop.required);
+    }
     Some(Bytes::from(body.to_string()))
 }
 

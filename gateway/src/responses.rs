@@ -148,6 +148,9 @@ async fn write_denial(
         Denial::RateLimited { limit, retry_after } => {
             rate_limit_headers(&mut resp, ctx, *limit, *retry_after)?;
         }
+        Denial::UseDpopNonce { nonce } => {
+            resp.insert_header("DPoP-Nonce", nonce.as_str())?;
+        }
         _ => {}
     }
     // A refused preflight carries no allow header at all.
@@ -210,10 +213,21 @@ fn rate_limit_headers(
 /// The `WWW-Authenticate` value of a 401 that asks for a credential (one builder:
 /// `gatehouse_policy::challenge`): the realm, the error of a refused token or a step-up, and,
 /// on a tenant with `resource-metadata`, the metadata URL and the scopes (RFC 9728 5.1).
+/// On a DPoP route (RFC 9449 7.1) the challenge is `DPoP` with `algs`; on `dpop: optional`
+/// a `Bearer` challenge comes first, and carries the error of a token sent as `Bearer`.
 fn challenge(session: &Session, ctx: &RequestCtx, denial: &Denial) -> Option<String> {
     let (error, description) = match denial {
         Denial::Unauthenticated => (None, None),
-        Denial::InvalidToken { description, .. } => (Some("invalid_token"), Some(*description)),
+        Denial::InvalidToken { description, .. } | Denial::DpopRefused { description, .. } => {
+            (Some("invalid_token"), Some(*description))
+        }
+        Denial::InvalidDpopProof { description, .. } => {
+            (Some("invalid_dpop_proof"), Some(*description))
+        }
+        Denial::UseDpopNonce { .. } => (
+            Some("use_dpop_nonce"),
+            Some("the resource server requires a nonce in the DPoP proof"),
+        ),
         Denial::InsufficientAuthentication(shortfall) => (
             Some("insufficient_user_authentication"),
             Some(shortfall.description()),
@@ -225,11 +239,12 @@ fn challenge(session: &Session, ctx: &RequestCtx, denial: &Denial) -> Option<Str
     let runtime = ctx.runtime.as_deref();
     let tenant = runtime.zip(ctx.tenant).map(|(r, t)| r.policy.tenant(t));
     let resource_metadata = crate::resource_metadata::challenge_url(session, ctx);
-    let step_up = match (denial, tenant, ctx.route) {
-        (Denial::InsufficientAuthentication(_), Some(t), Some(r)) => t.route(r).step_up.as_deref(),
+    let route = tenant.zip(ctx.route).map(|(t, r)| t.route(r));
+    let step_up = match (denial, route) {
+        (Denial::InsufficientAuthentication(_), Some(route)) => route.step_up.as_deref(),
         _ => None,
     };
-    let challenge = Challenge {
+    let bearer = Challenge {
         realm: ctx.tenant_name().unwrap_or("gatehouse"),
         error,
         description,
@@ -239,8 +254,62 @@ fn challenge(session: &Session, ctx: &RequestCtx, denial: &Denial) -> Option<Str
         resource_metadata: resource_metadata.as_deref(),
         acr_values: step_up.and_then(|s| s.acr_values.as_deref()),
         max_age: step_up.and_then(|s| s.max_age),
+        ..Challenge::default()
     };
-    Some(challenge.header_value())
+    let Some(rule) = route.and_then(|r| r.dpop) else {
+        return Some(bearer.header_value());
+    };
+    let algs = runtime
+        .zip(ctx.tenant)
+        .and_then(|(r, t)| r.provider(t))
+        .map(|p| p.dpop_algs.as_str());
+    let dpop = Challenge {
+        dpop: true,
+        algs,
+        ..bearer
+    };
+    if rule.required {
+        return Some(dpop.header_value());
+    }
+    // `optional`: both schemes are offered; the error goes with the scheme it is about.
+    let about_dpop = match denial {
+        Denial::DpopRefused { .. }
+        | Denial::InvalidDpopProof { .. }
+        | Denial::UseDpopNonce { .. } => true,
+        Denial::InvalidToken { .. } | Denial::InsufficientAuthentication(_) => {
+            sent_dpop_scheme(session)
+        }
+        _ => false,
+    };
+    fn bare(c: Challenge<'_>) -> Challenge<'_> {
+        Challenge {
+            error: None,
+            description: None,
+            acr_values: None,
+            max_age: None,
+            ..c
+        }
+    }
+    let (bearer, dpop) = if about_dpop {
+        (bare(bearer), dpop)
+    } else {
+        (bearer, bare(dpop))
+    };
+    Some(format!(
+        "{}, {}",
+        bearer.header_value(),
+        dpop.header_value()
+    ))
+}
+
+/// Whether the request's `Authorization` names the `DPoP` scheme.
+fn sent_dpop_scheme(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| gatehouse_policy::resource::credential(v.as_bytes()))
+        .is_some_and(|(scheme, _)| scheme == gatehouse_policy::resource::Scheme::Dpop)
 }
 
 /// Writes a public document (`status` 200, JSON) that clients may cache as `cache_control`

@@ -45,6 +45,9 @@ pub struct Runtime {
     pub assertions: Vec<Option<Arc<TenantAssertion>>>,
     /// Every tenant's and route's `rate-limits`.
     pub limits: crate::ratelimit::Limits,
+    /// DPoP server nonces, indexed like the tenants (`None`: no route of the tenant has
+    /// `dpop-nonce`).
+    pub dpop_nonces: Vec<Option<Arc<gatehouse_session::dpop::NonceIssuer>>>,
 }
 
 /// One tenant's pre-resolved metric handles.
@@ -162,9 +165,15 @@ impl Runtime {
             previous.map(|p| &p.limits),
             previous.map(|p| &*p.config),
         );
+        let dpop_nonces = config
+            .tenants
+            .iter()
+            .map(crate::dpop::nonce_issuer)
+            .collect();
         Ok(Runtime {
             assertions,
             limits,
+            dpop_nonces,
             logins,
             gateway_cookies: GatewayCookies::from_config(&config),
             unknown_host_metrics: metrics.route("-", "-"),

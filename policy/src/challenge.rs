@@ -1,12 +1,17 @@
 //! The `WWW-Authenticate` challenge of a 401: one builder for every refusal that asks for a
 //! credential (RFC 6750 3, with RFC 9728 5.1 `resource_metadata` and RFC 9470 `acr_values` /
-//! `max_age`). A scheme other than `Bearer` (DPoP, RFC 9449, with its `algs`) is added here.
+//! `max_age`), and its `DPoP` form (RFC 9449 7.1: the same parameters and `algs`, the proof
+//! algorithms accepted).
 
 use std::fmt::Write as _;
 
 /// The parameters of one challenge; `None` leaves a parameter out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Challenge<'a> {
+    /// `DPoP` instead of `Bearer` (default false).
+    pub dpop: bool,
+    /// `algs` (DPoP only): space-separated JWS algorithms accepted for proofs.
+    pub algs: Option<&'a str>,
     /// `realm` (the tenant's name).
     pub realm: &'a str,
     /// `error`: `invalid_token`, `insufficient_user_authentication`, ...
@@ -24,11 +29,11 @@ pub struct Challenge<'a> {
 }
 
 impl Challenge<'_> {
-    /// The header value: `Bearer realm="...", error="...", ...`, each value a quoted string
-    /// (`"` and `\` escaped, RFC 9110 5.6.4), `max_age` a bare number.
+    /// The header value: `Bearer realm="...", error="...", ...` (or `DPoP ...`), each value a
+    /// quoted string (`"` and `\` escaped, RFC 9110 5.6.4), `max_age` a bare number.
     #[must_use]
     pub fn header_value(&self) -> String {
-        let mut out = String::from("Bearer");
+        let mut out = String::from(if self.dpop { "DPoP" } else { "Bearer" });
         let mut first = true;
         let mut param = |out: &mut String, name: &str, value: &str| {
             out.push_str(if first { " " } else { ", " });
@@ -50,6 +55,7 @@ impl Challenge<'_> {
             ("scope", self.scope),
             ("resource_metadata", self.resource_metadata),
             ("acr_values", self.acr_values),
+            ("algs", self.algs.filter(|_| self.dpop)),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -86,6 +92,8 @@ mod tests {
             resource_metadata: Some("https://h/.well-known/oauth-protected-resource/mcp"),
             acr_values: Some("gold platinum"),
             max_age: Some(300),
+            dpop: false,
+            algs: Some("ES256"),
         };
         assert_eq!(
             c.header_value(),
@@ -93,6 +101,31 @@ mod tests {
              error_description=\"a stronger authentication is required\", scope=\"mcp:tools read\", \
              resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\", \
              acr_values=\"gold platinum\", max_age=300"
+        );
+    }
+
+    #[test]
+    fn a_dpop_challenge_names_its_algorithms() {
+        let c = Challenge {
+            realm: "demo",
+            dpop: true,
+            error: Some("invalid_dpop_proof"),
+            description: Some("the DPoP proof was used before"),
+            resource_metadata: Some("https://h/.well-known/oauth-protected-resource"),
+            algs: Some("ES256 RS256"),
+            ..Challenge::default()
+        };
+        assert_eq!(
+            c.header_value(),
+            "DPoP realm=\"demo\", error=\"invalid_dpop_proof\", \
+             error_description=\"the DPoP proof was used before\", \
+             resource_metadata=\"https://h/.well-known/oauth-protected-resource\", \
+             algs=\"ES256 RS256\""
+        );
+        let bearer = Challenge { dpop: false, ..c };
+        assert!(
+            !bearer.header_value().contains("algs"),
+            "algs is DPoP's alone"
         );
     }
 

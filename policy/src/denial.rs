@@ -36,6 +36,32 @@ pub enum Denial {
         /// Short description for `error_description`; leaks nothing.
         description: &'static str,
     },
+    /// A DPoP route refuses the token as presented (RFC 9449 7): a DPoP-bound token sent as
+    /// `Bearer`, an unbound token on `dpop: required` or with the `DPoP` scheme, a bound token
+    /// whose binding gatehouse cannot check, or no token at all on `dpop: required`: 401 with
+    /// a `DPoP` challenge and `error="invalid_token"`.
+    DpopRefused {
+        /// Stable reason for logs and metrics (`dpop_required`, ...).
+        reason: &'static str,
+        /// Short description for `error_description`.
+        description: &'static str,
+    },
+    /// The DPoP proof was refused (RFC 9449 4.3): 401 with `error="invalid_dpop_proof"`.
+    InvalidDpopProof {
+        /// Stable reason for logs and metrics (`dpop_replayed`, `dpop_wrong_htu`, ...).
+        reason: &'static str,
+        /// Short description for `error_description`.
+        description: &'static str,
+    },
+    /// The route wants a server nonce in the proof and it has none, or a stale one (RFC 9449
+    /// 9): 401 with `error="use_dpop_nonce"` and this `DPoP-Nonce`.
+    UseDpopNonce {
+        /// The nonce the next proof must carry.
+        nonce: String,
+    },
+    /// The proof's single use cannot be established (the replay memory is full, or the shared
+    /// one in Redis cannot answer): 503, the proof is not accepted.
+    DpopReplayUnavailable,
     /// A valid token whose authentication falls short of the route's `acr` or `max-auth-age`
     /// (RFC 9470): 401 with `error="insufficient_user_authentication"`.
     InsufficientAuthentication(Shortfall),
@@ -90,13 +116,18 @@ impl Denial {
             Denial::BodyTooLarge => 413,
             Denial::Unauthenticated
             | Denial::InvalidToken { .. }
+            | Denial::DpopRefused { .. }
+            | Denial::InvalidDpopProof { .. }
+            | Denial::UseDpopNonce { .. }
             | Denial::InsufficientAuthentication(_) => 401,
             Denial::Forbidden(_) => 403,
             Denial::HttpsRequired { .. } => 308,
             Denial::LoginRequired { .. } => 302,
             Denial::NoHealthyUpstream => 503,
             Denial::CorsRefused => 403,
-            Denial::AuthUnavailable | Denial::SessionUnavailable => 503,
+            Denial::AuthUnavailable
+            | Denial::SessionUnavailable
+            | Denial::DpopReplayUnavailable => 503,
             Denial::Login(r) => r.status(),
             Denial::RateLimited { .. } => 429,
         }
@@ -126,6 +157,10 @@ impl Denial {
             Denial::BodyTooLarge => "body_too_large",
             Denial::Unauthenticated => "unauthenticated",
             Denial::InvalidToken { reason, .. } => reason,
+            Denial::DpopRefused { reason, .. } => reason,
+            Denial::InvalidDpopProof { reason, .. } => reason,
+            Denial::UseDpopNonce { .. } => "dpop_nonce_required",
+            Denial::DpopReplayUnavailable => "dpop_replay_unavailable",
             Denial::InsufficientAuthentication(s) => s.reason(),
             Denial::Forbidden(f) => f.reason(),
             Denial::HttpsRequired { .. } => "https_required",

@@ -73,6 +73,88 @@ impl TenantResource {
     }
 }
 
+/// A route's DPoP demand (RFC 9449): `dpop: required | optional` (`off` compiles to none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DpopRule {
+    /// `required`: only a DPoP-bound token with a valid proof is accepted; `optional`: an
+    /// unbound token may also come as `Bearer`.
+    pub required: bool,
+    /// `dpop-proof-window`, seconds.
+    pub window: u64,
+    /// `dpop-nonce`: proofs must carry a nonce the gateway issued.
+    pub nonce: bool,
+}
+
+impl DpopRule {
+    /// The demand of `route`, `None` for `dpop: off`.
+    #[must_use]
+    pub fn compile(route: &gatehouse_config::Route) -> Option<DpopRule> {
+        let dpop = route.dpop;
+        let required = match dpop.mode {
+            gatehouse_config::DpopMode::Off => return None,
+            gatehouse_config::DpopMode::Optional => false,
+            gatehouse_config::DpopMode::Required => true,
+        };
+        Some(DpopRule {
+            required,
+            window: dpop.proof_window.as_secs().max(1),
+            nonce: dpop.nonce,
+        })
+    }
+}
+
+/// The authentication scheme an `Authorization` header names: what a DPoP route tells
+/// apart. `None` for a header that is no usable credential (no token, another scheme,
+/// non-ASCII).
+#[must_use]
+pub fn credential(authorization: &[u8]) -> Option<(Scheme, &str)> {
+    let value = std::str::from_utf8(authorization).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return None;
+    };
+    let token = token.trim();
+    (!token.is_empty() && token.is_ascii()).then_some((scheme, token))
+}
+
+/// An `Authorization` scheme gatehouse accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449).
+    Dpop,
+}
+
+/// What a DPoP route decides about a verified token before any proof is looked at (RFC 9449
+/// 7.1, 7.2): `Ok(true)` when a proof must be checked, `Ok(false)` when the token passes as
+/// a bearer token (`optional` only), else the refusal's reason and description.
+pub fn dpop_binding(
+    rule: DpopRule,
+    scheme: Scheme,
+    bound: bool,
+) -> Result<bool, (&'static str, &'static str)> {
+    match (scheme, bound) {
+        (Scheme::Dpop, true) => Ok(true),
+        (Scheme::Dpop, false) => Err((
+            "dpop_unbound_token",
+            "the DPoP scheme needs a DPoP-bound token",
+        )),
+        (Scheme::Bearer, true) => Err((
+            "dpop_bound_token_as_bearer",
+            "a DPoP-bound token must be sent with the DPoP scheme",
+        )),
+        (Scheme::Bearer, false) if rule.required => {
+            Err(("dpop_required", "a DPoP-bound token is required"))
+        }
+        (Scheme::Bearer, false) => Ok(false),
+    }
+}
+
 /// Why a token falls short of a route's step-up demand (RFC 9470).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shortfall {
@@ -203,6 +285,48 @@ pub fn step_up_authorization(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dpop_routes_tell_schemes_and_bindings_apart() {
+        assert_eq!(credential(b"Bearer abc"), Some((Scheme::Bearer, "abc")));
+        assert_eq!(credential(b"dpop  abc "), Some((Scheme::Dpop, "abc")));
+        assert_eq!(credential(b"DPoP abc"), Some((Scheme::Dpop, "abc")));
+        for bad in [
+            &b"Basic abc"[..],
+            b"DPoP",
+            b"DPoP ",
+            b"abc",
+            b"DPoP ab\xe9",
+            b"",
+        ] {
+            assert_eq!(credential(bad), None, "{bad:?}");
+        }
+        let required = DpopRule {
+            required: true,
+            window: 60,
+            nonce: false,
+        };
+        let optional = DpopRule {
+            required: false,
+            ..required
+        };
+        for rule in [required, optional] {
+            assert_eq!(dpop_binding(rule, Scheme::Dpop, true), Ok(true));
+            assert_eq!(
+                dpop_binding(rule, Scheme::Dpop, false).map_err(|e| e.0),
+                Err("dpop_unbound_token")
+            );
+            assert_eq!(
+                dpop_binding(rule, Scheme::Bearer, true).map_err(|e| e.0),
+                Err("dpop_bound_token_as_bearer")
+            );
+        }
+        assert_eq!(
+            dpop_binding(required, Scheme::Bearer, false).map_err(|e| e.0),
+            Err("dpop_required")
+        );
+        assert_eq!(dpop_binding(optional, Scheme::Bearer, false), Ok(false));
+    }
 
     #[test]
     fn metadata_paths_name_the_identifiers_path() {
@@ -336,7 +460,8 @@ tenants:
     resource-metadata: { scopes-supported: [mcp:tools, read] }
     upstreams: [{name: app, targets: ["127.0.0.1:1"]}]
     routes:
-      - { uri: /mcp/*, resource: "http://mcp.localhost:8080/mcp", acr: [gold], max-auth-age: 5m }
+      - { uri: /mcp/*, resource: "http://mcp.localhost:8080/mcp", acr: [gold], max-auth-age: 5m, dpop: required, dpop-nonce: true }
+      - { uri: /opt/*, dpop: optional, dpop-proof-window: 2m }
       - { uri: /* }
   - name: plain
     hosts: [plain.localhost]
@@ -381,8 +506,36 @@ tenants:
             (step_up.acr_values.as_deref(), step_up.max_age),
             (Some("gold"), Some(300))
         );
+        assert_eq!(
+            route.dpop,
+            Some(DpopRule {
+                required: true,
+                window: 60,
+                nonce: true
+            })
+        );
+        let opt = tenant.route(tenant.lookup("/opt/x", &http::Method::GET));
+        assert_eq!(
+            opt.dpop,
+            Some(DpopRule {
+                required: false,
+                window: 120,
+                nonce: false
+            })
+        );
         let plain = tenant.route(tenant.lookup("/x", &http::Method::GET));
-        assert!(plain.resource.is_none() && plain.step_up.is_none());
+        assert!(plain.resource.is_none() && plain.step_up.is_none() && plain.dpop.is_none());
+        assert_eq!(tenant.metadata_dpop("/mcp").map(|d| d.required), Some(true));
+        assert_eq!(
+            tenant.metadata_dpop("/opt/a").map(|d| d.required),
+            Some(false)
+        );
+        assert_eq!(tenant.metadata_dpop("/other"), None);
+        assert_eq!(
+            tenant.metadata_dpop(""),
+            None,
+            "the bare document: the route of /"
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct RoutePolicy {
     pub resource: Option<Box<str>>,
     /// `acr` / `max-auth-age` (RFC 9470), when the route has either.
     pub step_up: Option<Box<StepUp>>,
+    /// `dpop` (RFC 9449), `None` for `off`.
+    pub dpop: Option<crate::resource::DpopRule>,
 }
 
 /// Which route a request matched: one of the tenant's routes, or the tenant's fallback for
@@ -155,6 +157,15 @@ impl TenantPolicy {
         }
     }
 
+    /// The DPoP demand of the route the metadata request for `suffix` names (the bare
+    /// document: the route of `/`), for the document's `dpop_signing_alg_values_supported`
+    /// and `dpop_bound_access_tokens_required` (RFC 9728 2).
+    #[must_use]
+    pub fn metadata_dpop(&self, suffix: &str) -> Option<crate::resource::DpopRule> {
+        let path = if suffix.is_empty() { "/" } else { suffix };
+        self.route(self.lookup(path, &http::Method::GET)).dpop
+    }
+
     /// The most specific route for an already-normalized path and a method (see
     /// [`RouteTable::lookup`]), or [`RouteRef::Unmatched`].
     pub fn lookup(&self, path: &str, method: &Method) -> RouteRef {
@@ -209,6 +220,7 @@ impl TenantPolicy {
                 introspect: route.introspect,
                 resource: route.resource.as_deref().map(Box::from),
                 step_up: StepUp::compile(route).map(Box::new),
+                dpop: crate::resource::DpopRule::compile(route),
                 upstream: upstream_index(&route.upstream)?,
                 max_body_size: route.max_body_size,
             });
@@ -234,6 +246,7 @@ impl TenantPolicy {
                 introspect: false,
                 resource: None,
                 step_up: None,
+                dpop: None,
             },
             response_headers: ResponseHeaders::compile(&tenant.security_headers)?,
             request_id_header: HeaderName::from_bytes(tenant.request_id_header.as_bytes())

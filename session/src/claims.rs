@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::memo::Memo;
-use crate::shapes::{Audiences, ClientRoles, KeyIn, Lenient, Roles, StringList};
+use crate::shapes::{Audiences, ClientRoles, Confirmation, KeyIn, Lenient, Roles, StringList};
 
 /// The claims of a token whose signature and registered claims have been checked (or of an
 /// active introspection response).
@@ -48,6 +48,11 @@ pub struct Claims {
     pub acr: Option<String>,
     /// `aud`: the string, or the string elements of the array.
     pub aud: Vec<String>,
+    /// Whether the token is bound to a key (a `cnf` claim, RFC 7800): such a token is not a
+    /// bearer token where the route checks DPoP.
+    pub cnf: bool,
+    /// `cnf.jkt` (RFC 9449): the thumbprint of the DPoP key the token is bound to.
+    pub cnf_jkt: Option<String>,
     /// Whether `aud` names one of the verifying provider's `audiences`: set by the verifier, so
     /// a token cached for a `resource` route (where that check does not apply) is still
     /// refused by a route that needs it. `true` until the verifier says otherwise: claims it
@@ -138,6 +143,8 @@ struct Members<'a> {
     #[serde(default)]
     typ: Option<Lenient<Option<String>>>,
     #[serde(default)]
+    cnf: Option<Lenient<Confirmation>>,
+    #[serde(default)]
     nonce: Option<IgnoredAny>,
     #[serde(default)]
     events: Option<IgnoredAny>,
@@ -199,6 +206,10 @@ impl Claims {
                 Some(auds) => string_list(auds),
                 None => Vec::new(),
             },
+            cnf: raw
+                .get("cnf")
+                .is_some_and(|c| !(c.is_null() || c.is_boolean() || c.is_number())),
+            cnf_jkt: string(raw.get("cnf").and_then(|c| c.get("jkt"))),
             provider_audience: true,
             payload: Payload {
                 text: Box::default(),
@@ -227,6 +238,7 @@ impl Claims {
                 }
             };
             let auth_time = date(m.auth_time);
+            let cnf = read(m.cnf);
             let registered = Registered {
                 exp: date(m.exp)?,
                 nbf: date(m.nbf)?,
@@ -251,6 +263,8 @@ impl Claims {
                 auth_time: auth_time.unwrap_or(None),
                 acr: read(m.acr),
                 aud: registered.aud.clone(),
+                cnf: cnf.present,
+                cnf_jkt: cnf.jkt,
                 provider_audience: true,
                 payload: Payload::default(),
                 rendered: RenderedHeaders::default(),
@@ -281,6 +295,7 @@ impl Claims {
             + optional(&self.preferred_username)
             + optional(&self.email)
             + optional(&self.acr)
+            + optional(&self.cnf_jkt)
             + strings(&self.aud)
             + strings(&self.realm_roles)
             + strings(&self.groups)

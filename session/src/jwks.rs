@@ -196,7 +196,7 @@ impl KeySet {
 }
 
 /// Whether a JWK's type and curve fit `alg`.
-fn key_fits(params: &AlgorithmParameters, alg: Algorithm) -> bool {
+pub(crate) fn key_fits(params: &AlgorithmParameters, alg: Algorithm) -> bool {
     match params {
         AlgorithmParameters::RSA(_) => matches!(
             alg,
@@ -271,7 +271,10 @@ fn b64url(s: &str) -> Option<Vec<u8>> {
     crate::encoding::B64URL.decode(s).ok()
 }
 
-fn parse_public_key(params: &AlgorithmParameters, alg: Algorithm) -> Option<ParsedPublicKey> {
+pub(crate) fn parse_public_key(
+    params: &AlgorithmParameters,
+    alg: Algorithm,
+) -> Option<ParsedPublicKey> {
     match params {
         AlgorithmParameters::RSA(rsa) => {
             let n = b64url(&rsa.n)?;

@@ -16,6 +16,7 @@ mod cache;
 pub mod claims;
 pub mod cookie;
 pub mod discovery;
+pub mod dpop;
 mod encoding;
 pub mod error;
 pub mod http;

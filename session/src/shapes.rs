@@ -182,3 +182,39 @@ impl<'de> Visitor<'de> for KeyIn<'_> {
         Ok(self.0.iter().position(|name| *name == key))
     }
 }
+
+/// `cnf` (RFC 7800): whether the token is bound to a key at all, and its `jkt` (RFC 9449: the
+/// SHA-256 thumbprint of a DPoP key) when that is a string. Any `cnf` other than `null`, a
+/// boolean or a number binds the token, so a confirmation gatehouse cannot check (`x5t#S256`,
+/// a malformed `jkt`) never makes a bound token pass as a bearer token.
+#[derive(Default)]
+pub(crate) struct Confirmation {
+    pub present: bool,
+    pub jkt: Option<String>,
+}
+
+impl Shape for Confirmation {
+    fn from_text(_text: &str) -> Self {
+        Confirmation {
+            present: true,
+            jkt: None,
+        }
+    }
+
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Self::from_text(""))
+    }
+
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut jkt = None;
+        while let Some(position) = map.next_key_seed(KeyIn(&["jkt"]))? {
+            if position.is_some() {
+                jkt = map.next_value::<Lenient<Option<String>>>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Confirmation { present: true, jkt })
+    }
+}

@@ -540,6 +540,17 @@ impl TokenVerifier {
         &self.rules.issuer
     }
 
+    /// The provider's algorithm allowlist (`algorithms`, default RS256): also the algorithms
+    /// a DPoP proof may use on its tenant's routes.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// The provider's clock `leeway`, seconds.
+    pub fn leeway(&self) -> u64 {
+        self.rules.leeway
+    }
+
     /// The provider's `client-id` (the default client of bare role names).
     pub fn client_id(&self) -> &str {
         &self.client_id

@@ -301,10 +301,15 @@ const configuration = {
     userinfoSigningAlgValues: ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA', 'Ed25519'],
     introspectionSigningAlgValues: ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA', 'Ed25519'],
     authorizationSigningAlgValues: ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA', 'Ed25519'],
+    // DPoP proofs (RFC 9449) the token endpoint accepts from clients
+    dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA', 'Ed25519'],
   },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    // DPoP (RFC 9449): a token request with a DPoP proof gets a DPoP-bound access token
+    // (`token_type: DPoP`, `cnf.jkt` = the proof key's thumbprint), with any grant.
+    dPoP: { enabled: true },
     introspection: {
       enabled: true,
       allowedPolicy: async (ctx, client) => client.clientAuthMethod !== 'none',
@@ -592,7 +597,7 @@ provider.use(async (ctx, next) => {
           active: true,
           client_id: p.client_id ?? p.azp,
           username: p.preferred_username,
-          token_type: 'Bearer',
+          token_type: p.cnf?.jkt ? 'DPoP' : 'Bearer',
         };
       } catch { /* inactive */ }
       ctx.status = 200;

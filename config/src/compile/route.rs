@@ -101,6 +101,13 @@ pub(super) fn route(
         white_listed,
         introspect,
     );
+    let dpop = dpop(
+        d,
+        (f.dpop, f.dpop_proof_window, f.dpop_nonce),
+        path,
+        shown,
+        (white_listed, white_listed_anon),
+    );
     let uri = uri?;
     Some(Route {
         name: f.name.unwrap_or_else(|| uri.clone()),
@@ -119,7 +126,72 @@ pub(super) fn route(
         resource,
         acr,
         max_auth_age,
+        dpop,
     })
+}
+
+/// The longest `dpop-proof-window`: a proof is a replayable credential while its `iat` is
+/// accepted, and every `jti` is remembered this long.
+const MAX_DPOP_PROOF_WINDOW: Duration = Duration::from_secs(600);
+
+/// A route's `dpop`, `dpop-proof-window` and `dpop-nonce` (RFC 9449).
+fn dpop(
+    d: &mut Diag<'_>,
+    (mode, window, nonce): (Option<Text>, Option<Dur>, Option<Flag>),
+    path: &str,
+    shown: &str,
+    (white_listed, white_listed_anon): (bool, bool),
+) -> Dpop {
+    let mode = match mode.as_ref().map(|m| m.0.as_str()) {
+        None | Some("off") => DpopMode::Off,
+        Some("optional") => DpopMode::Optional,
+        Some("required") => DpopMode::Required,
+        Some(other) => {
+            d.error(
+                &join(path, "dpop"),
+                format!("invalid dpop {other:?} (required, optional or off)"),
+            );
+            DpopMode::Off
+        }
+    };
+    let proof_window = window.map_or(DEFAULT_DPOP_PROOF_WINDOW, |w| w.0);
+    if window.is_some()
+        && (proof_window < Duration::from_secs(1) || proof_window > MAX_DPOP_PROOF_WINDOW)
+    {
+        d.error(
+            &join(path, "dpop-proof-window"),
+            "must be between 1s and 10m",
+        );
+    }
+    let nonce = flag(nonce, false);
+    if mode == DpopMode::Off && (window.is_some() || nonce) {
+        let key = if nonce {
+            "dpop-nonce"
+        } else {
+            "dpop-proof-window"
+        };
+        d.error(
+            &join(path, key),
+            format!("route {shown:?} has {key} but no dpop (set dpop: required or optional)"),
+        );
+    }
+    if white_listed && mode != DpopMode::Off {
+        d.error(
+            &join(path, "white-listed"),
+            format!("route {shown:?} is white-listed (no authentication) but also has dpop"),
+        );
+    }
+    if white_listed_anon && mode == DpopMode::Required {
+        d.error(
+            &join(path, "dpop"),
+            format!("route {shown:?} is white-listed-anon (authentication optional): dpop can be optional there, not required"),
+        );
+    }
+    Dpop {
+        mode,
+        proof_window,
+        nonce,
+    }
 }
 
 /// A route's `resource`, `acr` and `max-auth-age`: what a token must show beyond its

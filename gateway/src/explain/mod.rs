@@ -249,7 +249,7 @@ async fn authenticate(
     let route = runtime.policy.tenant(t).route(route_ref);
     detail::credential(runtime, sessions, req, t, route, steps).await;
     let claims =
-        match identify(req, ctx, t, runtime, sessions, route_demand(route)).await {
+        match identify(req, ctx, t, runtime, sessions, route_demand(route, None)).await {
             Ok(Some(claims)) => claims,
             Ok(None) => return Verdict::allow(
                 if ctx.forward_auth {

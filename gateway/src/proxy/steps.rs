@@ -133,6 +133,7 @@ impl Gateway {
             route_ref,
             runtime,
             &self.sessions,
+            &self.shared_limits,
         )
         .await;
         let outcome = match &result {

@@ -44,6 +44,17 @@ impl SharedBuckets {
             .await;
     }
 
+    /// The session store's kind: a `memory://` store has no Redis to share.
+    pub fn kind(&self) -> gatehouse_config::SessionStoreKind {
+        self.config.kind
+    }
+
+    /// The Redis connection, when the store is Redis and it could be opened (also used by the
+    /// DPoP replay check, `dpop.rs`).
+    pub fn redis(&self) -> Option<&Arc<RedisStore>> {
+        self.store.get()?.as_ref()
+    }
+
     /// Takes a token from the shared bucket `id` (already unique per tenant, route, limit and
     /// key), or `None` when Redis cannot decide now (not connected, error, timeout).
     pub async fn take(&self, id: &str, interval_us: u64, burst: u64) -> Option<SharedVerdict> {

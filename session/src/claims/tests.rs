@@ -357,3 +357,25 @@ fn retained_bytes_counts_the_text_and_room_for_its_tree() {
         "{tree_bytes} vs {bytes}"
     );
 }
+
+#[test]
+fn cnf_binds_a_token_and_names_its_dpop_key() {
+    let cases = [
+        (json!({"cnf": {"jkt": "abc"}}), true, Some("abc")),
+        (json!({"cnf": {"x5t#S256": "t"}}), true, None),
+        (json!({"cnf": {"jkt": 5}}), true, None),
+        (json!({"cnf": "abc"}), true, None),
+        (json!({"cnf": ["abc"]}), true, None),
+        (json!({"cnf": null}), false, None),
+        (json!({"cnf": 1}), false, None),
+        (json!({}), false, None),
+    ];
+    for (payload, bound, jkt) in cases {
+        let (from_text, _) = Claims::from_json(payload.to_string()).expect("an object");
+        let from_tree = Claims::from_payload(payload.clone());
+        for c in [&from_text, &from_tree] {
+            assert_eq!((c.cnf, c.cnf_jkt.as_deref()), (bound, jkt), "{payload}");
+        }
+        assert_eq!(from_text, from_tree, "{payload}");
+    }
+}

@@ -573,6 +573,7 @@ impl LockHandle for RedisLock {
 }
 
 mod limit;
+mod replay;
 pub use limit::{SharedVerdict, StableHasher};
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 
 /// Base configs: the provider the session tests verify against and the test IdP's client.
 pub mod config;
+/// DPoP proofs crafted by hand, thumbprints, `ath`.
+pub mod dpop;
 /// A counting fake IdP: discovery, JWKS, introspection.
 pub mod fake_idp;
 /// A raw HTTP/1.1 client.
