@@ -167,6 +167,12 @@ fn contract_parses_with_expected_values() {
     // Keys the contract gained for issues 19-21.
     assert_eq!(c.request_header_timeout, Duration::from_secs(10));
     assert_eq!((c.max_connections, c.max_connections_per_ip), (10000, 256));
+    // ... and for issue 22.
+    assert!(!c.admin_explain);
+    let tracing = c.tracing.as_ref().expect("tracing");
+    assert_eq!(tracing.otlp_endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(tracing.sampling_ratio, 0.01);
+    assert_eq!(tracing.service_name, "gatehouse");
     let mcp = t.routes.iter().find(|r| r.uri == "/api/v1/mcp/*").unwrap();
     assert_eq!(
         mcp.resource.as_deref(),
