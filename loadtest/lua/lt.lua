@@ -46,6 +46,7 @@ lt_counts = {}
 lt_seen = 0
 lt_t0 = 0
 lt_t1 = 0
+lt_n1 = 0 -- responses at lt_t1 (the LIMIT-th): the window's count, not the in-flight ones after it
 
 local function read_lines(path)
   local t = {}
@@ -72,6 +73,7 @@ local function count_response(status, headers, body)
   lt_seen = lt_seen + 1
   if (mode == "miss" or mode == "dpop") and lt_seen == limit then
     lt_t1 = now_us()
+    lt_n1 = lt_seen
     wrk.thread:stop()
   end
 end
@@ -163,9 +165,9 @@ function done(summary, latency, requests)
     if c then
       for code, n in pairs(c) do io.write(string.format("LT_STATUS %s %d\n", code, n)) end
     end
-    local t0, t1, seen = t:get("lt_t0"), t:get("lt_t1"), t:get("lt_seen")
+    local t0, t1, n1 = t:get("lt_t0"), t:get("lt_t1"), t:get("lt_n1")
     if t0 and t1 and t1 > t0 then
-      io.write(string.format("LT_WINDOW requests=%d elapsed_us=%d\n", seen, t1 - t0))
+      io.write(string.format("LT_WINDOW requests=%d elapsed_us=%d\n", n1, t1 - t0))
     end
   end
 end
