@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Mints the static key material and bearer tokens of one load-test run.
 //
-//   node loadtest/mint.mjs OUTDIR ISSUER TTL_SECONDS MISS_TOKENS
+//   node loadtest/mint.mjs OUTDIR ISSUER TTL_SECONDS MISS_TOKENS [DPOP_JWK]
 //
 // Uses `jose` from testing/idp/node_modules (no network, no IdP). Writes into OUTDIR:
 //   jwks.private.json   the RS256 signing key (never leaves OUTDIR)
@@ -12,6 +12,8 @@
 //   valid.txt           8 distinct valid tokens (the 80 % of the allowed/denied mix)
 //   forged.txt          8 tokens with the right kid and claims but signed by another key (the
 //                       20 %: each costs a failed signature check, none can be cached as valid)
+//   dpop-token.txt      with DPOP_JWK (a file holding a public JWK, from testing/dpop/client.mjs):
+//                       one token bound to that key (`cnf.jkt` = its RFC 7638 SHA-256 thumbprint)
 // Every token: iss = ISSUER, aud = [gatehouse, account], exp = now + TTL_SECONDS, RS256, a
 // Keycloak-shaped body (realm_access.roles = [user]) of about the size the test IdP issues.
 import * as fs from 'node:fs';
@@ -23,9 +25,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, '..', 'testing', 'idp', 'package.json'));
 const jose = await import(require.resolve('jose'));
 
-const [outDir, issuer, ttlArg, missArg] = process.argv.slice(2);
+const [outDir, issuer, ttlArg, missArg, dpopJwkPath] = process.argv.slice(2);
 if (!outDir || !issuer) {
-  process.stderr.write('usage: node mint.mjs OUTDIR ISSUER [TTL_SECONDS] [MISS_TOKENS]\n');
+  process.stderr.write('usage: node mint.mjs OUTDIR ISSUER [TTL_SECONDS] [MISS_TOKENS] [DPOP_JWK]\n');
   process.exit(2);
 }
 const ttl = Number(ttlArg || 3600);
@@ -58,8 +60,8 @@ function claims(i) {
     jti: `lt-${i}-${now}`,
   };
 }
-async function mint(i, key = privateKey) {
-  return new jose.SignJWT(claims(i))
+async function mint(i, key = privateKey, extra = {}) {
+  return new jose.SignJWT({ ...claims(i), ...extra })
     .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
     .setIssuer(issuer)
     .setAudience(['gatehouse', 'account'])
@@ -79,6 +81,12 @@ for (let i = 1; i <= 8; i++) {
 }
 fs.writeFileSync(path.join(outDir, 'valid.txt'), `${valid.join('\n')}\n`);
 fs.writeFileSync(path.join(outDir, 'forged.txt'), `${forged.join('\n')}\n`);
+if (dpopJwkPath) {
+  // The DPoP scenario's token: the same claims, bound to the client's key (RFC 9449 6.1).
+  const jwk = JSON.parse(fs.readFileSync(dpopJwkPath, 'utf8'));
+  const jkt = await jose.calculateJwkThumbprint(jwk, 'sha256');
+  fs.writeFileSync(path.join(outDir, 'dpop-token.txt'), `${await mint(9, privateKey, { cnf: { jkt } })}\n`);
+}
 
 // The miss set: signed in batches of concurrent promises (node's crypto runs them on its pool).
 const out = fs.openSync(path.join(outDir, 'miss.txt'), 'w');

@@ -22,7 +22,8 @@ RESULTS_DIR/raw/apache-session-redis-rROUND.txt (INFO commandstats of that Redis
 before the round's apache-session run) gives the Redis commands per request.
 The ws-echo and ratelimit scenarios (issue 19) have their own sections (report_features.py):
 ws-echo's runs are `ws-bench client` outputs in the same LT_* form (a message echoed counts as a
-request) and divide by bare-proxy and nginx of ws-echo; ratelimit divides by its plain JWT route.
+request) and divide by bare-proxy and nginx of ws-echo; ratelimit divides by its plain JWT route;
+so does dpop (issue 20: the `dpop: required` route vs the bearer route of the same instance).
 """
 import json
 import os
@@ -43,7 +44,7 @@ except ImportError:  # pragma: no cover - the message is the point
              "the venv's python (scripts/python-venv.sh prints it)")
 
 SCENARIO_ORDER = ["plain", "jwt-warm", "jwt-miss", "mix-80-20", "tenants-1-vs-10000", "jwt-tracing",
-                  "session", "ws-echo", "ratelimit"]
+                  "session", "ws-echo", "ratelimit", "dpop"]
 SCENARIO_TITLE = {
     "plain": "plain: white-listed route / plain proxy",
     "jwt-warm": "jwt-warm: bearer JWT, same token (verified-token cache warm)",

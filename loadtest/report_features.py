@@ -1,6 +1,7 @@
 """Sections of report.py for the scenarios of issue 19: `ws-echo` (WebSocket messages through
 gatehouse vs the bare Pingora proxy and nginx) and `ratelimit` (the JWT route with and without
-a rate limit, in one gatehouse).
+a rate limit, in one gatehouse); and of issue 20: `dpop` (the JWT route with `dpop: required`
+vs the bearer JWT route, in one gatehouse).
 
 Each section function takes the scenario's aggregated peers (report.aggregate per peer), the
 run's raw runs and folder, the writer of report.md and report.py's chart functions, writes its
@@ -157,6 +158,69 @@ def ratelimit(peers, runs, results, w, charts):
     return out
 
 
+DPOP_PEERS = [
+    ("gatehouse", "`/api/*`: bearer JWT route (same token every request, cache warm)"),
+    ("gatehouse-dpop", "`/dpop/*`: the same route with `dpop: required` (bound token cached, "
+                       "a fresh ES256 proof checked and recorded per request)"),
+]
+
+
+def dpop(peers, runs, results, w, charts):
+    """The dpop section: req/s and latency of the DPoP route divided by the bearer route of the
+    same instance and run, and the DPoP route's non-2xx answers (a clean run has none)."""
+    meta = charts.get("meta", {})
+    w("## dpop: DPoP-bound token + proof vs bearer token (issue 20)\n")
+    w("One gatehouse instance (one worker thread), two routes that differ only in `dpop: "
+      "required`. The bearer route gets `jwt-warm`'s request; the DPoP route gets "
+      "`Authorization: DPoP <token>` (RS256, `cnf.jkt` = the client key's thumbprint, in the "
+      "verified-token cache after the first request) and a `DPoP` proof that is new on every "
+      "request: ES256, made before the round's runs by `testing/dpop/client.mjs` (panva's "
+      f"`dpop`), {meta.get('dpop_proofs', '?')} in all, split over the rounds; each is used "
+      "once (a second use is refused `401`, checked in the preflight), so the run stops when "
+      "its proofs are used up and its rate is that window's. `dpop-proof-window: 10m`; the "
+      "memory replay store records every proof. **vs bearer** = DPoP / bearer of the same run "
+      "(req/s; latency: p50 and p99).\n")
+    bearer = peers.get("gatehouse")
+    w("| route | req/s | p50 | p99 | p99.9 | req/s vs bearer | p50 vs bearer | p99 vs bearer "
+      "| requests | non-2xx | errors |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    out = {}
+    for p, label in DPOP_PEERS:
+        a = peers.get(p)
+        if not a:
+            continue
+        spread = (f" ({a['rps_min'] / 1000:.1f}-{a['rps_max'] / 1000:.1f}k)"
+                  if a["rounds"] > 1 else "")
+        b = bearer or {}
+        w(f"| {label} | {a['rps'] / 1000:.1f}k{spread} | {a['p50']:.2f} | {a['p99']:.2f} | "
+          f"{a['p999']:.2f} | {ratio(a['rps'], b.get('rps'))} | {ratio(a['p50'], b.get('p50'))} "
+          f"| {ratio(a['p99'], b.get('p99'))} | {a['requests']} | {a['non2xx']} | "
+          f"{a['errors']} |")
+        out[p] = {"rps": a["rps"], "p50_ms": a["p50"], "p99_ms": a["p99"], "p999_ms": a["p999"],
+                  "requests": a["requests"], "non_2xx": a["non2xx"], "errors": a["errors"],
+                  "status_counts": a["status_counts"]}
+    w("")
+    d = peers.get("gatehouse-dpop")
+    if d and bearer and bearer["rps"]:
+        out["rps_vs_bearer"] = d["rps"] / bearer["rps"]
+        out["p50_vs_bearer"] = d["p50"] / bearer["p50"] if bearer["p50"] else None
+        out["p99_vs_bearer"] = d["p99"] / bearer["p99"] if bearer["p99"] else None
+        w(f"DPoP / bearer = **{out['rps_vs_bearer']:.2f}x** req/s, p50 "
+          f"{d['p50']:.2f} vs {bearer['p50']:.2f} ms, p99 {d['p99']:.2f} vs {bearer['p99']:.2f} ms "
+          f"(same instance, same run); non-2xx on the DPoP route: **{d['non2xx']}**.\n")
+    if d and d["status_counts"]:
+        w("DPoP route answers by status: " + ", ".join(
+            f"{c}: {n}" for c, n in sorted(d["status_counts"].items())) + ".\n")
+    for p, _ in DPOP_PEERS:
+        a = peers.get(p)
+        if a and (a["non2xx"] or a["errors"]):
+            w(f"**{p}: {a['non2xx']} non-2xx answers and {a['errors']} socket errors (a "
+              "refused, replayed or stale proof, or proofs used up): not a clean "
+              "measurement.**\n")
+    _plots(peers, results, w, charts, "dpop", "requests per second")
+    return out
+
+
 def _plots(peers, results, w, charts, s, xlabel):
     order = sorted(peers, key=lambda p: -peers[p]["rps"])
     tp, cp = f"throughput-{s}.png", f"latency-{s}.png"
@@ -169,4 +233,4 @@ def _plots(peers, results, w, charts, s, xlabel):
     w(f"![latency by percentile {s}]({cp})\n")
 
 
-SECTIONS = {"ws-echo": ws_echo, "ratelimit": ratelimit}
+SECTIONS = {"ws-echo": ws_echo, "ratelimit": ratelimit, "dpop": dpop}

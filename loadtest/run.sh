@@ -12,7 +12,9 @@
 # LT_MISS_TOKENS, LT_IDLE_CONNS (10000), LT_TENANTS (10000), LT_PORT_BASE (18180),
 # LT_SKIP_BUILD=1, LT_SKIP_INSTALL=1, LT_KEEP=1 (keep the temp dir), LT_SCENARIOS (space-separated
 # subset of: plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 jwt-tracing session ws-echo ratelimit
-# idle-10k instructions), LT_WS_CONNS (LT_CONNS; WebSockets held open by ws-echo's client), LT_WS_MESSAGES
+# dpop idle-10k instructions), LT_DPOP_PROOFS (200 000, 40 000 with --quick: DPoP proofs made for the
+# dpop scenario, split evenly over the rounds; at most 250 000, below the memory replay store's
+# 262 144), LT_WS_CONNS (LT_CONNS; WebSockets held open by ws-echo's client), LT_WS_MESSAGES
 # (3000, 1000 with --quick: messages echoed per WebSocket), LT_WS_SIZE (64: bytes per message),
 # LT_INSTR_SECONDS (4; the measured wrk run of each server under callgrind), LT_INSTR_ROUNDS (1;
 # rounds of the gatehouse and baseline instruction counts, medians reported), LT_INSTR_CONNS (16;
@@ -51,7 +53,8 @@ WS_MESSAGES=${LT_WS_MESSAGES:-$([[ $QUICK == 1 ]] && echo 1000 || echo 3000)}
 WS_SIZE=${LT_WS_SIZE:-64}
 IDLE_CONNS=${LT_IDLE_CONNS:-10000}
 TENANTS=${LT_TENANTS:-10000}
-SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 jwt-tracing session ws-echo ratelimit idle-10k instructions"}
+SCENARIOS=${LT_SCENARIOS:-"plain jwt-warm jwt-miss mix-80-20 tenants-1-vs-10000 jwt-tracing session ws-echo ratelimit dpop idle-10k instructions"}
+DPOP_PROOFS=${LT_DPOP_PROOFS:-$([[ $QUICK == 1 ]] && echo 40000 || echo 200000)}
 REDIS_BASE=${LT_REDIS_BASE:-21400}
 ISSUER="http://127.0.0.1:18090/realms/demo"   # only a string in the tokens: no IdP is started
 TOKEN_TTL=$(( 3600 + ROUNDS * 1200 ))
@@ -72,9 +75,16 @@ P_WS_UP=$((B + 17)); P_WS_BARE=$((B + 18)); P_WS_NGINX=$((B + 19)); P_WS_GH=$((B
 P_RL_GH=$((B + 21)); P_RL_ADMIN=$((B + 22))
 # jwt-tracing: gatehouse with OpenTelemetry tracing (ratio 0.01) and the OTLP sink it exports to
 P_GHTR=$((B + 23)); P_SINK=$((B + 24))
+# dpop: one gatehouse with the bearer JWT route /api/* and the same route with `dpop: required`
+P_GHDP=$((B + 25))
 SESSION=0; [[ " $SCENARIOS " == *" session "* ]] && SESSION=1
 WS=0; [[ " $SCENARIOS " == *" ws-echo "* ]] && WS=1
 RL=0; [[ " $SCENARIOS " == *" ratelimit "* ]] && RL=1
+DPOP=0; [[ " $SCENARIOS " == *" dpop "* ]] && DPOP=1
+if ((DPOP)); then
+  [[ $DPOP_PROOFS =~ ^[0-9]+$ ]] && ((DPOP_PROOFS <= 250000 && DPOP_PROOFS / ROUNDS >= 1000)) \
+    || { echo "run.sh: LT_DPOP_PROOFS must be 1000 x rounds .. 250000 (the memory replay store keeps 262 144 proofs)" >&2; exit 2; }
+fi
 # The Redis Cluster serves the session scenario and the ratelimit scenario's `shared: true` route.
 CLUSTER=0; ((SESSION || RL)) && CLUSTER=1
 IDP_ISSUER="http://127.0.0.1:$P_IDP/realms/demo"
@@ -104,6 +114,8 @@ install_missing() {
   command -v node >/dev/null || die "node is required (testing/idp needs it too)"
   [[ -d "$ROOT/testing/idp/node_modules/jose" ]] || (cd "$ROOT/testing/idp" && npm ci --silent) \
     || die "jose missing: cd testing/idp && npm ci"
+  ((DPOP == 0)) || [[ -d "$ROOT/testing/dpop/node_modules/dpop" ]] || (cd "$ROOT/testing/dpop" && npm ci --silent) \
+    || die "dpop missing: cd testing/dpop && npm ci"
   command -v python3 >/dev/null || die "python3 is required"
 }
 [[ ${LT_SKIP_INSTALL:-0} == 1 ]] || install_missing
@@ -180,6 +192,7 @@ LT_PORTS="$P_UP $P_BARE $P_NGINX $P_HAP $P_HAPJWT $P_APACHE $P_GH $P_GH10K $P_GH
 ((CLUSTER)) && LT_PORTS+=" $(seq -s ' ' "$REDIS_BASE" $((REDIS_BASE + 5)))"
 ((WS)) && LT_PORTS+=" $P_WS_UP $P_WS_BARE $P_WS_NGINX $P_WS_GH"
 ((RL)) && LT_PORTS+=" $P_RL_GH $P_RL_ADMIN"
+((DPOP)) && LT_PORTS+=" $P_GHDP"
 for p in $LT_PORTS; do
   if ss -Hltn "sport = :$p" | grep -q .; then die "port $p is taken (set LT_PORT_BASE)"; fi
 done
@@ -187,12 +200,41 @@ done
 # ---------------------------------------------------------------------------------------------
 # 4. Keys and tokens.
 # ---------------------------------------------------------------------------------------------
-log "minting the RS256 key and $MISS_TOKENS + 17 tokens (exp +${TOKEN_TTL}s)"
-node "$LT/mint.mjs" "$WORK/keys" "$ISSUER" "$TOKEN_TTL" "$MISS_TOKENS" 2> "$WORK/logs/mint.err" \
-  || { cat "$WORK/logs/mint.err" >&2; die "mint.mjs failed"; }
 KEYS="$WORK/keys"
+DPOP_CLIENT="$ROOT/testing/dpop/client.mjs"
+# The DPoP client's key pair (ES256, made by panva's `dpop` library): the token is bound to it.
+DPOP_JWK=()
+if ((DPOP)); then
+  mkdir -p "$KEYS"
+  echo '{"alg":"ES256","proofs":[]}' | node "$DPOP_CLIENT" > "$KEYS/dpop-key.json" 2> "$WORK/logs/dpop-key.err" \
+    || { cat "$WORK/logs/dpop-key.err" >&2; die "testing/dpop/client.mjs failed"; }
+  python3 -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["public_jwk"]))' \
+    "$KEYS/dpop-key.json" > "$KEYS/dpop-jwk.json"
+  DPOP_JWK=("$KEYS/dpop-jwk.json")
+fi
+log "minting the RS256 key and $MISS_TOKENS + 17 tokens (exp +${TOKEN_TTL}s)"
+node "$LT/mint.mjs" "$KEYS" "$ISSUER" "$TOKEN_TTL" "$MISS_TOKENS" "${DPOP_JWK[@]}" 2> "$WORK/logs/mint.err" \
+  || { cat "$WORK/logs/mint.err" >&2; die "mint.mjs failed"; }
 chmod 755 "$KEYS"
 chmod 644 "$KEYS"/*.txt "$KEYS"/pubkey.pem "$KEYS"/jwks.json
+# dpop_proofs N OUT: N proofs (GET, htu of the /dpop/* route as wrk's Host reaches it, ath of the
+# bound token), each with its own jti, from the client's key: one a line into OUT. Made right
+# before they are used (a round's runs), so their iat stays inside `dpop-proof-window`.
+DPOP_HTU="http://lt.localhost/dpop/x"
+dpop_proofs() {
+  local n=$1 out=$2
+  python3 - "$KEYS/dpop-key.json" "$KEYS/dpop-token.txt" "$DPOP_HTU" "$n" <<'PY' \
+    | node "$DPOP_CLIENT" 2> "$WORK/logs/dpop-proofs.err" \
+    | python3 -c 'import json, sys; sys.stdout.write("".join(p + "\n" for p in json.load(sys.stdin)["proofs"]))' > "$out" \
+    || { cat "$WORK/logs/dpop-proofs.err" >&2; die "testing/dpop/client.mjs failed to make $n proofs"; }
+import json, sys
+key, token, htu, n = sys.argv[1:]
+print(json.dumps({"key_pkcs8": json.load(open(key))["key_pkcs8"],
+                  "proofs": [{"htm": "GET", "htu": htu, "access_token": open(token).read().strip(),
+                              "count": int(n)}]}))
+PY
+  [[ $(wc -l < "$out") == "$n" ]] || die "dpop: $out has $(wc -l < "$out") proofs, expected $n"
+}
 
 # ---------------------------------------------------------------------------------------------
 # 5. Configs (one worker thread/process per gateway, keep-alive everywhere).
@@ -559,8 +601,23 @@ EOF
   apache2 -t -f "$WORK/apache-session.conf" > "$WORK/logs/apache-session-configtest.txt" 2>&1 \
     || { cat "$WORK/logs/apache-session-configtest.txt" >&2; die "apache-session.conf does not validate (see $WORK/logs/apache-session-configtest.txt)"; }
 fi
+# dpop: the JWT route /api/* and /dpop/* = the same route with `dpop: required`, in one instance;
+# the provider accepts ES256 proofs (the tokens stay RS256). dpop-proof-window is the longest
+# allowed (10m): a round's proofs are made before its runs and must stay fresh through them.
+if ((DPOP)); then
+  { gatehouse_conf "$P_GHDP" gatehouse-dpop 1 | sed 's/^    audiences: \[gatehouse\]$/&\n    algorithms: [RS256, ES256]/'
+    cat <<EOF
+      - uri: /dpop/*
+        roles: [user]
+        dpop: required
+        dpop-proof-window: 10m
+EOF
+  } > "$WORK/gatehouse-dpop.yaml"
+  grep -q 'algorithms: \[RS256, ES256\]' "$WORK/gatehouse-dpop.yaml" || die "gatehouse-dpop.yaml has no ES256 in algorithms"
+  "$GATEHOUSE" check --config "$WORK/gatehouse-dpop.yaml" > /dev/null || die "gatehouse-dpop.yaml does not validate"
+fi
 cp "$WORK"/*.conf "$WORK"/*.cfg "$WORK"/gatehouse.yaml "$WORK"/gatehouse-session-*.yaml "$WORK"/gatehouse-ws.yaml \
-  "$WORK"/gatehouse-rl.yaml "$RESULTS/" 2>/dev/null || true
+  "$WORK"/gatehouse-rl.yaml "$WORK"/gatehouse-dpop.yaml "$RESULTS/" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------------------------
 # 6. Servers (each in the foreground of a background job: its pid is ours to stop).
@@ -618,6 +675,7 @@ if ((WS)); then
   gh_start gatehouse-ws "$P_WS_GH"
 fi
 ((RL)) && gh_start gatehouse-rl "$P_RL_GH"
+((DPOP)) && gh_start gatehouse-dpop "$P_GHDP"
 
 declare -A COOKIE=()   # session scenario: instance -> Cookie header value (login.py)
 if ((SESSION)); then
@@ -737,6 +795,19 @@ if ((RL)); then
   done
   [[ $(rl_fallbacks) == "$f0" ]] || die "preflight: gatehouse-rl's shared limit fell back to its local bucket (Redis Cluster not used)"
 fi
+if ((DPOP)); then
+  DPOP_TOKEN=$(head -1 "$KEYS/dpop-token.txt")
+  dpop_proofs 1 "$KEYS/dpop-preflight.txt"
+  proof=$(head -1 "$KEYS/dpop-preflight.txt")
+  url="http://127.0.0.1:$P_GHDP"
+  expect 200 "gatehouse-dpop /api/x with a valid bearer token" -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "$url/api/x"
+  expect 401 "gatehouse-dpop /dpop/x with a bearer token" -H 'Host: lt.localhost' -H "Authorization: Bearer $TOKEN" "$url/dpop/x"
+  expect 401 "gatehouse-dpop /dpop/x, the bound token without a proof" -H 'Host: lt.localhost' -H "Authorization: DPoP $DPOP_TOKEN" "$url/dpop/x"
+  expect 200 "gatehouse-dpop /dpop/x with the bound token and a fresh proof" -H 'Host: lt.localhost' \
+    -H "Authorization: DPoP $DPOP_TOKEN" -H "DPoP: $proof" "$url/dpop/x"
+  expect 401 "gatehouse-dpop /dpop/x with the same proof again (replay)" -H 'Host: lt.localhost' \
+    -H "Authorization: DPoP $DPOP_TOKEN" -H "DPoP: $proof" "$url/dpop/x"
+fi
 log "preflight passed: every peer answers 200 / 401 / 302 as expected"
 
 # ---------------------------------------------------------------------------------------------
@@ -754,6 +825,7 @@ peers_of() {
     session) echo "bare-proxy gatehouse-public gatehouse-session-memory gatehouse-session-redis-nocache gatehouse-session-redis-5s apache-session" ;;
     ws-echo) echo "bare-proxy nginx gatehouse" ;;
     ratelimit) echo "gatehouse-jwt gatehouse-rl-local gatehouse-rl-refuse gatehouse-rl-shared" ;;
+    dpop) echo "gatehouse gatehouse-dpop" ;;
   esac
 }
 # ws-bench client arguments of a ws-echo peer, one per line: every handshake carries the same
@@ -798,6 +870,17 @@ target_of() {
       printf '%s\n' "http://127.0.0.1:$P_RL_GH$path" -- token lt.localhost "$KEYS/token.txt"; return ;;
   esac
   case $s in
+    dpop)
+      # The bearer peer: jwt-warm's request on this instance. The DPoP peer: the bound token and
+      # the round's proofs ($DPOP_PROOF_FILE), each used once; the run stops before they run out.
+      case $p in
+        gatehouse) printf '%s\n' "http://127.0.0.1:$P_GHDP/api/x" -- token lt.localhost "$KEYS/token.txt" ;;
+        gatehouse-dpop) printf '%s\n' "http://127.0.0.1:$P_GHDP/dpop/x" -- dpop lt.localhost \
+          "$KEYS/dpop-token.txt" "$DPOP_PROOF_FILE" 0 ;;
+      esac
+      return ;;
+  esac
+  case $s in
     plain|tenants-1-vs-10000) printf '%s\n' http://127.0.0.1:$port/public/x -- plain lt.localhost ;;
     jwt-warm|jwt-tracing) printf '%s\n' http://127.0.0.1:$port/api/x -- token lt.localhost $KEYS/token.txt ;;
     jwt-miss) printf '%s\n' http://127.0.0.1:$port/api/x -- miss lt.localhost $KEYS/miss.txt - $MISS_TOKENS ;;
@@ -818,7 +901,7 @@ for s in "${LOAD_SCENARIOS[@]}"; do set -- $(peers_of "$s"); TOTAL=$(( TOTAL + $
 cat > "$RESULTS/run.json" <<EOF
 {"stamp": "$STAMP", "quick": $QUICK, "duration_s": $DURATION, "rounds": $ROUNDS,
  "connections": $CONNS, "instr_conns": ${LT_INSTR_CONNS:-16}, "wrk_threads": 1, "miss_tokens": $MISS_TOKENS, "tenants": $TENANTS,
- "idle_conns": $IDLE_CONNS, "ws_conns": $WS_CONNS, "ws_messages": $WS_MESSAGES, "ws_size": $WS_SIZE, "scenarios": "$SCENARIOS", "tenants_startup_ms": $STARTUP_10K,
+ "idle_conns": $IDLE_CONNS, "dpop_proofs": $DPOP_PROOFS, "ws_conns": $WS_CONNS, "ws_messages": $WS_MESSAGES, "ws_size": $WS_SIZE, "scenarios": "$SCENARIOS", "tenants_startup_ms": $STARTUP_10K,
  "host": "$(uname -srm)", "cpus": $(nproc), "load_at_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "versions": {"gatehouse": "$("$GATEHOUSE" version | awk '{print $2}')", "nginx": "$(nginx -v 2>&1 | sed 's/.*nginx\///')",
    "haproxy": "$(haproxy -v | head -1 | awk '{print $3}')", "apache": "$(apache2 -v | head -1 | sed 's/.*Apache\///; s/ .*//')",
@@ -859,6 +942,11 @@ if ((${#LOAD_SCENARIOS[@]})); then
       wrk -t1 -c"$CONNS" -d1s -s "$LUA" "${targs[@]}" > /dev/null 2>&1 || true
     done
   fi
+  # dpop: the bearer route only (the upstream pool is the route's; proofs are kept for the runs)
+  if ((DPOP)); then
+    mapfile -t targs < <(target_of dpop gatehouse)
+    wrk -t1 -c"$CONNS" -d1s -s "$LUA" "${targs[@]}" > /dev/null 2>&1 || true
+  fi
   log "measuring: $TOTAL runs of ${DURATION}s, $ROUNDS round(s), wrk -t1 -c$CONNS"
 fi
 
@@ -875,6 +963,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
         expect 200 "gatehouse-miss" -H 'Host: lt.localhost' "http://127.0.0.1:$P_GHMISS/public/x"
       fi
       out="$RAW/${s}__${p}__r${r}.txt"
+      if [[ $p == gatehouse-dpop ]]; then  # this round's proofs, made now (fresh iat)
+        DPOP_PROOF_FILE="$KEYS/dpop-proofs-r$r.txt"
+        log "dpop: making $((DPOP_PROOFS / ROUNDS)) proofs for round $r"
+        dpop_proofs $((DPOP_PROOFS / ROUNDS)) "$DPOP_PROOF_FILE"
+      fi
       mapfile -t targs < <(target_of "$s" "$p")
       if [[ $p == apache-session ]]; then  # count mod_auth_openidc's Redis commands in this run
         timeout 5 redis-cli -h 127.0.0.1 -p "$REDIS_APACHE" config resetstat > /dev/null 2>&1 \
@@ -897,6 +990,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s --latency -s "$LUA" \
           "${targs[@]}" > "$out" 2>&1 || log "wrk exited non-zero for $s/$p (see $out)"
       fi
+      [[ $p == gatehouse-dpop ]] && rm -f "$DPOP_PROOF_FILE"  # used up (and ~35 MB)
       if [[ $p == gatehouse-rl-shared ]]; then  # not named *__*__rN.txt: report.py reads it apart
         for port in $(seq "$REDIS_BASE" $((REDIS_BASE + 5))); do
           timeout 5 redis-cli -h 127.0.0.1 -p "$port" info commandstats 2>&1 || true

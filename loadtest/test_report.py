@@ -3,6 +3,7 @@ report.md with its tables and PNG plots, and the plots have the axes they promis
 
     ~/.cache/gatehouse-venv/bin/python -m unittest discover -s loadtest -p 'test_*.py'
 """
+import json
 import os
 import struct
 import subprocess
@@ -109,6 +110,51 @@ class ReportTest(unittest.TestCase):
             for png in ("throughput-ws-echo.png", "latency-ratelimit.png"):
                 w, h = png_size(os.path.join(results, png))
                 self.assertGreaterEqual(w, 800, png)
+
+    def test_dpop_section_divides_by_the_bearer_route_and_counts_refusals(self):
+        with tempfile.TemporaryDirectory() as results:
+            raw = os.path.join(results, "raw")
+            os.mkdir(raw)
+
+            def put(name, text):
+                with open(os.path.join(raw, name), "w") as f:
+                    f.write(text)
+
+            put("dpop__gatehouse__r1.txt", wrk_output(100000, 300))
+            # the DPoP run stopped after its proofs: 30000 responses in a 1.5 s window
+            put("dpop__gatehouse-dpop__r1.txt", wrk_output(30064, 600) +
+                "LT_STATUS 200 30000\nLT_WINDOW requests=30000 elapsed_us=1500000\n")
+            with open(os.path.join(results, "run.json"), "w") as f:
+                f.write('{"dpop_proofs": 40000}')
+            out = subprocess.run([sys.executable, report.__file__, results], capture_output=True,
+                                 text=True, check=False)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            with open(os.path.join(results, "report.md")) as f:
+                md = f.read()
+            self.assertIn("40000 in all", md)
+            # bearer 50k req/s (100000 in 2 s), p50 = 3 x 300 us; DPoP 20k (the window's, not
+            # wrk's 2 s), every percentile twice the bearer's
+            self.assertIn("| 50.0k | 0.90 | 1.49 | 1.50 | 1.00 | 1.00 | 1.00 | 100000 | 0 | 0 |", md)
+            self.assertIn("| 20.0k | 1.80 | 2.98 | 3.00 | 0.40 | 2.00 | 2.00 | 30064 | 0 | 0 |", md)
+            self.assertIn("DPoP / bearer = **0.40x** req/s, p50 1.80 vs 0.90 ms", md)
+            self.assertIn("non-2xx on the DPoP route: **0**", md)
+            self.assertNotIn("not a clean measurement", md)
+            self.assertIn("![throughput dpop](throughput-dpop.png)", md)
+            with open(os.path.join(results, "summary.json")) as f:
+                summary = json.load(f)
+            self.assertAlmostEqual(summary["scenarios"]["dpop"]["rps_vs_bearer"], 0.4)
+
+            # replayed proofs (401) make the run invalid, and the report says so
+            put("dpop__gatehouse-dpop__r1.txt", wrk_output(30064, 600, non2xx=12) +
+                "LT_STATUS 200 29988\nLT_STATUS 401 12\n")
+            out = subprocess.run([sys.executable, report.__file__, results], capture_output=True,
+                                 text=True, check=False)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            with open(os.path.join(results, "report.md")) as f:
+                md = f.read()
+            self.assertIn("non-2xx on the DPoP route: **12**", md)
+            self.assertIn("DPoP route answers by status: 200: 29988, 401: 12.", md)
+            self.assertIn("**gatehouse-dpop: 12 non-2xx answers and 0 socket errors", md)
 
     def capture(self, draw, *args):
         figures = []

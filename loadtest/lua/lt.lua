@@ -9,6 +9,12 @@
 --           the thread stops after LIMIT responses (LIMIT <= lines of FILE, so no token repeats)
 --   mix     80 % a valid token from FILE, 20 % a forged one from FILE2 (deterministic pattern:
 --           requests 0,5,10,... of each 5 are the forged ones)
+--   dpop    `Authorization: DPoP <first line of FILE>` and `DPoP: <the next line of FILE2>` (the
+--           proofs, each single use); the thread stops after LIMIT responses, LIMIT set a margin
+--           of 256 below the lines of FILE2 (the requests in flight when it stops still get
+--           unused proofs). A proof is never sent twice: past the last one, requests go without a
+--           `DPoP` header and are refused (401, counted in LT_STATUS and as non-2xx). One wrk
+--           thread only (-t1): each thread would read the same proofs.
 -- HOST is the Host header ("-" leaves wrk's default).
 --
 -- done() prints machine-readable lines that loadtest/report.py parses:
@@ -40,6 +46,7 @@ lt_counts = {}
 lt_seen = 0
 lt_t0 = 0
 lt_t1 = 0
+lt_n1 = 0 -- responses at lt_t1 (the LIMIT-th): the window's count, not the in-flight ones after it
 
 local function read_lines(path)
   local t = {}
@@ -49,20 +56,24 @@ local function read_lines(path)
   return t
 end
 
-local function build(token)
+local function build(token, scheme)
   local headers = {}
   if host ~= "-" then headers["Host"] = host end
-  if token then headers["Authorization"] = "Bearer " .. token end
+  if token then headers["Authorization"] = (scheme or "Bearer") .. " " .. token end
   return wrk.format("GET", wrk.path, headers)
 end
+
+-- dpop mode: the request is a fixed head, the proof and the blank line (no table per request).
+local proofs, dpop_head, dpop_bare
 
 -- Only the miss and mix modes count statuses (a response() callback makes wrk parse every
 -- response, so the plain and token modes leave it out to keep the client as cheap as it gets).
 local function count_response(status, headers, body)
   lt_counts[status] = (lt_counts[status] or 0) + 1
   lt_seen = lt_seen + 1
-  if mode == "miss" and lt_seen == limit then
+  if (mode == "miss" or mode == "dpop") and lt_seen == limit then
     lt_t1 = now_us()
+    lt_n1 = lt_seen
     wrk.thread:stop()
   end
 end
@@ -89,6 +100,15 @@ function init(args)
         v = v % #valid + 1; reqs[#reqs + 1] = build(valid[v])
       end
     end
+  elseif mode == "dpop" then
+    local token = read_lines(file1)[1]
+    proofs = read_lines(file2)
+    -- wrk.format ends the head with a blank line: the DPoP header goes in front of it.
+    dpop_bare = build(token, "DPoP")
+    dpop_head = dpop_bare:sub(1, -3) .. "DPoP: "
+    local cap = #proofs - 256
+    if cap < 1 then error("dpop: " .. #proofs .. " proofs, at least 257 needed") end
+    if limit == nil or limit <= 0 or limit > cap then limit = cap end
   else
     error("unknown mode " .. tostring(mode))
   end
@@ -107,6 +127,11 @@ end
 function request()
   if lt_t0 == 0 then lt_t0 = now_us() end
   idx = idx + 1
+  if mode == "dpop" then
+    local proof = proofs[idx]
+    if proof == nil then return dpop_bare end -- out of proofs: refused, never a replay
+    return dpop_head .. proof .. "\r\n\r\n"
+  end
   if idx > nreqs then idx = 1 end
   return reqs[idx]
 end
@@ -140,9 +165,9 @@ function done(summary, latency, requests)
     if c then
       for code, n in pairs(c) do io.write(string.format("LT_STATUS %s %d\n", code, n)) end
     end
-    local t0, t1, seen = t:get("lt_t0"), t:get("lt_t1"), t:get("lt_seen")
+    local t0, t1, n1 = t:get("lt_t0"), t:get("lt_t1"), t:get("lt_n1")
     if t0 and t1 and t1 > t0 then
-      io.write(string.format("LT_WINDOW requests=%d elapsed_us=%d\n", seen, t1 - t0))
+      io.write(string.format("LT_WINDOW requests=%d elapsed_us=%d\n", n1, t1 - t0))
     end
   end
 end
