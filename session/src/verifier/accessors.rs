@@ -1,6 +1,7 @@
 //! What a [`TokenVerifier`] tells about itself (readiness, key age, caches, settings) and its
 //! introspection entry points.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use jsonwebtoken::Algorithm;
 
 use super::introspection::Introspector;
 use super::TokenError;
-use super::TokenVerifier;
+use super::{unix_ms, TokenVerifier};
 use crate::claims::Claims;
 use crate::discovery::ProviderDiscovery;
 
