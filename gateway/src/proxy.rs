@@ -1,7 +1,9 @@
 //! The `ProxyHttp` phases. Each is thin: gather inputs from the session, call pure functions in
 //! `gatehouse_policy`, act on the result.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +31,9 @@ use crate::upgrade;
 mod steps;
 
 pub(crate) use steps::request_head;
+
+/// The boxed future an `#[async_trait]` method returns.
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// `/oauth/userinfo` answers for whoever the caller is, and for nobody.
 const USERINFO_DEMAND: Demand = Demand {
@@ -112,22 +117,35 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<bool> {
+    /// Written out rather than `async fn`: an untraced request boxes `decide_and_act`'s future
+    /// directly, as `#[async_trait]` would box the body. Awaiting it from inside an outer
+    /// future instead moves the whole (several-kilobyte) future into that one on every request
+    /// (`loadtest/README.md`, session 10).
+    fn request_filter<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        session: &'life1 mut Session,
+        ctx: &'life2 mut RequestCtx,
+    ) -> BoxFuture<'async_trait, pingora::Result<bool>>
+    where
+        RequestCtx: Send + Sync,
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
         if ctx.trace.is_none() {
-            return self.decide_and_act(session, ctx).await;
+            return Box::pin(self.decide_and_act(session, ctx));
         }
-        // A traced request: the verification, IdP and store calls made while deciding are
-        // its child spans.
-        let (result, children) =
-            crate::otel::scope::collect(self.decide_and_act(session, ctx)).await;
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.children = children;
-        }
-        result
+        Box::pin(async move {
+            // A traced request: the verification, IdP and store calls made while deciding
+            // are its child spans.
+            let (result, children) =
+                crate::otel::scope::collect(self.decide_and_act(session, ctx)).await;
+            if let Some(trace) = ctx.trace.as_mut() {
+                trace.children = children;
+            }
+            result
+        })
     }
 
     async fn request_body_filter(

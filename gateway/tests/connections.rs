@@ -136,10 +136,6 @@ fn a_slowloris_client_is_cut_with_408_within_the_header_timeout_while_others_are
     assert_eq!(ok_get(&gw, "127.0.0.1"), 200);
 }
 
-fn metrics(gw: &Gateway) -> String {
-    get(gw.admin, "admin", "/metrics", &[]).unwrap().text()
-}
-
 #[test]
 fn idle_connections_from_one_address_are_limited_while_another_is_served() {
     let app = Upstream::start("app");
@@ -154,9 +150,11 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
     // Let the start-up probes' connections close.
     assert_eventually!(
         Duration::from_secs(5),
-        || metrics(&gw).contains(r#"gatehouse_connections_open{listener="listen"} 0"#),
+        || gw
+            .metrics()
+            .contains(r#"gatehouse_connections_open{listener="listen"} 0"#),
         "connections left open at start: {}",
-        metrics(&gw)
+        gw.metrics()
     );
 
     let mut idle: Vec<TcpStream> = (0..5)
@@ -164,7 +162,9 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
         .collect();
     assert_eventually!(
         Duration::from_secs(5),
-        || metrics(&gw).contains(r#"gatehouse_connections_open{listener="listen"} 5"#),
+        || gw
+            .metrics()
+            .contains(r#"gatehouse_connections_open{listener="listen"} 5"#),
         "five idle connections counted"
     );
     // The sixth from the same address is closed at once, without a byte.
@@ -182,7 +182,9 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
         .collect();
     assert_eventually!(
         Duration::from_secs(5),
-        || metrics(&gw).contains(r#"gatehouse_connections_open{listener="listen"} 8"#),
+        || gw
+            .metrics()
+            .contains(r#"gatehouse_connections_open{listener="listen"} 8"#),
         "eight connections counted"
     );
     let mut ninth = socket_from("127.0.0.4", gw.listen);
@@ -194,9 +196,11 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
     idle.truncate(1);
     assert_eventually!(
         Duration::from_secs(5),
-        || metrics(&gw).contains(r#"gatehouse_connections_open{listener="listen"} 1"#),
+        || gw
+            .metrics()
+            .contains(r#"gatehouse_connections_open{listener="listen"} 1"#),
         "closed connections counted out: {}",
-        metrics(&gw)
+        gw.metrics()
     );
     for _ in 0..6 {
         assert_eq!(ok_get(&gw, "127.0.0.1"), 200);
@@ -208,14 +212,16 @@ fn idle_connections_from_one_address_are_limited_while_another_is_served() {
         .collect();
     assert_eventually!(
         Duration::from_secs(5),
-        || metrics(&gw).contains(r#"gatehouse_connections_open{listener="listen"} 7"#),
+        || gw
+            .metrics()
+            .contains(r#"gatehouse_connections_open{listener="listen"} 7"#),
         "six from the proxy counted: {}",
-        metrics(&gw)
+        gw.metrics()
     );
     assert_eq!(ok_get(&gw, "127.0.0.5"), 200, "a seventh from the proxy");
     drop(proxy);
     drop(idle);
-    let m = metrics(&gw);
+    let m = gw.metrics();
     assert!(
         m.contains(r#"gatehouse_connections_refused_total{limit="max_connections_per_ip",listener="listen"} 1"#),
         "{m}"

@@ -302,8 +302,10 @@ fn redirects_after_login_only_go_to_allowed_places() {
 #[test]
 fn fifty_concurrent_requests_due_for_refresh_make_one_token_request() {
     let app = Upstream::start("app");
-    // Access tokens live 60 s and are refreshed within 59 s of expiry: due after one second.
-    let (gw, idp) = stack("refresh", &app, &[("IDP_ACCESS_TOKEN_TTL", "60")], "59s");
+    // Access tokens live 60 s and are refreshed within 57 s of expiry: due 2-3 s after they
+    // were issued (`exp` counts whole seconds). The refreshed token is then not due for at
+    // least 2 s, more than the 50 requests take: a second refresh would be a second flight.
+    let (gw, idp) = stack("refresh", &app, &[("IDP_ACCESS_TOKEN_TTL", "60")], "57s");
     let browser = Browser::new(gw.listen);
     assert_eq!(
         browser
@@ -315,7 +317,7 @@ fn fifty_concurrent_requests_due_for_refresh_make_one_token_request() {
     let before = idp.stats()["token_requests_by_grant_type"]["refresh_token"]
         .as_u64()
         .unwrap_or(0);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(3500));
     let handles: Vec<_> = (0..50)
         .map(|_| {
             let (addr, cookie) = (gw.listen, cookie.clone());

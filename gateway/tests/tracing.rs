@@ -43,12 +43,8 @@ fn server_span(spans: &[Span]) -> &Span {
     servers[0]
 }
 
-fn metrics(gw: &Gateway) -> String {
-    get(gw.admin, "admin", "/metrics", &[]).unwrap().text()
-}
-
 fn metric(gw: &Gateway, series: &str) -> f64 {
-    metrics(gw)
+    gw.metrics()
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
@@ -565,14 +561,14 @@ fn a_collector_that_is_down_costs_requests_nothing() {
         Duration::from_secs(10),
         || metric(&traced, "gatehouse_trace_spans_total{outcome=\"failed\"}") > 0.0,
         "failed exports are counted: {}",
-        metrics(&traced)
+        traced.metrics()
     );
     assert_eq!(
         metric(&traced, "gatehouse_trace_spans_total{outcome=\"exported\"}"),
         0.0
     );
     assert!(
-        !metrics(&plain).contains("gatehouse_trace_spans_total{"),
+        !plain.metrics().contains("gatehouse_trace_spans_total{"),
         "no tracing, no series"
     );
 }
@@ -611,7 +607,7 @@ fn a_collector_that_hangs_fills_the_queue_and_spans_are_dropped_not_requests() {
         assert!(
             Instant::now() < deadline,
             "no span dropped after {sent} requests: {}",
-            metrics(&gw)
+            gw.metrics()
         );
         // Four connections at once: faster than one export per timeout can drain.
         let mut times: Vec<Duration> = std::thread::scope(|scope| {

@@ -379,6 +379,25 @@ impl Gateway {
         );
     }
 
+    /// `GET /metrics` on the admin listener.
+    pub fn metrics(&self) -> String {
+        get(self.admin, "admin", "/metrics", &[])
+            .map(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// The metrics once they contain every one of `parts`, or as they are after 10 s (the
+    /// caller's assertions then name what is missing). Counters of the logging phase, such as
+    /// refusals by reason, are recorded just after the response the test has already read.
+    pub fn metrics_containing(&self, parts: &[&str]) -> String {
+        let mut text = String::new();
+        wait_until(Duration::from_secs(10), || {
+            text = self.metrics();
+            parts.iter().all(|p| text.contains(p))
+        });
+        text
+    }
+
     /// `GET /readyz?verbose`: (status, body); one line per pool and identity provider.
     pub fn readiness(&self) -> (u16, String) {
         get(self.admin, "admin", "/readyz?verbose", &[])
