@@ -170,8 +170,12 @@ async fn write_denial(
     );
     if !ctx.forward_auth && crate::grpc::is_grpc(&session.req_header().headers) {
         let message = crate::grpc::message(denial.reason(), ctx.request_id());
+        if let Denial::RateLimited { retry_after, .. } = &denial {
+            // gRPC's retry pushback (gRFC A6): a retrying client waits this long.
+            resp.insert_header("grpc-retry-pushback-ms", retry_after.saturating_mul(1000))?;
+        }
         ctx.denial = Some(denial);
-        return grpc_refusal(session, ctx, status, &message).await;
+        return grpc_refusal(session, ctx, resp, status, &message).await;
     }
     let body = match &denial {
         // A person whose session cannot be used right now is told so, and that it is not a
@@ -396,7 +400,8 @@ pub async fn error_status(
             ),
         };
         let message = crate::grpc::message(reason, ctx.request_id());
-        return grpc_refusal(session, ctx, status, &message).await;
+        let resp = ResponseHeader::build(200, Some(4))?;
+        return grpc_refusal(session, ctx, resp, status, &message).await;
     }
     let resp = ResponseHeader::build(status, Some(6))?;
     let body = error_body(status, ctx.request_id());
@@ -407,14 +412,16 @@ const HTML: &str = "text/html; charset=utf-8";
 
 /// Answers a gRPC call the gateway refuses (`status`: the HTTP status it would have had) the
 /// way gRPC clients read it: trailers-only, HTTP 200 with `grpc-status` and `grpc-message`
-/// in the HEADERS frame that ends the stream (`crate::grpc`), and the common headers.
+/// in the HEADERS frame that ends the stream (`crate::grpc`), the headers the refusal
+/// already carries in `resp` (a challenge, `Retry-After` and `RateLimit`) and the common ones.
 async fn grpc_refusal(
     session: &mut Session,
     ctx: &RequestCtx,
+    mut resp: ResponseHeader,
     status: u16,
     message: &str,
 ) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(200, Some(8))?;
+    resp.set_status(200)?;
     resp.insert_header(CONTENT_TYPE, "application/grpc")?;
     resp.insert_header("grpc-status", crate::grpc::status_code(status).to_string())?;
     resp.insert_header("grpc-message", message)?;

@@ -392,27 +392,35 @@ fn grpc_calls_pass_over_h2c_and_tls_and_refusals_are_grpc_statuses() {
             "{details:?} names rate_limited and {id}"
         );
         assert_eq!(call["initial"], json!([]), "trailers-only: {call}");
+        // The refusal's HTTP fields travel in the trailers too: back in an hour.
+        assert_eq!(
+            meta(&call["trailing"], "retry-after"),
+            Some("3600"),
+            "{call}"
+        );
+        assert_eq!(
+            meta(&call["trailing"], "ratelimit"),
+            Some("\"route.subject\";r=0;t=3600"),
+            "{call}"
+        );
+        assert_eq!(
+            meta(&call["trailing"], "grpc-retry-pushback-ms"),
+            Some("3600000"),
+            "{call}"
+        );
     }
     // The refusals never reached the upstream: it saw each allowed call only (checked by
     // the gateway's own metrics: refusals by reason).
-    let m = get(gw.admin, "admin", "/metrics", &[]).unwrap().text();
-    assert!(
-        m.contains(
-            r#"gatehouse_rate_limited_total{key="subject",route="/gatehouse.test.Echo/*",tenant="limited"} 2"#
-        ),
-        "{m}"
-    );
-    // ... and only the two allowed calls of that tenant reached its upstream.
-    assert!(
-        m.contains(
-            r#"gatehouse_upstream_duration_seconds_count{tenant="limited",upstream="grpc"} 2"#
-        ),
-        "{m}"
-    );
-    assert!(
-        m.contains(r#"gatehouse_denials_total{reason="unauthenticated",tenant="demo"} 2"#),
-        "{m}"
-    );
+    let series = [
+        r#"gatehouse_rate_limited_total{key="subject",route="/gatehouse.test.Echo/*",tenant="limited"} 2"#,
+        // ... and only the two allowed calls of that tenant reached its upstream.
+        r#"gatehouse_upstream_duration_seconds_count{tenant="limited",upstream="grpc"} 2"#,
+        r#"gatehouse_denials_total{reason="unauthenticated",tenant="demo"} 2"#,
+    ];
+    let m = gw.metrics_containing(&series);
+    for line in series {
+        assert!(m.contains(line), "{line} missing:\n{m}");
+    }
     // HTTP/1.1 on the h2c listener keeps working.
     let r = get(
         gw.listen,
