@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::idp::Idp;
 use support::*;
 
 /// The whole browser run may take this long (e2e.mjs bounds itself to 75 s and each step to 15 s).
@@ -132,22 +131,11 @@ fn chromium_logs_in_keeps_the_session_and_logs_out() {
     }
     let started = Instant::now();
     let app = Upstream::start("app");
-    // The IdP must know the gateway's callback and the gateway the IdP's issuer: pick the IdP's
-    // port first, start the gateway (it starts while the IdP is down), then the IdP.
-    let idp_port = free_port();
-    let gw = Gateway::start("browser", |p, _| config(p, idp_port, &app));
+    let (gw, idp) = gateway_with_idp("browser", None, &[], |p, _, idp_port| {
+        config(p, idp_port, &app)
+    });
     let gw_port = gw.listen.port();
     let base = format!("http://demo.localhost:{gw_port}");
-    let idp = Idp::start_on(
-        idp_port,
-        None,
-        &[
-            ("IDP_REDIRECT_URIS", &format!("{base}/oauth/callback")),
-            ("IDP_POST_LOGOUT_REDIRECT_URIS", &format!("{base}/")),
-        ],
-        TempDir::new("browser-idp"),
-    );
-    gw.wait_ready();
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-e2e-screenshots");
     let _ = std::fs::remove_dir_all(&shots);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use gatehouse_test_support::keys::now;
 use serde_json::{json, Value};
 use support::idp::{make_keys, sign, Idp};
 use support::login::Browser;
@@ -72,28 +73,9 @@ tenants:
 
 /// The gateway and the IdP (signing with the first key of `keys`), each knowing the other.
 fn stack(tag: &str, app: &Upstream, keys: &Path, explain: bool) -> (Gateway, Idp) {
-    let idp_port = free_port();
-    let gw = Gateway::start(tag, |p, _| config(p, app, idp_port, explain));
-    let base = format!("http://demo.localhost:{}", gw.listen.port());
-    let (callback, after_logout) = (format!("{base}/oauth/callback"), format!("{base}/"));
-    let idp = Idp::start_on(
-        idp_port,
-        Some(keys),
-        &[
-            ("IDP_REDIRECT_URIS", callback.as_str()),
-            ("IDP_POST_LOGOUT_REDIRECT_URIS", after_logout.as_str()),
-        ],
-        TempDir::new(&format!("{tag}-idp")),
-    );
-    gw.wait_ready();
-    (gw, idp)
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    gateway_with_idp(tag, Some(keys), &[], |p, _, idp_port| {
+        config(p, app, idp_port, explain)
+    })
 }
 
 /// Access-token claims as the IdP issues them to `svc-user`, with `extra` on top.

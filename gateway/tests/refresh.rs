@@ -79,21 +79,12 @@ struct Stack {
 impl Stack {
     fn start(tag: &str, token_ttl: &str, refresh_before: &str) -> Stack {
         let app = Upstream::start("app");
-        let idp_port = free_port();
-        let gw = Gateway::start(tag, |p, _| config(p, &app, idp_port, refresh_before));
-        let redirect = format!("http://demo.localhost:{}/oauth/callback", gw.listen.port());
-        let logout = format!("http://demo.localhost:{}/", gw.listen.port());
-        let idp = Idp::start_on(
-            idp_port,
+        let (gw, idp) = gateway_with_idp(
+            tag,
             None,
-            &[
-                ("IDP_REDIRECT_URIS", redirect.as_str()),
-                ("IDP_POST_LOGOUT_REDIRECT_URIS", logout.as_str()),
-                ("IDP_ACCESS_TOKEN_TTL", token_ttl),
-            ],
-            TempDir::new("refresh-idp"),
+            &[("IDP_ACCESS_TOKEN_TTL", token_ttl)],
+            |p, _, idp_port| config(p, &app, idp_port, refresh_before),
         );
-        gw.wait_ready();
         let browser = Browser::new(gw.listen);
         let page = browser.login_from("/app/page", "alice", "alice-password", false);
         assert_eq!(page.status, 200, "{page:?}");

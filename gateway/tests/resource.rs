@@ -72,17 +72,9 @@ tenants:
 /// The gateway and the IdP, each knowing the other (the IdP accepts the gateway's callback as
 /// a redirect URI, which the code-flow helper below stops at).
 fn stack(tag: &str, app: &Upstream) -> (Gateway, Idp) {
-    let idp_port = free_port();
-    let gw = Gateway::start(tag, |p, _| config(p.listen, p.admin, app, idp_port));
-    let callback = callback(&gw);
-    let idp = Idp::start_on(
-        idp_port,
-        None,
-        &[("IDP_REDIRECT_URIS", callback.as_str())],
-        TempDir::new(&format!("{tag}-idp")),
-    );
-    gw.wait_ready();
-    (gw, idp)
+    gateway_with_idp(tag, None, &[], |p, _, idp_port| {
+        config(p.listen, p.admin, app, idp_port)
+    })
 }
 
 /// The tenant's host as a client names it (with the port, as HTTP clients send it).

@@ -4,7 +4,6 @@
 
 mod support;
 
-use support::idp::Idp;
 use support::login::Browser;
 use support::*;
 
@@ -72,16 +71,9 @@ fn session_value(browser: &Browser) -> String {
 fn a_session_cookie_of_one_tenant_is_no_session_on_another_that_shares_its_key_and_store() {
     let app = Upstream::start("demo-app");
     let other_app = Upstream::start("other-app");
-    let idp_port = free_port();
-    let gw = Gateway::start("tenants", |p, _| config(p, &app, &other_app, idp_port));
-    let redirect = format!("http://demo.localhost:{}/oauth/callback", gw.listen.port());
-    let _idp = Idp::start_on(
-        idp_port,
-        None,
-        &[("IDP_REDIRECT_URIS", redirect.as_str())],
-        TempDir::new("tenants-idp"),
-    );
-    gw.wait_ready();
+    let (gw, _idp) = gateway_with_idp("tenants", None, &[], |p, _, idp_port| {
+        config(p, &app, &other_app, idp_port)
+    });
     let browser = Browser::new(gw.listen);
     let page = browser.login_from("/app/page", "alice", "alice-password", false);
     assert_eq!(page.status, 200, "{page:?}");

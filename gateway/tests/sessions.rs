@@ -69,25 +69,9 @@ fn stack(
     idp_env: &[(&str, &str)],
     refresh_before: &str,
 ) -> (Gateway, Idp) {
-    let idp_port = free_port();
-    let gw = Gateway::start(tag, |p, _| {
+    gateway_with_idp(tag, None, idp_env, |p, _, idp_port| {
         config(p, app, idp_port, "  url: memory://", refresh_before)
-    });
-    let mut env = vec![
-        (
-            "IDP_REDIRECT_URIS".to_string(),
-            format!("http://demo.localhost:{}/oauth/callback", gw.listen.port()),
-        ),
-        (
-            "IDP_POST_LOGOUT_REDIRECT_URIS".to_string(),
-            format!("http://demo.localhost:{}/", gw.listen.port()),
-        ),
-    ];
-    env.extend(idp_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let idp = Idp::start_on(idp_port, None, &env, TempDir::new("sessions-idp"));
-    gw.wait_ready();
-    (gw, idp)
+    })
 }
 
 #[test]

@@ -98,17 +98,10 @@ tenants:
 /// A gateway tracing every request (`sampling-ratio: 1`) to `collector`, and the IdP that knows
 /// its callback URL.
 fn traced_stack(tag: &str, app: &Upstream, collector: &Collector) -> (Gateway, Idp) {
-    let idp_port = free_port();
     let tracing = tracing_section(&collector.endpoint(), "1");
-    let gw = Gateway::start(tag, |p, _| config(p, app, idp_port, &tracing));
-    let env = [(
-        "IDP_REDIRECT_URIS",
-        format!("http://demo.localhost:{}/oauth/callback", gw.listen.port()),
-    )];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let idp = Idp::start_on(idp_port, None, &env, TempDir::new("tracing-idp"));
-    gw.wait_ready();
-    (gw, idp)
+    gateway_with_idp(tag, None, &[], |p, _, idp_port| {
+        config(p, app, idp_port, &tracing)
+    })
 }
 
 /// No attribute of any span carries a secret or a query string.

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use gatehouse_test_support::keys::{jwks, now, Kind, TestKey};
-use support::idp::Idp;
 use support::login::Browser;
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
@@ -505,16 +504,9 @@ tenants:
 fn a_browser_session_authenticates_a_handshake_and_none_gets_401_not_a_login_redirect() {
     let rt = runtime();
     let echo = EchoServer::start(&rt);
-    let idp_port = free_port();
-    let gw = Gateway::start("ws-session", |p, _| session_config(p, &echo, idp_port));
-    let redirect = format!("http://demo.localhost:{}/oauth/callback", gw.listen.port());
-    let _idp = Idp::start_on(
-        idp_port,
-        None,
-        &[("IDP_REDIRECT_URIS", redirect.as_str())],
-        TempDir::new("ws-idp"),
-    );
-    gw.wait_ready();
+    let (gw, _idp) = gateway_with_idp("ws-session", None, &[], |p, _, idp_port| {
+        session_config(p, &echo, idp_port)
+    });
 
     // A browser's handshake without a session: 401, not a redirect it cannot follow.
     let browser_headers = [

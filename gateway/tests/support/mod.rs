@@ -290,6 +290,31 @@ pub struct Gateway {
     pub log_path: PathBuf,
 }
 
+/// A gateway and the test IdP, each knowing the other: the IdP's port is picked first (the
+/// gateway's config, `render(ports, dir, idp_port)`, names its issuer), the gateway starts
+/// (while the IdP is still down), then the IdP, signing with the first key of `keys` (its own
+/// key without), accepting `http://demo.localhost:PORT/oauth/callback` as a redirect URI and
+/// `http://demo.localhost:PORT/` after logout, with `idp_env` on top; both ready.
+pub fn gateway_with_idp(
+    tag: &str,
+    keys: Option<&Path>,
+    idp_env: &[(&str, &str)],
+    render: impl Fn(&Ports, &Path, u16) -> String,
+) -> (Gateway, idp::Idp) {
+    let idp_port = free_port();
+    let gw = Gateway::start(tag, |p, dir| render(p, dir, idp_port));
+    let base = format!("http://demo.localhost:{}", gw.listen.port());
+    let (callback, after_logout) = (format!("{base}/oauth/callback"), format!("{base}/"));
+    let mut env = vec![
+        ("IDP_REDIRECT_URIS", callback.as_str()),
+        ("IDP_POST_LOGOUT_REDIRECT_URIS", after_logout.as_str()),
+    ];
+    env.extend_from_slice(idp_env);
+    let idp = idp::Idp::start_on(idp_port, keys, &env, TempDir::new(&format!("{tag}-idp")));
+    gw.wait_ready();
+    (gw, idp)
+}
+
 /// Ports and paths a test config is rendered with.
 pub struct Ports {
     pub listen: u16,
