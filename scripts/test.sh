@@ -27,11 +27,11 @@ py="$(scripts/python-venv.sh)"
 "$py" -m unittest discover -s testing/prometheus -p 'test_*.py'
 echo "== test OpenID provider self-test (testing/idp)"
 (cd testing/idp && node selftest.mjs)
-echo "== cargo test"
+echo "== cargo test (every test binary runs, whatever another one did: all failures at once)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # After the workspace's tests: it builds the gateway again, in a clean clone of HEAD.
 echo "== the README's new-user path on a clean clone (testing/demo/readme-path.sh)"
