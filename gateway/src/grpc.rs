@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::HeaderMap;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+
+use crate::ctx::RequestCtx;
 
 /// Whether the request is a gRPC call: `content-type: application/grpc` or one of its
 /// `application/grpc+proto`, `application/grpc+json`, ... forms (gRPC-Web's
@@ -54,6 +58,33 @@ pub fn message(reason: &str, request_id: &str) -> String {
         }
     }
     out
+}
+
+/// Answers a gRPC call the gateway refuses (`status`: the HTTP status it would have had) the
+/// way gRPC clients read it: trailers-only, HTTP 200 with `grpc-status` and `grpc-message`
+/// in the HEADERS frame that ends the stream, the headers the refusal
+/// already carries in `resp` (a challenge, `Retry-After` and `RateLimit`) and the common ones.
+pub async fn refuse(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut resp: ResponseHeader,
+    status: u16,
+    message: &str,
+) -> pingora::Result<()> {
+    resp.set_status(200)?;
+    resp.insert_header(CONTENT_TYPE, "application/grpc")?;
+    resp.insert_header("grpc-status", status_code(status).to_string())?;
+    resp.insert_header("grpc-message", message)?;
+    if let pingora::protocols::http::ServerSession::H2(h2) = session.as_downstream_mut() {
+        crate::responses::apply_common_headers(&mut resp, ctx);
+        // The proxy session's writer never ends an HTTP/2 stream with its HEADERS frame (it
+        // sends an empty DATA frame after), which a gRPC client reads as a call with no
+        // status: the stream's own writer can.
+        return h2.write_response_header(Box::new(resp), true);
+    }
+    resp.insert_header(CONTENT_LENGTH, 0)?;
+    crate::responses::apply_common_headers(&mut resp, ctx);
+    session.write_response_header(Box::new(resp), true).await
 }
 
 /// The upstream read timeout of a gRPC call over HTTP/2 whose `grpc-timeout` is longer than

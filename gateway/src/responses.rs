@@ -175,7 +175,7 @@ async fn write_denial(
             resp.insert_header("grpc-retry-pushback-ms", retry_after.saturating_mul(1000))?;
         }
         ctx.denial = Some(denial);
-        return grpc_refusal(session, ctx, resp, status, &message).await;
+        return crate::grpc::refuse(session, ctx, resp, status, &message).await;
     }
     let body = match &denial {
         // A person whose session cannot be used right now is told so, and that it is not a
@@ -401,7 +401,7 @@ pub async fn error_status(
         };
         let message = crate::grpc::message(reason, ctx.request_id());
         let resp = ResponseHeader::build(200, Some(4))?;
-        return grpc_refusal(session, ctx, resp, status, &message).await;
+        return crate::grpc::refuse(session, ctx, resp, status, &message).await;
     }
     let resp = ResponseHeader::build(status, Some(6))?;
     let body = error_body(status, ctx.request_id());
@@ -409,33 +409,6 @@ pub async fn error_status(
 }
 
 const HTML: &str = "text/html; charset=utf-8";
-
-/// Answers a gRPC call the gateway refuses (`status`: the HTTP status it would have had) the
-/// way gRPC clients read it: trailers-only, HTTP 200 with `grpc-status` and `grpc-message`
-/// in the HEADERS frame that ends the stream (`crate::grpc`), the headers the refusal
-/// already carries in `resp` (a challenge, `Retry-After` and `RateLimit`) and the common ones.
-async fn grpc_refusal(
-    session: &mut Session,
-    ctx: &RequestCtx,
-    mut resp: ResponseHeader,
-    status: u16,
-    message: &str,
-) -> pingora::Result<()> {
-    resp.set_status(200)?;
-    resp.insert_header(CONTENT_TYPE, "application/grpc")?;
-    resp.insert_header("grpc-status", crate::grpc::status_code(status).to_string())?;
-    resp.insert_header("grpc-message", message)?;
-    if let pingora::protocols::http::ServerSession::H2(h2) = session.as_downstream_mut() {
-        apply_common_headers(&mut resp, ctx);
-        // The proxy session's writer never ends an HTTP/2 stream with its HEADERS frame (it
-        // sends an empty DATA frame after), which a gRPC client reads as a call with no
-        // status: the stream's own writer can.
-        return h2.write_response_header(Box::new(resp), true);
-    }
-    resp.insert_header(CONTENT_LENGTH, 0)?;
-    apply_common_headers(&mut resp, ctx);
-    session.write_response_header(Box::new(resp), true).await
-}
 
 /// Completes `resp` (`Set-Cookie`s, content type and length, `no-store`, the common headers)
 /// and writes it with `body` (not for a HEAD request).
