@@ -20,7 +20,8 @@
 # rounds of the gatehouse and baseline instruction counts, medians reported), LT_INSTR_CONNS (16;
 # wrk's connections there: 1 makes every request its own wake-up, the steadiest A/B),
 # LT_INSTR_FEATURES (1; 0 leaves out the JWT route with an identity assertion and with a rate
-# limit), LT_BASELINE (a
+# limit), LT_INSTR_KEEP (a folder: keeps each counted callgrind profile there, to read with
+# callgrind_annotate), LT_BASELINE (a
 # gatehouse binary built from an earlier commit: the instructions step also counts its
 # white-listed and JWT routes, as baseline-*, for a before/after in one run),
 # LT_REDIS_BASE (21400: the session scenario's 6-node Redis Cluster on BASE..BASE+5, and one
@@ -1089,6 +1090,11 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
       callgrind_control -d "${PIDS[cg-$name]}" > /dev/null 2>&1 || true
       for _ in $(seq 300); do [[ -s $out.2 ]] && break; sleep 0.1; done
       stop_server "cg-$name"
+      # LT_INSTR_KEEP=DIR keeps each counted profile for callgrind_annotate (NAME.ROUND.callgrind).
+      if [[ -n ${LT_INSTR_KEEP:-} && -s $out.1 ]]; then
+        mkdir -p "$LT_INSTR_KEEP"
+        cp "$out.1" "$LT_INSTR_KEEP/$name.${INSTR_ROUND:-1}.callgrind"
+      fi
       local requests non2xx instructions idle
       requests=$(awk '/requests in/ {print $1}' <<< "$res")
       non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$res")
@@ -1143,6 +1149,7 @@ if [[ " $SCENARIOS " == *" instructions "* ]]; then
     # Before/after in one run; with LT_INSTR_ROUNDS > 1 the two alternate which goes first, and
     # the report takes the median: one run's count moves by about 1 % with the batching.
     for round in $(seq "${LT_INSTR_ROUNDS:-1}"); do
+      INSTR_ROUND=$round
       if ((round % 2)); then gatehouse_instr; baseline_instr; else baseline_instr; gatehouse_instr; fi
     done
     if ((SESSION)); then
