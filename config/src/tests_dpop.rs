@@ -4,30 +4,8 @@
 use std::time::Duration;
 
 use crate::tests::{assert_error, errs, ok};
+use crate::tests_resource::with_route;
 use crate::{DpopMode, DEFAULT_DPOP_PROOF_WINDOW};
-
-/// A tenant with a provider and one route whose keys a snippet appends (line 16 on).
-fn with_route(route_keys: &str) -> String {
-    format!(
-        "\
-identity-providers:
-  - name: kc
-    issuer: https://kc.localhost/realms/demo
-    client-id: gatehouse
-tenants:
-  - name: demo
-    hosts: [demo.localhost]
-    identity-provider: kc
-    resource-metadata:
-      scopes-supported: [mcp:tools]
-    upstreams:
-      - name: app
-        targets: [\"127.0.0.1:18080\"]
-    routes:
-      - uri: /mcp/*
-{route_keys}"
-    )
-}
 
 #[test]
 fn dpop_keys_parse_and_default_to_off() {

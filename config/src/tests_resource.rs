@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::tests::{assert_error, errs, ok};
 
-/// A tenant with a provider, `resource-metadata` and one route whose keys a snippet appends.
-fn with_route(route_keys: &str) -> String {
+/// A tenant with a provider, `resource-metadata` and one route whose keys a snippet appends
+/// (line 16 on; the DPoP tests use it too).
+pub(crate) fn with_route(route_keys: &str) -> String {
     format!(
         "\
 identity-providers:
