@@ -65,7 +65,7 @@ fn alerts_fire_and_resolve_on_a_real_prometheus() {
         "  url: {}\n  local-cache-ttl: 0s\n  on-unavailable: fail-closed\n  timeout: 200ms",
         cluster.url()
     );
-    let (idp, _app, gw) = start_with("alerts", &store, &[]);
+    let (idp, _app, gw) = start_with("alerts", &store, &[], "");
 
     let rules = TempDir::new("scaled-rules");
     let script = repo_root().join("testing/prometheus/rulefiles.py");

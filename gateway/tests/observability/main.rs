@@ -34,6 +34,7 @@ fn config(
     ws_port: u16,
     issuer: &str,
     session_store: &str,
+    top_level: &str,
 ) -> String {
     let provider = keycloak_provider(issuer);
     format!(
@@ -42,6 +43,7 @@ listen: 127.0.0.1:{listen}
 admin-listen: 127.0.0.1:{admin}
 threads: 2
 max-connections-per-ip: 40
+{top_level}
 session-store:
 {session_store}
 identity-providers:
@@ -106,16 +108,21 @@ tenants:
 /// Starts the IdP, the upstream and the gateway (sessions in memory), and waits until the
 /// gateway has the IdP's keys and has health-checked both pools (`app` healthy, `dead` not).
 fn start(tag: &str) -> (Idp, Upstream, Gateway) {
-    start_with(tag, "  url: memory://\n  local-cache-ttl: 30s", &[])
+    start_with(tag, MEMORY_STORE, &[], "")
 }
 
-/// [`start`] with a `session-store` block and more IdP environment. The IdP is started with
+/// The `session-store` block of [`start`]: sessions in memory, cached 30 s.
+const MEMORY_STORE: &str = "  url: memory://\n  local-cache-ttl: 30s";
+
+/// [`start`] with a `session-store` block, more IdP environment and more top-level config
+/// lines (`top_level`, such as a `tracing` block). The IdP is started with
 /// the gateway's ports (its client's redirect URIs name the gateway's callback), before the
 /// gateway: no key fetch ever finds it down.
 fn start_with(
     tag: &str,
     session_store: &str,
     idp_env: &[(&str, &str)],
+    top_level: &str,
 ) -> (Idp, Upstream, Gateway) {
     let app = Upstream::start("app");
     let ws_port = upgrade_upstream();
@@ -133,7 +140,15 @@ fn start_with(
         let started = Idp::start(None, &env);
         let issuer = started.issuer.clone();
         *idp.borrow_mut() = Some(started);
-        config(p, &app, dead_port, ws_port, &issuer, session_store)
+        config(
+            p,
+            &app,
+            dead_port,
+            ws_port,
+            &issuer,
+            session_store,
+            top_level,
+        )
     });
     let idp = idp.into_inner().expect("the IdP was started");
     gw.wait_readiness(

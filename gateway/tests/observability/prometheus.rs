@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::login::Browser;
 use crate::support::*;
-use crate::{bad_signature, bearer, start, unknown_kid};
+use crate::{bad_signature, bearer, start_with, unknown_kid, MEMORY_STORE};
 
 /// `name` on PATH (or in /usr/bin, where Debian installs prometheus and promtool).
 pub(crate) fn which(name: &str) -> Option<PathBuf> {
@@ -224,7 +224,13 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
     let (ok, out) = run(&promtool, &args);
     assert!(ok, "promtool check rules failed:\n{out}");
 
-    let (idp, _app, gw) = start("prometheus");
+    // Traces go to a real OTLP/HTTP receiver (the tracing panel), one request in ten.
+    let collector = crate::support::otlp::Collector::start();
+    let tracing = format!(
+        "tracing:\n  otlp-endpoint: {}\n  sampling-ratio: 0.1",
+        collector.endpoint()
+    );
+    let (idp, _app, gw) = start_with("prometheus", MEMORY_STORE, &[], &tracing);
     let prom = Prometheus::start(&prometheus, gw.admin, &rule_files());
     prom.wait_scraped();
 
@@ -303,6 +309,11 @@ fn prometheus_evaluates_every_dashboard_and_rule_expression() {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("sent {sent} requests in {:?}", started.elapsed());
+    assert!(
+        wait_until(Duration::from_secs(10), || !collector.spans().is_empty()),
+        "no span reached the OTLP receiver; log:\n{}",
+        gw.log()
+    );
     let out = leaves.get("/oauth/logout");
     assert!(out.status == 302 || out.status == 303, "logout: {out:?}");
     // A WebSocket handshake upgraded and held open while the panels are checked (the
