@@ -247,7 +247,14 @@ fn spans_are_exported_with_their_children_the_continued_trace_and_no_secrets() {
     ];
     secrets.extend(session_cookie.iter().map(String::as_str));
     assert_no_secrets(&all, &secrets);
-    assert!(metric(&gw, "gatehouse_trace_spans_total{outcome=\"exported\"}") >= all.len() as f64);
+    // Counted once the collector has answered the export, just after it holds the spans.
+    let exported = || metric(&gw, "gatehouse_trace_spans_total{outcome=\"exported\"}");
+    assert!(
+        wait_until(Duration::from_secs(10), || exported() >= all.len() as f64),
+        "{} exported, {} received",
+        exported(),
+        all.len()
+    );
 }
 
 #[test]
