@@ -83,6 +83,17 @@ pub(crate) struct Presented<'a> {
     pub provider: &'a crate::auth::Provider,
 }
 
+/// The nonce to hand out with a proxied answer on a `dpop-nonce` route (RFC 9449 section
+/// 8.2: a client takes the newest `DPoP-Nonce` it saw, so one that keeps calling never meets
+/// `use_dpop_nonce` again); `None` on every other route.
+pub fn fresh_nonce(ctx: &RequestCtx) -> Option<String> {
+    let (runtime, t, r) = (ctx.runtime.as_deref()?, ctx.tenant?, ctx.route?);
+    if !runtime.policy.tenant(t).route(r).dpop?.nonce {
+        return None;
+    }
+    Some(runtime.dpop_nonces[t].as_deref()?.issue(now_secs()))
+}
+
 /// Seconds since the Unix epoch.
 fn now_secs() -> u64 {
     std::time::SystemTime::now()

@@ -299,6 +299,9 @@ impl ProxyHttp for Gateway {
             upgrade::upgraded(session, ctx, &self.metrics);
         }
         responses::apply_common_headers(upstream_response, ctx);
+        if let Some(nonce) = crate::dpop::fresh_nonce(ctx) {
+            upstream_response.insert_header("DPoP-Nonce", nonce)?;
+        }
         Ok(())
     }
 

@@ -509,18 +509,28 @@ fn a_nonce_route_answers_use_dpop_nonce_then_takes_the_nonce_it_issued() {
     assert_refused(&r, "forged nonce", &["error=\"use_dpop_nonce\""]);
     assert!(r.header("dpop-nonce").is_some());
     // The library's next proof carries the nonce: accepted, once.
-    let good = proofs(&pkcs8, &[("GET", n, &token, Some(&nonce))]);
+    let good = proofs(&pkcs8, &[("GET", n.clone(), &token, Some(&nonce))]);
     let r = dpop_get(&gw, "/nonce/x", &token, &[&good[0]]);
     assert_eq!(r.status, 200, "{}", r.text());
+    // The answer hands out the current nonce (RFC 9449 8.2), so a client never needs another
+    // use_dpop_nonce round trip while it keeps calling; the next proof takes it.
+    let next = r
+        .header("dpop-nonce")
+        .expect("a DPoP-Nonce on the proxied answer")
+        .to_string();
     let r = dpop_get(&gw, "/nonce/x", &token, &[&good[0]]);
     assert_refused(
         &r,
         "replayed with its nonce",
         &["the DPoP proof was used before"],
     );
-    // Routes without dpop-nonce take proofs without one.
+    let again = proofs(&pkcs8, &[("GET", n, &token, Some(&next))]);
+    assert_eq!(dpop_get(&gw, "/nonce/x", &token, &[&again[0]]).status, 200);
+    // Routes without dpop-nonce take proofs without one, and hand out none.
     let plain = proofs(&pkcs8, &[("GET", htu(&gw, "/req/x"), &token, None)]);
-    assert_eq!(dpop_get(&gw, "/req/x", &token, &[&plain[0]]).status, 200);
+    let r = dpop_get(&gw, "/req/x", &token, &[&plain[0]]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("dpop-nonce"), None);
 }
 
 #[test]
