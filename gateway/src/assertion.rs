@@ -5,11 +5,12 @@
 //! these signers).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_config::{Config, IdentityAssertion};
 use gatehouse_session::assertion::AssertionSigner;
 use gatehouse_session::claims::Claims;
+
+use crate::clock::unix_now;
 
 /// A tenant's signer and the definition it was built from.
 pub struct TenantAssertion {
@@ -50,13 +51,6 @@ pub fn build(
             })))
         })
         .collect()
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Sets the assertion for `claims` on an upstream request going to the tenant's upstream

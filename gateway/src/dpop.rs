@@ -17,6 +17,7 @@ use gatehouse_session::dpop::{
 };
 use pingora::http::RequestHeader;
 
+use crate::clock::unix_now;
 use crate::ctx::{decided_host, RequestCtx};
 use crate::ratelimit::SharedBuckets;
 
@@ -91,14 +92,7 @@ pub fn fresh_nonce(ctx: &RequestCtx) -> Option<String> {
     if !runtime.policy.tenant(t).route(r).dpop?.nonce {
         return None;
     }
-    Some(runtime.dpop_nonces[t].as_deref()?.issue(now_secs()))
-}
-
-/// Seconds since the Unix epoch.
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    Some(runtime.dpop_nonces[t].as_deref()?.issue(unix_now()))
 }
 
 /// A refused proof as the denial that answers it.
@@ -161,7 +155,7 @@ pub(crate) async fn check(
         access_token: token,
         jkt,
     };
-    let now = now_secs();
+    let now = unix_now();
     let checked = check_proof(proof, &request, &rules, now).map_err(refused)?;
     if demand.rule.nonce {
         let Some(issuer) = runtime.dpop_nonces[tenant_index].as_deref() else {

@@ -80,7 +80,11 @@ pub(crate) fn authorize(
         .check(&identity)
         .map_err(Denial::Forbidden)?;
     if let Some(step_up) = route.step_up.as_deref() {
-        if let Err(shortfall) = step_up.check(claims.acr.as_deref(), claims.auth_time, now_secs()) {
+        if let Err(shortfall) = step_up.check(
+            claims.acr.as_deref(),
+            claims.auth_time,
+            crate::clock::unix_now(),
+        ) {
             return Err(step_up_denial(req, ctx, tenant, step_up, shortfall));
         }
     }
@@ -136,13 +140,6 @@ pub(crate) struct Demand<'a> {
     pub resource: Option<&'a str>,
     /// The route's `dpop` (RFC 9449), `None` for `off`.
     pub dpop: Option<DpopDemand<'a>>,
-}
-
-/// Seconds since the Unix epoch (for step-up's `max-auth-age`).
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Who the caller is: a bearer token checked against the tenant's identity provider (also

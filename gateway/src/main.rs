@@ -11,6 +11,7 @@ mod accesslog;
 mod admin;
 mod assertion;
 mod auth;
+mod clock;
 mod connections;
 mod ctx;
 mod demo;

@@ -17,6 +17,7 @@ use pingora::http::RequestHeader;
 
 use super::{peer_text, Check, Outcome, Step};
 use crate::auth::{bearer_token, ClaimsIdentity, Provider};
+use crate::clock::unix_now;
 use crate::ctx::{decided_host, Arrival};
 use crate::identify::client_id;
 use crate::login::Sessions;
@@ -38,12 +39,6 @@ pub(super) fn pass_if(ok: bool) -> Outcome {
     } else {
         Outcome::Fail
     }
-}
-
-pub(super) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `in N s` / `N s ago`.
@@ -347,7 +342,7 @@ fn token_checks(provider: &Provider, token: &str, route: &RoutePolicy) -> Step {
         Some(resource) => Audience::Resource(resource),
         None => Audience::Provider,
     };
-    let diagnosis = verifier.diagnose(token, audience, now_secs());
+    let diagnosis = verifier.diagnose(token, audience, unix_now());
     let mut step = token_step(verifier.name(), &diagnosis);
     if route.introspect {
         step.checks.push(check(
@@ -458,7 +453,7 @@ pub(super) fn authorization(
     }
     steps.push(step);
     if let Some(step_up) = route.step_up.as_deref() {
-        let now = now_secs();
+        let now = unix_now();
         let result = step_up.check(claims.acr.as_deref(), claims.auth_time, now);
         let mut step = Step::new(
             "step-up",

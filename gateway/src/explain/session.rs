@@ -8,8 +8,9 @@ use gatehouse_session::cookie::find_cookie;
 use gatehouse_session::verifier::fingerprint;
 use pingora::http::RequestHeader;
 
-use super::detail::{absent_outcome, check, now_secs, relative};
+use super::detail::{absent_outcome, check, relative};
 use super::{Check, Outcome, Step};
+use crate::clock::unix_now;
 use crate::login::{session_id, Sessions, TenantLogin};
 use crate::login_settings::cookies::request_cookies;
 use crate::runtime::Runtime;
@@ -82,7 +83,7 @@ pub(super) async fn session(
             ),
         );
     }
-    let now = now_secs();
+    let now = unix_now();
     checks.push(check(
         "record",
         Outcome::Pass,

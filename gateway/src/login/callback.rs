@@ -8,9 +8,9 @@ use gatehouse_session::oidc::TokenSet;
 use gatehouse_session::store::SessionRecord;
 use pingora::proxy::Session;
 
-use super::clock::unix_now;
 use super::store::Sessions;
 use super::{form, state};
+use crate::clock::unix_now;
 use crate::ctx::RequestCtx;
 use crate::login_settings::tenant::{
     TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH, PURPOSE_SESSION,

@@ -12,15 +12,14 @@
 //! in at once; it is single use (a store lock marks it spent) and expires.
 //!
 //! Files: `store.rs` (the session store handle), `sessions.rs` (the session a request's cookie
-//! names), `refresh.rs` (its single-flight refresh), `state.rs` (the login-state cookie), `form.rs` (the query and form decoder), `clock.rs`, and
-//! one file per endpoint; a tenant's compiled login settings and the gateway's cookie names are
+//! names), `refresh.rs` (its single-flight refresh), `state.rs` (the login-state cookie),
+//! `form.rs` (the query and form decoder), and one file per endpoint; a tenant's compiled login settings and the gateway's cookie names are
 //! in `login_settings/`. Every answer is written by `responses.rs`; every refusal is a
 //! [`Denial::Login`](gatehouse_policy::snapshot::Denial::Login).
 
 mod backchannel;
 mod begin;
 mod callback;
-mod clock;
 mod form;
 mod logout;
 mod refresh;

@@ -24,8 +24,8 @@ use gatehouse_session::cookie::CookieCodec;
 use gatehouse_session::oidc::{OidcError, TokenSet};
 use gatehouse_session::store::{CachedStore, LockGuard, SessionRecord, SessionStore};
 
-use super::clock::unix_now;
 use super::store::Sessions;
+use crate::clock::unix_now;
 use crate::login_settings::tenant::{TenantLogin, PURPOSE_ID_TOKEN, PURPOSE_REFRESH};
 
 /// The worst case of one refresh: discovery (one request), the token request, and the JWKS

@@ -7,9 +7,9 @@ use gatehouse_session::claims::Claims;
 use gatehouse_session::cookie::find_cookie;
 use pingora::http::RequestHeader;
 
-use super::clock::unix_now;
 use super::refresh::{refresh, refresh_due, Refreshed};
 use super::store::Sessions;
+use crate::clock::unix_now;
 use crate::login_settings::cookies::request_cookies;
 use crate::login_settings::tenant::{TenantLogin, PURPOSE_SESSION};
 
