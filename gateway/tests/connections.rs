@@ -280,31 +280,11 @@ fn the_absolute_form_target_is_proxied_like_the_origin_form() {
     assert_eq!(app.requests().len(), before);
 }
 
-fn make_cert(dir: &std::path::Path, cn: &str) -> (String, String) {
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        ])
-        .arg(format!("/CN={cn}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{cn}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    (cert.display().to_string(), key.display().to_string())
-}
-
 #[test]
 fn an_http2_request_whose_path_is_normalized_keeps_its_authority_upstream() {
     let app = Upstream::start("app");
     let gw = Gateway::start("h2-authority", |p, dir| {
-        let (cert, key) = make_cert(dir, "demo.localhost");
+        let (cert, key) = self_signed_cert(dir, "tls", &["demo.localhost"]);
         config(
             p,
             &app,

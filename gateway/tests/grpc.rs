@@ -107,37 +107,8 @@ impl Drop for Server {
     }
 }
 
-/// A self-signed certificate for `names` (the first one its CN), and its key.
-fn make_cert(dir: &Path, names: &[&str]) -> (String, String) {
-    let cert = dir.join("tls.crt");
-    let key = dir.join("tls.key");
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        ])
-        .arg(format!("/CN={}", names[0]))
-        .arg("-addext")
-        .arg(format!(
-            "subjectAltName={}",
-            names
-                .iter()
-                .map(|n| format!("DNS:{n}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        ))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    (cert.display().to_string(), key.display().to_string())
-}
-
 fn config(p: &Ports, dir: &Path, jwks_file: &Path, server: &Server) -> String {
-    let (cert, key) = make_cert(dir, &["demo.localhost", "limited.localhost"]);
+    let (cert, key) = self_signed_cert(dir, "tls", &["demo.localhost", "limited.localhost"]);
     format!(
         r#"
 listen: 127.0.0.1:{listen}

@@ -2,27 +2,6 @@
 
 use super::*;
 
-fn make_cert(dir: &Path, name: &str, cn: &str) -> (String, String) {
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        ])
-        .arg(format!("/CN={cn}"))
-        .arg("-addext")
-        .arg(format!("subjectAltName=DNS:{cn},DNS:*.{cn}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    (cert.display().to_string(), key.display().to_string())
-}
-
 fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
         .args(args)
@@ -38,8 +17,9 @@ fn curl(args: &[&str]) -> (String, String) {
 fn tls_terminates_with_http2_sni_certificates_and_https_redirects() {
     let app = Upstream::start("app");
     let gw = Gateway::start("tls", |p, dir| {
-        let (cert, key) = make_cert(dir, "default", "demo.localhost");
-        let (other_cert, other_key) = make_cert(dir, "other", "other.localhost");
+        let (cert, key) = self_signed_cert(dir, "default", &["demo.localhost", "*.demo.localhost"]);
+        let (other_cert, other_key) =
+            self_signed_cert(dir, "other", &["other.localhost", "*.other.localhost"]);
         format!(
             r#"
 listen: 127.0.0.1:{listen}
@@ -172,7 +152,8 @@ fn upstreams_over_tls_with_sni_and_http2() {
     // upstream; the gateway under test speaks TLS (and h2 where configured) to it.
     let app = Upstream::start("app");
     let edge = Gateway::start("tls-upstream", |p, dir| {
-        let (cert, key) = make_cert(dir, "up", "backend.localhost");
+        let (cert, key) =
+            self_signed_cert(dir, "up", &["backend.localhost", "*.backend.localhost"]);
         format!(
             r#"
 listen: 127.0.0.1:{listen}

@@ -57,6 +57,30 @@ pub fn static_provider(dir: &Path) -> String {
     )
 }
 
+/// A self-signed certificate and its key, written to `dir` as `STEM.crt` and `STEM.key` (their
+/// paths returned): CN the first of `names`, every name a DNS subject alternative name.
+pub fn self_signed_cert(dir: &Path, stem: &str, names: &[&str]) -> (String, String) {
+    let cert = dir.join(format!("{stem}.crt"));
+    let key = dir.join(format!("{stem}.key"));
+    let alt_names: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={}", names[0]))
+        .arg("-addext")
+        .arg(format!("subjectAltName={}", alt_names.join(",")))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert.display().to_string(), key.display().to_string())
+}
+
 /// The `gatehouse` binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
